@@ -86,12 +86,15 @@ def ratio_table(summaries: dict[int, dict], temperature: str, metric: str) -> li
 
 
 def parse_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
-    lines = ["| arm | seed | annotations parsed | parse failures | failure rate |", "|---|---|---|---|---|"]
+    lines = ["| arm | seed | annotations parsed | parse failures | failure rate | failures by reason |",
+             "|---|---|---|---|---|---|"]
     for s in sorted(summaries):
         for arm, data in summaries[s]["arms"].items():
             parse = data.get("temperatures", {}).get(temperature, {}).get("parse", {})
             if parse.get("expected"):
-                lines.append(f"| {arm} | {s} | {parse.get('ok')} | {parse.get('failed')} | {_fmt(parse.get('failure_rate'))} |")
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(parse.get("by_reason", {}).items(), key=lambda kv: -kv[1]))
+                lines.append(f"| {arm} | {s} | {parse.get('ok')} | {parse.get('failed')} | "
+                             f"{_fmt(parse.get('failure_rate'))} | {reasons or '-'} |")
     return lines
 
 

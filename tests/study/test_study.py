@@ -8,6 +8,7 @@ import pytest
 from stage_io.config import load_config
 from stage_io.manifest import read_manifest
 from study import StudyConfig, plan_steps, run
+from study.report import parse_lines
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO = REPO / "configs" / "study" / "micro.yaml"
@@ -53,6 +54,7 @@ def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(tmp
     assert list((eval_dir / "plots").glob("*.png"))
     report = (out / "report.md").read_text()
     assert "Collapse ratio" in report and "plain_sft" in report and "ablation (a)" in report
+    assert "failures by reason" in report
 
     again = run(micro_config(out))
     assert again["ran"] == [] and again["skipped"] == steps
@@ -65,6 +67,16 @@ def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(tmp
     for row in rows:
         per_group.setdefault((row["arm"], row["prompt_id"]), []).append(row)
     assert {len(group) for group in per_group.values()} == {3}
+
+
+def test_report_breaks_parse_failures_down_by_reason():
+    parse = {"expected": True, "ok": 5, "failed": 4, "failure_rate": 4 / 9,
+             "by_reason": {"malformed_tags": 1, "truncated": 3}}
+    summaries = {0: {"arms": {"anchored": {"temperatures": {"1.0": {"parse": parse}}},
+                              "plain_sft": {"temperatures": {"1.0": {"parse": {"expected": False}}}}}}}
+    lines = parse_lines(summaries, "1.0")
+    assert len(lines) == 3  # header, rule, and the anchored arm only
+    assert lines[2] == "| anchored | 0 | 5 | 4 | 0.444 | truncated 3, malformed_tags 1 |"
 
 
 @pytest.mark.parametrize("size", ["0.6b", "1b", "2.5b"])
