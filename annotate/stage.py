@@ -32,13 +32,14 @@ from annotate.consolidate import consolidate, done_path, unfinished_shards, work
 from annotate.format import render_annotation, tags_to_records
 from annotate.sft import MalformedExample, response_of
 from annotate.work_file import WorkFile
-from stage_io.config import config_to_dict
+from stage_io.manifest import write_json_atomic
 from stage_io.records import load_records
+from stage_io.run_identity import RUN_FILE, RunIdentityError, check_run_identity, config_identity
 
-RUN_FILE = "run.json"
-# Keys that may change between a run and its resumption: they do not change any output.
+# Keys that may change between a run and its resumption: they do not change any output
+# (work/run.json records the rest, stage_io.run_identity).
 RESUMABLE_KEYS = (
-    "shard_index", "merge_only", "progress", "num_threads", "batch_size", "llm.batch_size",
+    "output_dir", "shard_index", "merge_only", "progress", "num_threads", "batch_size", "llm.batch_size",
     "llm.tensor_parallel_size", "llm.gpu_memory_utilization", "annotator.offline.embed_batch_size",
 )
 
@@ -91,7 +92,7 @@ def _run(config: AnnotateConfig) -> dict | None:
         done = work.open()
         counts = _annotate_shard(config, source, start, end, chunker, annotator, work, done)
     marker = done_path(out, config.shard_index, config.num_shards)
-    _write_json_atomic(marker, {"units": counts["units"], "documents": end - start, "start": start, "end": end})
+    write_json_atomic(marker, {"units": counts["units"], "documents": end - start, "start": start, "end": end})
     print(f"annotate: {name} done: {counts['units']} units ({counts['resumed']} already in the work file)", flush=True)
 
     waiting = unfinished_shards(out, config.num_shards)
@@ -280,37 +281,9 @@ def _publish(target: Path, save) -> bool:
 def _check_run_file(out: Path, config: AnnotateConfig, create: bool) -> None:
     """A work dir belongs to one config: resuming with another would mix annotations."""
     path = out / WORK_DIR / RUN_FILE
-    current = _flatten(config_to_dict(config))
-    for key in RESUMABLE_KEYS:
-        current.pop(key, None)
-    current.pop("output_dir", None)
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-        if changed:
-            raise AnnotateError(
-                f"{out}: already holds work from a different config (changed: "
-                + ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:5])
-                + "); use a new output_dir, or delete the old one"
-            )
-    elif create:
-        _write_json_atomic(path, current)
-    else:
+    if not create and not path.is_file():
         raise AnnotateError(f"{out}: no annotate work to merge ({path} is missing)")
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
-    return flat
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        check_run_identity(path, config_identity(config, RESUMABLE_KEYS), create=create)
+    except RunIdentityError as err:
+        raise AnnotateError(str(err)) from err

@@ -7,6 +7,13 @@ whole, with the same composition as the first time, and only its missing rows ar
 appended. So a resumed run writes exactly the rows an uninterrupted run would have
 written (the transformers backend is deterministic for a given batch), with no
 duplicates. Rows are appended and fsynced per batch.
+
+Resuming by id is only right while an id still means the same draw. ``run.json`` in the
+run directory records, per arm, the settings that decide its samples (``arm_identity``);
+a run with other settings for an arm that is already recorded is refused before any
+work, and a prompt whose text changed under the same id is refused here. Adding arms,
+prompts, temperatures or samples per prompt, and partial runs (``sampling.limit``), only
+add ids, so they resume.
 """
 
 from __future__ import annotations
@@ -21,8 +28,23 @@ from eval.jsonl_store import append_rows, dedupe, read_rows
 from eval.prompts import Prompt, load_prompts
 from eval.sampling import SampleSpec, sample_batch
 from eval.seeds import sample_seed
+from stage_io.run_identity import RUN_FILE, Identity, RunIdentityError, check_run_identity, config_identity
 
 GENERATIONS = "generations.jsonl"
+# Sampling keys a run may resume with changed: they decide which ids exist (more prompts,
+# temperatures or samples per prompt add ids; `limit` stops early) or only where and in which
+# batches samples are drawn (a sample's seed and settings do not depend on them; the rows
+# are bit-exact to an uninterrupted run only with the same batch size and device).
+RESUMABLE_SAMPLING = (
+    "samples_per_prompt", "temperatures", "limit", "batch_size", "device", "tensor_parallel_size",
+    "gpu_memory_utilization",
+)
+# Sampling keys an arm's mode never reads (changing them leaves its samples as they are).
+UNREAD_BY_MODE = {
+    "plain": ("annotation_temperature", "annotation_top_p", "max_annotation_tokens", "no_annotation"),
+    "anchored": ("no_annotation",),
+    "no_annotation": ("annotation_temperature", "annotation_top_p", "max_annotation_tokens"),
+}
 
 
 def temperature_key(temperature: float) -> str:
@@ -68,6 +90,40 @@ def check_model_path(model: str, key: str) -> None:
         raise FileNotFoundError(f"{key}: '{model}' does not exist (run the stage that writes it, or fix the path)")
 
 
+def arm_identity(config: EvalConfig, arm: ArmConfig) -> Identity:
+    """What decides each of ``arm``'s samples besides its id (prompt, temperature, index):
+    the model and how it is prompted and run, and the sampling settings its mode reads.
+    ``base_arm`` only pairs arms in the summary, so it is not part of it."""
+    sampling = config_identity(config.sampling, RESUMABLE_SAMPLING + UNREAD_BY_MODE[arm.mode])
+    return {**config_identity(arm, ("name", "base_arm")), **{f"sampling.{k}": v for k, v in sampling.items()}}
+
+
+def check_arm_identity(config: EvalConfig, arm: ArmConfig, run_dir: Path, *, record: bool) -> None:
+    """Refuse to go on with ``arm`` if its samples in ``run_dir`` were drawn with other settings.
+
+    run.json holds one identity per arm, recorded (``record``) when the arm is sampled
+    there (or found with samples but no record), so an arm added later is recorded then,
+    an arm left out keeps its record, and a model path that fails to load is not recorded.
+    """
+    check_run_identity(
+        run_dir / RUN_FILE, arm_identity(config, arm), entry=f"arm:{arm.name}", create=record,
+        start_over=f"its samples are resumed by id, so old and new ones would mix: use a new output_dir, "
+                   f"give the changed arm a new name, or delete {run_dir} to start over",
+    )
+
+
+def check_prompt_texts(path: Path, rows: list[dict], prompts: list[Prompt]) -> None:
+    """Refuse rows whose prompt id now names another text (ids are what resuming matches)."""
+    texts = {p.id: p.text for p in prompts}
+    changed = sorted({r["prompt_id"] for r in rows if r["prompt_id"] in texts and r["prompt"] != texts[r["prompt_id"]]})
+    if changed:
+        raise RunIdentityError(
+            f"{path}: {len(changed)} prompt ids ({', '.join(changed[:5])}) now name other text than when their "
+            "samples were drawn; samples are resumed by prompt id: give changed prompts new ids, or use a new "
+            "output_dir"
+        )
+
+
 def run_generate(config: EvalConfig, run_dir: Path) -> dict:
     """Generate what is missing; returns counts for the manifest."""
     if not config.arms:
@@ -78,6 +134,11 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
     path = run_dir / GENERATIONS
     existing, torn = read_rows(path)
     existing, duplicates = dedupe(existing)
+    check_prompt_texts(path, existing, prompts)
+    sampled = {row["arm"] for row in existing}
+    for arm in config.arms:
+        if arm.name in sampled:  # recorded already, or sampled by code older than run.json: record it now
+            check_arm_identity(config, arm, run_dir, record=True)
     done = {row["id"] for row in existing}
     counts = {
         "prompts": len(prompts), "prompts_skipped": prompt_skips, "rows_present_before": len(done),
@@ -96,6 +157,7 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
             break
         backend = open_backend(config, arm)
         try:
+            check_arm_identity(config, arm, run_dir, record=True)  # the model loads: its samples start now
             bar = tqdm(pending, desc=f"generate {arm.name}", unit="batch")
             for batch in bar:
                 rows = sample_batch(backend, arm, config.sampling, batch)

@@ -79,10 +79,22 @@ def dedupe(rows: Iterable[dict]) -> tuple[list[dict], int]:
 
 def append_rows(path: str | Path, rows: Iterable[dict]) -> int:
     """Append rows as JSON lines, flushed and fsynced before returning (one batch)."""
+    return _write_rows(path, rows, "a")
+
+
+def replace_rows(path: str | Path, rows: Iterable[dict]) -> None:
+    """Replace the file by ``rows`` atomically (to drop rows that must be redone)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    _write_rows(tmp, rows, "w")
+    os.replace(tmp, path)
+
+
+def _write_rows(path: str | Path, rows: Iterable[dict], mode: str) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with open(path, "a", encoding="utf-8") as handle:
+    with open(path, mode, encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(sanitize(row), ensure_ascii=False, allow_nan=False) + "\n")
             count += 1

@@ -4,6 +4,12 @@ One row per group, id ``arm|t=T|prompt_id``. Groups already in the file are skip
 (``rescore=true`` starts the file over); new rows are appended per chunk of groups, so a
 killed scoring run resumes where it stopped. Every metric is computed on the
 responses with their annotations stripped (generations.jsonl ``response``).
+
+Scores are cheap next to generation, so they are redone rather than refused when what
+they were computed from changed: the file starts over when the scoring settings
+(``scoring_identity``, recorded in run.json) differ from the ones it was scored under, and
+a group whose samples grew since it was scored (a partial run resumed, more samples per
+prompt) is scored again.
 """
 
 from __future__ import annotations
@@ -17,16 +23,27 @@ from tqdm import tqdm
 
 from eval.config import EvalConfig
 from eval.generate import GENERATIONS, temperature_key
-from eval.jsonl_store import append_rows, dedupe, read_rows, write_json
+from eval.jsonl_store import append_rows, dedupe, read_rows, replace_rows, write_json
 from eval.metrics.embedding import (
     classifier_partition, distinct_k, mean_pairwise_dissimilarity, threshold_partition, vendi_score,
 )
 from eval.metrics.entropy import semantic_entropy
 from eval.metrics.lexical import compression_ratio, distinct_n
+from stage_io.run_identity import (RUN_FILE, Identity, changed_keys, compare_identity, config_identity,
+                                   describe_changes, read_identity, write_identity)
 
 SCORES = "scores.jsonl"
 SCORING_PROVENANCE = "scoring_provenance.json"
 GROUPS_PER_CHUNK = 32
+# The run.json entry holding the settings scores.jsonl was scored under.
+SCORING_ENTRY = "scoring"
+# metrics keys that change no score: batch sizes, devices, judge engine placement, and
+# drift (the report computes it from generations.jsonl).
+RESUMABLE_METRICS = (
+    "drift", "embedder.batch_size", "embedder.device", "quality.batch_size", "quality.judge.batch_size",
+    "quality.judge.tensor_parallel_size", "quality.judge.gpu_memory_utilization", "semantic_entropy.judge.batch_size",
+    "semantic_entropy.judge.tensor_parallel_size", "semantic_entropy.judge.gpu_memory_utilization",
+)
 
 
 def group_id(arm: str, temperature: float, prompt_id: str) -> str:
@@ -261,13 +278,50 @@ def load_generation_groups(run_dir: Path) -> tuple[dict[str, list[dict]], dict]:
     return dict(groups), {"generation_rows": len(rows), "torn_generation_lines": torn, "duplicate_generation_rows": duplicates}
 
 
+def scoring_identity(config: EvalConfig) -> Identity:
+    """What a score row depends on besides its group's samples: the metric settings, and
+    samples_per_prompt (each row says whether its group is complete)."""
+    metrics = config_identity(config.metrics, RESUMABLE_METRICS)
+    return {**{f"metrics.{k}": v for k, v in metrics.items()},
+            "sampling.samples_per_prompt": config.sampling.samples_per_prompt}
+
+
+def scoring_changes(config: EvalConfig, run_dir: Path) -> str | None:
+    """Why scores.jsonl must start over under this config's scoring settings, or None."""
+    if not (run_dir / SCORES).exists():
+        return None
+    saved = read_identity(run_dir / RUN_FILE, SCORING_ENTRY)
+    if saved is None:
+        return "no scoring settings are recorded for it (scored by older code)"
+    current = scoring_identity(config)
+    changed = changed_keys(saved, current)
+    return f"scoring settings changed: {describe_changes(saved, current, changed)}" if changed else None
+
+
+def check_scores_current(config: EvalConfig, run_dir: Path) -> None:
+    """Before a report without the score stage: refuse scores made under other scoring
+    settings (scores from before run.json recorded them are taken as they are)."""
+    saved = read_identity(run_dir / RUN_FILE, SCORING_ENTRY)
+    if saved is not None:
+        compare_identity(str(run_dir / SCORES), saved, scoring_identity(config),
+                         start_over="run the score stage too (stages=[score,report]) to rescore")
+
+
 def run_score(config: EvalConfig, run_dir: Path) -> dict:
     groups, counts = load_generation_groups(run_dir)
     path = run_dir / SCORES
-    if config.rescore and path.exists():
+    why = "rescore=true" if config.rescore and path.exists() else scoring_changes(config, run_dir)
+    if why is not None:
+        print(f"eval: starting {path} over: {why}", flush=True)
         path.unlink()
+    write_identity(run_dir / RUN_FILE, scoring_identity(config), SCORING_ENTRY)
     existing, torn = read_rows(path)
     existing, duplicates = dedupe(existing)
+    grown = {row["id"] for row in existing if row["id"] in groups and row["n_samples"] != len(groups[row["id"]])}
+    if grown:  # scored before all its samples were there: drop the row, score the group again
+        existing = [row for row in existing if row["id"] not in grown]
+        replace_rows(path, existing)
+    counts.update(started_over_because=why, groups_grown_since_scored=len(grown))
     done = {row["id"] for row in existing}
     arm_order = {arm.name: i for i, arm in enumerate(config.arms)}
     unknown = sorted({rows[0]["arm"] for rows in groups.values()} - set(arm_order))

@@ -1,7 +1,10 @@
 """``run(config)``: the eval stage's stages in order, then manifest.json.
 
 Every stage reads what the previous one left in the run directory, so each can be
-rerun alone (``stages=[score]``) and each resumes by id.
+rerun alone (``stages=[score]``) and each resumes by id. ``run.json`` in the run
+directory says what those ids were made under: each arm's sampling settings (a change
+is refused before any work, ``eval.generate.check_arm_identity``) and the scoring
+settings (a change starts scores.jsonl over, ``eval.score.run_score``).
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from pathlib import Path
 import torch
 
 from eval.config import EvalConfig
-from eval.generate import GENERATIONS, run_generate
+from eval.generate import GENERATIONS, check_arm_identity, run_generate
 from eval.jsonl_store import read_rows
 from eval.report import REPORT, run_report
-from eval.score import SCORES, run_score
+from eval.score import SCORES, check_scores_current, run_score
 from eval.summary import SUMMARY
 from stage_io.manifest import write_manifest
 
@@ -44,6 +47,10 @@ def run(config: EvalConfig) -> Path:
 def _run(config: EvalConfig) -> Path:
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for arm in config.arms:  # every stage reads the samples: refuse any drawn with other settings
+        check_arm_identity(config, arm, run_dir, record=False)
+    if "report" in config.stages and "score" not in config.stages:
+        check_scores_current(config, run_dir)
     counts: dict = {}
     for stage in config.stages:
         if stage == "generate":

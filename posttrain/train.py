@@ -10,7 +10,9 @@ checks the collated labels token by token), train, and write to ``output_dir``:
   with LoRA the adapter is merged into the base weights there, and the adapter itself
   is kept in ``adapter/``;
 - ``checkpoints/``: resumable Trainer checkpoints every ``training.save_steps`` steps,
-  TensorBoard logs under ``checkpoints/runs/``;
+  TensorBoard logs under ``checkpoints/runs/``, and ``run.json``, the run identity of the
+  config that trained them (``check_run_identity`` below: a changed config is refused
+  before any work instead of resuming them);
 - ``log_history.json`` (the Trainer's logged losses), ``example_issues.jsonl`` (every
   skipped record and every invalid annotation, with its reason), ``manifest.json``
   (counts: records in, trained by kind, skipped by reason, keys-only, trained tokens).
@@ -39,11 +41,24 @@ from posttrain.config import PosttrainConfig
 from posttrain.examples import SFTExample, build_examples
 from posttrain.sft_records import load_sft_rows
 from stage_io.manifest import write_manifest
+from stage_io.run_identity import (RUN_FILE, RunIdentityError, check_run_identity, config_identity, read_identity,
+                                   write_identity)
 
 ISSUES_FILE = "example_issues.jsonl"
 LOG_HISTORY_FILE = "log_history.json"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
+# Keys that may change between an interrupted run and its resume, because what is trained does
+# not depend on them: where and how often things are written (output_dir, save and logging
+# cadence, report_to), whether to resume, CPU threads and loader workers, and activation
+# checkpointing (memory traded for compute, same gradients). Everything else (model, data,
+# arm, masking, every optimisation and schedule setting, max_steps and epochs, which set the
+# schedule's length) is the run identity; to train longer, fine-tune the finished model anew.
+RESUMABLE_KEYS = (
+    "output_dir", "report_to", "training.resume_from_checkpoint", "training.save_steps", "training.save_total_limit",
+    "training.logging_steps", "training.dataloader_num_workers", "training.torch_threads",
+    "training.gradient_checkpointing",
+)
 
 
 def run(config: PosttrainConfig) -> Path:
@@ -53,6 +68,7 @@ def run(config: PosttrainConfig) -> Path:
         torch.set_num_threads(config.training.torch_threads)
     out = Path(config.output_dir)
     resume = resume_checkpoint(config)  # checked before any work
+    check_run_identity_of_checkpoints(config)
     tokenizer = load_tokenizer(config)
     rows = load_sft_rows(config.data, need_annotations=config.arm == "anchored")
     built = build_examples(rows, tokenizer, config, total=len(rows))
@@ -172,6 +188,29 @@ def resume_checkpoint(config: PosttrainConfig) -> str | None:
     if not Path(resume).is_dir():
         raise ValueError(f"training.resume_from_checkpoint={resume}: no such checkpoint directory")
     return resume
+
+
+def check_run_identity_of_checkpoints(config: PosttrainConfig) -> None:
+    """Tie ``OUT/checkpoints`` to one config (``checkpoints/run.json``), before any work.
+
+    Checkpoints there must come from this config: resuming would continue them (a
+    finished run "resumes" with no step left), and a fresh start would mix its
+    checkpoints with theirs. So when the folder holds a checkpoint, its run.json must
+    match (a checkpoint without one, from code older than this check, is refused too);
+    when it holds none, this config's identity is recorded. A checkpoint named by path in
+    ``training.resume_from_checkpoint`` outside OUT is taken as given.
+    """
+    folder = Path(config.output_dir) / CHECKPOINTS_DIR
+    path = folder / RUN_FILE
+    identity = config_identity(config, RESUMABLE_KEYS)
+    start_over = f"use a new output_dir, or delete {folder} to start over in this one"
+    if not folder.is_dir() or get_last_checkpoint(str(folder)) is None:
+        write_identity(path, identity)
+    elif read_identity(path) is None:
+        raise RunIdentityError(f"{folder}: holds checkpoints but no {RUN_FILE} saying which config trained them "
+                               f"(written by older code?); {start_over}")
+    else:
+        check_run_identity(path, identity, start_over=start_over)
 
 
 def save_final(trainer: SFTTrainer, config: PosttrainConfig, tokenizer: Any) -> None:

@@ -61,10 +61,15 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, training_state: di
     return target
 
 
+def read_training_state(path: Path) -> dict:
+    """The training state saved beside a checkpoint (step, stream position, run identity)."""
+    return json.loads((path / TRAINING_STATE).read_text(encoding="utf-8"))
+
+
 def load_checkpoint(accelerator, path: Path) -> dict:
     """Restore model, optimizer, scheduler and RNG; return the training state saved beside them."""
     accelerator.load_state(str(path))
-    return json.loads((path / TRAINING_STATE).read_text(encoding="utf-8"))
+    return read_training_state(path)
 
 
 def export_hf_checkpoint(accelerator, model, tokenizer, output_dir: Path) -> None:

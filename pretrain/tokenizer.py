@@ -39,6 +39,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN, SPECIAL_TOKENS
 from stage_io.hf_files import make_tokenizer_config_portable
 from stage_io.manifest import read_manifest, write_manifest
+from stage_io.run_identity import changed_keys
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 
@@ -138,7 +139,7 @@ def _load_checked(path: Path, identity: dict) -> PreTrainedTokenizerBase:
     manifest = read_manifest(path)
     saved = (manifest or {}).get("tokenizer_identity")
     if saved != identity:
-        differing = sorted(k for k in set(identity) | set(saved or {}) if (saved or {}).get(k) != identity.get(k))
+        differing = changed_keys(saved or {}, identity)
         raise TokenizerMismatchError(
             f"{path}: a tokenizer is saved there but was built differently "
             f"(differs in: {', '.join(differing) or 'no manifest'}). Both arms must share one tokenizer: "

@@ -42,9 +42,9 @@ from pretrain.schedule import make_scheduler
 from pretrain.sequences import TokenizedCorpus, annotations_data_dir, build_corpus, corpus_key
 from pretrain.throughput import flops_per_token, mfu, peak_flops
 from pretrain.tokenizer import prepare_tokenizer
-from stage_io.config import config_to_dict
 from stage_io.manifest import config_fingerprint, read_manifest, write_manifest
 from stage_io.records import RecordSource, load_records
+from stage_io.run_identity import compare_identity, config_identity, flatten
 
 # Keys that may change between an interrupted invocation and its resume.
 RESUMABLE_CHANGES = ("output_dir", "data.cache_dir", "data.tokenize_batch_size", "train.resume", "train.stop_after_steps", "train.checkpoint_every", "train.keep_checkpoints",
@@ -77,6 +77,11 @@ def run(config: PretrainConfig) -> TrainResult:
         return TrainResult(out, True, c["steps"], c["tokens_per_step"], c["steps"], c["steps"], counters=c)
 
     accelerator = make_accelerator(config, out)
+    world = accelerator.num_processes
+    identity = resume_identity(config, world)
+    resume_from = ckpt.checkpoint_to_resume(config.train.resume, out)
+    if resume_from is not None:  # before any work: a refused resume should not cost a corpus build
+        check_resume_identity(resume_from, identity)
     set_seed(config.train.seed)
     if accelerator.device.type == "cpu":
         torch.set_num_threads(config.train.cpu_threads)
@@ -88,7 +93,6 @@ def run(config: PretrainConfig) -> TrainResult:
         corpus = build_corpus(config.data, tokenizer, config.tokenizer.add_bos, cache_dir,
                               corpus_key(config.data, config.tokenizer.path))
 
-    world = accelerator.num_processes
     t = config.train
     rows_per_process = t.micro_batch * t.grad_accum
     tokens_per_step = rows_per_process * world * t.seq_len
@@ -107,14 +111,9 @@ def run(config: PretrainConfig) -> TrainResult:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     stream = PackedStream(corpus, t.seq_len, seed=t.seed, shuffle=config.data.shuffle, pad_id=tokenizer.pad_token_id)
-    identity = resume_identity(config, world)
     start_step = 0
-    resume_from = ckpt.checkpoint_to_resume(t.resume, out)
     if resume_from is not None:
         state = ckpt.load_checkpoint(accelerator, resume_from)
-        if state["identity"] != identity:
-            raise ValueError(f"{resume_from}: saved by a run with another config or number of processes; "
-                             "set train.resume=never (or another output_dir) to start over")
         stream.load_state_dict(state["stream"])
         start_step = state["step"]
         accelerator.print(f"pretrain: resumed from {resume_from} at step {start_step}")
@@ -294,26 +293,24 @@ def make_optimizer(model, config: PretrainConfig) -> torch.optim.Optimizer:
 
 
 def resume_identity(config: PretrainConfig, world: int) -> dict:
-    """What a resumed run must share with the run that saved the checkpoint."""
-    values = config_to_dict(config)
-    for key in RESUMABLE_CHANGES:
-        section, _, name = key.partition(".")
-        if name:
-            values[section].pop(name, None)
-        else:
-            values.pop(section, None)
-    return {"config": json.loads(json.dumps(values, default=str)), "processes": world}
+    """What a resumed run must share with the run that saved the checkpoint: the config
+    minus RESUMABLE_CHANGES, and the number of processes. Stored in every checkpoint's
+    training state and compared flattened (checkpoints that stored the config nested
+    compare the same)."""
+    return {"config": config_identity(config, RESUMABLE_CHANGES), "processes": world}
+
+
+def check_resume_identity(checkpoint: Path, identity: dict) -> None:
+    """Refuse to resume ``checkpoint`` if it was saved under another config or number of processes."""
+    saved = ckpt.read_training_state(checkpoint)["identity"]
+    compare_identity(str(checkpoint), flatten(saved), flatten(identity),
+                     start_over="set train.resume=never (or use another output_dir) to start over")
 
 
 def flat_config(config: PretrainConfig) -> dict:
     """The config as flat scalars (TensorBoard's hparams take nothing nested)."""
-    flat = {}
-    for section, values in config_to_dict(config).items():
-        items = values.items() if isinstance(values, dict) else [("", values)]
-        for key, value in items:
-            name = f"{section}.{key}" if key else section
-            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat
+    return {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+            for key, value in config_identity(config).items()}
 
 
 def format_metrics(step: int, total: int, m: dict) -> str:

@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -116,10 +117,25 @@ def write_manifest(
     if extra:
         manifest.update(extra)
     target = output_dir / MANIFEST_NAME
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    write_json_atomic(target, manifest)
     return target
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename.
+
+    A reader, or a process killed mid-write, never sees half a file. The temporary name is
+    unique and hidden (``fingerprint`` skips it), so processes writing the same file at once
+    (shards, ranks) never share one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_manifest(output_dir: str | Path) -> dict[str, Any] | None:

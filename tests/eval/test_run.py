@@ -144,6 +144,87 @@ def test_resume_after_interruption_gives_the_same_rows_without_duplicates(tmp_pa
     assert {r["id"]: r for r in rows} == reference  # exactly what the uninterrupted run wrote
 
 
+def write_prompts(path, texts):
+    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": t}) + "\n" for i, t in enumerate(texts)))
+    return str(path)
+
+
+def test_an_arm_sampled_with_other_settings_is_refused_and_additions_resume(tmp_path, tiny_models, prompts_file):
+    from stage_io.run_identity import RunIdentityError
+
+    arms = [ArmConfig(name="plain_sft", model=tiny_models["plain"]),
+            ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")]
+    config = tiny_config(tmp_path, tiny_models, prompts_file, arms, stages=["generate"])
+    sampling = dataclasses.replace(config.sampling, temperatures=[1.0])
+    run_dir = run(dataclasses.replace(config, sampling=dataclasses.replace(sampling, limit=5)))  # one batch
+    path = run_dir / "generations.jsonl"
+    before = path.read_bytes()
+    assert set(json.loads((run_dir / "run.json").read_text())) == {"arm:plain_sft"}  # anchored not sampled yet
+
+    changed = dataclasses.replace(config, sampling=dataclasses.replace(sampling, max_new_tokens=12))
+    with pytest.raises(RunIdentityError, match=r"run.json \(arm:plain_sft\): made by a run with a different config "
+                                               r"\(changed: sampling.max_new_tokens: 24 -> 12\); its samples are "
+                                               r"resumed by id.*give the changed arm a new name"):
+        run(changed)
+    with pytest.raises(RunIdentityError, match=r"\(changed: model: .*plain\" -> .*anchored\"\)"):
+        run(dataclasses.replace(config, sampling=sampling,
+                                arms=[dataclasses.replace(arms[0], model=tiny_models["anchored"])]))
+    texts = json.loads(f"[{','.join(Path(prompts_file).read_text().splitlines())}]")
+    edited = write_prompts(tmp_path / "edited.jsonl", [texts[0]["prompt"], "Another prompt.", texts[2]["prompt"]])
+    with pytest.raises(RunIdentityError, match=r"generations.jsonl: 1 prompt ids \(p1\) now name other text"):
+        run(dataclasses.replace(config, sampling=sampling, prompts=dataclasses.replace(
+            config.prompts, source=dataclasses.replace(config.prompts.source, source=edited))))
+    assert path.read_bytes() == before  # refused before anything was written
+
+    # Another arm, one more prompt, more samples per prompt, a setting no plain arm reads,
+    # another batch size: the recorded samples keep their meaning, so the run resumes.
+    extended = write_prompts(tmp_path / "extended.jsonl", [t["prompt"] for t in texts] + ["Write about the weather."])
+    grown = dataclasses.replace(
+        config, arms=[*arms, ArmConfig(name="base", model=tiny_models["plain"], prompt_format=BARE)],
+        prompts=dataclasses.replace(config.prompts, source=dataclasses.replace(config.prompts.source, source=extended,
+                                                                                 limit=None)),
+        sampling=dataclasses.replace(sampling, samples_per_prompt=5, no_annotation="empty_annotation", batch_size=6),
+    )
+    run(grown)
+    assert path.read_bytes().startswith(before)
+    rows = read_jsonl(path)
+    assert len(rows) == len({r["id"] for r in rows}) == 3 * 4 * 5
+    assert set(json.loads((run_dir / "run.json").read_text())) == {"arm:plain_sft", "arm:anchored", "arm:base"}
+
+
+def test_scores_follow_the_scoring_settings_and_the_samples(tmp_path, tiny_models, prompts_file):
+    from stage_io.run_identity import RunIdentityError
+
+    config = tiny_config(tmp_path, tiny_models, prompts_file, [ArmConfig(name="plain_sft", model=tiny_models["plain"])],
+                         stages=["generate", "score"])
+    sampling = dataclasses.replace(config.sampling, temperatures=[1.0], batch_size=6)
+    run_dir = run(dataclasses.replace(config, sampling=dataclasses.replace(sampling, limit=5)))  # p0: 4 samples, p1: 2
+    assert {s["prompt_id"]: s["n_samples"] for s in read_jsonl(run_dir / "scores.jsonl")} == {"p0": 4, "p1": 2}
+    first = (run_dir / "scores.jsonl").read_text().splitlines()[0]
+
+    config = dataclasses.replace(config, sampling=sampling)
+    run(config)  # the partial run resumed: p1 grew, so it is scored again
+    scores = read_jsonl(run_dir / "scores.jsonl")
+    assert {s["prompt_id"]: s["n_samples"] for s in scores} == {"p0": 4, "p1": 4, "p2": 4} and len(scores) == 3
+    assert (run_dir / "scores.jsonl").read_text().splitlines()[0] == first  # p0 kept as it was
+    counts = json.loads((run_dir / "manifest.json").read_text())["counts"]["score"]
+    assert counts["groups_grown_since_scored"] == 1 and counts["groups_scored"] == 2
+
+    metrics = dataclasses.replace(config.metrics, distinct_n=[1, 2, 3])
+    with pytest.raises(RunIdentityError, match=r"scores.jsonl: made by a run with a different config \(changed: "
+                                               r"metrics.distinct_n: \[1, 2\] -> \[1, 2, 3\]\); run the score stage"):
+        run(dataclasses.replace(config, metrics=metrics, stages=["report"]))
+    run(dataclasses.replace(config, metrics=metrics, stages=["score"]))  # other scoring settings: scored again
+    counts = json.loads((run_dir / "manifest.json").read_text())["counts"]["score"]
+    assert "metrics.distinct_n: [1, 2] -> [1, 2, 3]" in counts["started_over_because"] and counts["groups_scored"] == 3
+    assert all("distinct_3" in s["metrics"] for s in read_jsonl(run_dir / "scores.jsonl"))
+
+    faster = dataclasses.replace(metrics, embedder=dataclasses.replace(metrics.embedder, batch_size=3))
+    run(dataclasses.replace(config, metrics=faster, stages=["score", "report"]))  # changes no score: resumed
+    counts = json.loads((run_dir / "manifest.json").read_text())["counts"]["score"]
+    assert counts["started_over_because"] is None and counts["groups_scored"] == 0
+
+
 def test_every_eval_config_loads():
     paths = sorted((REPO / "configs" / "eval").glob("*.yaml"))
     assert {p.name for p in paths} >= {"embedded.yaml", "tiny.yaml", "noveltybench.yaml", "wildchat.yaml",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from posttrain.train import make_trainer, run
 from posttrain_fixtures import sft_rows, write_annotated, write_jsonl
 from stage_io.cli import stage_main
 from stage_io.records import RecordSource
+from stage_io.run_identity import RunIdentityError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "posttrain"
 
@@ -131,12 +133,50 @@ def test_checkpoint_and_resume(bbc, model_dir, tmp_path):
     source = write_jsonl(tmp_path / "sft.jsonl", [{k: r[k] for k in ("id", "messages")} for r in sft_rows(bbc, 16)])
     out = tmp_path / "out"
     data = DataConfig(source=RecordSource(source=str(source)))
-    run(tiny_config(model_dir, out, "plain", data, max_steps=4, save_steps=2, resume_from_checkpoint="latest"))
-    assert (out / "checkpoints" / "checkpoint-4").is_dir()
     run(tiny_config(model_dir, out, "plain", data, max_steps=6, save_steps=2, resume_from_checkpoint="latest"))
+    assert (out / "checkpoints" / "checkpoint-6").is_dir() and (out / "checkpoints" / "run.json").is_file()
+    whole = json.loads((out / "log_history.json").read_text())
+    shutil.rmtree(out / "checkpoints" / "checkpoint-6")  # as if the run had been killed after step 5
+    # The same config resumes (save cadence and thread count may change: they change nothing trained).
+    run(tiny_config(model_dir, out, "plain", data, max_steps=6, save_steps=3, save_total_limit=3, torch_threads=2,
+                    resume_from_checkpoint="latest"))
     history = json.loads((out / "log_history.json").read_text())
     steps = [entry["step"] for entry in history if "loss" in entry]
     assert steps == [1, 2, 3, 4, 5, 6]  # steps 1-4 come from the checkpoint, 5-6 were trained after resuming
+    assert [e["loss"] for e in history if "loss" in e] == pytest.approx([e["loss"] for e in whole if "loss" in e],
+                                                                       abs=1e-4)
     assert json.loads((out / "manifest.json").read_text())["counts"]["optimizer_steps"] == 6
     with pytest.raises(ValueError, match="resume_from_checkpoint"):
         run(tiny_config(model_dir, tmp_path / "o2", "plain", data, resume_from_checkpoint=str(tmp_path / "nope")))
+
+
+def test_a_changed_config_with_checkpoints_is_refused_before_any_work(bbc, model_dir, tmp_path, monkeypatch):
+    import posttrain.train as train
+
+    source = write_jsonl(tmp_path / "sft.jsonl", [{k: r[k] for k in ("id", "messages")} for r in sft_rows(bbc, 16)])
+    data = DataConfig(source=RecordSource(source=str(source)))
+    out = tmp_path / "out"
+    run(tiny_config(model_dir, out, "plain", data, max_steps=2, save_steps=1, resume_from_checkpoint="latest"))
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the refusal must come before the tokenizer, the data and the trainer")
+
+    monkeypatch.setattr(train, "load_tokenizer", no_work)
+    # Training longer used to "resume" the finished run; a new learning rate, 0 steps of it.
+    for change, changed in [(dict(max_steps=4), "training.max_steps: 2 -> 4"),
+                            (dict(max_steps=2, learning_rate=1e-3), "training.learning_rate: 0.003 -> 0.001")]:
+        for resume in ("latest", None):  # a fresh start would mix its checkpoints with the old ones
+            config = tiny_config(model_dir, out, "plain", data, save_steps=1, resume_from_checkpoint=resume, **change)
+            with pytest.raises(RunIdentityError, match=rf"checkpoints/run.json: made by a run with a different config "
+                                                       rf"\(changed: {changed}\); use a new output_dir"):
+                run(config)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+
+    (out / "checkpoints" / "run.json").unlink()  # checkpoints from code older than the check
+    with pytest.raises(RunIdentityError, match="holds checkpoints but no run.json"):
+        run(tiny_config(model_dir, out, "plain", data, max_steps=2, save_steps=1, resume_from_checkpoint="latest"))
+    shutil.rmtree(out / "checkpoints")  # the documented way to start over in the same output_dir
+    monkeypatch.undo()
+    run(tiny_config(model_dir, out, "plain", data, max_steps=4, save_steps=2, resume_from_checkpoint="latest"))
+    assert json.loads((out / "manifest.json").read_text())["counts"]["optimizer_steps"] == 4

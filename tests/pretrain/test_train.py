@@ -79,6 +79,36 @@ def test_resume_reproduces_the_uninterrupted_run(ann_dir, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_resume_under_another_config_is_refused_before_any_work(ann_dir, tmp_path, monkeypatch):
+    import pretrain.train as train
+    from stage_io.run_identity import RunIdentityError
+
+    overrides = ("train.max_steps=4", "train.train_tokens=null", "train.stop_after_steps=2")
+    first = run(tiny_config(tmp_path, ann_dir, *overrides))
+    assert not first.finished
+    state_file = first.output_dir / "checkpoints" / "step_00000002" / "training_state.json"
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the refusal must come before the tokenizer and corpus are built")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "prepare_tokenizer", no_work)
+        with pytest.raises(RunIdentityError, match=r"step_00000002: .*changed: config.optim.lr: 0.003 -> 0.001\); "
+                                                   r"set train.resume=never"):
+            run(tiny_config(tmp_path, ann_dir, *overrides, "optim.lr=1e-3"))
+
+    # A checkpoint that stored its identity nested (older code) compares the same.
+    state = json.loads(state_file.read_text())
+    nested: dict = {}
+    for key, value in state["identity"]["config"].items():
+        section, _, name = key.rpartition(".")
+        (nested.setdefault(section, {}) if section else nested)[name] = value
+    state["identity"]["config"] = nested
+    state_file.write_text(json.dumps(state))
+    resumed = run(tiny_config(tmp_path, ann_dir, *overrides[:2], "logging.log_every=1"))  # logging may change
+    assert resumed.finished and (resumed.start_step, resumed.end_step) == (2, 4)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
