@@ -29,8 +29,8 @@ from eval.metrics.embedding import (
 )
 from eval.metrics.entropy import semantic_entropy
 from eval.metrics.lexical import compression_ratio, distinct_n
-from stage_io.run_identity import (RUN_FILE, Identity, changed_keys, compare_identity, config_identity,
-                                   describe_changes, read_identity, write_identity)
+from stage_io.run_identity import (RUN_FILE, Identity, compare_identity, config_identity, describe_changes,
+                                   read_identity, write_identity)
 
 SCORES = "scores.jsonl"
 SCORING_PROVENANCE = "scoring_provenance.json"
@@ -293,9 +293,8 @@ def scoring_changes(config: EvalConfig, run_dir: Path) -> str | None:
     saved = read_identity(run_dir / RUN_FILE, SCORING_ENTRY)
     if saved is None:
         return "no scoring settings are recorded for it (scored by older code)"
-    current = scoring_identity(config)
-    changed = changed_keys(saved, current)
-    return f"scoring settings changed: {describe_changes(saved, current, changed)}" if changed else None
+    changes = describe_changes(saved, scoring_identity(config))
+    return f"scoring settings changed: {changes}" if changes else None
 
 
 def check_scores_current(config: EvalConfig, run_dir: Path) -> None:

@@ -77,8 +77,12 @@ def changed_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
     return sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
 
 
-def describe_changes(saved: Mapping[str, Any], current: Mapping[str, Any], keys: list[str]) -> str:
-    """``key: old -> new`` for the first few ``keys``, values as JSON, then how many more."""
+def describe_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """``key: old -> new`` for the first few changed keys, values as JSON, then how many
+    more; None when nothing changed."""
+    keys = changed_keys(saved, current)
+    if not keys:
+        return None
     shown = ", ".join(f"{k}: {_show(saved.get(k))} -> {_show(current.get(k))}" for k in keys[:SHOWN_CHANGES])
     hidden = len(keys) - SHOWN_CHANGES
     return shown + (f" and {hidden} more" if hidden > 0 else "")
@@ -95,12 +99,9 @@ def compare_identity(where: str, saved: Mapping[str, Any], current: Mapping[str,
     ``where`` names what holds the saved identity (a file, a checkpoint); ``start_over``
     says how to start over in this stage (a new output_dir, a flag, what to delete).
     """
-    changed = changed_keys(saved, current)
-    if changed:
-        raise RunIdentityError(
-            f"{where}: made by a run with a different config (changed: {describe_changes(saved, current, changed)}); "
-            f"{start_over}"
-        )
+    changes = describe_changes(saved, current)
+    if changes:
+        raise RunIdentityError(f"{where}: made by a run with a different config (changed: {changes}); {start_over}")
 
 
 def read_identity(path: Path, entry: str | None = None) -> Identity | None:
