@@ -18,6 +18,8 @@ add ids, so they resume.
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
@@ -45,6 +47,9 @@ UNREAD_BY_MODE = {
     "anchored": ("no_annotation",),
     "no_annotation": ("annotation_temperature", "annotation_top_p", "max_annotation_tokens"),
 }
+# Share of an anchored arm's annotations that may hit max_annotation_tokens before eval warns:
+# above it the cap, not the model, is likely deciding the parse-failure rate.
+TRUNCATION_WARN_SHARE = 0.10
 
 
 def temperature_key(temperature: float) -> str:
@@ -174,5 +179,26 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
         if counts["stopped_at_limit"]:
             break
     counts["rows_total"] = len(done)
+    counts["annotations_truncated"] = warn_truncated_annotations(config, read_rows(path, repair=False)[0])
     counts["rows_expected"] = len(config.arms) * len(config.sampling.temperatures) * len(prompts) * config.sampling.samples_per_prompt
     return counts
+
+
+def warn_truncated_annotations(config: EvalConfig, rows: list[dict]) -> dict[str, int]:
+    """Per anchored arm, how many sampled annotations hit ``max_annotation_tokens``; warns
+    when that share is large, since the cap then decides the parse failures, not the model."""
+    anchored = {arm.name for arm in config.arms if arm.mode == "anchored"}
+    rows = [row for row in dedupe(rows)[0] if row["arm"] in anchored]
+    totals = Counter(row["arm"] for row in rows)
+    truncated = Counter(row["arm"] for row in rows if row.get("annotation_finish") == "length")
+    cap = config.sampling.max_annotation_tokens
+    for arm in sorted(totals):
+        if truncated[arm] > TRUNCATION_WARN_SHARE * totals[arm]:
+            print(
+                f"eval: warning: arm '{arm}': {truncated[arm]} of {totals[arm]} annotations reached "
+                f"sampling.max_annotation_tokens={cap} and count as parse failures ('truncated'). If this "
+                f"model's annotations are longer than that (compare the pretraining annotations' lengths "
+                f"under its tokenizer), raise sampling.max_annotation_tokens.",
+                file=sys.stderr, flush=True,
+            )
+    return {arm: truncated[arm] for arm in sorted(totals)}

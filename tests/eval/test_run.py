@@ -144,6 +144,22 @@ def test_resume_after_interruption_gives_the_same_rows_without_duplicates(tmp_pa
     assert {r["id"]: r for r in rows} == reference  # exactly what the uninterrupted run wrote
 
 
+def test_annotations_cut_by_the_cap_are_counted_and_warned_about(tmp_path, tiny_models, prompts_file, capsys):
+    arms = [ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")]
+    config = tiny_config(tmp_path, tiny_models, prompts_file, arms, stages=["generate"])
+    config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, temperatures=[1.0],
+                                                                      max_annotation_tokens=1))
+    run_dir = run(config)
+    rows = read_jsonl(run_dir / "generations.jsonl")
+    cut = [r for r in rows if r["annotation_finish"] == "length"]
+    assert len(cut) > len(rows) // 2  # one token is shorter than any annotation the model learnt
+    assert all(r["parse_ok"] is False and r["parse_error"].startswith("annotation truncated") for r in cut)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["counts"]["generate"]["annotations_truncated"] == {"anchored": len(cut)}
+    assert (f"arm 'anchored': {len(cut)} of {len(rows)} annotations reached sampling.max_annotation_tokens=1"
+            in capsys.readouterr().err)
+
+
 def write_prompts(path, texts):
     path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": t}) + "\n" for i, t in enumerate(texts)))
     return str(path)
