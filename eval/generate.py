@@ -168,6 +168,7 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
                 rows = sample_batch(backend, arm, config.sampling, batch)
                 new = [row for row in rows if row["id"] not in done]
                 append_rows(path, new)
+                existing.extend(new)
                 done.update(row["id"] for row in new)
                 counts["rows_written"] += len(new)
                 counts["batches_run"] += 1
@@ -179,16 +180,16 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
         if counts["stopped_at_limit"]:
             break
     counts["rows_total"] = len(done)
-    counts["annotations_truncated"] = warn_truncated_annotations(config, read_rows(path, repair=False)[0])
+    counts["annotations_truncated"] = warn_truncated_annotations(config, existing)  # every row, old and new
     counts["rows_expected"] = len(config.arms) * len(config.sampling.temperatures) * len(prompts) * config.sampling.samples_per_prompt
     return counts
 
 
 def warn_truncated_annotations(config: EvalConfig, rows: list[dict]) -> dict[str, int]:
-    """Per anchored arm, how many sampled annotations hit ``max_annotation_tokens``; warns
+    """Per anchored arm (``rows``: one per id), how many sampled annotations hit ``max_annotation_tokens``; warns
     when that share is large, since the cap then decides the parse failures, not the model."""
     anchored = {arm.name for arm in config.arms if arm.mode == "anchored"}
-    rows = [row for row in dedupe(rows)[0] if row["arm"] in anchored]
+    rows = [row for row in rows if row["arm"] in anchored]
     totals = Counter(row["arm"] for row in rows)
     truncated = Counter(row["arm"] for row in rows if row.get("annotation_finish") == "length")
     cap = config.sampling.max_annotation_tokens
