@@ -186,8 +186,9 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
 
 
 def warn_truncated_annotations(config: EvalConfig, rows: list[dict]) -> dict[str, int]:
-    """Per anchored arm (``rows``: one per id), how many sampled annotations hit ``max_annotation_tokens``; warns
-    when that share is large, since the cap then decides the parse failures, not the model."""
+    """Per anchored arm, how many sampled annotations hit ``max_annotation_tokens`` (``rows``:
+    one per id); warns when that share is large, since the cap then decides the parse
+    failures, not the model."""
     anchored = {arm.name for arm in config.arms if arm.mode == "anchored"}
     rows = [row for row in rows if row["arm"] in anchored]
     totals = Counter(row["arm"] for row in rows)
