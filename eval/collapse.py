@@ -1,4 +1,4 @@
-"""Collapse: how much diversity an arm lost against its base, and the collapse ratio.
+"""Collapse: how much diversity an arm lost against its base, and how two arms compare.
 
 For a diversity metric D and per-prompt values D_a(p):
 
@@ -9,25 +9,42 @@ the arm is less diverse than its base. Each arm names its own base (arms[].base_
 plain_sft against the plain-pretrained base, anchored against the annotated-pretrained
 base, or every arm against one common base; the summary records which.
 
-The collapse ratio of a (plain, anchored) pair, on the prompts all four arms share:
+A (plain, anchored) pair, on the prompts all four arms share, is summarised by
+``pair_statistics``:
 
-    ratio = mean_p [D_base(plain)(p) - D_plain(p)] / mean_p [D_base(anchored)(p) - D_anchored(p)]
+- **difference** = collapse(plain) - collapse(anchored), the primary figure: how much
+  more diversity plain SFT lost than the anchored arm, with its paired interval. It has a
+  meaning whatever the signs are.
+- **ratio** = collapse(plain) / collapse(anchored) (paper: about 6 on Stories at 2.5B) and
+  **gap closed** = 1 - collapse(anchored) / collapse(plain), only when both collapses are
+  positive with intervals that exclude 0. Otherwise the ratio is not a number but a status
+  saying why (``STATUS_TEXT``): a ratio of two collapses of which one is ~0 or negative
+  reads backwards (two arms that both *gained* diversity give a large "ratio") or explodes
+  (a denominator interval crossing 0 gives intervals like [-26, 20]).
 
-(paper: about 6 on Stories at 2.5B: the anchored model collapses a sixth as much), and
-gap_closed = 1 - 1/ratio, the share of plain SFT's collapse the anchored arm avoids. The
-interval resamples prompts jointly for numerator and denominator. When the
-denominator's |mean| is below ``collapse.min_denominator`` the ratio is not a number:
-status ``inf`` / ``-inf`` (numerator non-zero: anchored did not collapse at all) or
-``undefined`` (both ~0); resamples where that happens are counted, not dropped silently.
+Intervals are percentile bootstraps over prompts with the same resample for every column.
+Pooling over seeds (``strata``): the point is the mean over seeds of each seed's mean, and
+each resample draws prompts within every seed (a stratified bootstrap), so the pooled
+interval reflects the spread of prompts in every seed; the status rules are the same.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
-from eval.bootstrap import paired_statistic_ci
+from eval.bootstrap import paired_statistic_ci, resample_indices
+
+# Why a ratio is not reported; "ok" is the only status with a ratio.
+STATUS_TEXT = {
+    "ok": "both collapses positive, intervals exclude 0",
+    "plain_not_collapsed": "plain SFT did not collapse (its collapse interval reaches 0 or below)",
+    "anchored_gained": "anchored gained diversity (its collapse interval is below 0)",
+    "anchored_not_distinguishable_from_0": "anchored collapse not distinguishable from 0",
+    "no_prompts": "no prompt has values for all four arms",
+}
 
 
 def _aligned(values_by_arm: dict[str, dict[str, float | None]], arms: list[str]) -> tuple[list[str], list[np.ndarray]]:
@@ -47,13 +64,75 @@ def collapse(values_by_arm: dict[str, dict[str, float | None]], arm: str, base: 
     return {"base_arm": base, "mean": result["value"], "ci_low": result["ci_low"], "ci_high": result["ci_high"], "n_prompts": len(prompts)}
 
 
-def ratio_status(numerator: float, denominator: float, min_denominator: float) -> tuple[float | None, str]:
-    """The ratio, or None with the reason it is not a finite number."""
-    if abs(denominator) < min_denominator:
-        if abs(numerator) < min_denominator:
-            return None, "undefined"
-        return None, "inf" if numerator * (1 if denominator >= 0 else -1) > 0 else "-inf"
-    return numerator / denominator, "ok"
+def pair_status(plain: tuple[float, float], anchored: tuple[float, float], min_denominator: float) -> str:
+    """The status of a pair from the (low, high) intervals of both collapses."""
+    if plain[0] <= 0:
+        return "plain_not_collapsed"
+    if anchored[1] < 0:
+        return "anchored_gained"
+    if anchored[0] <= 0 or anchored[0] < min_denominator:
+        return "anchored_not_distinguishable_from_0"
+    return "ok"
+
+
+def _interval(stats: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)])
+    return float(low), float(high)
+
+
+def pair_statistics(
+    strata: Sequence[tuple[np.ndarray, np.ndarray]], min_denominator: float, resamples: int, confidence: float, seed: int,
+) -> dict:
+    """Collapses, their difference, and the ratio or the status saying why there is none.
+
+    ``strata``: one (plain collapse per prompt, anchored collapse per prompt) pair of aligned
+    columns per seed (one stratum within a seed's evaluation).
+    """
+    strata = [(np.asarray(p, dtype=np.float64), np.asarray(a, dtype=np.float64)) for p, a in strata if len(p)]
+    if not strata:
+        return {"status": "no_prompts", "reason": STATUS_TEXT["no_prompts"], "ratio": None, "n_prompts": 0}
+    point_plain = float(np.mean([p.mean() for p, _ in strata]))
+    point_anchored = float(np.mean([a.mean() for _, a in strata]))
+    draws_plain = np.zeros(max(resamples, 0))
+    draws_anchored = np.zeros(max(resamples, 0))
+    for k, (p, a) in enumerate(strata):
+        if len(p) > 1 and resamples > 0:
+            idx = resample_indices(len(p), resamples, seed + k)
+            draws_plain += p[idx].mean(axis=1)
+            draws_anchored += a[idx].mean(axis=1)
+        else:  # one prompt: no spread to resample
+            draws_plain += p.mean()
+            draws_anchored += a.mean()
+    draws_plain /= len(strata)
+    draws_anchored /= len(strata)
+
+    def ci(point: float, draws: np.ndarray) -> tuple[float, float]:
+        return _interval(draws, confidence) if draws.size else (point, point)
+
+    plain_ci, anchored_ci = ci(point_plain, draws_plain), ci(point_anchored, draws_anchored)
+    diff_ci = ci(point_plain - point_anchored, draws_plain - draws_anchored)
+    status = pair_status(plain_ci, anchored_ci, min_denominator)
+    out = {
+        "n_prompts": int(sum(len(p) for p, _ in strata)), "n_strata": len(strata),
+        "collapse_plain": point_plain, "collapse_plain_ci": list(plain_ci),
+        "collapse_anchored": point_anchored, "collapse_anchored_ci": list(anchored_ci),
+        "difference": point_plain - point_anchored, "difference_ci": list(diff_ci),
+        "status": status, "reason": STATUS_TEXT[status],
+        "ratio": None, "ci_low": None, "ci_high": None, "gap_closed": None, "gap_closed_ci": None,
+        "undefined_resamples": 0, "resamples": resamples,
+    }
+    if status == "ok":
+        usable = draws_anchored > min_denominator
+        out["undefined_resamples"] = int((~usable).sum())
+        ratios = draws_plain[usable] / draws_anchored[usable]
+        gaps = 1.0 - draws_anchored / draws_plain
+        out.update(
+            ratio=point_plain / point_anchored, gap_closed=1.0 - point_anchored / point_plain,
+            gap_closed_ci=list(ci(1.0 - point_anchored / point_plain, gaps)),
+        )
+        out["ci_low"], out["ci_high"] = ci(out["ratio"], ratios)
+    return out
 
 
 def collapse_ratio(
@@ -61,37 +140,21 @@ def collapse_ratio(
     plain: str, plain_base: str, anchored: str, anchored_base: str,
     min_denominator: float, resamples: int, confidence: float, seed: int,
 ) -> dict:
-    """(D_plainbase - D_plain) / (D_anchoredbase - D_anchored) with a paired bootstrap interval."""
+    """``pair_statistics`` of one seed's (plain, anchored) pair, with the per-prompt collapses
+    kept (``per_prompt``) so that seeds can be pooled later."""
     arms = list(dict.fromkeys([plain, plain_base, anchored, anchored_base]))
     prompts, columns = _aligned(values_by_arm, arms)
     col = dict(zip(arms, columns))
     numerator = col[plain_base] - col[plain]
     denominator = col[anchored_base] - col[anchored]
-
-    def ratio(num: np.ndarray, den: np.ndarray) -> float | None:
-        return ratio_status(float(num.mean()), float(den.mean()), min_denominator)[0]
-
-    def gap_closed(num: np.ndarray, den: np.ndarray) -> float | None:
-        if abs(float(num.mean())) < min_denominator:
-            return None
-        return 1.0 - float(den.mean()) / float(num.mean())
-
-    out = {
-        "plain_arm": plain, "plain_base": plain_base, "anchored_arm": anchored, "anchored_base": anchored_base,
-        "n_prompts": len(prompts),
-    }
-    if not prompts:
-        out.update(status="undefined", reason="no prompt has values for all four arms", ratio=None)
-        return out
-    r = paired_statistic_ci([numerator, denominator], ratio, resamples, confidence, seed)
-    g = paired_statistic_ci([numerator, denominator], gap_closed, resamples, confidence, seed)
-    value, status = ratio_status(float(numerator.mean()), float(denominator.mean()), min_denominator)
-    out.update(
-        collapse_plain=float(numerator.mean()), collapse_anchored=float(denominator.mean()),
-        ratio=value, status=status, ci_low=r["ci_low"], ci_high=r["ci_high"],
-        undefined_resamples=r["undefined_resamples"], resamples=resamples,
-        gap_closed=g["value"], gap_closed_ci_low=g["ci_low"], gap_closed_ci_high=g["ci_high"],
-    )
-    if status != "ok":
-        out["reason"] = f"|anchored collapse| = {abs(float(denominator.mean())):.3g} < collapse.min_denominator"
+    out = {"plain_arm": plain, "plain_base": plain_base, "anchored_arm": anchored, "anchored_base": anchored_base}
+    out.update(pair_statistics([(numerator, denominator)], min_denominator, resamples, confidence, seed))
+    out["per_prompt"] = {"prompt_ids": prompts, "collapse_plain": numerator.tolist(), "collapse_anchored": denominator.tolist()}
     return out
+
+
+def pooled_pair_statistics(per_seed: Sequence[dict], min_denominator: float, resamples: int, confidence: float, seed: int) -> dict:
+    """``pair_statistics`` over seeds from each seed's ``collapse_ratio(...)["per_prompt"]``."""
+    strata = [(np.array(s["collapse_plain"]), np.array(s["collapse_anchored"])) for s in per_seed if s and s.get("prompt_ids")]
+    return pair_statistics(strata, min_denominator, resamples, confidence, seed)
+

@@ -57,6 +57,9 @@ class PromptSetConfig:
     source: RecordSource = field(default_factory=lambda: RecordSource(source="configs/eval/prompts/news.jsonl"))
     # Field holding the prompt text; dotted paths reach into nested rows (conversation.0.content).
     prompt_field: str = "prompt"
+    # Field naming each prompt's intent: label entropy is also pooled over the samples of the
+    # prompts sharing one (None: every prompt has the same intent).
+    intent_field: str | None = None
 
 
 @dataclass
@@ -197,18 +200,87 @@ class QualityConfig:
 
 
 @dataclass
+class ClassifierJudgeConfig:
+    # Records carrying the gold label the classifier learns (any RecordSource with a label column).
+    source: RecordSource = field(default_factory=lambda: RecordSource(source="embedded:bbc_news"))
+    # Column holding each record's text.
+    text_field: str = "text"
+    # Column holding each record's gold label (BBC News: `topic`, the section).
+    label_field: str = "topic"
+    # Name of the judged attribute in summaries and tables.
+    attribute: str = "section"
+    # Directory the fitted classifier is saved to and reused from (None: OUTPUT_DIR/attribute_classifier).
+    dir: str | None = None
+    # Characters of each text the classifier reads, when fitting and labelling (responses are short).
+    max_chars: int = 600
+    # Share of the records held out to measure the classifier's accuracy (never trained on).
+    test_fraction: float = 0.2
+    # Seed of the train/test split.
+    seed: int = 0
+    # Refuse to judge with a classifier whose held-out accuracy is below this.
+    min_accuracy: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise ValueError("metrics.semantic_entropy.classifier.test_fraction must be in (0, 1)")
+        if self.max_chars < 1:
+            raise ValueError("metrics.semantic_entropy.classifier.max_chars must be at least 1")
+
+
+@dataclass
 class SemanticEntropyConfig:
-    # Where labels come from: none, annotator (the offline annotator re-applied to the
-    # responses), or judge (an LLM labels each response on `attributes`).
-    labels: Literal["none", "annotator", "judge"] = "none"
+    # Where labels come from: none; classifier (a supervised classifier of one attribute trained on
+    # gold labels: independent of the annotations); judge (an LLM labels each response on
+    # `attributes`); annotator (the offline annotator re-applied to the responses: NOT independent
+    # of the anchored arm, which was trained on its annotations).
+    labels: Literal["none", "annotator", "judge", "classifier"] = "none"
+    # The attribute whose entropy is the headline `semantic_entropy` (the one the SFT set restricts);
+    # None: the mean over every labelled key. classifier labels have one attribute, the primary.
+    primary: str | None = None
+    # Entropy estimator: plugin (maximum likelihood) or miller_madow (bias-corrected); eval/README.md.
+    estimator: Literal["plugin", "miller_madow"] = "plugin"
     # annotator: the annotate stage's output directory (annotate.load_annotator reads it).
     annotator_dir: str | None = None
     # annotator: annotation keys whose label entropy is averaged.
     keys: list[str] = field(default_factory=lambda: list(DEFAULT_KEYS))
+    # With labels other than annotator: also label with the annotator (annotator_dir, keys) and report
+    # the mean over keys as the secondary `annotator_entropy` (not independent of the anchored arm).
+    annotator_secondary: bool = False
     # judge: attributes the judge labels (default: the paper's 8 story attributes).
     attributes: list[str] = field(default_factory=lambda: list(STORY_ATTRIBUTES))
     # judge: the LLM judge (template needs {attributes} and {response}).
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    # classifier: the supervised attribute classifier.
+    classifier: ClassifierJudgeConfig = field(default_factory=ClassifierJudgeConfig)
+
+    def __post_init__(self) -> None:
+        if self.annotator_secondary and self.labels == "annotator":
+            raise ValueError("metrics.semantic_entropy.annotator_secondary needs labels other than annotator")
+        if self.labels == "classifier" and self.primary not in (None, self.classifier.attribute):
+            raise ValueError(f"metrics.semantic_entropy.primary={self.primary!r}: classifier labels have one "
+                             f"attribute, '{self.classifier.attribute}' (metrics.semantic_entropy.classifier.attribute)")
+        if self.labels in ("annotator", "judge") and self.primary is not None and self.primary not in self.label_keys():
+            raise ValueError(f"metrics.semantic_entropy.primary={self.primary!r} is not one of the labelled keys "
+                             f"({', '.join(self.label_keys())})")
+
+    def label_keys(self) -> list[str]:
+        """The keys the primary labeller writes."""
+        if self.labels == "classifier":
+            return [self.classifier.attribute]
+        if self.labels == "judge":
+            return list(self.attributes)
+        return list(self.keys)
+
+
+@dataclass
+class FidelityConfig:
+    # Annotation key standing for the judged primary attribute (embedded: topic); None: no
+    # preservation or fidelity figures.
+    annotation_key: str | None = None
+    # Column of the annotate output's data/ holding each chunk's gold label for the primary
+    # attribute (annotate keep_columns: [topic] writes doc_topic); an annotation value maps to the
+    # label most of its pretraining chunks carry. None: the classifier judges the chunk texts.
+    label_column: str | None = "doc_topic"
 
 
 @dataclass
@@ -245,6 +317,8 @@ class MetricsConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     # Annotation drift of anchored arms against the pretraining annotations.
     drift: DriftConfig = field(default_factory=DriftConfig)
+    # Preservation and fidelity of anchored arms' annotations (reads drift.pretraining_annotations).
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
 
 
 @dataclass
@@ -257,7 +331,8 @@ class CollapseConfig:
     extra_pairs: list[list[str]] = field(
         default_factory=lambda: [["plain_sft", "anchored_no_annotation"], ["plain_sft", "anchored_sft_on_plain"]]
     )
-    # |mean denominator| below this is treated as zero: the ratio is reported undefined/inf.
+    # An anchored collapse whose interval's low end is below this counts as not distinguishable
+    # from 0 (no ratio is reported then; eval/collapse.py has every rule).
     min_denominator: float = 1.0e-6
 
 

@@ -12,6 +12,8 @@ from stage_io.records import RecordSourceError, load_records
 class Prompt:
     id: str
     text: str
+    # The prompt's intent (prompts.intent_field; "all" when unset): entropy pools over it.
+    intent: str = "all"
 
 
 def field_at(row: dict, dotted: str):
@@ -37,7 +39,11 @@ def load_prompts(config: PromptSetConfig) -> tuple[list[Prompt], dict[str, int]]
         if not isinstance(text, str) or not text.strip():
             skipped["empty_or_not_text"] += 1
             continue
-        prompts.append(Prompt(id=str(row["id"]), text=text))
+        intent = "all" if config.intent_field is None else field_at(row, config.intent_field)
+        if intent is None:
+            raise RecordSourceError(f"{config.source.source}: prompt {row['id']} has no field '{config.intent_field}' "
+                                    "(prompts.intent_field)")
+        prompts.append(Prompt(id=str(row["id"]), text=text, intent=str(intent)))
     if not prompts:
         raise RecordSourceError(
             f"{config.source.source}: no usable prompt in field '{config.prompt_field}' (prompts.prompt_field)"

@@ -53,7 +53,11 @@ def render_report(summary: dict, plots: dict[str, Path | None]) -> str:
         f"- quality: `{(scoring.get('quality') or {}).get('kind', 'n/a')}`"
         + (" (a PROXY: reference-model log-likelihood minus a repetition penalty, not a judgement)"
            if (scoring.get("quality") or {}).get("kind") == "proxy" else ""),
-        f"- semantic entropy labels: `{(scoring.get('semantic_entropy') or {}).get('labels', 'n/a')}`",
+        f"- semantic entropy labels: `{(scoring.get('semantic_entropy') or {}).get('labels', 'n/a')}`"
+        + (f", primary attribute `{(scoring.get('semantic_entropy') or {}).get('primary')}`"
+           if (scoring.get('semantic_entropy') or {}).get('primary') else "")
+        + f", estimator `{(scoring.get('semantic_entropy') or {}).get('estimator', 'plugin')}`",
+        judge_line(summary.get("judge")),
         f"- sampling: {prov['sampling']['backend']}, {prov['sampling']['samples_per_prompt']} samples/prompt, "
         f"temperatures {prov['sampling']['temperatures']}, top_p {prov['sampling']['top_p']}",
         f"- git commit `{prov.get('git_commit')}`, config `{prov['config_fingerprint'][:19]}`",
@@ -97,20 +101,19 @@ def render_report(summary: dict, plots: dict[str, Path | None]) -> str:
             ratios = per_t.get(t)
             if not ratios:
                 continue
-            lines.append(f"Collapse ratio {label}: (D_base - D_plain) / (D_base - D_anchored); gap closed = 1 - 1/ratio.")
+            lines.append(f"Pair {label}: collapse = D(base) - D(arm); difference = collapse(plain) - collapse(anchored); "
+                         "the ratio only where both collapses are positive with intervals excluding 0 (eval/collapse.py).")
             lines.append("")
-            lines.append("| metric | collapse plain | collapse anchored | ratio [CI] | status | gap closed | undefined resamples |")
-            lines.append("|---|---|---|---|---|---|---|")
+            lines.append("| metric | " + " | ".join(PAIR_COLUMNS) + " |")
+            lines.append("|---|" + "---|" * len(PAIR_COLUMNS))
             for m, r in ratios.items():
-                ratio = f"{fmt(r.get('ratio'))} [{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]"
-                lines.append(
-                    f"| {m} | {fmt(r.get('collapse_plain'))} | {fmt(r.get('collapse_anchored'))} | {ratio} | "
-                    f"{r.get('status')} | {fmt(r.get('gap_closed'))} | {r.get('undefined_resamples', 'n/a')} |"
-                )
+                lines.append(f"| {m} | " + " | ".join(pair_cells(r)) + " |")
             lines.append("")
+        lines += semantic_lines(arms, t)
     skipped = summary["collapse_ratios"]["skipped"]
     if skipped:
         lines += ["Collapse ratios not computed: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()), ""]
+    lines += fidelity_lines(summary.get("annotation_fidelity") or {})
     drift = summary["annotation_drift"]
     lines += ["## Annotation drift", ""]
     if drift.get("status") != "ok":
@@ -139,6 +142,83 @@ def render_report(summary: dict, plots: dict[str, Path | None]) -> str:
         else:
             lines += [f"![{name}]({PLOTS}/{path.name})", ""]
     return "\n".join(lines) + "\n"
+
+
+PAIR_COLUMNS = ("collapse plain [CI]", "collapse anchored [CI]", "difference [CI]", "ratio [CI] or status", "gap closed [CI]")
+
+
+def _interval(value, ci) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else f"{value:.3f}"
+
+
+def pair_cells(r: dict) -> list[str]:
+    """The cells of one (plain, anchored) pair (eval.collapse.pair_statistics): the ratio and
+    gap closed only with status ok, else the status's text in their place."""
+    if r.get("status") == "ok":
+        ratio = f"{r['ratio']:.2f} [{fmt(r.get('ci_low'), 2)}, {fmt(r.get('ci_high'), 2)}]"
+        gap = _interval(r.get("gap_closed"), r.get("gap_closed_ci"))
+    else:
+        ratio, gap = f"no ratio: {r.get('reason', r.get('status'))}", "-"
+    return [_interval(r.get("collapse_plain"), r.get("collapse_plain_ci")),
+            _interval(r.get("collapse_anchored"), r.get("collapse_anchored_ci")),
+            _interval(r.get("difference"), r.get("difference_ci")), ratio, gap]
+
+
+def judge_line(judge: dict | None) -> str:
+    if not judge:
+        return "- attribute judge: none"
+    if judge.get("kind") == "classifier":
+        return (f"- attribute judge: a classifier of `{judge['attribute']}` trained on the gold labels "
+                f"(`{judge['source']}`, column `{judge['label_field']}`), held-out accuracy "
+                f"{judge['heldout_accuracy']:.3f} on {judge['n_test']} records; independent of the annotations")
+    if judge.get("kind") == "annotator":
+        return f"- attribute labels: the offline annotator ({judge.get('note')})"
+    return f"- attribute judge: `{judge.get('model')}`"
+
+
+def semantic_lines(arms: dict, t: str) -> list[str]:
+    """Per labelled key: the per-prompt entropy and the entropy pooled over prompts of one intent."""
+    rows = [(name, arm["temperatures"][t]) for name, arm in arms.items()
+            if t in arm["temperatures"] and arm["temperatures"][t].get("semantic_per_key")]
+    if not rows:
+        return []
+    keys = sorted({k for _, e in rows for k in e["semantic_per_key"]})
+    lines = ["Label entropy per key (bits; a sample without a label counts as `<absent>`): per prompt, and pooled "
+             "over the prompts of one intent; coverage = share of samples with a label.", "",
+             "| arm | " + " | ".join(f"{k}: per prompt | {k}: pooled | {k}: coverage" for k in keys) + " |",
+             "|---|" + "---|---|---|" * len(keys)]
+    for name, e in rows:
+        cells = []
+        for k in keys:
+            per = e["semantic_per_key"].get(k, {})
+            cells += [fmt_ci(per.get("entropy")), fmt_ci(e.get("semantic_pooled", {}).get(k)), fmt(per.get("coverage"))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def fidelity_lines(fid: dict) -> list[str]:
+    lines = ["## Annotation preservation and fidelity (anchored arms)", ""]
+    if fid.get("status") != "ok":
+        return lines + [f"Not computed: {fid.get('status', 'n/a')}.", ""]
+    vm = fid["value_map"]
+    lines += [f"Annotation key `{fid['annotation_key']}`; each value stands for the `{fid['judged_attribute']}` label "
+              f"of most of its pretraining chunks ({vm['how']}; {vm['values']} values, purity {fmt(vm['purity'])}). "
+              "Preservation: the arm's values against its reference's (its base, before SFT); fidelity: share of "
+              "samples whose judged response label is the one its annotation stands for, beside chance.", "",
+              "| arm | T | reference | value in pretraining | value entropy (ref) | mapped entropy (ref) | JS values | "
+              "JS mapped | fidelity [CI] | chance | n |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for arm, per_t in fid["arms"].items():
+        for t, e in per_t.items():
+            p, f = e["preservation"], e["fidelity"]
+            lines.append(
+                f"| {arm} | {t} | {e['reference_arm'] or '-'} | {fmt(p['share_value_in_pretraining'])} | "
+                f"{fmt(p['value_entropy'])} ({fmt(p.get('reference_value_entropy'))}) | "
+                f"{fmt(p['mapped_entropy'])} ({fmt(p.get('reference_mapped_entropy'))}) | {fmt(p.get('js_divergence'))} | "
+                f"{fmt(p.get('mapped_js_divergence'))} | {_interval(f['fidelity'], (f.get('ci_low'), f.get('ci_high')))} | "
+                f"{fmt(f['chance'])} | {f['n']} |")
+    return lines + [""]
 
 
 def _pyplot():

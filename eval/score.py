@@ -56,6 +56,8 @@ def diversity_metric_names(config: EvalConfig) -> list[str]:
     names += [f"distinct_{n}" for n in config.metrics.distinct_n] + ["compression_ratio"]
     if config.metrics.semantic_entropy.labels != "none":
         names.append("semantic_entropy")
+    if config.metrics.semantic_entropy.annotator_secondary:
+        names.append("annotator_entropy")
     if config.metrics.quality.kind != "none":
         names.append("effective_pairwise_dissimilarity")
     return names
@@ -87,6 +89,7 @@ class GroupScorer:
         self.config = config
         self._embedder = None
         self._labeller = None
+        self._secondary_labeller = None
         self._quality: dict[str, object] = {}
         self._classifier = None
         self._judges: dict[tuple, object] = {}
@@ -116,8 +119,18 @@ class GroupScorer:
             from eval.labels import load_labeller
 
             se = self.config.metrics.semantic_entropy
-            self._labeller = load_labeller(se, self.judge_for(se.judge) if se.labels == "judge" else None)
+            self._labeller = load_labeller(se, self.judge_for(se.judge) if se.labels == "judge" else None,
+                                           classifier_dir=Path(self.config.output_dir) / "attribute_classifier")
         return self._labeller
+
+    @property
+    def secondary_labeller(self):
+        """The annotator's labels beside an independent primary labeller (annotator_secondary)."""
+        if self._secondary_labeller is None and self.config.metrics.semantic_entropy.annotator_secondary:
+            from eval.labels import AnnotatorLabels
+
+            self._secondary_labeller = AnnotatorLabels(self.config.metrics.semantic_entropy)
+        return self._secondary_labeller
 
     def quality_model(self, arm_model: str):
         q = self.config.metrics.quality
@@ -160,7 +173,14 @@ class GroupScorer:
         elif m.quality.kind == "judge":
             quality.update(judge=m.quality.judge.model, backend=m.quality.judge.backend)
         quality["bar"] = m.quality.bar
-        labels = {"labels": m.semantic_entropy.labels}
+        labels = {"labels": m.semantic_entropy.labels, "primary": m.semantic_entropy.primary,
+                  "estimator": m.semantic_entropy.estimator}
+        if m.semantic_entropy.annotator_secondary:
+            labels["secondary"] = {"labels": "annotator", "annotator_dir": m.semantic_entropy.annotator_dir,
+                                   "note": "not independent of the anchored arm"}
+        if m.semantic_entropy.labels == "classifier":
+            c = m.semantic_entropy.classifier
+            labels["classifier"] = {"source": c.source.source, "label_field": c.label_field, "attribute": c.attribute}
         if m.semantic_entropy.labels == "annotator":
             labels["annotator_dir"] = m.semantic_entropy.annotator_dir
         elif m.semantic_entropy.labels == "judge":
@@ -174,8 +194,9 @@ class GroupScorer:
     def close(self) -> None:
         for model in self._quality.values():
             model.close()
-        if self._labeller is not None:
-            self._labeller.close()
+        for labeller in (self._labeller, self._secondary_labeller):
+            if labeller is not None:
+                labeller.close()
         for judge in self._judges.values():
             judge.close()
 
@@ -199,6 +220,9 @@ class GroupScorer:
         if self.labeller is not None:
             labels, _, failures = self.labeller.label(prompts, responses, [row["id"] for row in flat])
             label_failures_per_row = [all(v is None for v in lab.values()) for lab in labels]
+        secondary = None
+        if self.secondary_labeller is not None:
+            secondary = self.secondary_labeller.label(prompts, responses, [row["id"] for row in flat])[0]
 
         out, start = [], 0
         describe = self.describe()
@@ -207,11 +231,12 @@ class GroupScorer:
             out.append(self._group_row(gid, rows, embeddings[start:stop],
                                        None if quality is None else quality[start:stop],
                                        None if labels is None else labels[start:stop],
-                                       None if labels is None else label_failures_per_row[start:stop], describe))
+                                       None if labels is None else label_failures_per_row[start:stop],
+                                       None if secondary is None else secondary[start:stop], describe))
             start = stop
         return out
 
-    def _group_row(self, gid, rows, E, quality, labels, label_failed, describe) -> dict:
+    def _group_row(self, gid, rows, E, quality, labels, label_failed, secondary, describe) -> dict:
         cfg = self.config.metrics
         texts = [row["response"] for row in rows]
         first = rows[0]
@@ -243,11 +268,15 @@ class GroupScorer:
             metrics["effective_pairwise_dissimilarity"] = mean_pairwise_dissimilarity(passing)
             row.update(quality_per_sample=quality, passes=passes, quality_failures=sum(q is None for q in quality))
         if labels is not None:
-            keys = list(self.labeller.keys)
-            se = semantic_entropy(labels, keys)
-            metrics["semantic_entropy"] = se["mean"]
+            se_config = cfg.semantic_entropy
+            se = semantic_entropy(labels, list(self.labeller.keys), se_config.estimator)
+            metrics["semantic_entropy"] = se["per_key"][se_config.primary] if se_config.primary else se["mean"]
             row["semantic"] = {"per_key": se["per_key"], "coverage": se["coverage"], "labels": labels,
                                "label_failures": int(sum(label_failed))}
+        if secondary is not None:
+            se = semantic_entropy(secondary, list(self.secondary_labeller.keys), cfg.semantic_entropy.estimator)
+            metrics["annotator_entropy"] = se["mean"]
+            row["annotator_semantic"] = {"per_key": se["per_key"], "coverage": se["coverage"]}
         parse_expected = first["mode"] == "anchored"
         reasons = Counter(parse_error_category(r.get("parse_error")) for r in rows) if parse_expected else Counter()
         row["parse"] = {
@@ -349,6 +378,8 @@ def run_score(config: EvalConfig, run_dir: Path) -> dict:
 
             provenance = scorer.describe()
             provenance["embedder_details"] = scorer.embedder.describe()
+            if scorer.labeller is not None:
+                provenance["labeller_details"] = scorer.labeller.describe()
             provenance["versions"] = package_versions()
             write_json(run_dir / SCORING_PROVENANCE, provenance)
     finally:

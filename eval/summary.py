@@ -7,12 +7,17 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from eval.bootstrap import mean_ci
 from eval.collapse import collapse, collapse_ratio
 from eval.config import EvalConfig
 from eval.generate import GENERATIONS, temperature_key
 from eval.jsonl_store import dedupe, read_rows, sanitize, write_json
+from eval.bootstrap import paired_statistic_ci
 from eval.metrics.drift import annotation_drift, load_pretraining_tags, tag_counts
+from eval.metrics.entropy import ABSENT, pooled_entropy
+from eval.metrics.fidelity import annotation_values, fidelity, preservation, value_label_map
 from eval.score import SCORES, SCORING_PROVENANCE, diversity_metric_names, quality_metric_names
 from stage_io.config import config_to_dict
 from stage_io.manifest import config_fingerprint, git_commit, package_versions
@@ -39,6 +44,7 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
     diversity = diversity_metric_names(config)
     quality = quality_metric_names(config)
     temperatures = sorted({s["temperature"] for s in scores})
+    intents = _prompt_intents(config)
 
     arms = {}
     for arm in config.arms:
@@ -64,6 +70,7 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
             if any("semantic" in s for s in group):
                 entry["label_failures"] = sum(s["semantic"]["label_failures"] for s in group if "semantic" in s)
                 entry["semantic_per_key"] = _semantic_per_key(group, b)
+                entry["semantic_pooled"] = _semantic_pooled(config, group, intents)
             if arm.base_arm is not None:
                 entry["collapse"] = {
                     m: collapse(
@@ -81,6 +88,8 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
         "arms": arms,
         "collapse_ratios": _ratios(config, scores, temperatures, diversity),
         "annotation_drift": _drift(config, generations, temperatures),
+        "annotation_fidelity": _fidelity(config, generations, scores, temperatures),
+        "judge": ((_provenance_scoring(run_dir) or {}).get("labeller_details")),
     }
 
 
@@ -107,6 +116,33 @@ def _semantic_per_key(group: list[dict], b) -> dict:
             "entropy": mean_ci(entropies, b.resamples, b.confidence, b.seed),
             "coverage": sum(coverage) / len(coverage) if coverage else None,
         }
+    return out
+
+
+def _prompt_intents(config: EvalConfig) -> dict[str, str]:
+    """prompt id -> intent (empty when prompts.intent_field is unset: one intent for all)."""
+    if config.prompts.intent_field is None:
+        return {}
+    from eval.prompts import load_prompts
+
+    return {p.id: p.intent for p in load_prompts(config.prompts)[0]}
+
+
+def _semantic_pooled(config: EvalConfig, group: list[dict], intents: dict[str, str]) -> dict:
+    """Per key: label entropy pooled over the prompts of one intent (eval.metrics.entropy.pooled_entropy),
+    with a bootstrap interval resampling prompts."""
+    rows = [s for s in group if "semantic" in s]
+    b, estimator = config.bootstrap, config.metrics.semantic_entropy.estimator
+    keys = sorted({k for s in rows for k in s["semantic"]["per_key"]})
+    out = {}
+    for key in keys:
+        groups = [(intents.get(s["prompt_id"], "all"),
+                   Counter(ABSENT if lab.get(key) is None else lab[key] for lab in s["semantic"]["labels"])) for s in rows]
+        index = np.arange(len(groups), dtype=np.float64)
+        stat = paired_statistic_ci([index], lambda i: pooled_entropy([groups[int(k)] for k in i], estimator),
+                                   b.resamples, b.confidence, b.seed)
+        out[key] = {"mean": stat["value"], "ci_low": stat["ci_low"], "ci_high": stat["ci_high"], "n": stat["n"],
+                    "intents": len({g[0] for g in groups})}
     return out
 
 
@@ -173,9 +209,93 @@ def _drift(config: EvalConfig, generations: list[dict], temperatures: list[float
     return {"status": "ok", "smoothing": d.smoothing, "pretraining": info, "arms": arms}
 
 
-def _provenance(config: EvalConfig, run_dir: Path, scores: list[dict]) -> dict:
+def _fidelity(config: EvalConfig, generations: list[dict], scores: list[dict], temperatures: list[float]) -> dict:
+    """Preservation and fidelity of the anchored arms' annotations (eval.metrics.fidelity)."""
+    f, se = config.metrics.fidelity, config.metrics.semantic_entropy
+    anchored = [a for a in config.arms if a.mode == "anchored"]
+    if f.annotation_key is None:
+        return {"status": "not configured (metrics.fidelity.annotation_key is null)"}
+    if not anchored:
+        return {"status": "no anchored arm"}
+    if not config.metrics.drift.pretraining_annotations:
+        return {"status": "not configured (metrics.drift.pretraining_annotations is null)"}
+    judged_key = se.primary or (se.label_keys()[0] if se.labels != "none" else None)
+    mapping, map_info, known = _value_map(config, f)
+    samples: dict[tuple, list[dict]] = defaultdict(list)
+    for row in generations:
+        samples[(row["arm"], temperature_key(row["temperature"]), row["prompt_id"])].append(row)
+    judged = {(s["arm"], temperature_key(s["temperature"]), s["prompt_id"]): s["semantic"]["labels"]
+              for s in scores if "semantic" in s}
+    b = config.bootstrap
+    arms: dict = {}
+    for arm in anchored:
+        reference = arm.base_arm if arm.base_arm and config.arm(arm.base_arm).mode == "anchored" else None
+        arms[arm.name] = {}
+        for t in temperatures:
+            key_t = temperature_key(t)
+            prompts = sorted(p for (a, tt, p) in samples if a == arm.name and tt == key_t)
+            if not prompts:
+                continue
+            per_prompt_values, per_prompt_judged = [], []
+            for p in prompts:
+                rows = sorted(samples[(arm.name, key_t, p)], key=lambda r: r["sample_index"])
+                per_prompt_values.append(annotation_values([r.get("tags") if r.get("parse_ok") else None for r in rows],
+                                                           f.annotation_key))
+                labels = judged.get((arm.name, key_t, p))
+                per_prompt_judged.append([None] * len(rows) if labels is None or judged_key is None
+                                         else [lab.get(judged_key) for lab in labels])
+            values = [v for vs in per_prompt_values for v in vs]
+            ref_values = None
+            if reference is not None:
+                ref_values = [v for (a, tt, p), rows in samples.items() if a == reference and tt == key_t
+                              for v in annotation_values([r.get("tags") if r.get("parse_ok") else None for r in rows],
+                                                         f.annotation_key)]
+            entry = {"reference_arm": reference, "preservation": preservation(values, ref_values, known, mapping)}
+            mapped = [[mapping.get(v) for v in vs] for vs in per_prompt_values]
+            entry["fidelity"] = fidelity([m for ms in mapped for m in ms], [j for js in per_prompt_judged for j in js])
+            hits = np.array([sum(m is not None and j is not None and m == j for m, j in zip(ms, js))
+                             for ms, js in zip(mapped, per_prompt_judged)], dtype=np.float64)
+            counts = np.array([sum(m is not None and j is not None for m, j in zip(ms, js))
+                               for ms, js in zip(mapped, per_prompt_judged)], dtype=np.float64)
+            ci = paired_statistic_ci([hits, counts], lambda h, n: float(h.sum() / n.sum()) if n.sum() else None,
+                                     b.resamples, b.confidence, b.seed)
+            entry["fidelity"].update(ci_low=ci["ci_low"], ci_high=ci["ci_high"])
+            arms[arm.name][key_t] = entry
+    return {"status": "ok", "annotation_key": f.annotation_key, "judged_attribute": judged_key, "value_map": map_info,
+            "arms": arms}
+
+
+def _value_map(config: EvalConfig, f) -> tuple[dict[str, str], dict, set[str]]:
+    """Annotation value -> judge label, from the pretraining annotations; and every known value."""
+    from stage_io.records import RecordSource, load_records
+
+    data = Path(config.metrics.drift.pretraining_annotations) / "data"
+    columns = ("tags",) + ((f.label_column,) if f.label_column else ("text",))
+    records = load_records(RecordSource(source=str(data), limit=config.metrics.drift.max_rows), required_fields=columns)
+    has_status = "status" in records.column_names
+    rows = [r for r in records if not has_status or r["status"] == "ok"]
+    if f.label_column:
+        gold = [r[f.label_column] for r in rows]
+        how = f"majority of the column '{f.label_column}'"
+    else:
+        from eval.attribute_classifier import load_or_fit
+
+        classifier = load_or_fit(config.metrics.semantic_entropy.classifier, Path(config.output_dir) / "attribute_classifier")
+        gold = classifier.predict([r["text"] for r in rows])
+        how = "majority of the attribute classifier's labels of the chunk texts"
+    mapping, info = value_label_map(zip((r["tags"] for r in rows), gold), f.annotation_key)
+    info.update(how=how, chunks_read=len(rows))
+    known = {t["value"] for r in rows for t in r["tags"] or () if t["key"] == f.annotation_key}
+    return mapping, info, known
+
+
+def _provenance_scoring(run_dir: Path) -> dict | None:
     scoring_file = run_dir / SCORING_PROVENANCE
-    scoring = json.loads(scoring_file.read_text(encoding="utf-8")) if scoring_file.exists() else None
+    return json.loads(scoring_file.read_text(encoding="utf-8")) if scoring_file.exists() else None
+
+
+def _provenance(config: EvalConfig, run_dir: Path, scores: list[dict]) -> dict:
+    scoring = _provenance_scoring(run_dir)
     scorers_seen = []
     for s in scores:
         if s.get("scorer") not in scorers_seen:

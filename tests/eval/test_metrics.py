@@ -11,7 +11,7 @@ from eval.metrics.embedding import (
     distinct_k, mean_pairwise_dissimilarity, mean_pairwise_dissimilarity_bruteforce, threshold_partition,
     vendi_score, vendi_score_bruteforce,
 )
-from eval.metrics.entropy import entropy_bits, key_label, semantic_entropy
+from eval.metrics.entropy import entropy_bits, estimate_entropy_bits, key_label, semantic_entropy
 from eval.metrics.lexical import compression_ratio, distinct_n, repeated_ngram_fraction
 
 
@@ -85,10 +85,33 @@ def test_semantic_entropy_per_key_with_coverage():
     labels = [{k: key_label(t, k) for k in ("topic", "entity", "location")} for t in tags]
     se = semantic_entropy(labels, ["topic", "entity", "location"])
     assert se["per_key"]["topic"] == pytest.approx(1.5)  # sport x2, tech, film
-    assert se["per_key"]["entity"] == 0.0  # both labelled samples agree
+    assert se["per_key"]["entity"] == pytest.approx(1.0)  # A|B x2, <absent> x2: absence is a label
     assert se["coverage"] == {"topic": 1.0, "entity": 0.5, "location": 0.0}
-    assert math.isnan(se["per_key"]["location"])
-    assert se["mean"] == pytest.approx(0.75)  # keys with no label at all are left out
+    assert se["per_key"]["location"] == 0.0  # every sample <absent>: no diversity
+    assert se["mean"] == pytest.approx((1.5 + 1.0 + 0.0) / 3)
+
+
+def test_semantic_entropy_of_identical_labels_is_zero_whatever_the_coverage():
+    # The case: identical topics, a location on 0, 1 or 16 of 16 samples gave 0.99,
+    # 0.49, 2.49 bits when unlabelled samples were left out and absent keys dropped.
+    for with_location in (0, 1, 16):
+        labels = [{"topic": "sport", "location": "London" if i < with_location else None} for i in range(16)]
+        se = semantic_entropy(labels, ["topic", "location"])
+        assert se["per_key"]["topic"] == 0.0
+        expected_location = 0.0 if with_location in (0, 16) else entropy_bits(["L"] + ["-"] * 15)
+        assert se["per_key"]["location"] == pytest.approx(expected_location)
+    same = [{"topic": "sport", "location": "London"}] * 16
+    assert semantic_entropy(same, ["topic", "location"])["mean"] == 0.0
+
+
+def test_miller_madow_adds_the_bias_correction():
+    counts = [8, 4, 4]
+    plugin = estimate_entropy_bits(counts, "plugin")
+    assert plugin == pytest.approx(1.5)
+    assert estimate_entropy_bits(counts, "miller_madow") == pytest.approx(1.5 + 2 / (2 * 16 * math.log(2)))
+    assert estimate_entropy_bits([16], "miller_madow") == 0.0
+    with pytest.raises(ValueError, match="estimator"):
+        estimate_entropy_bits(counts, "jackknife")
 
 
 def test_annotation_drift_kl_zero_for_same_distribution_and_positive_otherwise():

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN
+from eval.collapse import STATUS_TEXT
 from eval.config import ArmConfig, EvalConfig
 from eval.stage import run
 from posttrain.prompt_format import PromptFormat
@@ -88,7 +89,10 @@ def test_end_to_end_run_writes_every_file_and_a_report(tmp_path, tiny_models, pr
     assert set(ratios["pairs"]) == {"plain_sft/anchored", "plain_sft/anchored_no_annotation"}
     assert "anchored_sft_on_plain" in next(iter(ratios["skipped"]))
     ratio = ratios["pairs"]["plain_sft/anchored"]["1"]["pairwise_dissimilarity"]
-    assert ratio["status"] in ("ok", "inf", "-inf", "undefined") and ratio["n_prompts"] == 3
+    assert ratio["status"] in STATUS_TEXT and ratio["n_prompts"] == 3
+    assert ratio["reason"] == STATUS_TEXT[ratio["status"]]
+    assert (ratio["ratio"] is None) == (ratio["status"] != "ok")
+    assert ratio["difference"] == pytest.approx(ratio["collapse_plain"] - ratio["collapse_anchored"])
     drift = summary["annotation_drift"]
     assert drift["status"] == "ok"
     assert sum(drift["pretraining"]["rows_by_status"].values()) == drift["pretraining"]["rows_read"] > 0
@@ -119,6 +123,29 @@ def test_end_to_end_run_writes_every_file_and_a_report(tmp_path, tiny_models, pr
     bad = subprocess.run([sys.executable, "-m", "eval", str(cfg_file), "sampling.temprature=1"], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "temprature" in bad.stderr
+
+    # The independent judge: a section classifier trained on the BBC gold labels labels the
+    # responses; the annotator's labels are kept as the secondary figure; the anchored arms'
+    # annotations are checked for preservation and fidelity. Only scoring changed: rescored.
+    se = dataclasses.replace(config.metrics.semantic_entropy, labels="classifier", primary=None,
+                             annotator_secondary=True, estimator="miller_madow")
+    judged = dataclasses.replace(config, stages=["score", "report"], metrics=dataclasses.replace(
+        config.metrics, semantic_entropy=se,
+        fidelity=dataclasses.replace(config.metrics.fidelity, annotation_key="topic", label_column=None)))
+    run(judged)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["judge"]["kind"] == "classifier" and summary["judge"]["heldout_accuracy"] >= 0.9
+    assert {"semantic_entropy", "annotator_entropy"} <= set(summary["metric_names"]["diversity"])
+    base = summary["arms"]["base"]["temperatures"]["1"]
+    assert set(base["semantic_per_key"]) == {"section"} and base["semantic_pooled"]["section"]["n"] == 3
+    assert base["semantic_pooled"]["section"]["mean"] >= base["semantic_per_key"]["section"]["entropy"]["mean"] - 1e-9
+    fid = summary["annotation_fidelity"]
+    assert fid["status"] == "ok" and fid["judged_attribute"] == "section"
+    entry = fid["arms"]["anchored"]["1"]
+    assert entry["reference_arm"] is None  # base_anchored samples in plain mode here: nothing to compare with
+    assert entry["preservation"]["n_samples"] == 12 and 0.0 <= entry["preservation"]["share_value_in_pretraining"] <= 1.0
+    report = (run_dir / "report.md").read_text()
+    assert "held-out accuracy" in report and "Annotation preservation and fidelity" in report
 
 
 def test_resume_after_interruption_gives_the_same_rows_without_duplicates(tmp_path, tiny_models, prompts_file):
