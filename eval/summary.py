@@ -315,6 +315,7 @@ def _provenance(config: EvalConfig, run_dir: Path, scores: list[dict]) -> dict:
         "arms": {a.name: {"model": a.model, "revision": a.revision, "mode": a.mode, "base_arm": a.base_arm} for a in config.arms},
         "prompts": config_to_dict(config.prompts),
         "bootstrap": config_to_dict(config.bootstrap) | {"method": "percentile, prompts resampled (paired across arms)"},
+        "collapse": config_to_dict(config.collapse),
         "versions": package_versions(),
         "git_commit": git_commit(),
         "config_fingerprint": config_fingerprint(config),

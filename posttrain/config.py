@@ -28,6 +28,10 @@ class DataConfig:
     completion_field: str = "completion"
     # Column holding the assistant text the annotator annotated; it is the response when present.
     response_field: str = "response"
+    # With `annotations` set, the plain arm drops exactly the records the anchored arm drops (an
+    # annotation that failed under invalid_annotation_policy=skip, a record too long once its
+    # annotation is added), so both arms train on the same example ids (manifest: trained_ids_sha256).
+    pair_with_anchored: bool = True
 
 
 @dataclass

@@ -113,6 +113,14 @@ def choose_keys_only(ids: Sequence[str], fraction: float, seed: int) -> set[str]
     return set(ranked[:count])
 
 
+def trained_ids_fingerprint(ids: Iterable[str]) -> str:
+    """sha256 of the sorted example ids: two arms with equal fingerprints trained on the same records."""
+    digest = hashlib.sha256()
+    for example_id in sorted(ids):
+        digest.update(example_id.encode("utf-8") + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
 def build_examples(rows: Iterable[dict], tokenizer: Any, config: PosttrainConfig, total: int | None = None) -> BuiltExamples:
     """Token ids and label masks for every trainable row; counts and issues for the rest."""
     anchored_arm = config.arm == "anchored"
@@ -141,6 +149,8 @@ class _Builder:
         self.skipped: Counter[str] = Counter()
         self.records_in = 0
         self.joint_differs = 0
+        # The plain arm applies the anchored arm's drop rules, so both train on the same ids.
+        self.paired = config.arm == "plain" and bool(config.data.annotations) and config.data.pair_with_anchored
 
     def add_chunk(self, rows: list[dict]) -> None:
         planned: list[tuple[SFTRecord, ExampleKind]] = []
@@ -148,7 +158,7 @@ class _Builder:
             self.records_in += 1
             record_id = str(row.get("id"))
             try:
-                record = record_from_row(row, self.config.data, with_annotation=self.config.arm == "anchored")
+                record = record_from_row(row, self.config.data, with_annotation=self.config.arm == "anchored" or self.paired)
             except MalformedRecord as err:
                 self._skip(record_id, err.reason, err.detail)
                 continue
@@ -160,6 +170,10 @@ class _Builder:
 
     def _kind(self, record: SFTRecord) -> ExampleKind | None:
         if self.config.arm == "plain":
+            if self.paired and record.annotation is None and self.config.invalid_annotation_policy == "skip":
+                self._skip(record.id, "invalid_annotation",
+                           f"{record.annotation_problem or ''} (dropped as the anchored arm drops it: data.pair_with_anchored)")
+                return None
             return "plain"
         if record.annotation is not None:
             return "anchored"
@@ -177,11 +191,16 @@ class _Builder:
         response_ids = tok([r.response for r, _ in planned], add_special_tokens=False)["input_ids"]
         annotations = [r.annotation if kind == "anchored" else "" for r, kind in planned]
         annotation_ids = tok(annotations, add_special_tokens=False)["input_ids"]
+        # Paired plain arm: the length the anchored arm's example has decides whether it fits.
+        paired_lengths = ([len(ids) for ids in tok([r.annotation or "" for r, _ in planned], add_special_tokens=False)["input_ids"]]
+                          if self.paired else [0] * len(planned))
         eot_text = fmt.end_of_turn_text(tok)
         for i, (record, kind) in enumerate(planned):
             ids = prompt_ids[i] + annotation_ids[i] + response_ids[i] + self.eot_ids
-            if len(ids) > self.config.max_seq_len:
-                self._skip(record.id, "too_long", f"{len(ids)} tokens > max_seq_len={self.config.max_seq_len}")
+            if len(ids) + paired_lengths[i] > self.config.max_seq_len:
+                paired = " with its annotation (data.pair_with_anchored)" if paired_lengths[i] else ""
+                self._skip(record.id, "too_long",
+                           f"{len(ids) + paired_lengths[i]} tokens{paired} > max_seq_len={self.config.max_seq_len}")
                 continue
             n_prompt, n_ann = len(prompt_ids[i]), len(annotation_ids[i])
             mask = [0] * (n_prompt + n_ann) + [1] * (len(response_ids[i]) + len(self.eot_ids))
@@ -216,6 +235,8 @@ class _Builder:
             "trained_tokens": sum(sum(e.label_mask) for e in self.examples),
             "total_tokens": sum(len(e.input_ids) for e in self.examples),
             "pieces_differ_from_joint_tokenization": self.joint_differs,
+            "paired_with_anchored": self.paired,
+            "trained_ids_sha256": trained_ids_fingerprint(e.id for e in self.examples),
         }
         self._check_whole_dataset(counts)
         return BuiltExamples(self.examples, counts, self.issues)

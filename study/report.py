@@ -3,13 +3,16 @@
 Each seed's ``eval/seedN/summary.json`` already holds per-arm diversity with bootstrap
 intervals over prompts and the collapse ratios. This page puts the seeds together:
 
-- per arm and metric, the mean over seeds, and each seed's value with its interval;
-- collapse(arm) = D(base) - D(arm) per seed, and the headline ratio
-  collapse(plain_sft) / collapse(anchored) per seed (paired bootstrap interval over
-  prompts) and pooled (the ratio of the seed-mean collapses);
-- quality beside every diversity figure, and the annotation parse failures.
+- first the headline: the judged collapse of the primary attribute (semantic_entropy) of
+  plain SFT and of the anchored arm, their difference, and the ratio or the status saying
+  why there is none, per seed and pooled over seeds (eval.collapse.pooled_pair_statistics:
+  the same rules, a bootstrap stratified by seed over the per-prompt collapses each summary keeps);
+- then the annotation parse rates, preservation and fidelity of the anchored arms;
+- quality beside every diversity figure, the secondary metrics (embedding dissimilarity,
+  the annotator's labels), every arm's diversity per seed, and empty responses.
 
-Numbers are copied from the summaries as measured, whatever they show.
+Numbers are copied from the summaries as measured, whatever they show; only the pooled
+rows are computed here, from the summaries' per-prompt values.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import json
 import statistics
 from pathlib import Path
 
+from eval.collapse import pooled_pair_statistics
+from eval.report import PAIR_COLUMNS, judge_line, pair_cells
 from study.config import StudyConfig
 
-HEADLINE_METRICS = ("pairwise_dissimilarity", "vendi", "semantic_entropy", "distinct_k", "distinct_2")
+HEADLINE_METRICS = ("semantic_entropy", "pairwise_dissimilarity", "annotator_entropy", "vendi", "distinct_k", "distinct_2")
 ARM_ORDER = ("base", "anchored_base", "plain_sft", "anchored", "anchored_no_annotation", "anchored_sft_on_plain")
 PAIRS = (("plain_sft/anchored", "headline"), ("plain_sft/anchored_no_annotation", "ablation (b): no annotation sampled"),
          ("plain_sft/anchored_sft_on_plain", "ablation (a): anchored SFT on the plain-pretrained model"))
@@ -60,28 +65,56 @@ def seed_table(summaries: dict[int, dict], temperature: str, metric: str) -> lis
 
 
 def ratio_table(summaries: dict[int, dict], temperature: str, metric: str) -> list[str]:
+    """Per comparison: each seed's pair statistics and the pooled ones (eval.collapse's rules:
+    the ratio only where both collapses are clearly positive, else the status)."""
     seeds = sorted(summaries)
-    lines = ["| comparison | seed | collapse plain SFT | collapse anchored | ratio [95% CI] | gap closed |",
-             "|---|---|---|---|---|---|"]
+    provenance = summaries[seeds[0]].get("provenance", {})
+    b = provenance.get("bootstrap", {})
+    min_denominator = provenance.get("collapse", {}).get("min_denominator", 1e-6)
+    lines = ["| comparison | seed | " + " | ".join(PAIR_COLUMNS) + " |", "|---|---|" + "---|" * len(PAIR_COLUMNS)]
     for pair, label in PAIRS:
-        plain_c, anchored_c = [], []
+        per_seed = []
         for s in seeds:
             r = summaries[s].get("collapse_ratios", {}).get("pairs", {}).get(pair, {}).get(temperature, {}).get(metric)
             if not r:
                 continue
-            if r.get("collapse_plain") is not None:
-                plain_c.append(r["collapse_plain"])
-                anchored_c.append(r["collapse_anchored"])
-            ratio = r.get("ratio")
-            ratio_text = (f"{ratio:.2f} [{_fmt(r.get('ci_low'), 2)}, {_fmt(r.get('ci_high'), 2)}]"
-                          if ratio is not None else f"{r.get('status')} ({r.get('reason', '')})")
-            lines.append(f"| {label} | {s} | {_fmt(r.get('collapse_plain'))} | {_fmt(r.get('collapse_anchored'))} | "
-                         f"{ratio_text} | {_fmt(r.get('gap_closed'), 2)} |")
-        if plain_c:
-            mp, ma = statistics.fmean(plain_c), statistics.fmean(anchored_c)
-            pooled = f"{mp / ma:.2f}" if abs(ma) > 1e-9 else "undefined (anchored collapse ~ 0)"
-            lines.append(f"| {label} | pooled over {len(plain_c)} seeds | {_fmt(mp)} | {_fmt(ma)} | {pooled} | "
-                         f"{_fmt(1 - ma / mp if abs(mp) > 1e-9 else None, 2)} |")
+            per_seed.append(r.get("per_prompt"))
+            lines.append(f"| {label} | {s} | " + " | ".join(pair_cells(r)) + " |")
+        if len(per_seed) > 1 and all(per_seed):
+            pooled = pooled_pair_statistics(per_seed, min_denominator, b.get("resamples", 1000),
+                                            b.get("confidence", 0.95), b.get("seed", 0))
+            lines.append(f"| {label} | pooled over {len(per_seed)} seeds | " + " | ".join(pair_cells(pooled)) + " |")
+    return lines
+
+
+def fidelity_table(summaries: dict[int, dict], temperature: str) -> list[str]:
+    lines = ["| arm | seed | value in pretraining | value entropy (base) | mapped entropy (base) | JS mapped | "
+             "fidelity [CI] | chance |", "|---|---|---|---|---|---|---|---|"]
+    for s in sorted(summaries):
+        fid = summaries[s].get("annotation_fidelity") or {}
+        for arm, per_t in (fid.get("arms") or {}).items():
+            e = per_t.get(temperature)
+            if not e:
+                continue
+            p, f = e["preservation"], e["fidelity"]
+            fidelity_text = "n/a" if f["fidelity"] is None else \
+                f"{f['fidelity']:.3f} [{_fmt(f.get('ci_low'))}, {_fmt(f.get('ci_high'))}] (n={f['n']})"
+            lines.append(f"| {arm} | {s} | {_fmt(p['share_value_in_pretraining'])} | {_fmt(p['value_entropy'])} "
+                         f"({_fmt(p.get('reference_value_entropy'))}) | {_fmt(p['mapped_entropy'])} "
+                         f"({_fmt(p.get('reference_mapped_entropy'))}) | {_fmt(p.get('mapped_js_divergence'))} | "
+                         f"{fidelity_text} | {_fmt(f['chance'])} |")
+    return lines
+
+
+def empty_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
+    lines = ["| arm | " + " | ".join(f"seed {s}" for s in sorted(summaries)) + " |", "|---|" + "---|" * len(summaries)]
+    arms = [a for a in ARM_ORDER if any(a in summaries[s]["arms"] for s in summaries)]
+    for arm in arms:
+        cells = []
+        for s in sorted(summaries):
+            e = summaries[s]["arms"].get(arm, {}).get("temperatures", {}).get(temperature)
+            cells.append("n/a" if not e else f"{e.get('empty_responses', 0)} of {e.get('n_samples')}")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -121,19 +154,39 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
            else "every arm against `base`, the plain-pretrained model.")
         + " Per-seed details: `eval/seedN/report.md`.",
         "",
-        f"Scorers: `{json.dumps(provenance.get('scoring'), default=str)[:600]}`",
+        f"Scorers: `{json.dumps(provenance.get('scoring'), default=str)}`",
         "",
     ]
+    scoring = provenance.get("scoring") or {}
+    primary = (scoring.get("semantic_entropy") or {}).get("primary") or "the mean over labelled keys"
+    lines += [judge_line(first.get("judge")), ""]
     for t in temperatures:
-        lines += [f"## Temperature {t}", "", "### Collapse ratio collapse(plain_sft) / collapse(anchored)", ""]
-        for metric in metrics[:3]:
-            lines += [f"**{metric}**", "", *ratio_table(summaries, t, metric), ""]
+        lines += [f"## Temperature {t}", "",
+                  f"### Headline: judged collapse of the {primary} (semantic_entropy, bits per prompt)", "",
+                  "Collapse = D(base) - D(arm); difference = collapse(plain SFT) - collapse(anchored), the primary "
+                  "figure; a ratio only where both collapses are positive with intervals excluding 0, otherwise the "
+                  "reason. Pooled: mean over seeds, stratified bootstrap over prompts (eval/collapse.py).", ""]
+        if "semantic_entropy" in diversity:
+            lines += [*ratio_table(summaries, t, "semantic_entropy"), ""]
+        lines += ["### Annotation parsing (anchored arms)", "", *parse_lines(summaries, t), "",
+                  "### Annotation preservation and fidelity (anchored arms)", "",
+                  "Value in pretraining: share of samples whose annotation's topic exists in the pretraining "
+                  "annotations. Entropies of the topic values and of the sections they stand for, against the base "
+                  "before SFT in brackets; JS: Jensen-Shannon divergence (bits) of the sections from the base's. "
+                  "Fidelity: share of responses the judge gives the section their annotation stands for; chance: "
+                  "the agreement if responses ignored their annotations.", "",
+                  *fidelity_table(summaries, t), ""]
         lines += ["### Quality (beside every diversity figure)", ""]
         for metric in quality:
             lines += [f"**{metric}**", "", *seed_table(summaries, t, metric), ""]
+        lines += ["### Secondary diversity metrics", ""]
+        for metric in [m for m in ("pairwise_dissimilarity", "annotator_entropy") if m in diversity]:
+            note = " (the offline annotator's labels: NOT independent of the anchored arm)" if metric == "annotator_entropy" else ""
+            lines += [f"**{metric}**{note}", "", *ratio_table(summaries, t, metric), ""]
         lines += ["### Diversity per arm", ""]
         for metric in metrics:
             lines += [f"**{metric}**", "", *seed_table(summaries, t, metric), ""]
-        lines += ["### Annotation parsing (anchored arms)", "", *parse_lines(summaries, t), ""]
+        lines += ["### Empty responses (they share one embedding and one label: they look like collapse)", "",
+                  *empty_lines(summaries, t), ""]
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target

@@ -121,6 +121,8 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
             f"eval_seed{seed}", "eval", cfg.eval, eval_dir,
             [f"output_dir={eval_dir}", "arms=" + json.dumps(arms), *eval_prompts,
              f"sampling.seed={seed}", f"metrics.semantic_entropy.annotator_dir={corpus}",
+             # One attribute classifier for every seed (fitted by the first evaluation, reused after).
+             f"metrics.semantic_entropy.classifier.dir={out / 'attribute_classifier'}",
              f"metrics.drift.pretraining_annotations={corpus}",
              # The quality proxy's reference is this study's plain-pretrained model (used only by kind=proxy).
              f"metrics.quality.reference_model={pretrained['plain']}"],
@@ -157,6 +159,21 @@ def eval_arms(cfg: StudyConfig, pretrained: dict[str, Path], dirs: dict[str, Pat
     if cfg.ablation_anchored_sft_on_plain:
         arms.append(arm("anchored_sft_on_plain", dirs["anchored_sft_on_plain"], "anchored", "base"))
     return arms
+
+
+def check_paired_sft(steps: list[Step], seed: int) -> None:
+    """The SFT arms of one seed must train on the same example ids for the same number of steps
+    (posttrain's manifest: counts.trained_ids_sha256, counts.optimizer_steps); else the
+    comparison of their collapses is not a comparison of the methods."""
+    arms = {}
+    for step in steps:
+        if step.module == "posttrain" and step.name.endswith(f"_seed{seed}"):
+            counts = (read_manifest(step.output_dir) or {}).get("counts", {})
+            arms[step.name] = (counts.get("trained_ids_sha256"), counts.get("optimizer_steps"), counts.get("trained"))
+    if len(set(arms.values())) > 1:
+        listing = "; ".join(f"{name}: {n} examples (ids {str(ids)[:19]}), {steps_} steps" for name, (ids, steps_, n) in arms.items())
+        raise RuntimeError(f"the SFT arms of seed {seed} trained on different examples or for different step counts "
+                           f"({listing}); set data.pair_with_anchored=true and the same training settings in both arms")
 
 
 def _identity(step: Step) -> str | None:
@@ -250,6 +267,8 @@ def run(cfg: StudyConfig) -> dict:
             print(f"[study] {step.name}: would run ({why})", flush=True)
             rerun.add(step.name)
             continue
+        if step.module == "eval":
+            check_paired_sft(steps, int(step.name.rsplit("seed", 1)[1]))
         clear_stale_output(step, state, marker)
         state[step.name] = {"started": marker}
         _write_state(state_path, state)

@@ -218,3 +218,26 @@ def test_chat_template_prompt_format(tokenizer, bbc):
         assert prompt_ids.count(tok.bos_token_id) == 1  # BOS from the template, not added twice
         assert example.input_ids[: len(prompt_ids)] == prompt_ids
         assert sum(example.label_mask) == len(ids_of(tok, row["response"])) + 1
+
+
+def test_plain_and_anchored_arms_train_on_the_same_example_ids(tokenizer, bbc):
+    rows = sft_rows(bbc, 12)
+    rows[3] = dict(rows[3], annotation="", status="failed", error="annotator gave up")  # invalid annotation
+    many = " ".join(f"entity:Name{k}" for k in range(40))  # a valid but very long annotation
+    rows[5] = dict(rows[5], annotation=rows[5]["annotation"].replace(ANNOTATION_CLOSE, " " + many + ANNOTATION_CLOSE))
+    cfg_data = DataConfig(annotations="annotated-set")  # any value: the rows are passed in directly
+    lengths = {e.id: len(e.input_ids) for e in build_examples(
+        rows, tokenizer, config("anchored", data=cfg_data, max_seq_len=4096, keys_only_fraction=0.0)).examples}
+    limit = max(n for i, n in lengths.items() if i != "ex0005")
+    assert lengths["ex0005"] > limit  # row 5 fits only without its annotation
+    plain = build_examples(rows, tokenizer, config("plain", data=cfg_data, max_seq_len=limit))
+    anchored = build_examples(rows, tokenizer, config("anchored", data=cfg_data, max_seq_len=limit, keys_only_fraction=0.0))
+    assert {e.id for e in plain.examples} == {e.id for e in anchored.examples}
+    assert plain.counts["trained_ids_sha256"] == anchored.counts["trained_ids_sha256"]
+    assert "ex0003" not in {e.id for e in plain.examples} and "ex0005" not in {e.id for e in plain.examples}
+    assert plain.counts["skipped_by_reason"] == anchored.counts["skipped_by_reason"] == {"invalid_annotation": 1, "too_long": 1}
+    assert plain.counts["paired_with_anchored"] is True
+    # Unpaired (the old behaviour, data.pair_with_anchored=false): the plain arm keeps both.
+    unpaired = build_examples(rows, tokenizer, config("plain", data=DataConfig(annotations="x", pair_with_anchored=False),
+                                                      max_seq_len=limit))
+    assert unpaired.counts["trained"] == 12 and unpaired.counts["trained_ids_sha256"] != plain.counts["trained_ids_sha256"]

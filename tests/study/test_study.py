@@ -53,8 +53,11 @@ def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(tmp
     assert "plain_sft/anchored" in summary["collapse_ratios"]["pairs"]
     assert list((eval_dir / "plots").glob("*.png"))
     report = (out / "report.md").read_text()
-    assert "Collapse ratio" in report and "plain_sft" in report and "ablation (a)" in report
-    assert "failures by reason" in report
+    assert "Headline: judged collapse of the section" in report and "ablation (a)" in report
+    assert "failures by reason" in report and "held-out accuracy" in report
+    assert "Annotation preservation and fidelity" in report and "annotator_entropy" in report
+    assert summary["judge"]["heldout_accuracy"] >= 0.9 and summary["annotation_fidelity"]["status"] == "ok"
+    assert (out / "attribute_classifier" / "classifier.json").is_file()  # one judge, shared by the seeds
 
     again = run(micro_config(out))
     assert again["ran"] == [] and again["skipped"] == steps
@@ -86,3 +89,19 @@ def test_paper_scale_studies_load_every_stage_config(size, tmp_path):
     configs = {s.name: s.load() for s in steps}  # every stage YAML + the study's overrides type-check
     assert configs["pretrain_anchored"].data.arm == "anchored"
     assert cfg.train_launcher[:2] == ["accelerate", "launch"]
+
+
+def test_sft_arms_of_a_seed_must_train_on_the_same_examples(tmp_path):
+    from stage_io.manifest import write_manifest
+    from study.runner import check_paired_sft
+
+    steps = plan_steps(micro_config(tmp_path))
+    posttrain = [s for s in steps if s.module == "posttrain" and s.name.endswith("_seed0")]
+    for step in posttrain:
+        write_manifest(step.output_dir, stage="posttrain", config=step.load(),
+                       counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 4, "trained": 30})
+    check_paired_sft(steps, 0)  # the same ids and steps: fine
+    write_manifest(posttrain[1].output_dir, stage="posttrain", config=posttrain[1].load(),
+                   counts={"trained_ids_sha256": "sha256:bb", "optimizer_steps": 4, "trained": 29})
+    with pytest.raises(RuntimeError, match="seed 0 trained on different examples"):
+        check_paired_sft(steps, 0)
