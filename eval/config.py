@@ -263,6 +263,12 @@ class SemanticEntropyConfig:
             raise ValueError(f"metrics.semantic_entropy.primary={self.primary!r} is not one of the labelled keys "
                              f"({', '.join(self.label_keys())})")
 
+    def primary_key(self) -> str | None:
+        """The attribute the headline uses (classifier labels: their one attribute)."""
+        if self.labels == "classifier":
+            return self.primary or self.classifier.attribute
+        return self.primary
+
     def label_keys(self) -> list[str]:
         """The keys the primary labeller writes."""
         if self.labels == "classifier":

@@ -173,7 +173,7 @@ class GroupScorer:
         elif m.quality.kind == "judge":
             quality.update(judge=m.quality.judge.model, backend=m.quality.judge.backend)
         quality["bar"] = m.quality.bar
-        labels = {"labels": m.semantic_entropy.labels, "primary": m.semantic_entropy.primary,
+        labels = {"labels": m.semantic_entropy.labels, "primary": m.semantic_entropy.primary_key(),
                   "estimator": m.semantic_entropy.estimator}
         if m.semantic_entropy.annotator_secondary:
             labels["secondary"] = {"labels": "annotator", "annotator_dir": m.semantic_entropy.annotator_dir,
@@ -270,7 +270,8 @@ class GroupScorer:
         if labels is not None:
             se_config = cfg.semantic_entropy
             se = semantic_entropy(labels, list(self.labeller.keys), se_config.estimator)
-            metrics["semantic_entropy"] = se["per_key"][se_config.primary] if se_config.primary else se["mean"]
+            primary = se_config.primary_key()
+            metrics["semantic_entropy"] = se["per_key"][primary] if primary else se["mean"]
             row["semantic"] = {"per_key": se["per_key"], "coverage": se["coverage"], "labels": labels,
                                "label_failures": int(sum(label_failed))}
         if secondary is not None:

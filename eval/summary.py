@@ -219,7 +219,7 @@ def _fidelity(config: EvalConfig, generations: list[dict], scores: list[dict], t
         return {"status": "no anchored arm"}
     if not config.metrics.drift.pretraining_annotations:
         return {"status": "not configured (metrics.drift.pretraining_annotations is null)"}
-    judged_key = se.primary or (se.label_keys()[0] if se.labels != "none" else None)
+    judged_key = se.primary_key() or (se.label_keys()[0] if se.labels != "none" else None)
     mapping, map_info, known = _value_map(config, f)
     samples: dict[tuple, list[dict]] = defaultdict(list)
     for row in generations:
