@@ -40,6 +40,9 @@ class TokenizerSection:
     min_frequency: int = 2
     # Train the BPE on at most this many chunks (None: all), in annotate's order.
     max_train_chunks: int | None = None
+    # Also train the BPE on each chunk's rendered annotation (delimiters removed), so keys and frequent values
+    # become whole tokens; the vocabulary is still one for both arms (False: chunk text only, the paper's way).
+    train_on_annotations: bool = False
     # Start every document with the tokenizer's bos token (when it has one).
     add_bos: bool = True
 

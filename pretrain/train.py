@@ -41,7 +41,7 @@ from pretrain.packing import PackedRows, PackedStream, forward_packed, uses_varl
 from pretrain.schedule import make_scheduler
 from pretrain.sequences import TokenizedCorpus, annotations_data_dir, build_corpus, corpus_key
 from pretrain.throughput import flops_per_token, mfu, peak_flops
-from pretrain.tokenizer import prepare_tokenizer
+from pretrain.tokenizer import prepare_tokenizer, strip_delimiters
 from stage_io.manifest import config_fingerprint, read_manifest, write_manifest
 from stage_io.records import RecordSource, load_records
 from stage_io.run_identity import compare_identity, config_identity, flatten
@@ -245,13 +245,24 @@ def configure_deepspeed(accelerator: Accelerator, config: PretrainConfig) -> Non
 
 
 def chunk_texts(config: PretrainConfig):
-    """The chunk texts a trained BPE learns from (annotate's order; annotations never included)."""
-    ds = load_records(RecordSource(source=str(annotations_data_dir(config.data.annotations))), required_fields=("text",))
+    """The texts a trained BPE learns from, in annotate's order: each chunk's text, followed by its
+    annotation's tags (delimiters removed: they are special tokens) when tokenizer.train_on_annotations."""
+    with_annotations = config.tokenizer.train_on_annotations
+    fields = ["text", "annotation"] if with_annotations else ["text"]
+    ds = load_records(RecordSource(source=str(annotations_data_dir(config.data.annotations))),
+                      required_fields=tuple(fields))
     limit = config.tokenizer.max_train_chunks
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
-    for batch in ds.select_columns(["text"]).iter(batch_size=4096):
-        yield from (t or "" for t in batch["text"])
+    for batch in ds.select_columns(fields).iter(batch_size=4096):
+        if not with_annotations:
+            yield from (t or "" for t in batch["text"])
+            continue
+        for text, annotation in zip(batch["text"], batch["annotation"]):
+            yield text or ""
+            tags = strip_delimiters(annotation or "")
+            if tags:  # chunks without an annotation (failed, skipped) add nothing
+                yield tags
 
 
 def attn_implementation(requested: str, device: torch.device) -> str:
