@@ -24,6 +24,9 @@ class DataSection:
     cache_dir: str | None = None
     # Documents per call to the tokenizer while tokenizing the corpus.
     tokenize_batch_size: int = 512
+    # Never cut a chunk (annotation + text) that fits a row: pad the row's rest and start the chunk on the next
+    # row instead (same rule in both arms; padding counted). False: rows packed full, cut anywhere (the paper's).
+    rows_start_at_chunks: bool = False
 
 
 @dataclass
