@@ -87,7 +87,8 @@ class StreamCounters:
     padding_slots: int = 0  # slots without a token (rows_start_at_chunks, or a finite stream's end)
     chunks_moved_to_next_row: int = 0  # rows padded early so that the next chunk starts a row whole
     content_tokens_chunk_start_in_view: int = 0  # content tokens whose own chunk starts in their piece
-    content_tokens_annotation_in_view: int = 0  # content tokens whose own chunk's annotation precedes them in their piece
+    # content tokens whose own chunk's annotation precedes them in their piece
+    content_tokens_annotation_in_view: int = 0
 
     @property
     def content_tokens(self) -> int:
@@ -179,7 +180,7 @@ class PackedStream:
             rows.input_ids[r, pos: pos + take] = piece
             rows.labels[r, pos + 1: pos + take] = piece[1:]  # the piece's first token has no context to predict it
             rows.position_ids[r, pos: pos + take] = np.arange(take)
-            ann = corpus.is_annotation[lo: lo + take].astype(bool)
+            ann = np.asarray(corpus.is_annotation[lo: lo + take], dtype=bool)  # a plain array, not a memmap
             rows.is_annotation[r, pos: pos + take] = ann
             c.tokens += take
             c.loss_tokens += take - 1
@@ -227,20 +228,24 @@ class PackedStream:
 
     def _count_in_view(self, lo: int, ann: np.ndarray) -> None:
         """Count the piece's content tokens (flat [lo, lo + len(ann))) whose chunk starts in the piece,
-        and those whose chunk's annotation precedes them in the piece (annotations open their chunk)."""
-        starts = self.corpus.chunk_starts
-        a, b = np.searchsorted(starts, [lo, lo + len(ann)])
+        and those whose chunk's annotation precedes them in the piece.
+
+        A chunk is [bos] annotation text: its content tokens after the annotation's first
+        token see it; a chunk without an annotation has none to see.
+        """
+        starts, hi = self.corpus.chunk_starts, lo + len(ann)
+        a, b = int(starts.searchsorted(lo)), int(starts.searchsorted(hi))
         if a == b:  # the piece continues a chunk begun in an earlier piece
             return
-        seg_starts = np.asarray(starts[a:b]) - lo
-        first = int(seg_starts[0])
-        content = ~ann[first:]
-        self.position.counters.content_tokens_chunk_start_in_view += int(content.sum())
-        ann_int = ann.astype(np.int64)
-        before = np.cumsum(ann_int) - ann_int  # annotation tokens before each token of the piece
-        seg_lengths = np.diff(np.append(seg_starts, len(ann)))
-        since_chunk_start = before[first:] - np.repeat(before[seg_starts], seg_lengths)
-        self.position.counters.content_tokens_annotation_in_view += int((content & (since_chunk_start > 0)).sum())
+        c = self.position.counters
+        bounds = (starts[a:b] - lo).tolist() + [len(ann)]
+        for s, e in zip(bounds, bounds[1:]):
+            chunk_ann = ann[s:e]
+            n_ann = int(chunk_ann.sum())
+            content = e - s - n_ann
+            c.content_tokens_chunk_start_in_view += content
+            if n_ann:
+                c.content_tokens_annotation_in_view += content - int(chunk_ann.argmax())  # minus those before it
 
     def state_dict(self) -> dict:
         p = self.position

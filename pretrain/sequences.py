@@ -19,8 +19,9 @@ The corpus is written once to ``cache_dir`` as ``tokens.bin`` (uint32), ``annota
 (uint8, 1 on annotation tokens), ``offsets.npy`` (document boundaries),
 ``chunk_starts.npy`` (the flat token index where each chunk starts: its annotation in the
 anchored arm, its bos for a document's first chunk; located through the tokenizer's offset
-mapping of the whole document, so tokenization is unchanged) and ``corpus.json`` (the key it was built for, and its counts), then memory-mapped: the
-paper-scale corpora do not fit in RAM.
+mapping of the whole document, so tokenization is unchanged) and ``corpus.json`` (the key
+it was built for, and its counts), then memory-mapped: the paper-scale corpora do not fit
+in RAM.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ Choices:
   with ``tokenizers`` on the chunk *text*; the vocabulary never depends on the arm.
   With ``tokenizer.train_on_annotations`` the BPE also learns from every chunk's
   annotation (its tags, delimiters removed), so keys and frequent values (``topic``,
-  ``sport``) become single tokens instead of word-internal pieces (``top ic``); both
-  arms still share the one tokenizer, and the option is part of its identity. Real runs load an existing tokenizer by hub id
-  or path (``tokenizer.pretrained``; the paper-scale configs use OLMo-2's).
+  ``domain``) become single tokens instead of word-internal pieces (``t op ic``); both
+  arms still share the one tokenizer, and the option is part of its identity. Real
+  runs load an existing tokenizer by hub id or path (``tokenizer.pretrained``; the paper-scale configs use OLMo-2's).
 - Annotation delimiters: ``annotate.format.SPECIAL_TOKENS`` (``<|ann|>``, ``<|/ann|>``)
   are added as special tokens to either tokenizer: one id each, never split, never made
   by BPE from ordinary text. Decode with ``skip_special_tokens=False`` wherever the
@@ -55,7 +55,8 @@ def prepare_tokenizer(cfg, training_texts: Callable[[], Iterable[str]]) -> PreTr
     """The shared tokenizer: loaded from ``cfg.path`` if its manifest matches, else built and saved.
 
     ``cfg`` is a ``TokenizerSection``; ``training_texts`` yields the texts a BPE is
-    trained on (chunk texts, and annotation tags with ``train_on_annotations``) (called only when no hub tokenizer is configured).
+    trained on (chunk texts, and annotation tags with ``train_on_annotations``; called only
+    when no hub tokenizer is configured).
     """
     path = Path(cfg.path)
     identity = _identity(cfg, training_texts)

@@ -106,13 +106,22 @@ def test_stream_repeats_epochs_in_a_seeded_order_and_resumes_exactly():
 
 
 def chunked_corpus(seed: int, n_docs: int = 12, ann_len: int = 3, max_chunk: int = 40):
-    """Documents of annotated chunks (``ann_len`` annotation tokens, then text) with known lengths.
+    """Documents of chunks with known lengths: a bos-like content token opens each document, then
+    every chunk is ``ann_len`` annotation tokens and text, except every third chunk (no annotation).
 
     Token ids are the flat token index + 3, so every slot of a packed row names its corpus position.
     """
     rng = np.random.default_rng(seed)
-    chunk_lengths = [rng.integers(ann_len + 1, max_chunk, rng.integers(1, 6)).tolist() for _ in range(n_docs)]
-    masks = [[i < ann_len for c in chunks for i in range(c)] for chunks in chunk_lengths]
+    chunk_lengths = [rng.integers(ann_len + 2, max_chunk, rng.integers(1, 6)).tolist() for _ in range(n_docs)]
+    masks, k = [], 0
+    for chunks in chunk_lengths:
+        mask = []
+        for j, length in enumerate(chunks):
+            bos = int(j == 0)
+            annotated = k % 3 != 2
+            mask += [bos <= i < bos + ann_len and annotated for i in range(length)]
+            k += 1
+        masks.append(mask)
     n = sum(map(sum, chunk_lengths))
     tokens = (np.arange(n) + 3).tolist()
     offsets = np.cumsum([0] + [sum(c) for c in chunk_lengths])
@@ -172,10 +181,10 @@ def test_rows_start_at_chunks_keeps_every_chunk_that_fits_in_one_piece(seq_len):
     c = stream.counters
     assert c.padding_slots == c.slots - c.tokens > 0 and c.chunks_moved_to_next_row > 0
     assert (rows.labels[rows.input_ids < 3] == IGNORE_INDEX).all()  # padding has no labels
-    # The annotation share is exact, and 1 when no chunk is longer than a row.
+    # The shares are exact; when no chunk is longer than a row, every content token sees its chunk start.
     assert (c.content_tokens_chunk_start_in_view, c.content_tokens_annotation_in_view) == expected_in_view(corpus, pieces)
     if (ends - starts).max() <= seq_len:
-        assert c.annotation_in_view_share == 1.0
+        assert c.content_tokens_chunk_start_in_view == c.content_tokens
 
 
 def test_annotation_in_view_is_counted_without_the_option_too():
@@ -186,10 +195,12 @@ def test_annotation_in_view_is_counted_without_the_option_too():
     assert c.padding_slots == 0 and c.chunks_moved_to_next_row == 0 and c.packing_efficiency == 1.0
     assert (c.content_tokens_chunk_start_in_view, c.content_tokens_annotation_in_view) == expected_in_view(
         corpus, pieces_of(rows))
-    assert 0 < c.annotation_in_view_share < 1
+    assert 0 < c.annotation_in_view_share < c.chunk_start_in_view_share < 1
     moved = PackedStream(corpus, 16, seed=2, rows_start_at_chunks=True)
-    moved.next_rows(2 * corpus.n_tokens // 16)
-    assert moved.counters.annotation_in_view_share == 1.0
+    moved_rows = moved.next_rows(2 * corpus.n_tokens // 16)
+    assert moved.counters.chunk_start_in_view_share == 1.0
+    assert moved.counters.annotation_in_view_share > c.annotation_in_view_share
+    assert moved.counters.content_tokens_annotation_in_view == expected_in_view(corpus, pieces_of(moved_rows))[1]
     plain = PackedStream(TokenizedCorpus.from_sequences([random_doc(30, 1)]), 16)
     plain.next_rows(2)
     assert plain.counters.annotation_in_view_share is None and plain.counters.chunk_start_in_view_share is not None
