@@ -24,6 +24,7 @@ identity}}}, "arms_left_out": {arm: why}}``.
 from __future__ import annotations
 
 import difflib
+import functools
 import gc
 import hashlib
 import json
@@ -90,19 +91,26 @@ def task_manager(cap: CapabilitiesConfig, names: list[str]):
     Indexing lm-eval's own ~15,000 task YAMLs takes tens of seconds, so include_path is
     indexed alone first and lm-eval's own tasks only when a name is not found there.
     """
-    from lm_eval.tasks import TaskManager
-
     for path in cap.include_path:
         if not Path(path).is_dir():
             raise CapabilityTaskError(
                 f"capabilities.include_path '{path}': no such directory (tasks {', '.join(names)}); "
-                "the embedded task is written by `python -m eval.next_passage_task configs/eval/next_passage_task.yaml`"
+                "the embedded task is written by `python -m eval.next_passage_task configs/eval/capability_tasks/bbc_next_passage.yaml`"
             )
-    if cap.include_path:
-        local = TaskManager(include_path=list(cap.include_path), include_defaults=False)
+    paths = tuple(str(Path(p).resolve()) for p in cap.include_path)
+    if paths:
+        local = _indexed(paths, include_defaults=False)
         if all(name in local.all_tasks for name in names):
             return local
-    return TaskManager(include_path=list(cap.include_path) or None, include_defaults=True)
+    return _indexed(paths, include_defaults=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _indexed(paths: tuple[str, ...], include_defaults: bool):
+    """One TaskManager per (include_path, defaults) per process: indexing is the slow part."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(paths) or None, include_defaults=include_defaults)
 
 
 def _offline() -> bool:
@@ -321,3 +329,43 @@ def difference(anchored: dict | None, plain: dict | None) -> dict | None:
         return {"diff": diff, "ci_low": None, "ci_high": None}
     se = math.sqrt(anchored["stderr"] ** 2 + plain["stderr"] ** 2)
     return {"diff": diff, "se": se, "ci_low": diff - Z95 * se, "ci_high": diff + Z95 * se}
+
+
+def _value(entry: dict | None) -> str:
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    stderr = f" ± {entry['stderr']:.3f}" if entry.get("stderr") is not None else ""
+    return f"{entry['value']:.3f}{stderr}"
+
+
+def _diff_text(d: dict | None) -> str:
+    if d is None:
+        return "n/a"
+    if d.get("ci_low") is None:
+        return f"{d['diff']:+.3f} [no stderr]"
+    return f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+
+
+def render_capabilities(data: dict, plain_arm: str, anchored_arm: str) -> list[str]:
+    """The report's capabilities section: per arm and task value ± stderr, and anchored - plain."""
+    arms = data.get("arms", {})
+    if not arms:
+        return []
+    lines = ["## Capabilities (lm-evaluation-harness)", "",
+             f"lm-eval {data.get('lm_eval_version')}; value ± its stderr as lm-eval reports it. Anchored models answer "
+             "without an annotation (none forced or sampled: lm-eval's prompts as they are). "
+             "Difference intervals: 95% normal, se = sqrt(se_a² + se_p²) (conservative: the arms share the items).", "",
+             "| arm | task | metric | value ± stderr | n | few-shot | limit |", "|---|---|---|---|---|---|---|"]
+    for arm, tasks in arms.items():
+        for task, e in tasks.items():
+            lines.append(f"| {arm} | {task} | {e['metric']} | {_value(e)} | {e.get('n')} | {e.get('num_fewshot')} | {e.get('limit')} |")
+    lines.append("")
+    if plain_arm in arms and anchored_arm in arms:
+        lines += [f"| task | metric | {anchored_arm} | {plain_arm} | {anchored_arm} - {plain_arm} [95% CI] |", "|---|---|---|---|---|"]
+        for task, a in arms[anchored_arm].items():
+            p = arms[plain_arm].get(task)
+            lines.append(f"| {task} | {a['metric']} | {_value(a)} | {_value(p)} | {_diff_text(difference(a, p))} |")
+        lines.append("")
+    if data.get("arms_left_out"):
+        lines += ["Arms left out: " + "; ".join(f"{k}: {v}" for k, v in data["arms_left_out"].items()), ""]
+    return lines

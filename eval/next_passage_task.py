@@ -17,7 +17,7 @@ Writes OUTPUT_DIR/TASK.jsonl (id, article_id, topic, context, endings, label),
 OUTPUT_DIR/TASK.yaml (the lm-eval task, its data file by absolute path) and manifest.json;
 the eval stage's ``capabilities.include_path`` points at OUTPUT_DIR.
 
-    python -m eval.next_passage_task configs/eval/next_passage_task.yaml
+    python -m eval.next_passage_task configs/eval/capability_tasks/bbc_next_passage.yaml
 """
 
 from __future__ import annotations

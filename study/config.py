@@ -25,6 +25,9 @@ class StudyConfig:
     # Build the embedded default's controlled SFT set (posttrain.embedded_sft); null: the SFT data and
     # eval prompts come from the annotate_sft and eval YAMLs themselves.
     sft_set: StageRef | None = None
+    # Write the embedded capabilities task (eval.next_passage_task) once; every eval step's
+    # capabilities.include_path then points at it. null: the eval YAML's include_path as it is.
+    capability_task: StageRef | None = None
     # Annotate the SFT responses (annotate stage, mode=sft).
     annotate_sft: StageRef = field(default_factory=StageRef)
     # Pretraining, run once per arm (plain, anchored) with the same tokenizer and token budget.
