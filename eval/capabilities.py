@@ -95,7 +95,8 @@ def task_manager(cap: CapabilitiesConfig, names: list[str]):
         if not Path(path).is_dir():
             raise CapabilityTaskError(
                 f"capabilities.include_path '{path}': no such directory (tasks {', '.join(names)}); "
-                "the embedded task is written by `python -m eval.next_passage_task configs/eval/capability_tasks/bbc_next_passage.yaml`"
+                "the embedded task is written by "
+                "`python -m eval.next_passage_task configs/eval/capability_tasks/bbc_next_passage.yaml`"
             )
     paths = tuple(str(Path(p).resolve()) for p in cap.include_path)
     if paths:
@@ -291,8 +292,8 @@ def run_capabilities(config: EvalConfig, run_dir: Path, tasks: dict[str, Resolve
             # Our TaskManager: without one, simple_evaluate indexes all of lm-eval's tasks again (tens of seconds).
             result = lm_eval.simple_evaluate(
                 model=lm, tasks=[task.task], num_fewshot=None, limit=cap.limit, bootstrap_iters=cap.bootstrap_iters,
-                log_samples=False, task_manager=task.manager, random_seed=cap.seed, numpy_random_seed=cap.seed, torch_random_seed=cap.seed,
-                fewshot_random_seed=cap.seed,
+                log_samples=False, task_manager=task.manager, random_seed=cap.seed, numpy_random_seed=cap.seed,
+                torch_random_seed=cap.seed, fewshot_random_seed=cap.seed,
             )
             done[name] = _entry(result, task, identity, time.perf_counter() - start)
             counts["evaluated"] += 1
@@ -358,10 +359,12 @@ def render_capabilities(data: dict, plain_arm: str, anchored_arm: str) -> list[s
              "| arm | task | metric | value ± stderr | n | few-shot | limit |", "|---|---|---|---|---|---|---|"]
     for arm, tasks in arms.items():
         for task, e in tasks.items():
-            lines.append(f"| {arm} | {task} | {e['metric']} | {_value(e)} | {e.get('n')} | {e.get('num_fewshot')} | {e.get('limit')} |")
+            lines.append(f"| {arm} | {task} | {e['metric']} | {_value(e)} | {e.get('n')} | {e.get('num_fewshot')} | "
+                         f"{e.get('limit')} |")
     lines.append("")
     if plain_arm in arms and anchored_arm in arms:
-        lines += [f"| task | metric | {anchored_arm} | {plain_arm} | {anchored_arm} - {plain_arm} [95% CI] |", "|---|---|---|---|---|"]
+        lines += [f"| task | metric | {anchored_arm} | {plain_arm} | {anchored_arm} - {plain_arm} [95% CI] |",
+                  "|---|---|---|---|---|"]
         for task, a in arms[anchored_arm].items():
             p = arms[plain_arm].get(task)
             lines.append(f"| {task} | {a['metric']} | {_value(a)} | {_value(p)} | {_diff_text(difference(a, p))} |")

@@ -43,15 +43,15 @@ class NextPassageTaskConfig:
     # lm-eval task name (also the YAML and JSONL file names).
     task_name: str = "bbc_next_passage"
     # Most items per article (paragraph i -> paragraph i+1 for i = 1..this).
-    passages_per_article: int = 3
+    passages_per_article: int = 2
     # Endings per item: the true one plus choices - 1 distractors.
     choices: int = 4
     # Longest context paragraph in characters (its last characters are kept, cut at a space).
-    max_context_chars: int = 400
+    max_context_chars: int = 240
     # Longest ending in characters (its first characters, cut at a space); endings of similar length.
-    max_ending_chars: int = 200
+    max_ending_chars: int = 120
     # Shortest ending in characters; shorter next paragraphs make no item (counted).
-    min_ending_chars: int = 40
+    min_ending_chars: int = 30
     # Seed of the distractor choice and of the true ending's position.
     seed: int = 0
     # Output directory (TASK.jsonl, TASK.yaml, manifest.json).

@@ -127,13 +127,16 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
             ))
         eval_dir = out / "eval" / f"seed{seed}"
         arms = eval_arms(cfg, pretrained, dirs, prompt_format)
+        # The bases are the same checkpoints in every seed: their capabilities are measured once.
+        capability_arms = (["base", "anchored_base"] if seed == cfg.seeds[0] else []) + list(cfg.capability_arms)
         steps.append(Step(
             f"eval_seed{seed}", "eval", cfg.eval, eval_dir,
             [f"output_dir={eval_dir}", "arms=" + json.dumps(arms), *eval_prompts,
              f"sampling.seed={seed}", f"metrics.semantic_entropy.annotator_dir={corpus}",
              f"metrics.drift.pretraining_annotations={corpus}",
              # The quality proxy's reference is this study's plain-pretrained model (used only by kind=proxy).
-             f"metrics.quality.reference_model={pretrained['plain']}", *capability_tasks],
+             f"metrics.quality.reference_model={pretrained['plain']}", *capability_tasks,
+             "capabilities.arms=" + json.dumps(capability_arms)],
             needs=[f"posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms] + ["pretrain_plain", "pretrain_anchored", *eval_needs],
         ))
     return steps

@@ -14,14 +14,14 @@ def test_items_are_next_paragraphs_of_held_out_articles_among_same_section_distr
     data = (tmp_path / "a" / "bbc_next_passage.jsonl").read_text()
     items = [json.loads(line) for line in data.splitlines()]
     held = {r["id"]: r for r in load_records(RecordSource(source="embedded:bbc_news_heldout"))}
-    assert 200 <= len(items) <= 300
+    assert 150 <= len(items) <= 200
     endings_of = {aid: [" ".join(p.split()) for p in paragraphs(r["title"], r["text"])] for aid, r in held.items()}
     for item in items:
         article = held[item["article_id"]]  # only held-out articles
         index = int(item["id"].split("#")[1])
         assert len(item["endings"]) == 4 == len(set(item["endings"])) and 0 <= item["label"] < 4
         true = item["endings"][item["label"]]
-        assert endings_of[article["id"]][index].startswith(true) and len(true) <= 200
+        assert endings_of[article["id"]][index].startswith(true) and len(true) <= 120
         assert item["context"].startswith(article["title"].strip() + "\n\n")
         for i, ending in enumerate(item["endings"]):
             if i != item["label"]:  # from another held-out article of the same section

@@ -38,6 +38,9 @@ def test_plan_chains_stages_through_paths(tmp_path):
     assert "capability_task" in steps["eval_seed1"].needs
     eval_cfg = steps["eval_seed1"].load()
     assert eval_cfg.capabilities.include_path == [str(task_dir)] and "capabilities" in eval_cfg.stages
+    # The bases are the same checkpoints in every seed: measured in the first seed only.
+    assert steps["eval_seed0"].load().capabilities.arms == ["base", "anchored_base", "plain_sft", "anchored"]
+    assert eval_cfg.capabilities.arms == ["plain_sft", "anchored"]
 
 
 @pytest.mark.slow
@@ -59,7 +62,7 @@ def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(tmp
     assert "plain_sft/anchored" in summary["collapse_ratios"]["pairs"]
     assert list((eval_dir / "plots").glob("*.png"))
     capabilities = json.loads((eval_dir / "capabilities.json").read_text())
-    assert {"base", "anchored_base", "plain_sft", "anchored", "anchored_sft_on_plain"} == set(capabilities["arms"])
+    assert {"base", "anchored_base", "plain_sft", "anchored"} == set(capabilities["arms"])
     assert all(0 <= t["value"] <= 1 for arm in capabilities["arms"].values() for t in arm.values())
     report = (out / "report.md").read_text()
     assert "Collapse ratio" in report and "plain_sft" in report and "ablation (a)" in report
