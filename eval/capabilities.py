@@ -299,8 +299,7 @@ def run_capabilities(config: EvalConfig, run_dir: Path, tasks: dict[str, Resolve
             counts["evaluated"] += 1
             write_json_atomic(Path(run_dir) / CAPABILITIES, data)
             e = done[name]
-            print(f"eval: capabilities {arm.name}/{name}: {e['metric']} {e['value']:.4f} ± {e['stderr'] or float('nan'):.4f} "
-                  f"(n={e['n']}, {e['seconds']:.1f} s)")
+            print(f"eval: capabilities {arm.name}/{name}: {e['metric']} {_value(e)} (n={e['n']}, {e['seconds']:.1f} s)")
         del lm
         gc.collect()
     write_json_atomic(Path(run_dir) / CAPABILITIES, data)
@@ -347,9 +346,13 @@ def _diff_text(d: dict | None) -> str:
     return f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
 
 
-def render_capabilities(data: dict, plain_arm: str, anchored_arm: str) -> list[str]:
-    """The report's capabilities section: per arm and task value ± stderr, and anchored - plain."""
-    arms = data.get("arms", {})
+def render_capabilities(data: dict, plain_arm: str, anchored_arm: str, arms_evaluated: list[str] | None = None) -> list[str]:
+    """The report's capabilities section: per arm and task value ± stderr, and anchored - plain.
+
+    ``arms_evaluated``: the arms this config evaluates (an arm dropped from the config keeps its
+    entries in capabilities.json, and the report leaves it out, as it does for samples).
+    """
+    arms = {a: t for a, t in data.get("arms", {}).items() if t and (arms_evaluated is None or a in arms_evaluated)}
     if not arms:
         return []
     lines = ["## Capabilities (lm-evaluation-harness)", "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.capabilities import read_capabilities, render_capabilities
+from eval.capabilities import evaluated_arms, read_capabilities, render_capabilities
 from eval.config import EvalConfig
 from eval.summary import SUMMARY, write_summary
 
@@ -36,7 +36,9 @@ def run_report(config: EvalConfig, run_dir: Path) -> dict:
         "frontier": plot_frontier(summary, plot_dir / "frontier.png"),
         "drift": plot_drift(summary, plot_dir / "drift.png"),
     }
-    capabilities = render_capabilities(read_capabilities(run_dir), config.collapse.plain_arm, config.collapse.anchored_arm)
+    evaluated = [arm.name for arm in evaluated_arms(config)[0]]
+    capabilities = render_capabilities(read_capabilities(run_dir), config.collapse.plain_arm, config.collapse.anchored_arm,
+                                       evaluated)
     (run_dir / REPORT).write_text(render_report(summary, plots, capabilities), encoding="utf-8")
     return {"plots": [str(p.relative_to(run_dir)) for p in plots.values() if p is not None]}
 

@@ -34,6 +34,9 @@ def _local_inputs(config: EvalConfig) -> dict[str, str]:
         inputs["pretraining_annotations"] = m.drift.pretraining_annotations
     if m.quality.kind == "proxy" and m.quality.reference_model:
         inputs["quality_reference_model"] = m.quality.reference_model
+    if "capabilities" in config.stages:  # local lm-eval task directories (their YAMLs and data)
+        for i, path in enumerate(config.capabilities.include_path):
+            inputs[f"capability_tasks_{i}"] = path
     return inputs
 
 

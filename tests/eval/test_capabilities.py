@@ -155,3 +155,18 @@ def test_load_tasks_hashes_the_local_tasks_data(tmp_path):
     data = out / "bbc_next_passage.jsonl"
     data.write_text("".join(data.read_text().splitlines(keepends=True)[:-1]))  # one item fewer
     assert load_tasks(cap)["bbc_next_passage"].config_sha256 != first
+
+
+def test_report_section_lists_arms_and_anchored_minus_plain():
+    from eval.capabilities import render_capabilities
+
+    def entry(value, stderr):
+        return {"metric": "acc_norm", "value": value, "stderr": stderr, "n": 192, "num_fewshot": 0, "limit": None}
+
+    data = {"lm_eval_version": "0.4.13", "arms_left_out": {"anchored_no_annotation": "same checkpoint"},
+            "arms": {"plain_sft": {"t": entry(0.30, 0.03)}, "anchored": {"t": entry(0.34, 0.04)}, "dropped": {"t": entry(0.9, 0.01)}}}
+    lines = render_capabilities(data, "plain_sft", "anchored", ["plain_sft", "anchored"])
+    assert "| plain_sft | t | acc_norm | 0.300 ± 0.030 | 192 | 0 | None |" in lines
+    assert "| t | acc_norm | 0.340 ± 0.040 | 0.300 ± 0.030 | +0.040 [-0.058, +0.138] |" in lines
+    assert not any("dropped" in line for line in lines)  # an arm no longer in the config is left out
+    assert "Arms left out: anchored_no_annotation: same checkpoint" in lines
