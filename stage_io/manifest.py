@@ -123,11 +123,12 @@ def write_manifest(
 
 def _input_entry(path: str | Path) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": str(path), "fingerprint": fingerprint(path)}
-    from stage_io.records import describe_embedded_source  # records imports datasets: load it only here
+    if str(path).startswith("embedded:"):  # the BBC corpus with or without the capabilities task's held-out articles
+        from stage_io.records import describe_embedded_source  # records imports datasets: only when needed
 
-    embedded = describe_embedded_source(str(path))
-    if embedded is not None:  # e.g. the BBC corpus with or without the capabilities task's held-out articles
-        entry["embedded"] = embedded
+        embedded = describe_embedded_source(str(path))
+        if embedded is not None:
+            entry["embedded"] = embedded
     return entry
 
 
