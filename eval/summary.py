@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.bootstrap import mean_ci
+from eval.bootstrap import mean_ci, paired_statistic_ci
 from eval.collapse import collapse, collapse_ratio
 from eval.config import EvalConfig
 from eval.generate import GENERATIONS, temperature_key
 from eval.jsonl_store import dedupe, read_rows, sanitize, write_json
-from eval.bootstrap import paired_statistic_ci
 from eval.metrics.drift import annotation_drift, load_pretraining_tags, tag_counts
 from eval.metrics.entropy import ABSENT, pooled_entropy
 from eval.metrics.fidelity import annotation_values, fidelity, preservation, value_label_map
@@ -224,45 +223,46 @@ def _fidelity(config: EvalConfig, generations: list[dict], scores: list[dict], t
     samples: dict[tuple, list[dict]] = defaultdict(list)
     for row in generations:
         samples[(row["arm"], temperature_key(row["temperature"]), row["prompt_id"])].append(row)
+    for rows in samples.values():
+        rows.sort(key=lambda r: r["sample_index"])
     judged = {(s["arm"], temperature_key(s["temperature"]), s["prompt_id"]): s["semantic"]["labels"]
               for s in scores if "semantic" in s}
-    b = config.bootstrap
+
+    def values_of(arm: str, t: str) -> dict[str, list[str | None]]:
+        """prompt id -> each sample's annotation value of the key (None: unparsed or absent)."""
+        return {p: annotation_values([r.get("tags") if r.get("parse_ok") else None for r in rows], f.annotation_key)
+                for (a, tt, p), rows in sorted(samples.items()) if a == arm and tt == t}
+
     arms: dict = {}
     for arm in anchored:
         reference = arm.base_arm if arm.base_arm and config.arm(arm.base_arm).mode == "anchored" else None
         arms[arm.name] = {}
-        for t in temperatures:
-            key_t = temperature_key(t)
-            prompts = sorted(p for (a, tt, p) in samples if a == arm.name and tt == key_t)
-            if not prompts:
+        for t in map(temperature_key, temperatures):
+            by_prompt = values_of(arm.name, t)
+            if not by_prompt:
                 continue
-            per_prompt_values, per_prompt_judged = [], []
-            for p in prompts:
-                rows = sorted(samples[(arm.name, key_t, p)], key=lambda r: r["sample_index"])
-                per_prompt_values.append(annotation_values([r.get("tags") if r.get("parse_ok") else None for r in rows],
-                                                           f.annotation_key))
-                labels = judged.get((arm.name, key_t, p))
-                per_prompt_judged.append([None] * len(rows) if labels is None or judged_key is None
-                                         else [lab.get(judged_key) for lab in labels])
-            values = [v for vs in per_prompt_values for v in vs]
-            ref_values = None
-            if reference is not None:
-                ref_values = [v for (a, tt, p), rows in samples.items() if a == reference and tt == key_t
-                              for v in annotation_values([r.get("tags") if r.get("parse_ok") else None for r in rows],
-                                                         f.annotation_key)]
-            entry = {"reference_arm": reference, "preservation": preservation(values, ref_values, known, mapping)}
-            mapped = [[mapping.get(v) for v in vs] for vs in per_prompt_values]
-            entry["fidelity"] = fidelity([m for ms in mapped for m in ms], [j for js in per_prompt_judged for j in js])
-            hits = np.array([sum(m is not None and j is not None and m == j for m, j in zip(ms, js))
-                             for ms, js in zip(mapped, per_prompt_judged)], dtype=np.float64)
-            counts = np.array([sum(m is not None and j is not None for m, j in zip(ms, js))
-                               for ms, js in zip(mapped, per_prompt_judged)], dtype=np.float64)
-            ci = paired_statistic_ci([hits, counts], lambda h, n: float(h.sum() / n.sum()) if n.sum() else None,
-                                     b.resamples, b.confidence, b.seed)
-            entry["fidelity"].update(ci_low=ci["ci_low"], ci_high=ci["ci_high"])
-            arms[arm.name][key_t] = entry
+            asked = [[mapping.get(v) for v in vs] for vs in by_prompt.values()]
+            told = [[None] * len(vs) if judged.get((arm.name, t, p)) is None or judged_key is None
+                    else [lab.get(judged_key) for lab in judged[(arm.name, t, p)]] for p, vs in by_prompt.items()]
+            ref = None if reference is None else [v for vs in values_of(reference, t).values() for v in vs]
+            arms[arm.name][t] = {
+                "reference_arm": reference,
+                "preservation": preservation([v for vs in by_prompt.values() for v in vs], ref, known, mapping),
+                "fidelity": _fidelity_with_interval(asked, told, config.bootstrap),
+            }
     return {"status": "ok", "annotation_key": f.annotation_key, "judged_attribute": judged_key, "value_map": map_info,
             "arms": arms}
+
+
+def _fidelity_with_interval(asked: list[list[str | None]], told: list[list[str | None]], b) -> dict:
+    """fidelity() over all samples, with a bootstrap interval resampling prompts (ratio of sums)."""
+    out = fidelity([a for row in asked for a in row], [j for row in told for j in row])
+    pairs = [[(a, j) for a, j in zip(ar, jr) if a is not None and j is not None] for ar, jr in zip(asked, told)]
+    hits = np.array([sum(a == j for a, j in row) for row in pairs], dtype=np.float64)
+    counts = np.array([len(row) for row in pairs], dtype=np.float64)
+    ci = paired_statistic_ci([hits, counts], lambda h, n: float(h.sum() / n.sum()) if n.sum() else None,
+                             b.resamples, b.confidence, b.seed)
+    return out | {"ci_low": ci["ci_low"], "ci_high": ci["ci_high"]}
 
 
 def _value_map(config: EvalConfig, f) -> tuple[dict[str, str], dict, set[str]]:

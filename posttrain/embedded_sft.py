@@ -65,8 +65,9 @@ HELD_OUT_INSTRUCTIONS = [
 
 @dataclass
 class EmbeddedSFTConfig:
-    # Corpus the responses are cut from (needs columns id, topic, title, text).
-    source: RecordSource = field(default_factory=lambda: RecordSource(source="embedded:bbc_news"))
+    # Corpus the responses are cut from (needs columns id, topic, title, text); the default leaves out
+    # the articles held out for the capabilities task (stage_io/held_out.py).
+    source: RecordSource = field(default_factory=lambda: RecordSource(source="embedded:bbc_news_train"))
     # Keep only articles of these topics (null: all): the SFT set's semantic-entropy knob.
     topics: list[str] | None = field(default_factory=lambda: ["sports"])
     # Keep at most this many articles after the topic filter, the lowest by hash(seed, id) (null: all).

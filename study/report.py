@@ -10,6 +10,9 @@ intervals over prompts and the collapse ratios. This page puts the seeds togethe
 - then the annotation parse rates, preservation and fidelity of the anchored arms;
 - quality beside every diversity figure, the secondary metrics (embedding dissimilarity,
   the annotator's labels), every arm's diversity per seed, and empty responses.
+- capabilities (lm-eval, ``eval/seedN/capabilities.json``): per arm and task the value with
+  its stderr per seed, and anchored - plain_sft with a 95% normal interval per seed and over
+  seeds (eval.capabilities.difference).
 
 Numbers are copied from the summaries as measured, whatever they show; only the pooled
 rows are computed here, from the summaries' per-prompt values.
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from eval.collapse import pooled_pair_statistics
 from eval.report import PAIR_COLUMNS, judge_line, pair_cells
+from eval.capabilities import CAPABILITIES, Z95, difference
 from study.config import StudyConfig
 
 HEADLINE_METRICS = ("semantic_entropy", "pairwise_dissimilarity", "annotator_entropy", "vendi", "distinct_k", "distinct_2")
@@ -131,6 +135,76 @@ def parse_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
     return lines
 
 
+def _value(entry: dict | None) -> str:
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    return f"{entry['value']:.3f}" + (f" ± {entry['stderr']:.3f}" if entry.get("stderr") is not None else "")
+
+
+def capability_lines(capabilities: dict[int, dict], plain: str = "plain_sft", anchored: str = "anchored") -> list[str]:
+    """Per arm and task: value ± stderr per seed; then anchored - plain per seed and over seeds.
+
+    Over seeds the difference is the mean of the seeds' differences, and its interval uses the
+    mean of their standard errors (not divided by sqrt(seeds)): every seed is scored on the same
+    items, so item-sampling error is shared across seeds, not averaged away.
+    """
+    seeds = sorted(s for s, d in capabilities.items() if d.get("arms"))
+    if not seeds:
+        return []
+    first = capabilities[seeds[0]]
+    lines = ["## Capabilities (lm-evaluation-harness)", "",
+             f"lm-eval {first.get('lm_eval_version')}; value ± stderr as lm-eval reports it. Anchored models answer without "
+             "an annotation (none forced or sampled: lm-eval's prompts as they are). Per-seed files: "
+             "`eval/seedN/capabilities.json`.", "",
+             "| arm | task | metric | n | mean over seeds | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|---|---|---|---|" + "---|" * len(seeds)]
+    arms = [a for a in ARM_ORDER if any(a in capabilities[s]["arms"] for s in seeds)]
+    arms += sorted({a for s in seeds for a in capabilities[s]["arms"]} - set(arms))
+    for arm in arms:
+        tasks = sorted({t for s in seeds for t in capabilities[s]["arms"].get(arm, {})})
+        for task in tasks:
+            entries = [capabilities[s]["arms"].get(arm, {}).get(task) for s in seeds]
+            known = [e for e in entries if e and e.get("value") is not None]
+            mean = statistics.fmean(e["value"] for e in known) if known else None
+            lines.append(f"| {arm} | {task} | {known[0]['metric'] if known else 'n/a'} | {known[0].get('n') if known else 'n/a'} | "
+                         f"{_fmt(mean)} | " + " | ".join(_value(e) for e in entries) + " |")
+    lines.append("")
+    tasks = sorted({t for s in seeds for t in capabilities[s]["arms"].get(anchored, {})})
+    if not tasks or not any(plain in capabilities[s]["arms"] for s in seeds):
+        return lines
+    lines += [f"{anchored} - {plain}: 95% normal interval, se = sqrt(se_a² + se_p²) per seed (conservative: the arms "
+              "share the items).", "",
+              f"| task | seed | {anchored} | {plain} | difference [95% CI] |", "|---|---|---|---|---|"]
+    for task in tasks:
+        diffs = []
+        for s in seeds:
+            a = capabilities[s]["arms"].get(anchored, {}).get(task)
+            p = capabilities[s]["arms"].get(plain, {}).get(task)
+            d = difference(a, p)
+            if d is None:
+                continue
+            diffs.append(d)
+            ci = f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d.get("ci_low") is not None else "[no stderr]"
+            lines.append(f"| {task} | {s} | {_value(a)} | {_value(p)} | {d['diff']:+.3f} {ci} |")
+        if len(diffs) > 1:
+            mean = statistics.fmean(d["diff"] for d in diffs)
+            ses = [d["se"] for d in diffs if d.get("se") is not None]
+            ci = (f"[{mean - Z95 * statistics.fmean(ses):+.3f}, {mean + Z95 * statistics.fmean(ses):+.3f}]"
+                  if len(ses) == len(diffs) else "[no stderr]")
+            lines.append(f"| {task} | mean over {len(diffs)} seeds | | | {mean:+.3f} {ci} |")
+    lines.append("")
+    return lines
+
+
+def load_capabilities(out: Path, seeds: list[int]) -> dict[int, dict]:
+    found = {}
+    for seed in seeds:
+        path = out / "eval" / f"seed{seed}" / CAPABILITIES
+        if path.is_file():
+            found[seed] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
 def write_study_report(cfg: StudyConfig, out: Path) -> Path:
     summaries = load_summaries(out, cfg.seeds)
     target = out / "report.md"
@@ -188,5 +262,6 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
             lines += [f"**{metric}**", "", *seed_table(summaries, t, metric), ""]
         lines += ["### Empty responses (they share one embedding and one label: they look like collapse)", "",
                   *empty_lines(summaries, t), ""]
+    lines += capability_lines(load_capabilities(out, cfg.seeds))
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target

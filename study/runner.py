@@ -36,6 +36,7 @@ STAGE_CONFIG_CLASSES = {
     "pretrain": ("pretrain.config", "PretrainConfig"),
     "posttrain": ("posttrain.config", "PosttrainConfig"),
     "eval": ("eval.config", "EvalConfig"),
+    "eval.next_passage_task": ("eval.next_passage_task", "NextPassageTaskConfig"),
 }
 STATE_FILE = "study_state.json"
 
@@ -102,6 +103,15 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
             trains=True,
         ))
 
+    capability_tasks: list[str] = []
+    eval_needs: list[str] = []
+    if cfg.capability_task is not None:
+        task_dir = out / "capability_task"
+        steps.append(Step("capability_task", "eval.next_passage_task", cfg.capability_task, task_dir,
+                          [f"output_dir={task_dir}"]))
+        capability_tasks = ["capabilities.include_path=" + json.dumps([str(task_dir)])]
+        eval_needs = ["capability_task"]
+
     sft_arms = [("plain_sft", cfg.posttrain_plain, "plain"), ("anchored", cfg.posttrain_anchored, "anchored")]
     if cfg.ablation_anchored_sft_on_plain:
         sft_arms.append(("anchored_sft_on_plain", cfg.posttrain_anchored, "plain"))
@@ -117,6 +127,8 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
             ))
         eval_dir = out / "eval" / f"seed{seed}"
         arms = eval_arms(cfg, pretrained, dirs, prompt_format)
+        # The bases are the same checkpoints in every seed: their capabilities are measured once.
+        capability_arms = (["base", "anchored_base"] if seed == cfg.seeds[0] else []) + list(cfg.capability_arms)
         steps.append(Step(
             f"eval_seed{seed}", "eval", cfg.eval, eval_dir,
             [f"output_dir={eval_dir}", "arms=" + json.dumps(arms), *eval_prompts,
@@ -125,8 +137,9 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
              f"metrics.semantic_entropy.classifier.dir={out / 'attribute_classifier'}",
              f"metrics.drift.pretraining_annotations={corpus}",
              # The quality proxy's reference is this study's plain-pretrained model (used only by kind=proxy).
-             f"metrics.quality.reference_model={pretrained['plain']}"],
-            needs=[f"posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms] + ["pretrain_plain", "pretrain_anchored"],
+             f"metrics.quality.reference_model={pretrained['plain']}", *capability_tasks,
+             "capabilities.arms=" + json.dumps(capability_arms)],
+            needs=[f"posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms] + ["pretrain_plain", "pretrain_anchored", *eval_needs],
         ))
     return steps
 

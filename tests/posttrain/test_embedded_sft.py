@@ -11,6 +11,7 @@ from posttrain.embedded_sft import EVAL_PROMPTS_FILE, SFT_FILE, EmbeddedSFTConfi
 from posttrain.prompt_format import check_conversation
 from stage_io.cli import stage_main
 from stage_io.config import ConfigError, load_config
+from stage_io.held_out import held_out_ids
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "posttrain" / "embedded_sft.yaml"
 
@@ -24,7 +25,8 @@ def test_default_set_is_the_sports_slice_with_held_out_eval_prompts(tmp_path, bb
     config = load_config(EmbeddedSFTConfig, CONFIG)
     rows = read_jsonl(tmp_path / SFT_FILE)
     docs = {d["id"]: d for d in bbc}
-    assert len(rows) == sum(d["topic"] == "sports" for d in bbc) == 511
+    held_out = held_out_ids(list(bbc))  # the capabilities task's articles stay out of the SFT set
+    assert len(rows) == sum(d["topic"] == "sports" and d["id"] not in held_out for d in bbc) == 491
     assert len({r["id"] for r in rows}) == len(rows)
     for row in rows:
         doc = docs[row["source_doc_id"]]
@@ -45,7 +47,7 @@ def test_default_set_is_the_sports_slice_with_held_out_eval_prompts(tmp_path, bb
     assert len(training_instructions) == len(config.instructions)  # every paraphrase is used
     assert not {p["prompt"] for p in eval_prompts} & training_instructions
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["counts"]["examples_by_topic"] == {"sports": 511}
+    assert manifest["counts"]["examples_by_topic"] == {"sports": 491}
     assert manifest["counts"]["topic_entropy_bits"] == 0.0
 
 

@@ -8,7 +8,7 @@ import pytest
 from stage_io.config import load_config
 from stage_io.manifest import read_manifest
 from study import StudyConfig, plan_steps, run
-from study.report import parse_lines
+from study.report import capability_lines, parse_lines
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO = REPO / "configs" / "study" / "micro.yaml"
@@ -32,6 +32,15 @@ def test_plan_chains_stages_through_paths(tmp_path):
     assert arms["plain_sft"].base_arm == "base" and arms["anchored_sft_on_plain"].base_arm == "base"
     # Eval samples with the very prompt format posttrain trains with.
     assert arms["anchored"].prompt_format == steps["posttrain_anchored_seed1"].load().prompt_format
+    # The capabilities task is written once and every seed's eval reads it.
+    task_dir = tmp_path / "capability_task"
+    assert steps["capability_task"].load().output_dir == str(task_dir)
+    assert "capability_task" in steps["eval_seed1"].needs
+    eval_cfg = steps["eval_seed1"].load()
+    assert eval_cfg.capabilities.include_path == [str(task_dir)] and "capabilities" in eval_cfg.stages
+    # The bases are the same checkpoints in every seed: measured in the first seed only.
+    assert steps["eval_seed0"].load().capabilities.arms == ["base", "anchored_base", "plain_sft", "anchored"]
+    assert eval_cfg.capabilities.arms == ["plain_sft", "anchored"]
 
 
 @pytest.mark.slow
@@ -52,12 +61,19 @@ def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(tmp
     assert {"base", "plain_sft", "anchored", "anchored_no_annotation", "anchored_sft_on_plain"} <= set(summary["arms"])
     assert "plain_sft/anchored" in summary["collapse_ratios"]["pairs"]
     assert list((eval_dir / "plots").glob("*.png"))
+    capabilities = json.loads((eval_dir / "capabilities.json").read_text())
+    assert {"base", "anchored_base", "plain_sft", "anchored"} == set(capabilities["arms"])
+    assert all(0 <= t["value"] <= 1 for arm in capabilities["arms"].values() for t in arm.values())
     report = (out / "report.md").read_text()
     assert "Headline: judged collapse of the section" in report and "ablation (a)" in report
     assert "failures by reason" in report and "held-out accuracy" in report
     assert "Annotation preservation and fidelity" in report and "annotator_entropy" in report
     assert summary["judge"]["heldout_accuracy"] >= 0.9 and summary["annotation_fidelity"]["status"] == "ok"
     assert (out / "attribute_classifier" / "classifier.json").is_file()  # one judge, shared by the seeds
+    assert "## Capabilities (lm-evaluation-harness)" in report and "| bbc_next_passage | 0 |" in report
+    assert "Collapse ratio" in report and "plain_sft" in report and "ablation (a)" in report
+    assert "## Capabilities (lm-evaluation-harness)" in report and "| bbc_next_passage | 0 |" in report
+    assert "failures by reason" in report
 
     again = run(micro_config(out))
     assert again["ran"] == [] and again["skipped"] == steps
@@ -105,3 +121,20 @@ def test_sft_arms_of_a_seed_must_train_on_the_same_examples(tmp_path):
                    counts={"trained_ids_sha256": "sha256:bb", "optimizer_steps": 4, "trained": 29})
     with pytest.raises(RuntimeError, match="seed 0 trained on different examples"):
         check_paired_sft(steps, 0)
+
+
+def test_report_capabilities_table_with_anchored_minus_plain_per_seed_and_over_seeds():
+    def entry(value, stderr):
+        return {"metric": "acc_norm", "value": value, "stderr": stderr, "n": 100}
+
+    capabilities = {
+        0: {"lm_eval_version": "0.4.13", "arms": {"plain_sft": {"t": entry(0.50, 0.03)}, "anchored": {"t": entry(0.54, 0.04)}}},
+        1: {"lm_eval_version": "0.4.13", "arms": {"plain_sft": {"t": entry(0.52, 0.03)}, "anchored": {"t": entry(0.50, 0.04)}}},
+    }
+    lines = capability_lines(capabilities)
+    assert "| plain_sft | t | acc_norm | 100 | 0.510 | 0.500 ± 0.030 | 0.520 ± 0.030 |" in lines
+    assert "| anchored | t | acc_norm | 100 | 0.520 | 0.540 ± 0.040 | 0.500 ± 0.040 |" in lines
+    # seed 0: +0.04 ± 1.96 * 0.05; over seeds: mean +0.01, interval from the mean se (items are shared).
+    assert "| t | 0 | 0.540 ± 0.040 | 0.500 ± 0.030 | +0.040 [-0.058, +0.138] |" in lines
+    assert "| t | mean over 2 seeds | | | +0.010 [-0.088, +0.108] |" in lines
+    assert capability_lines({}) == []
