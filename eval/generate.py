@@ -30,6 +30,8 @@ from eval.jsonl_store import append_rows, dedupe, read_rows
 from eval.prompts import Prompt, load_prompts
 from eval.sampling import SampleSpec, sample_batch
 from eval.seeds import sample_seed
+from stage_io.manifest import fingerprint_files, weight_files
+from stage_io.model_paths import check_model, check_tokenizer
 from stage_io.run_identity import RUN_FILE, Identity, RunIdentityError, check_run_identity, config_identity
 
 GENERATIONS = "generations.jsonl"
@@ -87,20 +89,43 @@ def open_backend(config: EvalConfig, arm: ArmConfig):
     )
 
 
-def check_model_path(model: str, key: str) -> None:
-    """A model that looks like a local path must exist (else the hub client's error would
-    talk about repo ids); a hub id (org/name) is left to the hub client."""
-    looks_local = model.startswith((".", "/", "~")) or model.count("/") >= 2
-    if looks_local and not Path(model).expanduser().exists():
-        raise FileNotFoundError(f"{key}: '{model}' does not exist (run the stage that writes it, or fix the path)")
+def check_arm_model(arm: ArmConfig, index: int) -> None:
+    """The arm's model (and tokenizer) is loadable, checked before any library is handed it."""
+    key = f"arms[{index}].model (arm '{arm.name}')"
+    check_model(arm.model, key, arm.revision)
+    if arm.tokenizer:
+        check_tokenizer(arm.tokenizer, f"arms[{index}].tokenizer (arm '{arm.name}')")
+    else:
+        check_tokenizer(arm.model, key + " (its tokenizer; set the arm's tokenizer if it has none)", arm.revision)
+
+
+def weights_fingerprint(model: str, revision: str | None) -> str:
+    """What the arm's samples were drawn from: the sha256 of a local model's config.json and
+    weight files (the same path can hold new weights), or the hub id and revision."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return f"hub:{model}@{revision or 'default'}"
+    files = weight_files(path)
+    key = (str(path.resolve()), tuple((name, (path / name).stat().st_size, (path / name).stat().st_mtime_ns)
+                                      for name in files))
+    if key not in _WEIGHTS_FINGERPRINTS:
+        _WEIGHTS_FINGERPRINTS[key] = fingerprint_files(path, files.values())
+    return _WEIGHTS_FINGERPRINTS[key]
+
+
+# Fingerprints computed in this process, by path and the files' sizes and mtimes (hashing
+# large weights once per run, not once per check).
+_WEIGHTS_FINGERPRINTS: dict[tuple, str] = {}
 
 
 def arm_identity(config: EvalConfig, arm: ArmConfig) -> Identity:
     """What decides each of ``arm``'s samples besides its id (prompt, temperature, index):
-    the model and how it is prompted and run, and the sampling settings its mode reads.
+    the model (its path and the fingerprint of its weights) and how it is prompted and run,
+    and the sampling settings its mode reads.
     ``base_arm`` only pairs arms in the summary, so it is not part of it."""
     sampling = config_identity(config.sampling, RESUMABLE_SAMPLING + UNREAD_BY_MODE[arm.mode])
-    return {**config_identity(arm, ("name", "base_arm")), **{f"sampling.{k}": v for k, v in sampling.items()}}
+    return {**config_identity(arm, ("name", "base_arm")), **{f"sampling.{k}": v for k, v in sampling.items()},
+            "model_weights": weights_fingerprint(arm.model, arm.revision)}
 
 
 def check_arm_identity(config: EvalConfig, arm: ArmConfig, run_dir: Path, *, record: bool) -> None:
@@ -134,7 +159,7 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
     if not config.arms:
         raise ValueError("no arms configured (arms: [...] in the config)")
     for i, arm in enumerate(config.arms):
-        check_model_path(arm.model, f"arms[{i}].model (arm '{arm.name}')")
+        check_arm_model(arm, i)
     prompts, prompt_skips = load_prompts(config.prompts)
     path = run_dir / GENERATIONS
     existing, torn = read_rows(path)

@@ -141,6 +141,8 @@ class _Builder:
         self.skipped: Counter[str] = Counter()
         self.records_in = 0
         self.joint_differs = 0
+        # Records whose conversation went on after the last assistant turn (those turns are cut).
+        self.turns_cut = 0
 
     def add_chunk(self, rows: list[dict]) -> None:
         planned: list[tuple[SFTRecord, ExampleKind]] = []
@@ -152,6 +154,11 @@ class _Builder:
             except MalformedRecord as err:
                 self._skip(record_id, err.reason, err.detail)
                 continue
+            if record.turns_cut:
+                self.turns_cut += 1
+                self.issues.append({"id": record.id, "reason": "turns_after_last_reply",
+                                    "detail": f"{record.turns_cut} turns after the last assistant turn cut",
+                                    "action": "cut"})
             kind = self._kind(record)
             if kind is not None:
                 planned.append((record, kind))
@@ -216,6 +223,7 @@ class _Builder:
             "trained_tokens": sum(sum(e.label_mask) for e in self.examples),
             "total_tokens": sum(len(e.input_ids) for e in self.examples),
             "pieces_differ_from_joint_tokenization": self.joint_differs,
+            "records_with_turns_cut_after_last_reply": self.turns_cut,
         }
         self._check_whole_dataset(counts)
         return BuiltExamples(self.examples, counts, self.issues)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+from stage_io.config import NonNegativeInt
 
 EMBEDDED_PREFIX = "embedded:"
 
@@ -42,7 +43,7 @@ class RecordSource:
     # Column holding each record's id; None numbers records by position.
     id_field: str | None = None
     # Read at most this many records (None: all), in source order.
-    limit: int | None = None
+    limit: NonNegativeInt | None = None
 
 
 def load_records(src: RecordSource, required_fields: tuple[str, ...] = ()) -> datasets.Dataset:
