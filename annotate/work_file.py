@@ -52,10 +52,7 @@ class WorkFile:
             os.fsync(handle.fileno())
 
     def close(self) -> None:
-        if self._lock_handle is not None:
-            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
-            self._lock_handle.close()
-            self._lock = DirectoryLock(self.path.with_suffix(".lock"), "annotating this shard")
+        self._lock.release()
 
     def __enter__(self) -> "WorkFile":
         return self
