@@ -13,8 +13,8 @@ Row shapes accepted (column names are config keys under ``data``):
 Roles are renamed through ``data.role_map`` (ShareGPT's ``human``/``gpt`` by default), and
 the reply is the conversation's last assistant turn (``stage_io.conversation``, the rule the
 annotate stage uses to pick the reply it annotates); turns after it are cut and counted
-(``SFTRecord.turns_cut``). When the annotate output's ``response`` column is present it
-must be that turn's text. Only that reply is trained; earlier turns are part of the prompt and
+(``SFTRecord.turns_cut``). The annotate output's ``response`` column, when present, is
+trained in that turn's place (annotate took it from that turn). Only that reply is trained; earlier turns are part of the prompt and
 masked. Both arms do this, so they train on the same tokens of the same replies, and
 the annotation (which describes one response) always sits right before the text it
 describes.
@@ -138,10 +138,8 @@ def _conversation_and_response(row: Mapping[str, Any], data: DataConfig) -> tupl
             split = split_last_reply(messages, data.role_map, data.messages_field)
         except ConversationError as err:
             raise MalformedRecord(err.reason, str(err)) from None
-        if explicit_response is not None and explicit_response != split.reply:
-            raise MalformedRecord("response_mismatch", f"'{data.response_field}' is not the last assistant turn of "
-                                  f"'{data.messages_field}' (annotated by another rule?)")
-        return split.prompt, split.reply, split.turns_cut
+        reply = explicit_response if explicit_response is not None else split.reply
+        return split.prompt, reply, split.turns_cut
     prompt = row.get(data.prompt_field)
     if prompt is None:
         raise MalformedRecord(
