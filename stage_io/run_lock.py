@@ -34,7 +34,7 @@ class DirectoryLock:
 
     def __init__(self, path: str | Path, what: str):
         self.path = Path(path)
-        # What the holder is doing, for the message ("annotating this shard", "writing this run").
+        # What this process holds it for, for the message ("annotating this shard", "running eval in it").
         self.what = what
         self._handle: IO[str] | None = None
 
@@ -48,8 +48,9 @@ class DirectoryLock:
             holder = handle.read().strip() or "unknown"
             handle.close()
             raise RunLockError(
-                f"{self.path.parent}: another process (pid {holder}) is {self.what} (lock {self.path} held); "
-                "wait for it to finish, or use another output directory"
+                f"{self.path.parent}: another process (pid {holder}) holds its lock ({self.path.name}), so "
+                f"this one cannot start {self.what}: wait for that process to finish, or use another output "
+                "directory"
             ) from None
         handle.seek(0)
         handle.truncate()
