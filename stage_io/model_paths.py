@@ -78,7 +78,7 @@ def describe_directory(path: Path) -> str:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             stage = None
         if stage:
-            return f"a {stage} stage output"
+            return f"the output of the {stage} stage"
     if any((path / name).is_file() for name in TOKENIZER_FILES):
         return "a tokenizer-only directory"
     entries = sorted(p.name for p in path.iterdir())
