@@ -31,8 +31,9 @@ from eval.prompts import Prompt, load_prompts
 from eval.sampling import SampleSpec, sample_batch
 from eval.seeds import sample_seed
 from stage_io.manifest import fingerprint_files, weight_files
-from stage_io.model_paths import check_model, check_tokenizer
-from stage_io.run_identity import RUN_FILE, Identity, RunIdentityError, check_run_identity, config_identity
+from stage_io.model_paths import check_model, check_tokenizer, looks_local
+from stage_io.run_identity import (RUN_FILE, Identity, RunIdentityError, check_run_identity, config_identity,
+                                   read_identity)
 
 GENERATIONS = "generations.jsonl"
 # Sampling keys a run may resume with changed: they decide which ids exist (more prompts,
@@ -134,9 +135,15 @@ def check_arm_identity(config: EvalConfig, arm: ArmConfig, run_dir: Path, *, rec
     run.json holds one identity per arm, recorded (``record``) when the arm is sampled
     there (or found with samples but no record), so an arm added later is recorded then,
     an arm left out keeps its record, and a model path that fails to load is not recorded.
+    A local model that is gone cannot be fingerprinted: scoring or reporting samples it
+    drew keeps the recorded fingerprint (generating from it fails on the path check).
     """
+    identity = arm_identity(config, arm)
+    if looks_local(arm.model) and not Path(arm.model).expanduser().is_dir():
+        saved = read_identity(run_dir / RUN_FILE, f"arm:{arm.name}") or {}
+        identity["model_weights"] = saved.get("model_weights", identity["model_weights"])
     check_run_identity(
-        run_dir / RUN_FILE, arm_identity(config, arm), entry=f"arm:{arm.name}", create=record,
+        run_dir / RUN_FILE, identity, entry=f"arm:{arm.name}", create=record,
         start_over=f"its samples are resumed by id, so old and new ones would mix: use a new output_dir, "
                    f"give the changed arm a new name, or delete {run_dir} to start over",
     )

@@ -97,14 +97,26 @@ class Fixtures:
 
     @property
     def sft(self) -> Path:
+        """24 SFT rows: half with ShareGPT roles (human/gpt), three with a user turn after the reply."""
         path = self.work / "sft.jsonl"
         if not path.exists():
             rows = []
             for i in range(24):
                 user, bot = ("human", "gpt") if i % 2 else ("user", "assistant")
-                rows.append({"id": f"s{i}", "messages": [{"role": user, "content": f"Write about match {i}."},
-                                                         {"role": bot, "content": f"The team won match {i} 2-1."}]})
+                turns = [{"role": user, "content": f"Write about match {i}."},
+                         {"role": bot, "content": f"The team won match {i} 2-1 in London on Friday."}]
+                if i % 8 == 0:
+                    turns.append({"role": user, "content": "And the next one?"})
+                rows.append({"id": f"s{i}", "messages": turns})
             path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    @property
+    def fitted(self) -> Path:
+        """An annotate corpus run on 12 articles (its fitted offline annotator is reused)."""
+        path = self.work / "fitted"
+        if not (path / "manifest.json").exists():
+            must(["annotate", "configs/annotate/tiny.yaml", f"output_dir={path}", "source.limit=12"])
         return path
 
     def posttrain_args(self, out: Path, *extra: str) -> list[str]:
@@ -283,6 +295,12 @@ def cases() -> list[Case]:
              expect_error="exceeds the 128 positions"),
         *bad_model_cases("posttrain"),
         *bad_model_cases("eval"),
+        Case("annotate: SFT rows with human/gpt roles and a user turn after the reply",
+             lambda fx: ["annotate", "configs/annotate/tiny.yaml", "mode=sft", f"source.source={fx.sft}",
+                         "source.limit=null", "source.id_field=id", "keep_columns=[]",
+                         f"annotator.offline.fitted_state_from={fx.fitted}",
+                         f"output_dir={fx.fresh('sftann')}"],
+             check=lambda fx, output: sft_annotated(fx)),
         Case("pretrain: second writer while one holds the directory",
              lambda fx: fx.pretrain_args(fx.fresh("lock"), "train.max_steps=2"), expect_error="holds its lock",
              runner=while_locked),
@@ -317,6 +335,23 @@ def cases() -> list[Case]:
                                                             fx.work / "swapped" / "model.safetensors"))),
     ]
     return listed
+
+
+def sft_annotated(fx: Fixtures) -> str | None:
+    """Every row annotated, and each response the last assistant turn (the one posttrain trains)."""
+    import datasets
+
+    out = fx.work / "out" / last_out(fx, "sftann")
+    rows = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train").to_list()
+    expected = {json.loads(line)["id"]: json.loads(line)["messages"] for line in fx.sft.read_text().splitlines()}
+    bad = [r["id"] for r in rows if r["status"] == "skipped"]
+    if bad:
+        return f"{len(bad)} of {len(rows)} rows skipped ({bad[:3]})"
+    wrong = [r["id"] for r in rows
+             if r["response"] != [m for m in expected[r["id"]] if m["role"] in ("assistant", "gpt")][-1]["content"]]
+    if len(rows) != len(expected):
+        return f"rows: {len(rows)} annotated rows for {len(expected)} records"
+    return f"{len(wrong)} responses are not the last assistant turn" if wrong else None
 
 
 def copy_model(fx: Fixtures) -> Path:
