@@ -83,8 +83,6 @@ def stage_main(
         if debug or not is_project_error(err):
             raise
         print(f"{prog}: error: {describe_error(err)}", file=sys.stderr)
-        if os.environ.get(DEBUG_ENV) is None:
-            print(f"{prog}: (rerun with --debug or {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return 2
     return 0
 
