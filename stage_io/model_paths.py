@@ -70,17 +70,19 @@ def check_tokenizer(reference: str, key: str, revision: str | None = None) -> No
 
 
 def describe_directory(path: Path) -> str:
-    """What a directory looks like, for messages: a stage output, a tokenizer, or its first entries."""
+    """What a directory looks like, for messages: a tokenizer, a stage output, or its first entries."""
+    stage = None
     manifest = path / "manifest.json"
     if manifest.is_file():
         try:
             stage = json.loads(manifest.read_text(encoding="utf-8")).get("stage")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             stage = None
-        if stage:
-            return f"the output of the {stage} stage"
+    made_by = f" (the output of the {stage} stage)" if stage else ""
     if any((path / name).is_file() for name in TOKENIZER_FILES):
-        return "a tokenizer-only directory"
+        return "a tokenizer-only directory" + made_by
+    if stage:
+        return f"the output of the {stage} stage"
     entries = sorted(p.name for p in path.iterdir())
     if not entries:
         return "an empty directory"
