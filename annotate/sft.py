@@ -1,8 +1,9 @@
 """The response an SFT example is annotated by: the text the model is trained to write.
 
-- ``messages`` format (HF chat): the content of the final assistant message;
+- ``messages`` format (HF chat): the content of the last assistant turn, after the role
+  map (``stage_io.conversation``: the same rule posttrain uses to pick the trained reply);
 - ``prompt_completion`` format: the completion (a string, or a list of messages whose
-  final assistant message is taken, as TRL's conversational prompt-completion data has).
+  last assistant turn is taken, as TRL's conversational prompt-completion data has).
 
 An example without one (no assistant turn, empty response, wrong type) raises
 ``MalformedExample`` with the reason; the stage records it as a skip.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from annotate.config import SFTConfig
+from stage_io.conversation import ConversationError, split_last_reply
 
 
 class MalformedExample(ValueError):
@@ -21,10 +23,10 @@ class MalformedExample(ValueError):
 
 def response_of(example: Mapping[str, Any], config: SFTConfig) -> str:
     if config.format == "messages":
-        return _final_assistant(example.get(config.messages_field), config.messages_field)
+        return _last_reply(example.get(config.messages_field), config.messages_field, config)
     completion = example.get(config.completion_field)
     if isinstance(completion, list):
-        return _final_assistant(completion, config.completion_field)
+        return _last_reply(completion, config.completion_field, config)
     if not isinstance(completion, str):
         raise MalformedExample(f"'{config.completion_field}' is {type(completion).__name__}, not a string or messages")
     if not completion.strip():
@@ -32,15 +34,8 @@ def response_of(example: Mapping[str, Any], config: SFTConfig) -> str:
     return completion
 
 
-def _final_assistant(messages: Any, field: str) -> str:
-    if not isinstance(messages, list):
-        raise MalformedExample(f"'{field}' is {type(messages).__name__}, not a list of messages")
-    for message in reversed(messages):
-        if isinstance(message, Mapping) and message.get("role") == "assistant":
-            content = message.get("content")
-            if not isinstance(content, str):
-                raise MalformedExample(f"final assistant message in '{field}' has no text content")
-            if not content.strip():
-                raise MalformedExample(f"final assistant message in '{field}' is empty")
-            return content
-    raise MalformedExample(f"no assistant message in '{field}'")
+def _last_reply(messages: Any, field: str, config: SFTConfig) -> str:
+    try:
+        return split_last_reply(messages, config.role_map, field).reply
+    except ConversationError as err:
+        raise MalformedExample(str(err)) from None

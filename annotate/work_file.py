@@ -3,17 +3,19 @@
 Each batch is written with one ``write``, then flushed and fsynced. A process killed
 mid-write leaves at most one partial line, at the end; ``WorkFile.open`` cuts it off
 before anything is appended, so the next run starts on a clean line and redoes exactly
-the ids that were not fully written. An exclusive lock stops two processes from working
-the same shard at once (the lock goes away with its process, even on SIGKILL).
+the ids that were not fully written. An exclusive lock (``stage_io.run_lock``) stops two
+processes from working the same shard at once (the lock goes away with its process, even
+on SIGKILL).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Iterator
+
+from stage_io.run_lock import DirectoryLock, RunLockError
 
 
 class WorkFileError(ValueError):
@@ -27,16 +29,15 @@ def shard_name(shard_index: int, num_shards: int) -> str:
 class WorkFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._lock_handle = None
+        self._lock = DirectoryLock(self.path.with_suffix(".lock"), "annotating this shard")
 
     def open(self) -> set[str]:
         """Take the shard's lock, repair a torn last line, return the ids already done."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_handle = open(self.path.with_suffix(".lock"), "w")
         try:
-            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise WorkFileError(f"{self.path}: another process is annotating this shard (lock held)") from None
+            self._lock.acquire()
+        except RunLockError as err:
+            raise WorkFileError(f"{self.path}: {err}") from None
         self.path.touch()
         self._repair()
         return {record["id"] for record in read_work_records(self.path)}
@@ -51,10 +52,7 @@ class WorkFile:
             os.fsync(handle.fileno())
 
     def close(self) -> None:
-        if self._lock_handle is not None:
-            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
-            self._lock_handle.close()
-            self._lock_handle = None
+        self._lock.release()
 
     def __enter__(self) -> "WorkFile":
         return self

@@ -7,11 +7,12 @@ The YAMLs under ``configs/eval/`` are instances of ``EvalConfig``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from annotate.format import DEFAULT_KEYS
 from posttrain.prompt_format import PromptFormat
 from stage_io.records import RecordSource
+from stage_io.config import Domain, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, ProperFraction, Temperature, UnitInterval
 
 ArmMode = Literal["plain", "anchored", "no_annotation"]
 Stage = Literal["generate", "score", "capabilities", "report"]
@@ -67,40 +68,40 @@ class SamplingConfig:
     # Generation backend: transformers (CPU, tests; batched loop with KV cache) or vllm (GPU).
     backend: Literal["transformers", "vllm"] = "transformers"
     # Samples drawn per prompt (per arm and temperature).
-    samples_per_prompt: int = 8
+    samples_per_prompt: PositiveInt = 8
     # Response temperatures; each is a separate point of the diversity-quality sweep.
-    temperatures: list[float] = field(default_factory=lambda: [1.0])
+    temperatures: list[Temperature] = field(default_factory=lambda: [1.0])
     # Nucleus sampling mass for the response (1.0: off).
-    top_p: float = 1.0
+    top_p: ProperFraction = 1.0
     # Most tokens in a response (after the annotation).
-    max_new_tokens: int = 256
+    max_new_tokens: PositiveInt = 256
     # Run seed; every sample's seed is a stable hash of (seed, prompt id, sample index).
     seed: int = 0
     # Temperature of the annotation phase of anchored arms (None: the response temperature).
-    annotation_temperature: float | None = None
+    annotation_temperature: Temperature | None = None
     # Nucleus mass of the annotation phase (None: the response top_p).
-    annotation_top_p: float | None = None
+    annotation_top_p: ProperFraction | None = None
     # Most tokens in an annotation; reaching it forces the close delimiter and counts a parse failure.
-    max_annotation_tokens: int = 64
+    max_annotation_tokens: PositiveInt = 64
     # How a no_annotation arm avoids sampling one: ban_open (delimiter tokens banned throughout)
     # or empty_annotation (an empty <|ann|><|/ann|> inserted after the prompt).
     no_annotation: Literal["ban_open", "empty_annotation"] = "ban_open"
     # Extra stop strings (the prompt format's end of turn and the eos token always stop).
     stop: list[str] = field(default_factory=list)
     # Rows per forward batch (transformers) or per written chunk (vllm).
-    batch_size: int = 16
+    batch_size: PositiveInt = 16
     # Torch dtype for the transformers backend and vllm (auto, float32, bfloat16, float16).
     dtype: str = "auto"
     # Device for the transformers backend (auto: cuda when available, else cpu).
     device: str = "auto"
     # vllm: GPUs per model (tensor parallelism).
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: PositiveInt = 1
     # vllm: fraction of GPU memory the engine may take.
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: ProperFraction = 0.9
     # vllm: longest prompt+generation in tokens (None: the model's own limit).
-    max_model_len: int | None = None
+    max_model_len: PositiveInt | None = None
     # Stop after writing this many new generations (a partial run, e.g. to test resuming; None: all).
-    limit: int | None = None
+    limit: NonNegativeInt | None = None
 
     def __post_init__(self) -> None:
         if not self.temperatures:
@@ -122,11 +123,11 @@ class EmbedderConfig:
     # Prompt name the model defines for documents (None: no prompt).
     prompt_name: str | None = None
     # Texts per encode batch.
-    batch_size: int = 64
+    batch_size: PositiveInt = 64
     # Device for the embedder (None: sentence-transformers picks).
     device: str | None = None
     # Longest input in tokens (None: the model's default); longer responses are truncated.
-    max_seq_length: int | None = None
+    max_seq_length: PositiveInt | None = None
     # Allow custom model code from the hub (some embedders need it).
     trust_remote_code: bool = False
 
@@ -143,19 +144,19 @@ class JudgeConfig:
     # Whether the template is sent through the judge tokenizer's chat template.
     use_chat_template: bool = True
     # Most tokens the judge may write.
-    max_new_tokens: int = 384
+    max_new_tokens: PositiveInt = 384
     # Judge sampling temperature (0: greedy).
-    temperature: float = 0.0
+    temperature: Temperature = 0.0
     # Judge seed.
     seed: int = 0
     # Rows per judge batch.
-    batch_size: int = 64
+    batch_size: PositiveInt = 64
     # vllm: GPUs for the judge.
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: PositiveInt = 1
     # vllm: fraction of GPU memory the judge engine may take.
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: ProperFraction = 0.9
     # vllm: longest prompt+judgement in tokens (None: the model's own limit).
-    max_model_len: int | None = None
+    max_model_len: PositiveInt | None = None
     # Torch dtype for the judge.
     dtype: str = "auto"
 
@@ -186,11 +187,11 @@ class QualityConfig:
     # proxy: how the prompt is rendered for the reference model.
     reference_prompt_format: PromptFormat = field(default_factory=PromptFormat)
     # proxy: n-gram order of the repetition (degeneration) penalty.
-    degeneration_ngram: int = 4
+    degeneration_ngram: PositiveInt = 4
     # proxy: weight of the repeated n-gram fraction subtracted from the mean token log-prob.
-    degeneration_weight: float = 1.0
+    degeneration_weight: NonNegativeFloat = 1.0
     # proxy: rows per reference-model batch.
-    batch_size: int = 8
+    batch_size: PositiveInt = 8
     # A sample passes the quality bar when its quality is >= bar (units of the chosen kind).
     bar: float = -6.0
     # judge: the LLM judge (template needs {prompt} and {response}).
@@ -292,11 +293,11 @@ class FidelityConfig:
 @dataclass
 class DistinctKConfig:
     # Cosine similarity at or above which two responses are the same class (embedding partition).
-    threshold: float = 0.9
+    threshold: UnitInterval = 0.9
     # Optional cross-encoder equivalence classifier (path or hub id; None: embedding threshold).
     classifier: str | None = None
     # Classifier score at or above which two responses are equivalent.
-    classifier_threshold: float = 0.5
+    classifier_threshold: UnitInterval = 0.5
 
 
 @dataclass
@@ -304,9 +305,9 @@ class DriftConfig:
     # The annotate stage's output directory (its data/ holds the pretraining tags; None: no drift).
     pretraining_annotations: str | None = None
     # Read at most this many annotated chunks from it (None: all).
-    max_rows: int | None = 200000
+    max_rows: PositiveInt | None = 200000
     # Additive smoothing added to every value count before KL (over the union of values).
-    smoothing: float = 0.5
+    smoothing: NonNegativeFloat = 0.5
 
 
 @dataclass
@@ -314,7 +315,7 @@ class MetricsConfig:
     # The sentence embedder for pairwise dissimilarity, Vendi and distinct_k.
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     # n-gram orders for distinct-n.
-    distinct_n: list[int] = field(default_factory=lambda: [1, 2, 3])
+    distinct_n: list[PositiveInt] = field(default_factory=lambda: [1, 2, 3])
     # distinct_k: equivalence classes among a prompt's samples.
     distinct_k: DistinctKConfig = field(default_factory=DistinctKConfig)
     # Semantic entropy of attribute labels.
@@ -339,15 +340,15 @@ class CollapseConfig:
     )
     # An anchored collapse whose interval's low end is below this counts as not distinguishable
     # from 0 (no ratio is reported then; eval/collapse.py has every rule).
-    min_denominator: float = 1.0e-6
+    min_denominator: PositiveFloat = 1.0e-6
 
 
 @dataclass
 class BootstrapConfig:
     # Bootstrap resamples over prompts.
-    resamples: int = 1000
+    resamples: PositiveInt = 1000
     # Confidence level of the percentile intervals.
-    confidence: float = 0.95
+    confidence: Annotated[float, Domain(gt=0, lt=1)] = 0.95
     # Seed of the bootstrap's random generator.
     seed: int = 0
 
@@ -417,7 +418,7 @@ class EvalConfig:
     # Capability retention with lm-evaluation-harness (the capabilities stage).
     capabilities: CapabilitiesConfig = field(default_factory=CapabilitiesConfig)
     # Torch CPU threads for this process (keeps shared machines usable).
-    num_threads: int = 2
+    num_threads: PositiveInt = 2
     # Score stage: recompute every group even if scores.jsonl has it (after a metric change).
     rescore: bool = False
 

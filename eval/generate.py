@@ -30,7 +30,10 @@ from eval.jsonl_store import append_rows, dedupe, read_rows
 from eval.prompts import Prompt, load_prompts
 from eval.sampling import SampleSpec, sample_batch
 from eval.seeds import sample_seed
-from stage_io.run_identity import RUN_FILE, Identity, RunIdentityError, check_run_identity, config_identity
+from stage_io.manifest import fingerprint_files, weight_files
+from stage_io.model_paths import check_model, check_tokenizer, looks_local
+from stage_io.run_identity import (RUN_FILE, Identity, RunIdentityError, check_run_identity, config_identity,
+                                   read_identity)
 
 GENERATIONS = "generations.jsonl"
 # Sampling keys a run may resume with changed: they decide which ids exist (more prompts,
@@ -87,20 +90,43 @@ def open_backend(config: EvalConfig, arm: ArmConfig):
     )
 
 
-def check_model_path(model: str, key: str) -> None:
-    """A model that looks like a local path must exist (else the hub client's error would
-    talk about repo ids); a hub id (org/name) is left to the hub client."""
-    looks_local = model.startswith((".", "/", "~")) or model.count("/") >= 2
-    if looks_local and not Path(model).expanduser().exists():
-        raise FileNotFoundError(f"{key}: '{model}' does not exist (run the stage that writes it, or fix the path)")
+def check_arm_model(arm: ArmConfig, index: int) -> None:
+    """The arm's model (and tokenizer) is loadable, checked before any library is handed it."""
+    key = f"arms[{index}].model (arm '{arm.name}')"
+    check_model(arm.model, key, arm.revision)
+    if arm.tokenizer:
+        check_tokenizer(arm.tokenizer, f"arms[{index}].tokenizer (arm '{arm.name}')")
+    else:
+        check_tokenizer(arm.model, key + " (its tokenizer; set the arm's tokenizer if it has none)", arm.revision)
+
+
+def weights_fingerprint(model: str, revision: str | None) -> str:
+    """What the arm's samples were drawn from: the sha256 of a local model's config.json and
+    weight files (the same path can hold new weights), or the hub id and revision."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return f"hub:{model}@{revision or 'default'}"
+    files = weight_files(path)
+    key = (str(path.resolve()), tuple((name, (path / name).stat().st_size, (path / name).stat().st_mtime_ns)
+                                      for name in files))
+    if key not in _WEIGHTS_FINGERPRINTS:
+        _WEIGHTS_FINGERPRINTS[key] = fingerprint_files(path, files.values())
+    return _WEIGHTS_FINGERPRINTS[key]
+
+
+# Fingerprints computed in this process, by path and the files' sizes and mtimes (hashing
+# large weights once per run, not once per check).
+_WEIGHTS_FINGERPRINTS: dict[tuple, str] = {}
 
 
 def arm_identity(config: EvalConfig, arm: ArmConfig) -> Identity:
     """What decides each of ``arm``'s samples besides its id (prompt, temperature, index):
-    the model and how it is prompted and run, and the sampling settings its mode reads.
+    the model (its path and the fingerprint of its weights) and how it is prompted and run,
+    and the sampling settings its mode reads.
     ``base_arm`` only pairs arms in the summary, so it is not part of it."""
     sampling = config_identity(config.sampling, RESUMABLE_SAMPLING + UNREAD_BY_MODE[arm.mode])
-    return {**config_identity(arm, ("name", "base_arm")), **{f"sampling.{k}": v for k, v in sampling.items()}}
+    return {**config_identity(arm, ("name", "base_arm")), **{f"sampling.{k}": v for k, v in sampling.items()},
+            "model_weights": weights_fingerprint(arm.model, arm.revision)}
 
 
 def check_arm_identity(config: EvalConfig, arm: ArmConfig, run_dir: Path, *, record: bool) -> None:
@@ -109,9 +135,15 @@ def check_arm_identity(config: EvalConfig, arm: ArmConfig, run_dir: Path, *, rec
     run.json holds one identity per arm, recorded (``record``) when the arm is sampled
     there (or found with samples but no record), so an arm added later is recorded then,
     an arm left out keeps its record, and a model path that fails to load is not recorded.
+    A local model that is gone cannot be fingerprinted: scoring or reporting samples it
+    drew keeps the recorded fingerprint (generating from it fails on the path check).
     """
+    identity = arm_identity(config, arm)
+    if looks_local(arm.model) and not Path(arm.model).expanduser().is_dir():
+        saved = read_identity(run_dir / RUN_FILE, f"arm:{arm.name}") or {}
+        identity["model_weights"] = saved.get("model_weights", identity["model_weights"])
     check_run_identity(
-        run_dir / RUN_FILE, arm_identity(config, arm), entry=f"arm:{arm.name}", create=record,
+        run_dir / RUN_FILE, identity, entry=f"arm:{arm.name}", create=record,
         start_over=f"its samples are resumed by id, so old and new ones would mix: use a new output_dir, "
                    f"give the changed arm a new name, or delete {run_dir} to start over",
     )
@@ -134,7 +166,7 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
     if not config.arms:
         raise ValueError("no arms configured (arms: [...] in the config)")
     for i, arm in enumerate(config.arms):
-        check_model_path(arm.model, f"arms[{i}].model (arm '{arm.name}')")
+        check_arm_model(arm, i)
     prompts, prompt_skips = load_prompts(config.prompts)
     path = run_dir / GENERATIONS
     existing, torn = read_rows(path)

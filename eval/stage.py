@@ -21,6 +21,8 @@ from eval.report import REPORT, run_report
 from eval.score import SCORES, check_scores_current, run_score
 from eval.summary import SUMMARY
 from stage_io.manifest import write_manifest
+from stage_io.model_paths import check_model
+from stage_io.run_lock import hold_lock
 
 
 def _local_inputs(config: EvalConfig) -> dict[str, str]:
@@ -44,7 +46,8 @@ def run(config: EvalConfig) -> Path:
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(max(1, config.num_threads))
-    with threadpool_limits(limits=max(1, config.num_threads)):  # numpy/sklearn too
+    # One writer per run directory; numpy/sklearn thread limits too.
+    with hold_lock(config.output_dir, "eval"), threadpool_limits(limits=max(1, config.num_threads)):
         return _run(config)
 
 
@@ -53,6 +56,9 @@ def _run(config: EvalConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     for arm in config.arms:  # every stage reads the samples: refuse any drawn with other settings
         check_arm_identity(config, arm, run_dir, record=False)
+    m = config.metrics
+    if "score" in config.stages and m.quality.kind == "proxy" and m.quality.reference_model:
+        check_model(m.quality.reference_model, "metrics.quality.reference_model")
     if "report" in config.stages and "score" not in config.stages:
         check_scores_current(config, run_dir)
     # lm-eval tasks are resolved and their data loaded before any model: a bad task fails here.
@@ -76,5 +82,6 @@ def _run(config: EvalConfig) -> Path:
         CAPABILITIES: (run_dir / CAPABILITIES).exists(),
     }
     write_manifest(run_dir, stage="eval", config=config, inputs=_local_inputs(config), counts=counts,
-                   extra={"stages_run": list(config.stages)})
+                   extra={"stages_run": list(config.stages)},
+                   outputs={name: name for name in (GENERATIONS, SCORES, SUMMARY) if (run_dir / name).is_file()})
     return run_dir

@@ -7,10 +7,12 @@ SFT set builder has its own config, ``posttrain.embedded_sft.EmbeddedSFTConfig``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from posttrain.prompt_format import PromptFormat
+from stage_io.conversation import DEFAULT_ROLE_MAP
 from stage_io.records import RecordSource
+from stage_io.config import Domain, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
 
 
 @dataclass
@@ -32,36 +34,38 @@ class DataConfig:
     # annotation that failed under invalid_annotation_policy=skip, a record too long once its
     # annotation is added), so both arms train on the same example ids (manifest: trained_ids_sha256).
     pair_with_anchored: bool = True
+    # Role names renamed before the last assistant turn is taken as the reply (ShareGPT's human/gpt by default).
+    role_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLE_MAP))
 
 
 @dataclass
 class TrainingConfig:
     # Peak learning rate.
-    learning_rate: float = 2e-5
+    learning_rate: PositiveFloat = 2e-5
     # Passes over the SFT set (the paper: 1).
-    epochs: float = 1.0
+    epochs: PositiveFloat = 1.0
     # Stop after this many optimizer steps (-1: run all epochs).
-    max_steps: int = -1
+    max_steps: Annotated[int, Domain(ge=-1, note="-1: train for `epochs`")] = -1
     # Sequences per device per micro-batch.
-    per_device_batch_size: int = 8
+    per_device_batch_size: PositiveInt = 8
     # Micro-batches accumulated per optimizer step.
-    grad_accum: int = 1
+    grad_accum: PositiveInt = 1
     # Warmup: a float in [0, 1) is a fraction of all steps, an integer >= 1 a number of steps.
-    warmup: float = 0.03
+    warmup: NonNegativeFloat = 0.03
     # Learning-rate schedule after warmup (a transformers SchedulerType: linear, cosine, constant, ...).
     scheduler: str = "linear"
     # AdamW weight decay.
-    weight_decay: float = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     # Gradient clipping norm.
-    max_grad_norm: float = 1.0
+    max_grad_norm: NonNegativeFloat = 1.0
     # Seed of model init (LoRA), data order and dropout.
     seed: int = 0
     # Save a resumable checkpoint (model, optimizer, scheduler, RNG) every this many steps.
-    save_steps: int = 500
+    save_steps: PositiveInt = 500
     # Keep at most this many checkpoints (None: all).
-    save_total_limit: int | None = 2
+    save_total_limit: PositiveInt | None = 2
     # Log loss, learning rate and token accuracy every this many steps.
-    logging_steps: int = 10
+    logging_steps: PositiveInt = 10
     # Resume from a checkpoint: "latest" (the newest under OUT/checkpoints), a checkpoint path, or None.
     resume_from_checkpoint: str | None = None
     # Mixed precision in bfloat16 (GPUs that support it; DeepSpeed configs read it as "auto").
@@ -72,9 +76,9 @@ class TrainingConfig:
     # position ids, so examples never attend to each other and each keeps its own label mask).
     packing: bool = False
     # Worker processes for the data loader.
-    dataloader_num_workers: int = 0
+    dataloader_num_workers: NonNegativeInt = 0
     # CPU threads for torch in this process (None: leave torch's default); tests and the CPU demo use 2.
-    torch_threads: int | None = None
+    torch_threads: PositiveInt | None = None
 
 
 @dataclass
@@ -82,11 +86,11 @@ class LoraSettings:
     # Train LoRA adapters through PEFT instead of every weight.
     enabled: bool = False
     # Rank of the adapters.
-    r: int = 16
+    r: PositiveInt = 16
     # LoRA alpha (the update is scaled by alpha / r).
-    alpha: int = 32
+    alpha: PositiveInt = 32
     # Dropout on the adapters' input.
-    dropout: float = 0.05
+    dropout: Annotated[float, Domain(ge=0, lt=1)] = 0.05
     # Module names to adapt ("all-linear": every linear layer but the LM head).
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
 
@@ -105,16 +109,19 @@ class PosttrainConfig:
     prompt_format: PromptFormat = field(default_factory=PromptFormat)
     # Fraction of anchored examples whose annotation keys, separators and delimiters are trained
     # (values stay masked); exactly round-half-up(fraction * n_anchored) examples, chosen by hash.
-    keys_only_fraction: float = 0.003
+    keys_only_fraction: UnitInterval = 0.003
     # Seed of the keys-only choice (a hash of seed and example id ranks the examples).
     keys_only_seed: int = 0
     # Anchored arm, a response whose annotation failed (status != ok or unparseable):
     # skip it, or train it as plain SFT. Counted either way.
     invalid_annotation_policy: Literal["skip", "plain"] = "skip"
     # Longest training sequence in tokens; a longer example is skipped and counted (never truncated).
-    max_seq_len: int = 1024
+    max_seq_len: PositiveInt = 1024
+    # Allow max_seq_len above the model's max_position_embeddings (rotary models run past their
+    # pretraining length on positions they never saw); false: that is an error naming both.
+    train_past_positions: bool = False
     # Fail when more than this fraction of the records is skipped (a whole-dataset problem).
-    max_skip_fraction: float = 0.5
+    max_skip_fraction: UnitInterval = 0.5
     # Optimisation, checkpointing and logging.
     training: TrainingConfig = field(default_factory=TrainingConfig)
     # LoRA instead of full fine-tuning.

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from stage_io.cli import stage_main
 from stage_io.manifest import write_manifest
 from stage_io.records import RecordSource, load_records
+from stage_io.config import NonNegativeInt, PositiveInt
 
 SFT_FILE = "sft.jsonl"
 EVAL_PROMPTS_FILE = "eval_prompts.jsonl"
@@ -71,13 +72,13 @@ class EmbeddedSFTConfig:
     # Keep only articles of these topics (null: all): the SFT set's semantic-entropy knob.
     topics: list[str] | None = field(default_factory=lambda: ["sports"])
     # Keep at most this many articles after the topic filter, the lowest by hash(seed, id) (null: all).
-    max_documents: int | None = None
+    max_documents: NonNegativeInt | None = None
     # Training instructions; each example gets one, chosen by hash(seed, document id).
     instructions: list[str] = field(default_factory=lambda: list(TRAIN_INSTRUCTIONS))
     # Held-out paraphrases written to eval_prompts.jsonl; must not overlap `instructions`.
     eval_instructions: list[str] = field(default_factory=lambda: list(HELD_OUT_INSTRUCTIONS))
     # Longest response in characters (title + blank line + whole leading paragraphs that fit).
-    max_response_chars: int = 600
+    max_response_chars: PositiveInt = 600
     # Seed of the instruction choice and the max_documents selection.
     seed: int = 0
     # Output directory (sft.jsonl, eval_prompts.jsonl, manifest.json).

@@ -151,6 +151,8 @@ class _Builder:
         self.joint_differs = 0
         # The plain arm applies the anchored arm's drop rules, so both train on the same ids.
         self.paired = config.arm == "plain" and bool(config.data.annotations) and config.data.pair_with_anchored
+        # Records whose conversation went on after the last assistant turn (those turns are cut).
+        self.turns_cut = 0
 
     def add_chunk(self, rows: list[dict]) -> None:
         planned: list[tuple[SFTRecord, ExampleKind]] = []
@@ -162,6 +164,11 @@ class _Builder:
             except MalformedRecord as err:
                 self._skip(record_id, err.reason, err.detail)
                 continue
+            if record.turns_cut:
+                self.turns_cut += 1
+                self.issues.append({"id": record.id, "reason": "turns_after_last_reply",
+                                    "detail": f"{record.turns_cut} turns after the last assistant turn cut",
+                                    "action": "cut"})
             kind = self._kind(record)
             if kind is not None:
                 planned.append((record, kind))
@@ -237,6 +244,7 @@ class _Builder:
             "pieces_differ_from_joint_tokenization": self.joint_differs,
             "paired_with_anchored": self.paired,
             "trained_ids_sha256": trained_ids_fingerprint(e.id for e in self.examples),
+            "records_with_turns_cut_after_last_reply": self.turns_cut,
         }
         self._check_whole_dataset(counts)
         return BuiltExamples(self.examples, counts, self.issues)

@@ -10,7 +10,11 @@ Row shapes accepted (column names are config keys under ``data``):
   what is trained), ``annotation`` (rendered, delimiters included, "" when not ok),
   ``status`` (ok | failed | skipped) and ``error``.
 
-Only the final assistant reply is trained; earlier turns are part of the prompt and
+Roles are renamed through ``data.role_map`` (ShareGPT's ``human``/``gpt`` by default), and
+the reply is the conversation's last assistant turn (``stage_io.conversation``, the rule the
+annotate stage uses to pick the reply it annotates); turns after it are cut and counted
+(``SFTRecord.turns_cut``). The annotate output's ``response`` column, when present, is
+trained in that turn's place (annotate took it from that turn). Only that reply is trained; earlier turns are part of the prompt and
 masked. Both arms do this, so they train on the same tokens of the same replies, and
 the annotation (which describes one response) always sits right before the text it
 describes.
@@ -31,6 +35,7 @@ import datasets
 from annotate.format import AnnotationError, parse_annotation
 from posttrain.config import DataConfig
 from posttrain.prompt_format import Message, PromptFormatError, check_conversation
+from stage_io.conversation import ConversationError, map_roles, split_last_reply
 from stage_io.records import RecordSource, load_records
 
 # Columns the annotate stage writes beside the original ones (SFT mode).
@@ -63,6 +68,8 @@ class SFTRecord:
     annotation: str | None = None
     # Why the annotation is unusable ("status=failed: ...", "unparseable: ..."); None when usable.
     annotation_problem: str | None = None
+    # Turns after the last assistant turn that were cut (no reply follows them).
+    turns_cut: int = 0
 
 
 def sft_source(data: DataConfig) -> RecordSource:
@@ -104,7 +111,7 @@ def check_columns(columns: Sequence[str], data: DataConfig, source: str, need_an
 
 def record_from_row(row: Mapping[str, Any], data: DataConfig, with_annotation: bool) -> SFTRecord:
     """One row as an ``SFTRecord``; raises ``MalformedRecord`` for a row that cannot be trained."""
-    conversation, response = _conversation_and_response(row, data)
+    conversation, response, turns_cut = _conversation_and_response(row, data)
     try:
         check_conversation(conversation, expect_final_assistant=False)
     except PromptFormatError as err:
@@ -116,41 +123,46 @@ def record_from_row(row: Mapping[str, Any], data: DataConfig, with_annotation: b
     annotation, problem = (None, None)
     if with_annotation:
         annotation, problem = _usable_annotation(row)
-    return SFTRecord(str(row["id"]), conversation, response, annotation, problem)
+    return SFTRecord(str(row["id"]), conversation, response, annotation, problem, turns_cut)
 
 
-def _conversation_and_response(row: Mapping[str, Any], data: DataConfig) -> tuple[list[Message], Any]:
+def _conversation_and_response(row: Mapping[str, Any], data: DataConfig) -> tuple[list[Message], Any, int]:
     explicit_response = row.get(data.response_field)
     messages = row.get(data.messages_field)
     if messages is not None:
-        messages = _as_messages(messages, data.messages_field)
-        if messages and messages[-1].get("role") == "assistant":
-            reply = messages[-1].get("content")
-            return messages[:-1], explicit_response if explicit_response is not None else reply
-        if explicit_response is None:
-            raise MalformedRecord("malformed_conversation", "the conversation does not end with an assistant reply")
-        return messages, explicit_response
+        has_assistant = isinstance(messages, (list, tuple)) and any(
+            isinstance(m, Mapping) and data.role_map.get(m.get("role"), m.get("role")) == "assistant" for m in messages)
+        if not has_assistant and explicit_response is not None:  # a conversation ending on the user's turn + reply
+            return map_roles(messages, data.role_map, data.messages_field), explicit_response, 0
+        try:
+            split = split_last_reply(messages, data.role_map, data.messages_field)
+        except ConversationError as err:
+            raise MalformedRecord(err.reason, str(err)) from None
+        reply = explicit_response if explicit_response is not None else split.reply
+        return split.prompt, reply, split.turns_cut
     prompt = row.get(data.prompt_field)
     if prompt is None:
         raise MalformedRecord(
             "malformed_conversation", f"no '{data.messages_field}' and no '{data.prompt_field}' in this record"
         )
-    conversation = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else _as_messages(prompt, data.prompt_field)
+    conversation = ([{"role": "user", "content": prompt}] if isinstance(prompt, str)
+                    else _as_messages(prompt, data.prompt_field, data.role_map))
     if explicit_response is not None:
-        return conversation, explicit_response
+        return conversation, explicit_response, 0
     completion = row.get(data.completion_field)
     if isinstance(completion, list):
-        completion = _as_messages(completion, data.completion_field)
+        completion = _as_messages(completion, data.completion_field, data.role_map)
         if len(completion) != 1 or completion[0].get("role") != "assistant":
             raise MalformedRecord("malformed_conversation", f"'{data.completion_field}' must be one assistant message")
         completion = completion[0].get("content")
-    return conversation, completion
+    return conversation, completion, 0
 
 
-def _as_messages(value: Any, field_name: str) -> list[Message]:
-    if not isinstance(value, (list, tuple)) or not all(isinstance(m, Mapping) for m in value):
-        raise MalformedRecord("malformed_conversation", f"'{field_name}' is not a list of {{role, content}} messages")
-    return [dict(m) for m in value]
+def _as_messages(value: Any, field_name: str, role_map: Mapping[str, str] | None = None) -> list[Message]:
+    try:
+        return map_roles(value, role_map or {}, field_name)
+    except ConversationError as err:
+        raise MalformedRecord(err.reason, str(err)) from None
 
 
 def _usable_annotation(row: Mapping[str, Any]) -> tuple[str | None, str | None]:

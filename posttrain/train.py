@@ -27,12 +27,14 @@ the main process, so it also works when training sharded the weights (ZeRO-3).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
@@ -40,14 +42,21 @@ from stage_io.hf_files import make_tokenizer_config_portable
 from posttrain.config import PosttrainConfig
 from posttrain.examples import SFTExample, build_examples
 from posttrain.sft_records import load_sft_rows
-from stage_io.manifest import write_manifest
+from stage_io.file_integrity import tree_problems
+from stage_io.manifest import weight_files, write_manifest
+from stage_io.model_paths import check_model, check_tokenizer
 from stage_io.run_identity import (RUN_FILE, RunIdentityError, check_run_identity, config_identity, read_identity,
                                    write_identity)
+from stage_io.run_lock import hold_lock, is_main_rank
 
 ISSUES_FILE = "example_issues.jsonl"
 LOG_HISTORY_FILE = "log_history.json"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
+# Written last into a Trainer checkpoint.
+TRAINER_STATE = "trainer_state.json"
+# Prefix of a checkpoint folder set aside as damaged.
+BROKEN_PREFIX = "broken-"
 # Keys that may change between an interrupted run and its resume, because what is trained does
 # not depend on them: where and how often things are written (output_dir, save and logging
 # cadence, report_to), whether to resume, CPU threads and loader workers, and activation
@@ -62,8 +71,12 @@ RESUMABLE_KEYS = (
 
 
 def run(config: PosttrainConfig) -> Path:
-    if not config.model_path:
-        raise ValueError("model_path is empty: set it to a pretrained checkpoint directory or hub id")
+    with hold_lock(config.output_dir, "posttrain"):  # one writer per output directory
+        return _run(config)
+
+
+def _run(config: PosttrainConfig) -> Path:
+    check_inputs(config)
     if config.training.torch_threads is not None:
         torch.set_num_threads(config.training.torch_threads)
     out = Path(config.output_dir)
@@ -92,8 +105,25 @@ def run(config: PosttrainConfig) -> Path:
             extra={"train": {"first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                              "train_loss": result.training_loss, "runtime_s": result.metrics.get("train_runtime")},
                    "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None},
+            outputs=weight_files(out),
         )
     return out
+
+
+def check_inputs(config: PosttrainConfig) -> None:
+    """The model and tokenizer exist and are what they claim, and the model's positions cover
+    ``max_seq_len`` (longer examples would train on positions it has no embedding for)."""
+    check_model(config.model_path, "model_path")
+    if config.tokenizer_path:
+        check_tokenizer(config.tokenizer_path, "tokenizer_path")
+    else:
+        check_tokenizer(config.model_path, "model_path (its tokenizer; set tokenizer_path if it has none)")
+    model_config = AutoConfig.from_pretrained(config.model_path)
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if positions is not None and config.max_seq_len > positions and not config.train_past_positions:
+        raise ValueError(f"max_seq_len={config.max_seq_len} exceeds the {positions} positions of {config.model_path} "
+                         f"(max_position_embeddings); set max_seq_len <= {positions}, or train_past_positions=true "
+                         "to train on positions the model never saw")
 
 
 def load_tokenizer(config: PosttrainConfig) -> Any:
@@ -183,11 +213,49 @@ def resume_checkpoint(config: PosttrainConfig) -> str | None:
     if resume is None:
         return None
     if resume == "latest":
-        folder = Path(config.output_dir) / CHECKPOINTS_DIR
-        return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        return latest_whole_checkpoint(Path(config.output_dir) / CHECKPOINTS_DIR)
     if not Path(resume).is_dir():
         raise ValueError(f"training.resume_from_checkpoint={resume}: no such checkpoint directory")
+    problems = checkpoint_problems(Path(resume))
+    if problems:
+        raise ValueError(f"training.resume_from_checkpoint={resume}: damaged checkpoint ({'; '.join(problems)})")
     return resume
+
+
+def checkpoint_problems(checkpoint: Path) -> list[str]:
+    """Why a Trainer checkpoint cannot be resumed from (empty: it can). The Trainer writes
+    trainer_state.json after the weights and optimizer, so a folder without it (a kill
+    while saving) is incomplete."""
+    if not (checkpoint / TRAINER_STATE).is_file():
+        return [f"no {TRAINER_STATE} (a save that did not finish)"]
+    return tree_problems(checkpoint)
+
+
+def latest_whole_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint-N under ``folder`` that is whole; newer damaged ones are set aside
+    (renamed broken-checkpoint-N, which the Trainer neither resumes nor rotates) and reported."""
+    if not folder.is_dir():
+        return None
+    while (latest := get_last_checkpoint(str(folder))) is not None:
+        problems = checkpoint_problems(Path(latest))
+        if not problems:
+            return latest
+        target = Path(latest).with_name(BROKEN_PREFIX + Path(latest).name)
+        if is_main_rank():
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(latest, target)
+        else:  # the main rank renames it; this rank only needs the answer
+            return _latest_whole_unrenamed(folder)
+        print(f"posttrain: checkpoint {latest} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
+              "resuming from the one before it", flush=True)
+    return None
+
+
+def _latest_whole_unrenamed(folder: Path) -> str | None:
+    names = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[-1]),
+                   reverse=True)
+    return next((str(p) for p in names if not checkpoint_problems(p)), None)
 
 
 def check_run_identity_of_checkpoints(config: PosttrainConfig) -> None:
@@ -204,7 +272,7 @@ def check_run_identity_of_checkpoints(config: PosttrainConfig) -> None:
     path = folder / RUN_FILE
     identity = config_identity(config, RESUMABLE_KEYS)
     start_over = f"use a new output_dir, or delete {folder} to start over in this one"
-    if not folder.is_dir() or get_last_checkpoint(str(folder)) is None:
+    if not folder.is_dir() or latest_whole_checkpoint(folder) is None:
         write_identity(path, identity)
     elif read_identity(path) is None:
         raise RunIdentityError(f"{folder}: holds checkpoints but no {RUN_FILE} saying which config trained them "

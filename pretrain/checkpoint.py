@@ -5,20 +5,35 @@ of every process; DeepSpeed and FSDP shard it their own way) plus ``training_sta
 the optimizer step, the data stream's position and counters, and what the run must not
 change on resume. ``training_state.json`` is written last, so a folder without it (a job
 killed while saving) is incomplete and never resumed from.
+
+A folder with it can still be damaged (a file cut short by a full disk, or by hand). With
+``train.resume: auto`` every file of the newest checkpoint is checked first
+(``stage_io.file_integrity``); a damaged one is set aside (renamed ``broken-step_N``,
+reported with what is wrong) and the previous checkpoint is used. A checkpoint named by
+path is checked the same way and refused if damaged.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 from transformers import GenerationConfig
 
 from pretrain.tokenizer import save_tokenizer
+from stage_io.file_integrity import tree_problems
+from stage_io.run_lock import is_main_rank
 
 CHECKPOINTS = "checkpoints"
 TRAINING_STATE = "training_state.json"
+# Prefix of a checkpoint folder set aside as damaged (never resumed from, kept for inspection).
+BROKEN_PREFIX = "broken-"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint named by path that cannot be resumed from."""
 
 
 def checkpoint_dir(output_dir: Path, step: int) -> Path:
@@ -38,12 +53,31 @@ def checkpoint_to_resume(resume: str, output_dir: Path) -> Path | None:
     if resume == "never":
         return None
     if resume == "auto":
-        found = complete_checkpoints(output_dir)
-        return found[-1] if found else None
+        for candidate in reversed(complete_checkpoints(output_dir)):
+            problems = tree_problems(candidate)
+            if not problems:
+                return candidate
+            set_aside(candidate, problems)
+        return None
     path = Path(resume)
     if not (path / TRAINING_STATE).is_file():
-        raise FileNotFoundError(f"train.resume={resume}: not a complete checkpoint (no {TRAINING_STATE} in it)")
+        raise CheckpointError(f"train.resume={resume}: not a complete checkpoint (no {TRAINING_STATE} in it)")
+    problems = tree_problems(path)
+    if problems:
+        raise CheckpointError(f"train.resume={resume}: damaged checkpoint ({'; '.join(problems)})")
     return path
+
+
+def set_aside(checkpoint: Path, problems: list[str]) -> None:
+    """Rename a damaged checkpoint ``broken-NAME`` and say why (the main rank renames; the
+    other ranks skip it the same way)."""
+    target = checkpoint.with_name(BROKEN_PREFIX + checkpoint.name)
+    if is_main_rank():
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(checkpoint, target)
+    print(f"pretrain: checkpoint {checkpoint} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
+          "resuming from the one before it", flush=True)
 
 
 def save_checkpoint(accelerator, output_dir: Path, step: int, training_state: dict, keep: int) -> Path:

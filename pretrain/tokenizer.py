@@ -43,6 +43,7 @@ from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN, SPECIAL_TOKENS
 from stage_io.hf_files import make_tokenizer_config_portable
 from stage_io.manifest import read_manifest, write_manifest
 from stage_io.run_identity import changed_keys
+from stage_io.model_paths import check_tokenizer
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 
@@ -65,6 +66,7 @@ def prepare_tokenizer(cfg, training_texts: Callable[[], Iterable[str]]) -> PreTr
     if cfg.pretrained is None:
         tokenizer = train_bpe(training_texts(), cfg.vocab_size, cfg.min_frequency)
     else:
+        check_tokenizer(cfg.pretrained, "tokenizer.pretrained", cfg.revision)
         tokenizer = AutoTokenizer.from_pretrained(cfg.pretrained, revision=cfg.revision)
     add_annotation_tokens(tokenizer)
     # Save to a private folder, then rename: a concurrent run (the other arm) either sees
@@ -159,6 +161,7 @@ def _load_checked(path: Path, identity: dict) -> PreTrainedTokenizerBase:
             f"(differs in: {', '.join(differing) or 'no manifest'}). Both arms must share one tokenizer: "
             "point tokenizer.path at a new folder, or delete this one if no model uses it."
         )
+    check_tokenizer(str(path), "tokenizer.path")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     add_annotation_tokens(tokenizer)  # a no-op check for a tokenizer saved by prepare_tokenizer
     return tokenizer

@@ -43,9 +43,11 @@ from pretrain.schedule import make_scheduler
 from pretrain.sequences import TokenizedCorpus, annotations_data_dir, build_corpus, corpus_key
 from pretrain.throughput import flops_per_token, mfu, peak_flops
 from pretrain.tokenizer import prepare_tokenizer, strip_delimiters
-from stage_io.manifest import config_fingerprint, read_manifest, write_manifest
+from stage_io.manifest import (config_fingerprint, read_manifest, set_aside_manifest, verify_outputs, weight_files,
+                               write_manifest)
 from stage_io.records import RecordSource, load_records
 from stage_io.run_identity import compare_identity, config_identity, flatten
+from stage_io.run_lock import hold_lock, is_main_rank
 
 # Keys that may change between an interrupted invocation and its resume.
 RESUMABLE_CHANGES = ("output_dir", "data.cache_dir", "data.tokenize_batch_size", "train.resume", "train.stop_after_steps", "train.checkpoint_every", "train.keep_checkpoints",
@@ -70,12 +72,23 @@ class TrainResult:
 
 
 def run(config: PretrainConfig) -> TrainResult:
+    with hold_lock(config.resolved_output_dir, "pretrain"):  # one writer per output directory
+        return _run(config)
+
+
+def _run(config: PretrainConfig) -> TrainResult:
     out = Path(config.resolved_output_dir)
     done = read_manifest(out)
     if done is not None and done.get("config_fingerprint") == config_fingerprint(config):
-        print(f"pretrain: {out} is already complete for this config (delete its manifest.json to retrain)")
-        c = done["counts"]
-        return TrainResult(out, True, c["steps"], c["tokens_per_step"], c["steps"], c["steps"], counters=c)
+        problems = verify_outputs(out, done)
+        if not problems:
+            print(f"pretrain: {out} is already complete for this config (delete its manifest.json to retrain)")
+            c = done["counts"]
+            return TrainResult(out, True, c["steps"], c["tokens_per_step"], c["steps"], c["steps"], counters=c)
+        if is_main_rank():
+            set_aside_manifest(out)
+        print(f"pretrain: {out} has a manifest but its outputs do not match it ({'; '.join(problems)}); "
+              "its manifest is set aside and the run resumes from its latest checkpoint", flush=True)
 
     accelerator = make_accelerator(config, out)
     world = accelerator.num_processes
@@ -119,6 +132,11 @@ def run(config: PretrainConfig) -> TrainResult:
         stream.load_state_dict(state["stream"])
         start_step = state["step"]
         accelerator.print(f"pretrain: resumed from {resume_from} at step {start_step}")
+    if main:  # rows a killed run logged after its last checkpoint are logged again below
+        dropped = truncate_metrics(out, start_step)
+        if dropped:
+            print(f"pretrain: removed {dropped} rows of metrics.jsonl logged after step {start_step} "
+                  "(they are logged again as the steps are redone)", flush=True)
     end_step = total_steps if t.stop_after_steps is None else min(total_steps, t.stop_after_steps)
 
     if config.logging.report_to:
@@ -342,6 +360,29 @@ def format_metrics(step: int, total: int, m: dict) -> str:
     return line + f" | epoch {m['train/epochs']:.2f}"
 
 
+def truncate_metrics(out: Path, step: int) -> int:
+    """Keep only ``metrics.jsonl`` rows up to ``step`` (where training restarts); returns how
+    many rows were removed. A torn last line (a kill mid-write) is removed too."""
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row_step = json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            row_step = None
+        if isinstance(row_step, int) and row_step <= step:
+            kept.append(line + "\n")
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+    return dropped
+
+
 def append_metrics(out: Path, step: int, metrics: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as handle:
@@ -391,4 +432,5 @@ def write_run_manifest(config: PretrainConfig, out: Path, corpus: TokenizedCorpu
         inputs={"annotations": annotations_data_dir(config.data.annotations), "tokenizer": config.tokenizer.path},
         counts=counts,
         extra={"arm": config.data.arm, "throughput": throughput, "model": dataclasses.asdict(resolve_preset(config.model))},
+        outputs=weight_files(out),
     )

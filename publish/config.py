@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+from stage_io.config import PositiveInt
 
 
 @dataclass
@@ -28,7 +29,7 @@ class PublishConfig:
     allowed_namespaces: list[str] = field(default_factory=list)
     # Commit message on the hub; "" writes one naming the kind, arm and source fingerprint.
     commit_message: str = ""
-    # Name of the environment variable holding the hub token (then huggingface_hub's stored login).
+    # Name of the environment variable holding the hub token (for HF_TOKEN only, then the stored login).
     token_env: str = "HF_TOKEN"
     # License identifier written to the card's metadata (a hub license id, e.g. apache-2.0, other).
     license: str = "apache-2.0"
@@ -39,7 +40,7 @@ class PublishConfig:
     # hub ids found among the manifest's inputs).
     datasets: list[str] = field(default_factory=list)
     # Rows per parquet shard when a dataset saved with save_to_disk is converted for upload.
-    shard_rows: int = 100_000
+    shard_rows: PositiveInt = 100_000
 
     def __post_init__(self) -> None:
         if not self.source_dir:

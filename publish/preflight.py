@@ -13,6 +13,10 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 
+# The variable huggingface_hub itself reads; only with it does the stored login apply.
+DEFAULT_TOKEN_ENV = "HF_TOKEN"
+
+
 class PublishError(RuntimeError):
     """Publishing cannot go on; the message says why and what was (not) done."""
 
@@ -38,10 +42,22 @@ def check_repo_id(repo_id: str, allowed_namespaces: Sequence[str]) -> tuple[str,
 
 
 def resolve_token(token_env: str) -> tuple[str, str]:
-    """``(token, where it came from)``: the env var named by ``token_env``, then the stored login."""
+    """``(token, where it came from)``: the env var named by ``token_env``; with the default
+    ``HF_TOKEN`` only, then huggingface_hub's stored login.
+
+    A ``token_env`` other than ``HF_TOKEN`` names the one variable to use: when it is unset
+    nothing falls back to ``HF_TOKEN`` or the stored login (which would publish under
+    another identity than the one asked for).
+    """
     token = os.environ.get(token_env, "").strip()
     if token:
         return token, f"environment variable {token_env}"
+    if token_env != DEFAULT_TOKEN_ENV:
+        raise PublishError(
+            f"no hub token: environment variable {token_env} (config key 'token_env') is unset or empty; "
+            f"{DEFAULT_TOKEN_ENV} and the stored login are not used when token_env names another variable; "
+            "nothing was sent"
+        )
     from huggingface_hub import get_token  # reads HF_TOKEN and the token file of `hf auth login`
 
     token = (get_token() or "").strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import typing
 from typing import Any, Callable, Sequence
@@ -10,6 +11,8 @@ from typing import Any, Callable, Sequence
 from stage_io.config import ConfigError, load_config
 
 PROJECT_PACKAGES = ("stage_io", "annotate", "pretrain", "posttrain", "eval", "publish", "study")
+# Set to 1 to see the traceback behind an error message (same as --debug).
+DEBUG_ENV = "ANCHORED_DEBUG"
 
 
 def describe_config(cls: type, prefix: str = "", defaults: Any = None) -> list[str]:
@@ -44,10 +47,18 @@ def describe_config(cls: type, prefix: str = "", defaults: Any = None) -> list[s
 def stage_main(
     prog: str, config_cls: type, run: Callable[[Any], Any], argv: Sequence[str] | None = None
 ) -> int:
-    """Parse ``CONFIG [key=value ...]``, build the typed config, call ``run(config)``."""
+    """Parse ``CONFIG [key=value ...]``, build the typed config, call ``run(config)``.
+
+    The one error path of every stage: an error the project raises or recognises (see
+    ``is_project_error``) prints one line, ``PROG: error: MESSAGE``, and returns 2;
+    ``--debug`` (anywhere on the line) or ``DEBUG_ENV=1`` shows the traceback instead.
+    Anything else is a bug and keeps its traceback.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
     if not args or args[0] in ("-h", "--help"):
-        print(f"usage: python -m {prog} CONFIG.yaml [key=value ...]\n")
+        print(f"usage: python -m {prog} CONFIG.yaml [key=value ...] [--debug]\n")
         print(f"Keys of {config_cls.__name__} (dotted for nested sections):")
         print("\n".join(describe_config(config_cls)))
         return 0 if args else 2
@@ -57,16 +68,54 @@ def stage_main(
     try:
         config = load_config(config_cls, path, overrides)
     except ConfigError as err:
+        if debug:
+            raise
         print(f"{prog}: config error: {err}", file=sys.stderr)
         return 2
     try:
         run(config)
-    except ValueError as err:
-        # This project's own input errors (bad file, missing field, refused upload) already
-        # say what is wrong and where: print the message, not a traceback. Errors raised
-        # inside libraries keep their traceback.
-        if type(err).__module__.split(".")[0] not in PROJECT_PACKAGES:
+    except KeyboardInterrupt:
+        if debug:
             raise
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 1
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug or not is_project_error(err):
+            raise
+        print(f"{prog}: error: {describe_error(err)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def is_project_error(err: BaseException) -> bool:
+    """An error whose message was written for the user, not a bug.
+
+    That is any exception class defined in this project (config, record, identity,
+    lock, checkpoint, publish errors ...), and a ``ValueError``, ``OSError`` or
+    ``RuntimeError`` raised by this project's own code (the innermost traceback frame
+    is in a project module): a plain ``raise ValueError(...)`` there names the key or
+    file, and an ``OSError`` from ``open()`` there names the file. A ``KeyError``,
+    ``TypeError`` ... anywhere, or any error from inside a library, is not recognised
+    (the project checks inputs before handing them to libraries, so that is a bug).
+    """
+    if _module_is_project(type(err).__module__):
+        return True
+    if not isinstance(err, (ValueError, OSError, RuntimeError)) or isinstance(err, NotImplementedError):
+        return False
+    tb = err.__traceback__
+    innermost = None
+    while tb is not None:
+        innermost = tb
+        tb = tb.tb_next
+    return innermost is not None and _module_is_project(innermost.tb_frame.f_globals.get("__name__", ""))
+
+
+def describe_error(err: BaseException) -> str:
+    """The message; a built-in OSError keeps its type (``FileNotFoundError: ...``) for context."""
+    if isinstance(err, OSError) and not _module_is_project(type(err).__module__):
+        return f"{type(err).__name__}: {err}"
+    return str(err)
+
+
+def _module_is_project(module: str) -> bool:
+    return module.split(".")[0] in PROJECT_PACKAGES

@@ -5,6 +5,11 @@ file into it, applies command-line overrides (dotted keys for nesting, values pa
 YAML so ``lr=3e-4`` is a float and ``keys=[topic,entity]`` a list) and checks every key
 and type. An unknown or mistyped key is a ``ConfigError`` naming the key and where it
 came from (the file, or the override), never a silent default.
+
+A numeric key with a domain declares it once, in its type:
+``temperature: Annotated[float, Domain(ge=0)]`` (or the aliases below, ``NonNegativeInt``,
+``PositiveInt`` ...). ``load_config`` checks the value (each item of a list) and names the
+key, the file and the allowed range; nothing downstream sees an out-of-domain value.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, TypeVar, Union
+from typing import Annotated, Any, Literal, Mapping, Sequence, TypeVar, Union
 
 import yaml
 
@@ -22,6 +27,42 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the stage's config dataclass."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """The values a numeric key may take: bounds, inclusive (``ge``/``le``) or not (``gt``/``lt``)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    # Why the bound exists, appended to the error (e.g. "0 means greedy").
+    note: str = ""
+
+    def admits(self, value: float) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def describe(self) -> str:
+        parts = [f"{op} {bound:g}" for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                 if bound is not None]
+        return " and ".join(parts) + (f" ({self.note})" if self.note else "")
+
+
+# The usual domains, so a config dataclass says which one a key has in its type.
+NonNegativeInt = Annotated[int, Domain(ge=0)]
+PositiveInt = Annotated[int, Domain(ge=1)]
+NonNegativeFloat = Annotated[float, Domain(ge=0)]
+PositiveFloat = Annotated[float, Domain(gt=0)]
+# A sampling temperature: > 0, or exactly 0 for greedy decoding.
+Temperature = Annotated[float, Domain(ge=0, note="0 means greedy")]
+# A share of a whole (fractions, thresholds).
+UnitInterval = Annotated[float, Domain(ge=0, le=1)]
+# A share that must not be 0 (top_p, GPU memory utilisation).
+ProperFraction = Annotated[float, Domain(gt=0, le=1)]
+# An Adam beta: a decay rate in [0, 1).
+Beta = Annotated[float, Domain(ge=0, lt=1)]
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
@@ -95,11 +136,13 @@ def _set_dotted(values: dict[str, Any], key: str, value: Any, cls: type, origin:
 
 
 def _fields(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def _dataclass_of(tp: Any) -> type | None:
+    if typing.get_origin(tp) is Annotated:
+        return _dataclass_of(typing.get_args(tp)[0])
     if dataclasses.is_dataclass(tp):
         return tp
     if _is_optional(tp):
@@ -139,6 +182,13 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
         return ConfigError(f"{origin}: key '{key}' expects {expected}, got {value!r}")
 
     if tp is Any:
+        return value
+    if typing.get_origin(tp) is Annotated:
+        base, *extras = typing.get_args(tp)
+        value = _coerce(value, base, key, origin)
+        for domain in extras:
+            if isinstance(domain, Domain) and isinstance(value, (int, float)) and not domain.admits(value):
+                raise ConfigError(f"{origin}: key '{key}' must be {domain.describe()}, got {value!r}")
         return value
     if _is_optional(tp):
         if value is None:

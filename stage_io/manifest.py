@@ -18,11 +18,15 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from stage_io.config import config_to_dict
 
 MANIFEST_NAME = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read."""
 
 # Versions worth knowing beside any number this project produces.
 TRACKED_PACKAGES = (
@@ -79,6 +83,16 @@ def fingerprint(path: str | Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def fingerprint_files(folder: str | Path, names: Iterable[str]) -> str:
+    """sha256 over the named files of ``folder`` (relative names and bytes, in sorted order)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        digest.update(name.encode() + b"\0")
+        _hash_file(folder / name, digest)
+    return "sha256:" + digest.hexdigest()
+
+
 def _hash_file(file: Path, digest: "hashlib._Hash") -> None:
     with open(file, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -99,8 +113,13 @@ def write_manifest(
     inputs: Mapping[str, str | Path] | None = None,
     counts: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    outputs: Mapping[str, str | Path] | None = None,
 ) -> Path:
-    """Write ``output_dir/manifest.json`` atomically (a reader never sees half a file)."""
+    """Write ``output_dir/manifest.json`` atomically (a reader never sees half a file).
+
+    ``outputs`` names the files or folders (relative to ``output_dir``) whose fingerprints
+    are recorded, so "already complete" can be checked against them (``verify_outputs``).
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
@@ -110,6 +129,8 @@ def write_manifest(
         "config_fingerprint": config_fingerprint(config),
         "inputs": {name: _input_entry(p) for name, p in (inputs or {}).items()},
         "counts": dict(counts or {}),
+        "outputs": {name: {"path": str(rel), "fingerprint": fingerprint(output_dir / rel)}
+                    for name, rel in (outputs or {}).items()},
         "versions": package_versions(),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
@@ -149,9 +170,53 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def verify_outputs(output_dir: str | Path, manifest: Mapping[str, Any]) -> list[str]:
+    """What no longer matches ``manifest`` in ``output_dir`` (empty: the outputs are as recorded).
+
+    Each recorded output must exist with its recorded fingerprint, and every
+    ``*.safetensors`` at the top of ``output_dir`` must be whole (this also covers
+    manifests written before outputs were fingerprinted).
+    """
+    from stage_io.file_integrity import file_problem
+
+    output_dir = Path(output_dir)
+    problems = []
+    for name, entry in (manifest.get("outputs") or {}).items():
+        target = output_dir / entry["path"]
+        if not target.exists():
+            problems.append(f"{name} ({target}) is missing")
+        elif fingerprint(target) != entry["fingerprint"]:
+            problems.append(f"{name} ({target}) differs from the fingerprint in {MANIFEST_NAME}")
+    for weights in sorted(output_dir.glob("*.safetensors")):
+        problem = file_problem(weights)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def set_aside_manifest(output_dir: str | Path) -> Path:
+    """Move a manifest whose outputs failed ``verify_outputs`` out of the way (kept, hidden,
+    for inspection), so nothing takes the directory as complete any more."""
+    source = Path(output_dir) / MANIFEST_NAME
+    target = source.with_name(f".{MANIFEST_NAME}.invalid")
+    os.replace(source, target)
+    return target
+
+
+def weight_files(output_dir: str | Path) -> dict[str, str]:
+    """The model files of an HF checkpoint directory, as ``outputs`` for ``write_manifest``."""
+    output_dir = Path(output_dir)
+    names = sorted(p.name for p in output_dir.glob("*.safetensors")) + ["config.json"]
+    return {name: name for name in names if (output_dir / name).is_file()}
+
+
 def read_manifest(output_dir: str | Path) -> dict[str, Any] | None:
     """The manifest of a finished stage output, or None if there is none."""
     target = Path(output_dir) / MANIFEST_NAME
     if not target.is_file():
         return None
-    return json.loads(target.read_text(encoding="utf-8"))
+    try:
+        return json.loads(target.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ManifestError(f"{target}: not valid JSON ({err}); it was damaged after it was written "
+                            "(manifests are written atomically): delete it to redo this stage") from err

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+from stage_io.config import NonNegativeInt
 
 from stage_io import held_out
 
@@ -46,7 +47,7 @@ class RecordSource:
     # Column holding each record's id; None numbers records by position.
     id_field: str | None = None
     # Read at most this many records (None: all), in source order.
-    limit: int | None = None
+    limit: NonNegativeInt | None = None
 
 
 def load_records(src: RecordSource, required_fields: tuple[str, ...] = ()) -> datasets.Dataset:

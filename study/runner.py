@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from stage_io.config import load_config
-from stage_io.manifest import config_fingerprint, read_manifest
+from stage_io.manifest import config_fingerprint, read_manifest, verify_outputs
 from study.config import StageRef, StudyConfig
 
 # Where each stage module keeps its config class (public names of each stage package).
@@ -211,6 +211,9 @@ def is_current(step: Step, state: dict, marker: dict) -> tuple[bool, str]:
         return False, "no manifest"
     if manifest.get("config_fingerprint") != marker["config_fingerprint"]:
         return False, "config changed"
+    problems = verify_outputs(step.output_dir, manifest)
+    if problems:
+        return False, "outputs differ from the manifest (" + "; ".join(problems) + ")"
     recorded = state.get(step.name, {}).get("upstream")
     if recorded is None and not step.needs:
         return True, "complete (made outside the study)"  # e.g. annotation sharded over nodes first

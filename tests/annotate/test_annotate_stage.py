@@ -127,6 +127,6 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
          "keep_columns=[]"],
         cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"annotate: error: {latin1}:2: not valid UTF-8" in result.stderr
     assert "Traceback" not in result.stderr

@@ -44,8 +44,8 @@ def test_messages_format(tmp_path, fitted_run, tiny_config):
     assert ds["id"] == ["ok1", "multi", "noasst", "empty"]
     assert ds["response"][:2] == ["Tony Blair won the election in May 2005 in London.", "Shares fell 3% on Friday."]
     assert ds["status"] == ["ok", "ok", "skipped", "skipped"]
-    assert ds["error"][2] == "malformed example: no assistant message in 'messages'"
-    assert ds["error"][3] == "malformed example: final assistant message in 'messages' is empty"
+    assert ds["error"][2].startswith("malformed example: no assistant turn in 'messages' (roles: user;")
+    assert ds["error"][3] == "malformed example: the last assistant turn in 'messages' is empty"
     assert {"key": "entity", "value": "Tony_Blair"} in ds["tags"][0]
     assert ds["annotation"][0].startswith("<|ann|>topic:") and ds["annotation"][2] == ""
     # The corpus run's annotator, reused as is: same version in both outputs.
@@ -75,13 +75,13 @@ def test_conversational_completion_uses_its_assistant_message():
     config = SFTConfig(format="prompt_completion")
     example = {"prompt": chat(("user", "Numbers?")), "completion": chat(("assistant", "Profits rose 76%."))}
     assert response_of(example, config) == "Profits rose 76%."
-    with pytest.raises(MalformedExample, match="no assistant message in 'completion'"):
+    with pytest.raises(MalformedExample, match="no assistant turn in 'completion'"):
         response_of({"completion": chat(("user", "again?"))}, config)
 
 
 def test_response_extraction_errors():
     messages = SFTConfig()
-    with pytest.raises(MalformedExample, match="'messages' is NoneType"):
+    with pytest.raises(MalformedExample, match="'messages' is not a list"):
         response_of({}, messages)
     with pytest.raises(MalformedExample, match="has no text content"):
         response_of({"messages": [{"role": "assistant", "content": None}]}, messages)

@@ -209,7 +209,7 @@ def test_an_arm_sampled_with_other_settings_is_refused_and_additions_resume(tmp_
                                                r"\(changed: sampling.max_new_tokens: 24 -> 12\); its samples are "
                                                r"resumed by id.*give the changed arm a new name"):
         run(changed)
-    with pytest.raises(RunIdentityError, match=r"\(changed: model: .*plain\" -> .*anchored\"\)"):
+    with pytest.raises(RunIdentityError, match=r"\(changed: model: .*plain\" -> .*anchored\", model_weights: .sha256:"):
         run(dataclasses.replace(config, sampling=sampling,
                                 arms=[dataclasses.replace(arms[0], model=tiny_models["anchored"])]))
     texts = json.loads(f"[{','.join(Path(prompts_file).read_text().splitlines())}]")

@@ -38,15 +38,29 @@ def test_missing_token_fails_before_any_call(checkpoint_dir, tmp_path, no_stored
     assert not (tmp_path / "stage").exists()  # nothing staged either
 
 
-def test_stored_token_is_used_when_the_env_var_is_unset(checkpoint_dir, tmp_path, monkeypatch, no_stored_token):
+def test_stored_token_is_used_when_hf_token_is_unset(checkpoint_dir, tmp_path, monkeypatch, no_stored_token):
     from huggingface_hub import constants
 
     token_file = tmp_path / "stored_token"
     token_file.write_text("hf_stored_not_real\n")
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(token_file))
     hub = RecordingHub()
-    run(upload_config(checkpoint_dir, tmp_path / "stage"), hub_factory=hub.factory)
+    run(upload_config(checkpoint_dir, tmp_path / "stage", token_env="HF_TOKEN"), hub_factory=hub.factory)
     assert hub.tokens == ["hf_stored_not_real"]
+
+
+def test_another_token_env_never_falls_back_to_hf_token(checkpoint_dir, tmp_path, monkeypatch, no_stored_token):
+    """token_env=UNSET with HF_TOKEN and a stored login present: refused, nothing sent (issue 16)."""
+    from huggingface_hub import constants
+
+    token_file = tmp_path / "stored_token"
+    token_file.write_text("hf_stored_not_real\n")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(token_file))
+    monkeypatch.setenv("HF_TOKEN", "hf_env_not_real")
+    hub = RecordingHub()
+    with pytest.raises(PublishError, match=r"UNSET.*token_env.*not used.*nothing was sent"):
+        run(upload_config(checkpoint_dir, tmp_path / "stage", token_env="UNSET"), hub_factory=hub.factory)
+    assert hub.calls == [] and hub.tokens == []
 
 
 @pytest.mark.parametrize("repo_id", ["no-namespace", "a/b/c", "lab/bad--name", "lab/has space", "/name", "lab/",

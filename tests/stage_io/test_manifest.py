@@ -30,3 +30,26 @@ def test_fingerprints_change_with_content(tmp_path):
     assert config_fingerprint(Cfg(0.1)) != config_fingerprint(Cfg(0.2))
     assert fingerprint("org/some-hub-dataset").startswith("not-a-local-path:")
     assert read_manifest(tmp_path / "nothing") is None
+
+
+def test_verify_outputs_finds_changed_missing_and_cut_files(tmp_path):
+    """"Already complete" is checked against the fingerprints recorded at the end (issue 16)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from stage_io.manifest import read_manifest, verify_outputs, weight_files, write_manifest
+
+    save_file({"w": torch.zeros(8, 8)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "scores.jsonl").write_text('{"id": 1}\n')
+    write_manifest(tmp_path, stage="x", config=Cfg(), outputs={**weight_files(tmp_path), "scores": "scores.jsonl"})
+    manifest = read_manifest(tmp_path)
+    assert verify_outputs(tmp_path, manifest) == []
+    (tmp_path / "scores.jsonl").write_text('{"id": 2}\n')
+    (tmp_path / "config.json").unlink()
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4])
+    problems = verify_outputs(tmp_path, manifest)
+    assert any(p.startswith("scores (") and "differs from the fingerprint" in p for p in problems)
+    assert any(p.startswith("config.json (") and p.endswith("is missing") for p in problems)
+    assert any(p.startswith("model.safetensors: truncated") for p in problems)

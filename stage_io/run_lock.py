@@ -1,0 +1,87 @@
+"""One writer per output directory: an exclusive ``flock`` held for the whole run.
+
+Two runs writing one output directory interleave their metrics, overwrite each other's
+checkpoints and write every sample twice, and both exit 0. So pretrain, posttrain and
+eval take ``hold_lock(output_dir)`` before they read or write anything there, and
+annotate takes one per shard work file. A second run finds the lock held and stops
+with a ``RunLockError`` naming the directory and the holder's pid.
+
+The lock is ``fcntl.flock`` on a hidden file (``.lock``, skipped by
+``stage_io.manifest.fingerprint``): the kernel releases it when its process exits,
+however it exits (SIGKILL included), so a killed run never leaves a stale lock, and
+the next run simply takes it. The pid written into the file is only for the message.
+Under ``accelerate launch`` only the main process of the job holds it (``RANK`` 0):
+the ranks of one job are one writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import IO, Iterator
+
+LOCK_NAME = ".lock"
+
+
+class RunLockError(RuntimeError):
+    """Another process holds the output directory's lock."""
+
+
+class DirectoryLock:
+    """An exclusive, non-blocking ``flock`` on ``path``; ``acquire`` raises if it is held."""
+
+    def __init__(self, path: str | Path, what: str):
+        self.path = Path(path)
+        # What this process holds it for, for the message ("annotating this shard", "running eval in it").
+        self.what = what
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunLockError(
+                f"{self.path.parent}: another process (pid {holder}) holds its lock ({self.path.name}), so "
+                f"this one cannot start {self.what}: wait for that process to finish, or use another output "
+                "directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "DirectoryLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def is_main_rank() -> bool:
+    """True outside a distributed launch, and on global rank 0 inside one."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextlib.contextmanager
+def hold_lock(output_dir: str | Path, stage: str) -> Iterator[None]:
+    """Hold ``output_dir``'s lock for the ``with`` block (main rank only; see the module doc)."""
+    if not is_main_rank():
+        yield
+        return
+    with DirectoryLock(Path(output_dir) / LOCK_NAME, f"running {stage} in it"):
+        yield

@@ -1,0 +1,66 @@
+"""One writer per output directory, with real processes; a killed holder leaves no stale lock (issue 16).
+
+The holder is a child process that takes the lock and says so on its stdout; the stages
+are started only after that line is read, so nothing depends on timing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stage_io.run_lock import LOCK_NAME, DirectoryLock, RunLockError, hold_lock
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+HOLDER = ("import sys; from stage_io.run_lock import hold_lock\n"
+          "with hold_lock(sys.argv[1], 'holder'):\n"
+          "    print('locked', flush=True); sys.stdin.readline()\n")
+
+
+def start_holder(directory: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(directory)], cwd=REPO, env=ENV, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+@pytest.mark.parametrize("stage, config", [("pretrain", "configs/pretrain/tiny.yaml"),
+                                           ("posttrain", "configs/posttrain/tiny_plain.yaml"),
+                                           ("eval", "configs/eval/tiny.yaml")])
+def test_a_second_writer_is_refused_while_the_first_holds_the_directory(tmp_path, stage, config):
+    """Before: two pretrains (or evals) in one directory both exited 0 with interleaved rows."""
+    out = tmp_path / "run"
+    holder = start_holder(out)
+    try:
+        proc = subprocess.run([sys.executable, "-m", stage, config, f"output_dir={out}"], cwd=REPO, env=ENV,
+                              capture_output=True, text=True)
+    finally:
+        holder.communicate("\n")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"another process (pid {holder.pid}) holds its lock (.lock), so this one cannot start running {stage}" \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    holder = start_holder(tmp_path)
+    with pytest.raises(RunLockError, match=f"pid {holder.pid}"):
+        DirectoryLock(tmp_path / LOCK_NAME, "x").acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert holder.returncode == -signal.SIGKILL
+    with hold_lock(tmp_path, "next run"):  # the kernel released it with the process
+        assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+
+
+def test_only_the_main_rank_takes_the_lock(tmp_path, monkeypatch):
+    with hold_lock(tmp_path, "rank 0"):
+        monkeypatch.setenv("RANK", "1")
+        with hold_lock(tmp_path, "rank 1"):  # the same job's other ranks write through rank 0's lock
+            pass
