@@ -42,6 +42,13 @@ _NAMING_STOP_WORDS = (
     "going get got think want including added expected percent cent"
 ).split()
 _LOWER_WORD_RE = re.compile(r"\b[a-z][a-z'’-]+\b")
+# The keys tags_for writes: a schema key outside these would never get a value.
+KEYS = ("topic", "domain", "genre", "entity", "action", "location", "time", "sentiment", "style")
+
+
+def keys_it_cannot_produce(schema: AnnotationSchema) -> list[str]:
+    """Schema keys the offline annotator has no value for (configuring one is an error, not a silent drop)."""
+    return [k for k in schema.keys if k not in KEYS]
 
 
 class OfflineAnnotator:

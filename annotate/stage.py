@@ -201,6 +201,16 @@ def prepare_annotator(config: AnnotateConfig, source: datasets.Dataset, chunker:
     """The run's annotator, saved once to ``out/annotator`` (every shard uses that one)."""
     target = out / ANNOTATOR_DIR
     offline = config.annotator.offline
+    if config.annotator.kind == "offline":
+        from annotate.offline import KEYS, keys_it_cannot_produce
+
+        missing = keys_it_cannot_produce(config.schema)
+        if missing:
+            raise AnnotateError(
+                f"schema.keys: the offline annotator cannot produce {', '.join(missing)} (it writes "
+                f"{', '.join(KEYS)}); remove {'it' if len(missing) == 1 else 'them'} from schema.keys or use "
+                "annotator.kind=llm"
+            )
     origin = target
     if config.annotator.kind == "llm":
         from annotate.llm import LLMAnnotator

@@ -36,6 +36,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
+from posttrain.annotation_match import check_annotation_match
 from stage_io.hf_files import make_tokenizer_config_portable
 from posttrain.config import PosttrainConfig
 from posttrain.examples import SFTExample, build_examples
@@ -69,6 +70,10 @@ def run(config: PosttrainConfig) -> Path:
     out = Path(config.output_dir)
     resume = resume_checkpoint(config)  # checked before any work
     check_run_identity_of_checkpoints(config)
+    annotation_match = None
+    if config.arm == "anchored" and config.data.annotations:
+        annotation_match = check_annotation_match(config.model_path, config.data.annotations)
+        print(f"posttrain: annotations vs pretraining: {annotation_match}", flush=True)
     tokenizer = load_tokenizer(config)
     rows = load_sft_rows(config.data, need_annotations=config.arm == "anchored")
     built = build_examples(rows, tokenizer, config, total=len(rows))
@@ -91,7 +96,8 @@ def run(config: PosttrainConfig) -> Path:
                     "epochs": config.training.epochs},
             extra={"train": {"first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                              "train_loss": result.training_loss, "runtime_s": result.metrics.get("train_runtime")},
-                   "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None},
+                   "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None,
+                   "annotation_match": annotation_match},
         )
     return out
 

@@ -90,7 +90,7 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
         eval_prompts = [f"prompts.source.source={sft_set / 'eval_prompts.jsonl'}"]
     steps.append(Step(
         "annotate_sft", "annotate", cfg.annotate_sft, sft_annotations,
-        [f"output_dir={sft_annotations}", *sft_source, f"annotator.offline.fitted_state_from={corpus}"],
+        [f"output_dir={sft_annotations}", *sft_source, *corpus_annotation_identity(steps[0].load(), corpus)],
         needs=sft_needs,
     ))
     for arm, path in pretrained.items():
@@ -127,6 +127,22 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
             needs=[f"posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms] + ["pretrain_plain", "pretrain_anchored"],
         ))
     return steps
+
+
+def corpus_annotation_identity(corpus_config, corpus: Path) -> list[str]:
+    """Overrides that make the SFT annotation use the corpus annotation's schema and annotator.
+
+    One schema and one annotator per study: the SFT responses are tagged with the keys the
+    model saw in pretraining, by the annotator that tagged the corpus (the offline one
+    loaded from the corpus run's fitted state; an LLM one with the same engine and prompt).
+    """
+    overrides = [f"schema={json.dumps(asdict(corpus_config.schema))}",
+                 f"annotator.kind={corpus_config.annotator.kind}"]
+    if corpus_config.annotator.kind == "offline":
+        overrides.append(f"annotator.offline.fitted_state_from={corpus}")
+    else:
+        overrides.append(f"llm={json.dumps(asdict(corpus_config.llm))}")
+    return overrides
 
 
 def _prompt_format(ref: StageRef) -> dict:
