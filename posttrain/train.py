@@ -95,7 +95,11 @@ def run(config: PosttrainConfig) -> Path:
             counts={**built.counts, "optimizer_steps": trainer.state.global_step,
                     "epochs": config.training.epochs},
             extra={"train": {"first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-                             "train_loss": result.training_loss, "runtime_s": result.metrics.get("train_runtime")},
+                             "train_loss": result.training_loss, "runtime_s": result.metrics.get("train_runtime"),
+                             "loss_definitions": {"first_loss": "the first logged loss (step 1)",
+                                                  "final_loss": "the last logged loss (a mean over the last "
+                                                                "logging_steps steps, as in log_history.json)",
+                                                  "train_loss": "the mean loss over the whole run (TRL's)"}},
                    "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None,
                    "annotation_match": annotation_match},
         )
