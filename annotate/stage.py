@@ -105,11 +105,11 @@ def _run(config: AnnotateConfig) -> dict | None:
 
 def load_input(config: AnnotateConfig) -> datasets.Dataset:
     if config.mode == "corpus":
-        required = (config.text_field, *config.keep_columns)
+        required = {config.text_field: "text_field", **{c: "keep_columns" for c in config.keep_columns}}
     elif config.sft.format == "messages":
-        required = (config.sft.messages_field,)
+        required = {config.sft.messages_field: "sft.messages_field"}
     else:
-        required = (config.sft.prompt_field, config.sft.completion_field)
+        required = {config.sft.prompt_field: "sft.prompt_field", config.sft.completion_field: "sft.completion_field"}
     return load_records(config.source, required_fields=required)
 
 
