@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Collection, Iterable
 
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
 from annotate.lexicons import (
     ACTION_LEMMAS, LOCATIONS, MONTHS, NEGATIONS, NEGATIVE_WORDS, NON_ENTITY_WORDS, POSITIVE_WORDS, SEASONS,
     TITLE_WORDS, WEEKDAYS,
@@ -45,6 +47,9 @@ ATTRIBUTION_RE = re.compile(
     r"|(?:^\s*|(?<=[.!?\"”])\s+)-{1,2}\s*[A-Z][^\n]{0,80}$",  # hyphens: at a line start or after a sentence
     re.MULTILINE,
 )
+# English function words (sklearn's stop-word list: "Without", "Across", "Whatever"): capitalised at a
+# sentence start they open a span but name nothing.
+_FUNCTION_WORDS = frozenset(ENGLISH_STOP_WORDS)
 # A contraction (I'm, don't, we've, they'll, you're, I'd): shorthand for common words, never a name.
 _CONTRACTION_RE = re.compile(r"^[A-Za-z]+(?:n['’]t|['’](?:m|ve|ll|re|d))$|^(?:[Ll]et|[Hh]ere|[Tt]here|[Ww]ho|[Ww]hat|[Hh]e|[Ss]he|[Ii]t|[Tt]hat)['’]s$")
 
@@ -74,7 +79,8 @@ def entities(text: str, common_lowercase: Collection[str]) -> list[str]:
         while words and words[-1] in ("of", "de", "del", "van", "von", "der", "du", "da", "al", "la", "le", "bin", "y"):
             words = words[:-1]
         # Contractions and pronouns name nothing: "I'm", "Don't", "He's Mary's" -> Mary; "Hello I'm Sam" -> Hello.
-        while words and (_CONTRACTION_RE.match(words[0]) or words[0] in NON_ENTITY_WORDS):
+        while words and (_CONTRACTION_RE.match(words[0]) or words[0] in NON_ENTITY_WORDS
+                         or words[0].lower() in _FUNCTION_WORDS):
             start += text[start:].index(words[0]) + len(words[0])
             words = words[1:]
         for i, word in enumerate(words):

@@ -112,6 +112,14 @@ def load_tokenizer(config: PosttrainConfig) -> Any:
         raise ValueError(f"{config.tokenizer_path or config.model_path}: a fast tokenizer is needed (offsets mapping)")
     if tokenizer.pad_token is None:  # padding is never trained on; eos is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.model_max_length < config.max_seq_len:
+        # The tokenizer carries the pretraining context length; SFT examples up to max_seq_len are cut at
+        # max_seq_len by build_examples, not by the tokenizer, so its "sequence length is longer than the
+        # specified maximum" warning on every run would be noise. Said once, here, with what it means.
+        print(f"posttrain: max_seq_len={config.max_seq_len} is longer than the model's pretraining context "
+              f"({tokenizer.model_max_length} tokens): positions beyond it were never trained (RoPE extrapolates); "
+              "set max_seq_len to at most that to stay within it", flush=True)
+        tokenizer.model_max_length = config.max_seq_len
     return tokenizer
 
 
