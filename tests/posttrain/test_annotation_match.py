@@ -61,3 +61,16 @@ def test_unknown_provenance_is_recorded_as_unchecked(tmp_path):
     sft = annotate_dir(tmp_path / "sft", CORPUS_SCHEMA, "offline-1+abc")
     match = check_annotation_match("some/hub-model", str(sft))
     assert match["checked"] is False and "no pretrain manifest" in match["reason"]
+
+
+def test_a_max_seq_len_beyond_the_pretraining_context_is_said_once_not_warned_per_example(tokenizer, tmp_path, capsys):
+    from posttrain.train import load_tokenizer
+
+    tokenizer.save_pretrained(tmp_path / "tok")
+    saved = json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())
+    saved["model_max_length"] = 64  # what pretrain writes: its seq_len
+    (tmp_path / "tok" / "tokenizer_config.json").write_text(json.dumps(saved))
+    config = tiny_config(tmp_path / "tok", tmp_path / "out", "plain", DataConfig())  # max_seq_len 192
+    loaded = load_tokenizer(config)
+    assert loaded.model_max_length == 192
+    assert "max_seq_len=192 is longer than the model's pretraining context (64 tokens)" in capsys.readouterr().out
