@@ -380,8 +380,7 @@ def run_score(config: EvalConfig, run_dir: Path) -> dict:
     )
     scorer = GroupScorer(config)
     try:
-        if pending:
-            scorer.resolve_quantile_bar(groups, existing)
+        scorer.resolve_quantile_bar(groups, existing)  # reads scores.jsonl; scores only what it lacks
         counts["quality_bar"] = scorer.bar_rule
         chunks = []
         for gid in pending:

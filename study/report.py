@@ -132,11 +132,14 @@ def override_lines(cfg: StudyConfig) -> list[str]:
     from study.runner import plan_steps, stage_overrides
 
     lines = ["## Stage config keys the study set", "",
-             "The study runs each stage YAML with these keys replaced (its own chaining; the YAML's values for them "
-             "are not used).", "", "| step | stage YAML | keys set by the study |", "|---|---|---|"]
+             "The study runs each stage YAML with these keys replaced: those of the study config's `overrides` "
+             "for that step, then the study's own chaining (the YAML's values for them are not used).", "",
+             "| step | stage YAML | keys set by the study config's overrides | keys set by the study |",
+             "|---|---|---|---|"]
     for step in plan_steps(cfg):
+        own = ", ".join(f"`{o.split('=', 1)[0]}`" for o in step.ref.overrides) or "-"
         keys = ", ".join(f"`{k}`" for k in stage_overrides(step))
-        lines.append(f"| {step.name} | `{step.ref.config}` | {keys} |")
+        lines.append(f"| {step.name} | `{step.ref.config}` | {own} | {keys} |")
     return lines + [""]
 
 
