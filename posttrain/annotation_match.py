@@ -44,7 +44,8 @@ def pretraining_annotations_dir(model_path: str) -> Path | None:
     manifest = read_manifest(Path(model_path)) if Path(model_path).is_dir() else None
     if manifest is None or manifest.get("stage") != "pretrain":
         return None
-    data_dir = (manifest.get("inputs") or {}).get("annotations")
+    recorded = (manifest.get("inputs") or {}).get("annotations")  # write_manifest: {"path": ..., "fingerprint": ...}
+    data_dir = recorded.get("path") if isinstance(recorded, dict) else recorded
     if not data_dir:
         return None
     path = Path(data_dir)
