@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from eval.annotation_budget import resolve_max_annotation_tokens
 from eval.capabilities import CAPABILITIES, load_tasks, run_capabilities
 from eval.config import EvalConfig
 from eval.generate import GENERATIONS, check_arm_identity, run_generate
@@ -51,7 +52,10 @@ def run(config: EvalConfig) -> Path:
         return _run(config)
 
 
-def _run(config: EvalConfig) -> Path:
+def _run(configured: EvalConfig) -> Path:
+    # Data-derived settings resolved once, here; the manifest keeps the configured values (the study
+    # compares its fingerprint) and records how each was derived.
+    config, annotation_cap = resolve_max_annotation_tokens(configured)
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for arm in config.arms:  # every stage reads the samples: refuse any drawn with other settings
@@ -81,7 +85,7 @@ def _run(config: EvalConfig) -> Path:
         SUMMARY: (run_dir / SUMMARY).exists(), REPORT: (run_dir / REPORT).exists(),
         CAPABILITIES: (run_dir / CAPABILITIES).exists(),
     }
-    write_manifest(run_dir, stage="eval", config=config, inputs=_local_inputs(config), counts=counts,
-                   extra={"stages_run": list(config.stages)},
+    write_manifest(run_dir, stage="eval", config=configured, inputs=_local_inputs(config), counts=counts,
+                   extra={"stages_run": list(config.stages), "max_annotation_tokens": annotation_cap},
                    outputs={name: name for name in (GENERATIONS, SCORES, SUMMARY) if (run_dir / name).is_file()})
     return run_dir
