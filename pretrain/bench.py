@@ -129,7 +129,8 @@ def cpu_benchmarks(work: Path, steps: int, repeats: int) -> None:
     print(f"packing efficiency          {eff:.4f}  (goal >= 0.99)  {'ok' if eff >= 0.99 else 'BELOW GOAL'}"
           f"   [{packing['tokens']:,} real tokens / {packing['slots']:,} slots; "
           f"{packing['loss_tokens'] / packing['slots']:.4f} of slots carry a loss; "
-          f"{packing['split_at_row_end']} of {packing['pieces']} pieces cut at a row end]")
+          f"{packing['split_at_row_end']} of {packing['pieces']} pieces cut at a row end; "
+          f"{packing['annotation_in_view_share']:.3f} of content tokens see their annotation]")
     slow = min(step_time["anchored"]) / min(step_time["plain"])
     print(f"step time anchored/plain    {slow:.3f}   (goal <= 1.02)  {'ok' if slow <= 1.02 else 'ABOVE GOAL'}"
           f"   [{1000 * min(step_time['anchored']):.1f} ms vs {1000 * min(step_time['plain']):.1f} ms per step]")

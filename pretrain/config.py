@@ -24,6 +24,9 @@ class DataSection:
     cache_dir: str | None = None
     # Documents per call to the tokenizer while tokenizing the corpus.
     tokenize_batch_size: int = 512
+    # Never cut a chunk (annotation + text) that fits a row: pad the row's rest and start the chunk on the next
+    # row instead (same rule in both arms; padding counted). False: rows packed full, cut anywhere (the paper's).
+    rows_start_at_chunks: bool = False
 
 
 @dataclass
@@ -40,6 +43,9 @@ class TokenizerSection:
     min_frequency: int = 2
     # Train the BPE on at most this many chunks (None: all), in annotate's order.
     max_train_chunks: int | None = None
+    # Also train the BPE on each chunk's rendered annotation (delimiters removed), so keys and frequent values
+    # become whole tokens; the vocabulary is still one for both arms (False: chunk text only, the paper's way).
+    train_on_annotations: bool = False
     # Start every document with the tokenizer's bos token (when it has one).
     add_bos: bool = True
 

@@ -7,6 +7,17 @@ piece restarts its position ids at 0, so the tail cannot see the head (the price
 rows without padding); a document longer than ``seq_len`` is cut into several pieces the
 same way. Rows are padded only when a finite stream runs out (``repeat=False``).
 
+With ``rows_start_at_chunks`` (``data.rows_start_at_chunks``) a row is never cut inside a
+chunk that fits a whole row: when the next chunk of the document (its annotation first,
+in the anchored arm) does not fit in what is left of the row but would fit in a row of
+its own, the rest of the row is padding and the chunk starts the next row as a new
+piece. A chunk longer than a row is still cut at the row end. The rule is the same in
+both arms (their chunk boundaries come from ``chunk_starts.npy``), so both still train on
+the same number of slots; the padding is counted (``padding_slots``). Either way the
+stream counts the content tokens whose own chunk's annotation is in the same piece
+before them (``content_tokens_annotation_in_view``): the text-given-annotation
+conditional the method relies on is trained only on those.
+
 Per-document attention comes from the position ids alone. transformers 5 detects packed
 rows in ``masking_utils.find_packed_sequence_indices`` (a new sequence wherever the
 position id does not grow by one) and builds a block-diagonal causal mask for sdpa and
@@ -73,6 +84,10 @@ class StreamCounters:
     documents_completed: int = 0
     split_at_row_end: int = 0  # pieces that a row end cut before their document's end
     epochs_completed: int = 0
+    padding_slots: int = 0  # slots without a token (rows_start_at_chunks, or a finite stream's end)
+    chunks_moved_to_next_row: int = 0  # rows padded early so that the next chunk starts a row whole
+    content_tokens_chunk_start_in_view: int = 0  # content tokens whose own chunk starts in their piece
+    content_tokens_annotation_in_view: int = 0  # content tokens whose own chunk's annotation precedes them in their piece
 
     @property
     def content_tokens(self) -> int:
@@ -82,10 +97,22 @@ class StreamCounters:
     def packing_efficiency(self) -> float:
         return self.tokens / self.slots if self.slots else 0.0
 
+    @property
+    def annotation_in_view_share(self) -> float | None:
+        """Share of content tokens trained with their chunk's annotation in view (None without annotations)."""
+        return self.content_tokens_annotation_in_view / self.content_tokens if self.annotation_tokens else None
+
+    @property
+    def chunk_start_in_view_share(self) -> float | None:
+        """Share of content tokens trained with their chunk's start in view (either arm)."""
+        return self.content_tokens_chunk_start_in_view / self.content_tokens if self.content_tokens else None
+
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
         out["content_tokens"] = self.content_tokens
         out["packing_efficiency"] = self.packing_efficiency
+        out["annotation_in_view_share"] = self.annotation_in_view_share
+        out["chunk_start_in_view_share"] = self.chunk_start_in_view_share
         return out
 
 
@@ -103,9 +130,9 @@ class PackedStream:
     """Rows cut from the corpus, epoch after epoch (``repeat``), deterministic given the seed."""
 
     def __init__(self, corpus: TokenizedCorpus, seq_len: int, seed: int = 0, shuffle: bool = True,
-                 repeat: bool = True, pad_id: int = 0):
+                 repeat: bool = True, pad_id: int = 0, rows_start_at_chunks: bool = False):
         self.corpus, self.seq_len, self.seed, self.shuffle = corpus, seq_len, seed, shuffle
-        self.repeat, self.pad_id = repeat, pad_id
+        self.repeat, self.pad_id, self.rows_start_at_chunks = repeat, pad_id, rows_start_at_chunks
         self.position = StreamPosition()
         self._order_epoch, self._order = -1, np.empty(0, dtype=np.int64)
 
@@ -143,8 +170,11 @@ class PackedStream:
             p = self.position
             doc = int(self.order(p.epoch)[p.index])
             start, end = int(corpus.offsets[doc]), int(corpus.offsets[doc + 1])
-            take = min(self.seq_len - pos, end - start - p.offset)
             lo = start + p.offset
+            take = self._piece_length(lo, end, self.seq_len - pos)
+            if take == 0:  # the document's next chunk starts the next row
+                c.chunks_moved_to_next_row += 1
+                break
             piece = corpus.tokens[lo: lo + take]
             rows.input_ids[r, pos: pos + take] = piece
             rows.labels[r, pos + 1: pos + take] = piece[1:]  # the piece's first token has no context to predict it
@@ -156,9 +186,13 @@ class PackedStream:
             c.annotation_tokens += int(ann.sum())
             c.pieces += 1
             c.documents_started += p.offset == 0
+            self._count_in_view(lo, ann)
             pos += take
             p.offset += take
             if p.offset < end - start:
+                if pos < self.seq_len:  # ended at a chunk start that fits the next row whole
+                    c.chunks_moved_to_next_row += 1
+                    break
                 c.split_at_row_end += 1
                 continue
             c.documents_completed += 1
@@ -168,10 +202,45 @@ class PackedStream:
                 p.index = 0
                 p.epoch += 1
                 c.epochs_completed += 1
-        if pos < self.seq_len:  # a finite stream ran out: padding, its own block of positions, no labels
+        if pos < self.seq_len:  # padding: its own block of positions, no labels
             rows.position_ids[r, pos:] = np.arange(self.seq_len - pos)
-        self.position.counters.rows += 1
-        self.position.counters.slots += self.seq_len
+            c.padding_slots += self.seq_len - pos
+        c.rows += 1
+        c.slots += self.seq_len
+
+    def _piece_length(self, lo: int, end: int, room: int) -> int:
+        """Tokens of the document (flat tokens [lo, end)) that go into the ``room`` left in the row.
+
+        Without rows_start_at_chunks: as many as fit. With it, the piece stops before the chunk
+        that the row end would cut, if that chunk fits a whole row (0: it starts the next row).
+        """
+        if end - lo <= room or not self.rows_start_at_chunks:
+            return min(end - lo, room)
+        cut = lo + room
+        starts = self.corpus.chunk_starts
+        k = int(np.searchsorted(starts, cut, side="right")) - 1  # the chunk the cut falls in (or starts)
+        chunk_start = int(starts[k])
+        chunk_end = min(int(starts[k + 1]), end) if k + 1 < len(starts) else end
+        if lo <= chunk_start < cut and chunk_end - chunk_start <= self.seq_len:
+            return chunk_start - lo
+        return room
+
+    def _count_in_view(self, lo: int, ann: np.ndarray) -> None:
+        """Count the piece's content tokens (flat [lo, lo + len(ann))) whose chunk starts in the piece,
+        and those whose chunk's annotation precedes them in the piece (annotations open their chunk)."""
+        starts = self.corpus.chunk_starts
+        a, b = np.searchsorted(starts, [lo, lo + len(ann)])
+        if a == b:  # the piece continues a chunk begun in an earlier piece
+            return
+        seg_starts = np.asarray(starts[a:b]) - lo
+        first = int(seg_starts[0])
+        content = ~ann[first:]
+        self.position.counters.content_tokens_chunk_start_in_view += int(content.sum())
+        ann_int = ann.astype(np.int64)
+        before = np.cumsum(ann_int) - ann_int  # annotation tokens before each token of the piece
+        seg_lengths = np.diff(np.append(seg_starts, len(ann)))
+        since_chunk_start = before[first:] - np.repeat(before[seg_starts], seg_lengths)
+        self.position.counters.content_tokens_annotation_in_view += int((content & (since_chunk_start > 0)).sum())
 
     def state_dict(self) -> dict:
         p = self.position
@@ -181,12 +250,18 @@ class PackedStream:
         self.position = StreamPosition(state["epoch"], state["index"], state["offset"], StreamCounters(**state["counters"]))
 
 
-def pack_sequences(sequences: list[list[int]], seq_len: int, pad_id: int = 0) -> PackedRows:
+def pack_sequences(sequences: list[list[int]], seq_len: int, pad_id: int = 0, *,
+                   chunk_lengths: list[list[int]] | None = None, rows_start_at_chunks: bool = False,
+                   masks: list[list[bool]] | None = None) -> PackedRows:
     """Pack token sequences in the given order into as few rows as they need (padding the last)."""
-    corpus = TokenizedCorpus.from_sequences(sequences)
-    stream = PackedStream(corpus, seq_len, shuffle=False, repeat=False, pad_id=pad_id)
-    n_rows = -(-corpus.n_tokens // seq_len)
-    return stream.next_rows(n_rows)
+    corpus = TokenizedCorpus.from_sequences(sequences, masks, chunk_lengths)
+    stream = PackedStream(corpus, seq_len, shuffle=False, repeat=False, pad_id=pad_id,
+                          rows_start_at_chunks=rows_start_at_chunks)
+    rows = []
+    while not stream.exhausted:
+        rows.append(stream.next_rows(1))
+    return PackedRows(*(np.concatenate([getattr(row, f) for row in rows])
+                        for f in ("input_ids", "position_ids", "labels", "is_annotation")))
 
 
 def uses_varlen_flash(model_config) -> bool:

@@ -16,8 +16,10 @@ will see) and becomes ``[bos] + tokens + [eos]`` (bos if the tokenizer has one a
 inclusive; every other token (text, separators, bos/eos) is a content token.
 
 The corpus is written once to ``cache_dir`` as ``tokens.bin`` (uint32), ``annotation.bin``
-(uint8, 1 on annotation tokens), ``offsets.npy`` (document boundaries) and
-``corpus.json`` (the key it was built for, and its counts), then memory-mapped: the
+(uint8, 1 on annotation tokens), ``offsets.npy`` (document boundaries),
+``chunk_starts.npy`` (the flat token index where each chunk starts: its annotation in the
+anchored arm, its bos for a document's first chunk; located through the tokenizer's offset
+mapping of the whole document, so tokenization is unchanged) and ``corpus.json`` (the key it was built for, and its counts), then memory-mapped: the
 paper-scale corpora do not fit in RAM.
 """
 
@@ -39,7 +41,7 @@ from stage_io.manifest import fingerprint
 from stage_io.records import RecordSource, load_records
 
 CHUNK_FIELDS = ("doc_id", "chunk_index", "text", "annotation", "status")
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2  # 2: chunk_starts.npy
 
 
 @dataclass
@@ -117,8 +119,14 @@ def render_document(doc: Document, arm: str, separator: str = "\n\n") -> tuple[s
     Delimiter strings inside chunk text are removed (counted as ``delimiter_in_text``):
     only annotations may open and close an annotation.
     """
+    text, _, missing = render_chunks(doc, arm, separator)
+    return text, missing
+
+
+def render_chunks(doc: Document, arm: str, separator: str = "\n\n") -> tuple[str, list[int], Counter]:
+    """``render_document``, plus the character offset where each chunk (its annotation first) starts."""
     missing: Counter = Counter()
-    parts = []
+    parts, starts, at = [], [], 0
     for chunk in doc.chunks:
         text = chunk.text
         if ANNOTATION_OPEN in text or ANNOTATION_CLOSE in text:
@@ -127,8 +135,25 @@ def render_document(doc: Document, arm: str, separator: str = "\n\n") -> tuple[s
         annotation, reason = usable_annotation(chunk)
         if reason is not None:
             missing[reason] += 1
-        parts.append((annotation if arm == "anchored" else "") + text)
-    return separator.join(parts), missing
+        part = (annotation if arm == "anchored" else "") + text
+        starts.append(at)
+        parts.append(part)
+        at += len(part) + len(separator)
+    return separator.join(parts), starts, missing
+
+
+def chunk_token_starts(char_starts: list[int], token_offsets: list[tuple[int, int]], n_before: int) -> np.ndarray:
+    """Token index (in ``[bos] + tokens``) where each chunk starts, from the text's offset mapping.
+
+    A chunk starts at the first token that ends after its first character, so a token that
+    straddles a boundary (never seen with the byte-level BPE) belongs to the later chunk.
+    The first chunk starts at 0: the bos token travels with it. Empty chunks collapse
+    into the next one (starts are unique and increasing).
+    """
+    ends = np.fromiter((end for _, end in token_offsets), dtype=np.int64, count=len(token_offsets))
+    starts = np.searchsorted(ends, np.asarray(char_starts, dtype=np.int64), side="right") + n_before
+    starts[0] = 0
+    return np.unique(starts)
 
 
 def annotation_mask(ids: np.ndarray, open_id: int, close_id: int) -> np.ndarray:
@@ -142,12 +167,19 @@ def annotation_mask(ids: np.ndarray, open_id: int, close_id: int) -> np.ndarray:
 class TokenizedCorpus:
     """Documents as one flat token array plus boundaries (document i is tokens[offsets[i]:offsets[i+1]])."""
 
-    def __init__(self, tokens: np.ndarray, is_annotation: np.ndarray, offsets: np.ndarray, info: dict | None = None):
+    def __init__(self, tokens: np.ndarray, is_annotation: np.ndarray, offsets: np.ndarray, info: dict | None = None,
+                 chunk_starts: np.ndarray | None = None):
         if len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != len(tokens) or len(is_annotation) != len(tokens):
             raise ValueError("inconsistent corpus arrays (offsets, tokens and annotation mask disagree)")
         if np.any(np.diff(offsets) < 1):
             raise ValueError("every document must have at least one token")
-        self.tokens, self.is_annotation, self.offsets = tokens, is_annotation, offsets
+        # Flat token index where each chunk starts (its annotation first; a document's first chunk at the
+        # document's first token), increasing; every document start is one. None: one chunk per document.
+        chunk_starts = offsets[:-1] if chunk_starts is None else np.asarray(chunk_starts, dtype=np.int64)
+        if (np.any(np.diff(chunk_starts) < 1) or len(chunk_starts) and chunk_starts[-1] >= len(tokens)
+                or not np.isin(offsets[:-1], chunk_starts).all()):
+            raise ValueError("chunk starts must increase, lie inside the corpus and include every document start")
+        self.tokens, self.is_annotation, self.offsets, self.chunk_starts = tokens, is_annotation, offsets, chunk_starts
         self.info = info or {}
 
     @property
@@ -159,15 +191,24 @@ class TokenizedCorpus:
         return int(self.offsets[-1])
 
     @classmethod
-    def from_sequences(cls, sequences: list[list[int]], masks: list[list[bool]] | None = None) -> "TokenizedCorpus":
-        """An in-memory corpus (tests, benchmarks)."""
+    def from_sequences(cls, sequences: list[list[int]], masks: list[list[bool]] | None = None,
+                       chunk_lengths: list[list[int]] | None = None) -> "TokenizedCorpus":
+        """An in-memory corpus (tests, benchmarks); ``chunk_lengths`` splits each document into chunks
+        (None: one chunk per document)."""
         lengths = [len(s) for s in sequences]
         tokens = np.array([t for s in sequences for t in s], dtype=np.uint32)
         if masks is None:
             mask = np.zeros(len(tokens), dtype=np.uint8)
         else:
             mask = np.array([m for ms in masks for m in ms], dtype=np.uint8)
-        return cls(tokens, mask, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        starts = None
+        if chunk_lengths is not None:
+            if [sum(c) for c in chunk_lengths] != lengths:
+                raise ValueError("chunk_lengths must add up to each document's length")
+            starts = np.concatenate([base + np.concatenate([[0], np.cumsum(c[:-1])])
+                                     for base, c in zip(offsets[:-1], chunk_lengths)]).astype(np.int64)
+        return cls(tokens, mask, offsets, chunk_starts=starts)
 
     @classmethod
     def load(cls, directory: Path) -> "TokenizedCorpus":
@@ -176,7 +217,7 @@ class TokenizedCorpus:
         n = int(offsets[-1])
         tokens = np.memmap(directory / "tokens.bin", dtype=np.uint32, mode="r", shape=(n,))
         mask = np.memmap(directory / "annotation.bin", dtype=np.uint8, mode="r", shape=(n,))
-        return cls(tokens, mask, offsets, info)
+        return cls(tokens, mask, offsets, info, np.load(directory / "chunk_starts.npy"))
 
 
 def corpus_key(data_cfg, tokenizer_dir: str | Path) -> dict:
@@ -211,20 +252,26 @@ def build_corpus(data_cfg, tokenizer, add_bos: bool, cache_dir: str | Path, key:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     lengths: list[int] = []
+    chunk_starts: list[np.ndarray] = []
     counts = Counter()
     missing = Counter()
     with open(tmp / "tokens.bin", "wb") as tok_file, open(tmp / "annotation.bin", "wb") as ann_file:
         batch: list[Document] = []
 
         def flush() -> None:
-            texts = []
+            texts, char_starts = [], []
             for doc in batch:
-                text, doc_missing = render_document(doc, data_cfg.arm, data_cfg.chunk_separator)
+                text, starts, doc_missing = render_chunks(doc, data_cfg.arm, data_cfg.chunk_separator)
                 texts.append(text)
+                char_starts.append(starts)
                 missing.update(doc_missing)
                 counts["chunks"] += len(doc.chunks)
-            for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+            # Offsets locate the chunk starts in the whole-document tokenization (which they do not change).
+            encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+            for ids, token_offsets, starts in zip(encoded["input_ids"], encoded["offset_mapping"], char_starts):
                 arr = np.array(bos + ids + eos, dtype=np.uint32)
+                chunk_starts.append(counts["written"] + chunk_token_starts(starts, token_offsets, len(bos)))
+                counts["written"] += len(arr)
                 mask = annotation_mask(arr, open_id, close_id)
                 tok_file.write(arr.tobytes())
                 ann_file.write(mask.astype(np.uint8).tobytes())
@@ -244,11 +291,13 @@ def build_corpus(data_cfg, tokenizer, add_bos: bool, cache_dir: str | Path, key:
         raise ValueError(f"{data_cfg.annotations}: no documents to train on (data.annotations)")
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     np.save(tmp / "offsets.npy", offsets)
+    np.save(tmp / "chunk_starts.npy", np.concatenate(chunk_starts).astype(np.int64))
     n_tokens = int(offsets[-1])
     info = {
         "key": key,
         "documents": len(lengths),
         "chunks": counts["chunks"],
+        "chunk_starts": sum(len(c) for c in chunk_starts),
         "chunks_without_annotation": {k: v for k, v in sorted(missing.items()) if k != "delimiter_in_text"},
         "chunks_with_delimiters_removed_from_text": missing["delimiter_in_text"],
         "tokens": n_tokens,

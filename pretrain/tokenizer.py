@@ -10,8 +10,11 @@ error, never a silent rebuild under a model that was trained with the old one.
 Choices:
 
 - Embedded default: a byte-level BPE (every string encodes, no unknown token) trained
-  with ``tokenizers`` on the chunk *text* only, never on the annotations, so the
-  vocabulary does not depend on the arm. Real runs load an existing tokenizer by hub id
+  with ``tokenizers`` on the chunk *text*; the vocabulary never depends on the arm.
+  With ``tokenizer.train_on_annotations`` the BPE also learns from every chunk's
+  annotation (its tags, delimiters removed), so keys and frequent values (``topic``,
+  ``sport``) become single tokens instead of word-internal pieces (``top ic``); both
+  arms still share the one tokenizer, and the option is part of its identity. Real runs load an existing tokenizer by hub id
   or path (``tokenizer.pretrained``; the paper-scale configs use OLMo-2's).
 - Annotation delimiters: ``annotate.format.SPECIAL_TOKENS`` (``<|ann|>``, ``<|/ann|>``)
   are added as special tokens to either tokenizer: one id each, never split, never made
@@ -51,8 +54,8 @@ class TokenizerMismatchError(ValueError):
 def prepare_tokenizer(cfg, training_texts: Callable[[], Iterable[str]]) -> PreTrainedTokenizerBase:
     """The shared tokenizer: loaded from ``cfg.path`` if its manifest matches, else built and saved.
 
-    ``cfg`` is a ``TokenizerSection``; ``training_texts`` yields the chunk texts a BPE is
-    trained on (called only when no hub tokenizer is configured).
+    ``cfg`` is a ``TokenizerSection``; ``training_texts`` yields the texts a BPE is
+    trained on (chunk texts, and annotation tags with ``train_on_annotations``) (called only when no hub tokenizer is configured).
     """
     path = Path(cfg.path)
     identity = _identity(cfg, training_texts)
@@ -120,6 +123,12 @@ def annotation_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
     return tokenizer.convert_tokens_to_ids(ANNOTATION_OPEN), tokenizer.convert_tokens_to_ids(ANNOTATION_CLOSE)
 
 
+def strip_delimiters(annotation: str) -> str:
+    """An annotation's tags without its delimiters: the text a BPE may learn merges from
+    (the delimiters are special tokens, split out before BPE ever sees the text)."""
+    return annotation.replace(ANNOTATION_OPEN, "").replace(ANNOTATION_CLOSE, "").strip()
+
+
 def _identity(cfg, training_texts: Callable[[], Iterable[str]]) -> dict:
     """What makes two tokenizers the same: the source, and for a trained one its text."""
     if cfg.pretrained is not None:
@@ -130,9 +139,13 @@ def _identity(cfg, training_texts: Callable[[], Iterable[str]]) -> dict:
     for text in training_texts():
         digest.update(text.encode("utf-8") + b"\0")
         count += 1
-    return {"kind": "trained_bpe", "vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
-            "special_tokens": [PAD, BOS, EOS, *SPECIAL_TOKENS], "training_texts": count,
-            "training_text_sha256": digest.hexdigest()}
+    identity = {"kind": "trained_bpe", "vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
+                "special_tokens": [PAD, BOS, EOS, *SPECIAL_TOKENS], "training_texts": count,
+                "training_text_sha256": digest.hexdigest()}
+    # Named only when on, so tokenizers saved before the option existed (chunk text only) still match.
+    if getattr(cfg, "train_on_annotations", False):
+        identity["train_on_annotations"] = True
+    return identity
 
 
 def _load_checked(path: Path, identity: dict) -> PreTrainedTokenizerBase:

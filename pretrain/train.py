@@ -9,9 +9,10 @@ processes (gloo), DDP on GPUs, DeepSpeed ZeRO-2/3 and FSDP (configs/accelerate/)
 3. an OLMo-2 model from its config, AdamW, warmup + cosine/WSD;
 4. per step: the next rows of the packed stream (every process cuts the same global
    rows and takes its own), ``grad_accum`` forward/backward passes, clipping, one update;
-5. logs (loss, lr, grad norm, tokens/s, MFU, annotation share) to the console and the
-   trackers; resumable states every ``checkpoint_every`` steps; at the end the HF
-   checkpoint and ``manifest.json`` with the exact token counts.
+5. logs (loss, lr, grad norm, tokens/s, MFU, annotation share, share of text that sees
+   its annotation) to the console and the trackers; resumable states every
+   ``checkpoint_every`` steps; at the end the HF checkpoint and ``manifest.json`` with
+   the exact token counts.
 
 Resume restores model, optimizer, scheduler, RNG and the stream position, so the losses
 continue as if the run had never stopped (tests/pretrain/test_train.py checks it).
@@ -41,7 +42,7 @@ from pretrain.packing import PackedRows, PackedStream, forward_packed, uses_varl
 from pretrain.schedule import make_scheduler
 from pretrain.sequences import TokenizedCorpus, annotations_data_dir, build_corpus, corpus_key
 from pretrain.throughput import flops_per_token, mfu, peak_flops
-from pretrain.tokenizer import prepare_tokenizer
+from pretrain.tokenizer import prepare_tokenizer, strip_delimiters
 from stage_io.manifest import config_fingerprint, read_manifest, write_manifest
 from stage_io.records import RecordSource, load_records
 from stage_io.run_identity import compare_identity, config_identity, flatten
@@ -110,7 +111,8 @@ def run(config: PretrainConfig) -> TrainResult:
     configure_deepspeed(accelerator, config)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
-    stream = PackedStream(corpus, t.seq_len, seed=t.seed, shuffle=config.data.shuffle, pad_id=tokenizer.pad_token_id)
+    stream = PackedStream(corpus, t.seq_len, seed=t.seed, shuffle=config.data.shuffle, pad_id=tokenizer.pad_token_id,
+                          rows_start_at_chunks=config.data.rows_start_at_chunks)
     start_step = 0
     if resume_from is not None:
         state = ckpt.load_checkpoint(accelerator, resume_from)
@@ -157,7 +159,10 @@ def run(config: PretrainConfig) -> TrainResult:
                 "train/annotation_token_share": stream.counters.annotation_tokens / max(1, stream.counters.tokens),
                 "train/epochs": stream.counters.tokens / corpus.n_tokens,
                 "train/packing_efficiency": stream.counters.packing_efficiency,
+                "train/chunk_start_in_view_share": stream.counters.chunk_start_in_view_share or 0.0,
             }
+            if stream.counters.annotation_in_view_share is not None:  # the anchored arm
+                metrics["train/annotation_in_view_share"] = stream.counters.annotation_in_view_share
             if grad_norm is not None:
                 metrics["train/grad_norm"] = grad_norm
             utilisation = mfu(tok_s / world, fpt, peak)
@@ -245,13 +250,24 @@ def configure_deepspeed(accelerator: Accelerator, config: PretrainConfig) -> Non
 
 
 def chunk_texts(config: PretrainConfig):
-    """The chunk texts a trained BPE learns from (annotate's order; annotations never included)."""
-    ds = load_records(RecordSource(source=str(annotations_data_dir(config.data.annotations))), required_fields=("text",))
+    """The texts a trained BPE learns from, in annotate's order: each chunk's text, followed by its
+    annotation's tags (delimiters removed: they are special tokens) when tokenizer.train_on_annotations."""
+    with_annotations = config.tokenizer.train_on_annotations
+    fields = ["text", "annotation"] if with_annotations else ["text"]
+    ds = load_records(RecordSource(source=str(annotations_data_dir(config.data.annotations))),
+                      required_fields=tuple(fields))
     limit = config.tokenizer.max_train_chunks
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
-    for batch in ds.select_columns(["text"]).iter(batch_size=4096):
-        yield from (t or "" for t in batch["text"])
+    for batch in ds.select_columns(fields).iter(batch_size=4096):
+        if not with_annotations:
+            yield from (t or "" for t in batch["text"])
+            continue
+        for text, annotation in zip(batch["text"], batch["annotation"]):
+            yield text or ""
+            tags = strip_delimiters(annotation or "")
+            if tags:  # chunks without an annotation (failed, skipped) add nothing
+                yield tags
 
 
 def attn_implementation(requested: str, device: torch.device) -> str:
@@ -320,7 +336,10 @@ def format_metrics(step: int, total: int, m: dict) -> str:
         line += f" | grad norm {m['train/grad_norm']:.3f}"
     if "train/mfu" in m:
         line += f" | MFU {100 * m['train/mfu']:.1f}%"
-    return line + f" | annotation share {100 * m['train/annotation_token_share']:.1f}% | epoch {m['train/epochs']:.2f}"
+    line += f" | annotation share {100 * m['train/annotation_token_share']:.1f}%"
+    if "train/annotation_in_view_share" in m:
+        line += f" (in view of {100 * m['train/annotation_in_view_share']:.0f}% of text)"
+    return line + f" | epoch {m['train/epochs']:.2f}"
 
 
 def append_metrics(out: Path, step: int, metrics: dict) -> None:
@@ -350,6 +369,15 @@ def write_run_manifest(config: PretrainConfig, out: Path, corpus: TokenizedCorpu
         "documents_completed": c["documents_completed"],
         "document_pieces": c["pieces"],
         "pieces_cut_at_row_end": c["split_at_row_end"],
+        # data.rows_start_at_chunks: slots left empty so that a chunk starts the next row whole.
+        "padding_slots": c["padding_slots"],
+        "chunks_moved_to_next_row": c["chunks_moved_to_next_row"],
+        # Content tokens trained with their own chunk's start (annotation, in the anchored arm) earlier in
+        # their piece; the annotation share is None in the plain arm.
+        "content_tokens_chunk_start_in_view": c["content_tokens_chunk_start_in_view"],
+        "chunk_start_in_view_share": c["chunk_start_in_view_share"],
+        "content_tokens_annotation_in_view": c["content_tokens_annotation_in_view"],
+        "annotation_in_view_share": c["annotation_in_view_share"],
         "epochs": c["tokens"] / corpus.n_tokens,
         "epochs_completed": c["epochs_completed"],
         "corpus_per_epoch": corpus_info,

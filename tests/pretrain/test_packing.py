@@ -103,3 +103,119 @@ def test_stream_repeats_epochs_in_a_seeded_order_and_resumes_exactly():
     assert np.array_equal(again.next_rows(10).input_ids, rest.input_ids)
     other_seed = PackedStream(corpus, seq_len=16, seed=4)
     assert not np.array_equal(other_seed.next_rows(5).input_ids, first.input_ids)
+
+
+def chunked_corpus(seed: int, n_docs: int = 12, ann_len: int = 3, max_chunk: int = 40):
+    """Documents of annotated chunks (``ann_len`` annotation tokens, then text) with known lengths.
+
+    Token ids are the flat token index + 3, so every slot of a packed row names its corpus position.
+    """
+    rng = np.random.default_rng(seed)
+    chunk_lengths = [rng.integers(ann_len + 1, max_chunk, rng.integers(1, 6)).tolist() for _ in range(n_docs)]
+    masks = [[i < ann_len for c in chunks for i in range(c)] for chunks in chunk_lengths]
+    n = sum(map(sum, chunk_lengths))
+    tokens = (np.arange(n) + 3).tolist()
+    offsets = np.cumsum([0] + [sum(c) for c in chunk_lengths])
+    sequences = [tokens[offsets[i]: offsets[i + 1]] for i in range(n_docs)]
+    return TokenizedCorpus.from_sequences(sequences, masks, chunk_lengths)
+
+
+def pieces_of(rows) -> list[np.ndarray]:
+    """Flat corpus indices of every piece in ``rows`` (a piece starts at position 0, padding excluded)."""
+    pieces = []
+    for r in range(len(rows.input_ids)):
+        real = rows.input_ids[r] >= 3
+        for seg in np.split(np.arange(rows.input_ids.shape[1]), np.flatnonzero(rows.position_ids[r] == 0)[1:]):
+            seg = seg[real[seg]]
+            if len(seg):
+                pieces.append(rows.input_ids[r, seg] - 3)
+    return pieces
+
+
+def expected_in_view(corpus: TokenizedCorpus, pieces: list[np.ndarray]) -> tuple[int, int]:
+    """By brute force: content tokens whose chunk starts in their piece, and whose annotation precedes them there."""
+    starts, ann = corpus.chunk_starts, np.asarray(corpus.is_annotation).astype(bool)
+    chunk_start_in_view = annotation_in_view = 0
+    for piece in pieces:
+        inside = set(piece.tolist())
+        for t in piece:
+            if ann[t]:
+                continue
+            cs = starts[np.searchsorted(starts, t, side="right") - 1]
+            if cs in inside:
+                chunk_start_in_view += 1
+                annotation_in_view += bool(ann[cs:t].any())
+    return chunk_start_in_view, annotation_in_view
+
+
+@pytest.mark.parametrize("seq_len", [16, 48])
+def test_rows_start_at_chunks_keeps_every_chunk_that_fits_in_one_piece(seq_len):
+    corpus = chunked_corpus(seed=seq_len)
+    starts, ends = corpus.chunk_starts, np.append(corpus.chunk_starts[1:], corpus.n_tokens)
+    stream = PackedStream(corpus, seq_len, seed=1, rows_start_at_chunks=True)
+    rows = stream.next_rows(3 * corpus.n_tokens // seq_len)  # a few epochs, shuffled
+    pieces = pieces_of(rows)
+    piece_of = {}
+    for i, piece in enumerate(pieces):
+        assert (np.diff(piece) == 1).all()  # a piece is a contiguous run of one document
+        for t in piece:
+            piece_of.setdefault(int(t), set()).add(i)
+    fitting = 0
+    for cs, ce in zip(starts, ends):
+        if ce - cs > seq_len:  # longer than a row: cut at row ends, as without the option
+            continue
+        owners = set.union(*(piece_of.get(t, set()) for t in range(cs, ce)))
+        seen_whole = [i for i in owners if pieces[i][0] <= cs and pieces[i][-1] >= ce - 1]
+        assert len(seen_whole) == len(owners) > 0, (cs, ce)  # every time it was trained on, it was whole
+        fitting += 1
+    assert fitting > 10
+    c = stream.counters
+    assert c.padding_slots == c.slots - c.tokens > 0 and c.chunks_moved_to_next_row > 0
+    assert (rows.labels[rows.input_ids < 3] == IGNORE_INDEX).all()  # padding has no labels
+    # The annotation share is exact, and 1 when no chunk is longer than a row.
+    assert (c.content_tokens_chunk_start_in_view, c.content_tokens_annotation_in_view) == expected_in_view(corpus, pieces)
+    if (ends - starts).max() <= seq_len:
+        assert c.annotation_in_view_share == 1.0
+
+
+def test_annotation_in_view_is_counted_without_the_option_too():
+    corpus = chunked_corpus(seed=5, max_chunk=14)  # every chunk fits a row
+    stream = PackedStream(corpus, 16, seed=2)
+    rows = stream.next_rows(2 * corpus.n_tokens // 16)
+    c = stream.counters
+    assert c.padding_slots == 0 and c.chunks_moved_to_next_row == 0 and c.packing_efficiency == 1.0
+    assert (c.content_tokens_chunk_start_in_view, c.content_tokens_annotation_in_view) == expected_in_view(
+        corpus, pieces_of(rows))
+    assert 0 < c.annotation_in_view_share < 1
+    moved = PackedStream(corpus, 16, seed=2, rows_start_at_chunks=True)
+    moved.next_rows(2 * corpus.n_tokens // 16)
+    assert moved.counters.annotation_in_view_share == 1.0
+    plain = PackedStream(TokenizedCorpus.from_sequences([random_doc(30, 1)]), 16)
+    plain.next_rows(2)
+    assert plain.counters.annotation_in_view_share is None and plain.counters.chunk_start_in_view_share is not None
+
+
+def test_rows_start_at_chunks_pads_and_restarts_positions():
+    # One document: chunks of 5, 6 and 4 tokens in rows of 8: [5 + pad 3] [6 + pad 2] [4 ...]
+    doc = list(range(3, 18))
+    rows = pack_sequences([doc], 8, chunk_lengths=[[5, 6, 4]], rows_start_at_chunks=True)
+    assert rows.input_ids.tolist() == [doc[:5] + [0] * 3, doc[5:11] + [0] * 2, doc[11:] + [0] * 4]
+    assert rows.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2], [0, 1, 2, 3, 4, 5, 0, 1], [0, 1, 2, 3, 0, 1, 2, 3]]
+    assert rows.labels[1].tolist() == [IGNORE_INDEX] + doc[6:11] + [IGNORE_INDEX] * 2
+    # A chunk longer than a row is cut at the row end, as without the option.
+    long = pack_sequences([doc], 8, chunk_lengths=[[2, 13]], rows_start_at_chunks=True)
+    assert long.input_ids.reshape(-1)[:15].tolist() == doc
+    # Without the option: packed full.
+    assert pack_sequences([doc], 8, chunk_lengths=[[5, 6, 4]]).input_ids.reshape(-1)[:15].tolist() == doc
+
+
+def test_rows_start_at_chunks_resumes_exactly():
+    corpus = chunked_corpus(seed=7)
+    stream = PackedStream(corpus, 16, seed=3, rows_start_at_chunks=True)
+    stream.next_rows(7)
+    saved = stream.state_dict()
+    rest = stream.next_rows(20)
+    again = PackedStream(corpus, 16, seed=3, rows_start_at_chunks=True)
+    again.load_state_dict(saved)
+    assert np.array_equal(again.next_rows(20).input_ids, rest.input_ids)
+    assert again.counters == stream.counters

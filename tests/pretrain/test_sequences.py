@@ -105,3 +105,29 @@ def test_cached_corpus_is_reused(corpora, ann_dir, tmp_path):
     plain = DataSection(annotations=str(ann_dir), arm="plain")
     rebuilt = build_corpus(plain, tok, True, tmp_path / "cache", {**key, "arm": "plain"})  # another key: rebuilt
     assert rebuilt.info["key"]["arm"] == "plain" and rebuilt.n_tokens < first.n_tokens
+
+
+def test_chunk_starts_cut_each_document_into_its_rendered_chunks(corpora, ann_dir):
+    """chunk_starts.npy: decoding from one chunk start to the next gives that chunk (annotation first) and the separator."""
+    from pretrain.sequences import render_chunks
+
+    tok, c = corpora
+    docs = list(iter_documents(ann_dir))
+    open_id, _ = annotation_token_ids(tok)
+    for arm, corpus in c.items():
+        assert len(corpus.chunk_starts) == corpus.info["chunk_starts"] == corpus.info["chunks"]  # no empty chunks here
+        tokens = np.asarray(corpus.tokens)
+        for d in (0, 7, 39):
+            lo, hi = int(corpus.offsets[d]), int(corpus.offsets[d + 1])
+            starts = corpus.chunk_starts[(corpus.chunk_starts >= lo) & (corpus.chunk_starts < hi)]
+            text, char_starts, _ = render_chunks(docs[d], arm)
+            assert starts[0] == lo and len(starts) == len(char_starts)
+            bounds = list(starts) + [hi]
+            for i in range(len(starts)):
+                piece = tok.decode(tokens[bounds[i]: bounds[i + 1]], skip_special_tokens=False)
+                end = char_starts[i + 1] if i + 1 < len(char_starts) else len(text)
+                expected = ("<|bos|>" if i == 0 else "") + text[char_starts[i]: end] + ("<|eos|>" if i == len(starts) - 1 else "")
+                assert piece == expected
+            if arm == "anchored":  # a later chunk with an annotation starts with its opening delimiter
+                annotated = [i for i, ch in enumerate(docs[d].chunks) if ch.status == "ok" and i > 0]
+                assert all(tokens[starts[i]] == open_id for i in annotated)

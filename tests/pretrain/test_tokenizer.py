@@ -66,3 +66,29 @@ def test_saved_config_loads_in_transformers_4_style(tmp_path, texts):
     config = json.loads((tmp_path / "t" / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
     assert AutoTokenizer.from_pretrained(str(tmp_path / "t")).get_vocab() == tok.get_vocab()
+
+
+def test_training_on_annotations_makes_tags_short_and_changes_the_identity(tmp_path, ann_dir):
+    """With tokenizer.train_on_annotations, a frequent tag is a few whole tokens, not word-internal pieces."""
+    from pretrain.train import chunk_texts
+    from pretrain_fixtures import tiny_config
+
+    off = tiny_config(tmp_path, ann_dir, tokenizer_dir=tmp_path / "off")
+    on = tiny_config(tmp_path, ann_dir, "tokenizer.train_on_annotations=true", tokenizer_dir=tmp_path / "on")
+    texts_off, texts_on = list(chunk_texts(off)), list(chunk_texts(on))
+    assert len(texts_on) > len(texts_off) and not any(ANNOTATION_OPEN in t for t in texts_on)
+    tok_off = prepare_tokenizer(off.tokenizer, lambda: chunk_texts(off))
+    tok_on = prepare_tokenizer(on.tokenizer, lambda: chunk_texts(on))
+    tag = "topic:sport domain:news"  # as it follows <|ann|> in every anchored chunk of the fixture
+    n_off = len(tok_off.encode(tag, add_special_tokens=False))
+    n_on = len(tok_on.encode(tag, add_special_tokens=False))
+    assert n_on * 3 <= n_off * 2, (n_on, n_off)  # measured: 7 tokens instead of 13 at this tiny vocabulary
+    assert tok_on.tokenize("topic:sport")[:2] == ["topic", ":"] and len(tok_off.tokenize("topic")) > 1
+    assert tok_on.decode(tok_on.encode(tag, add_special_tokens=False)) == tag
+    # A saved tokenizer built with the other setting is refused, never silently reused.
+    with pytest.raises(TokenizerMismatchError, match="train_on_annotations"):
+        prepare_tokenizer(off.tokenizer.__class__(**{**off.tokenizer.__dict__, "path": str(tmp_path / "on")}),
+                          lambda: chunk_texts(off))
+    with pytest.raises(TokenizerMismatchError, match="train_on_annotations"):
+        prepare_tokenizer(on.tokenizer.__class__(**{**on.tokenizer.__dict__, "path": str(tmp_path / "off")}),
+                          lambda: chunk_texts(on))

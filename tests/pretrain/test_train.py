@@ -62,6 +62,24 @@ def test_manifest_counts_the_trained_tokens(tiny_run):
     assert manifest["arm"] == "anchored" and manifest["inputs"]["annotations"]["fingerprint"].startswith("sha256:")
 
 
+def test_rows_start_at_chunks_logs_padding_and_the_annotation_in_view_share(tiny_run, ann_dir, tmp_path):
+    """Both pretrain levers of the embedded study on: every figure lands in the manifest and metrics."""
+    config = tiny_config(tmp_path, ann_dir, "data.rows_start_at_chunks=true", "tokenizer.train_on_annotations=true",
+                         "train.max_steps=4", "train.train_tokens=null", "logging.log_every=2")
+    result = run(config)
+    c = json.loads((result.output_dir / "manifest.json").read_text())["counts"]
+    assert c["sequence_slots"] == 4 * 1024 == c["trained_tokens"] + c["padding_slots"] and c["padding_slots"] > 0
+    assert c["chunks_moved_to_next_row"] > 0 and c["packing_efficiency"] < 1.0
+    assert 0 < c["content_tokens_annotation_in_view"] <= c["content_tokens_chunk_start_in_view"] <= c["content_tokens"]
+    assert c["annotation_in_view_share"] == c["content_tokens_annotation_in_view"] / c["content_tokens"]
+    # The same share is logged without the option, and lower: rows packed full cut chunks from their annotation.
+    off = json.loads((tiny_run[1].output_dir / "manifest.json").read_text())["counts"]
+    assert off["padding_slots"] == 0 and 0 < off["annotation_in_view_share"] < c["annotation_in_view_share"]
+    logged = [json.loads(line) for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged] == [2, 4] and logged[-1]["train/annotation_in_view_share"] == pytest.approx(
+        c["annotation_in_view_share"])
+
+
 def test_resume_reproduces_the_uninterrupted_run(ann_dir, tmp_path):
     overrides = ("train.max_steps=6", "train.train_tokens=null", "train.checkpoint_every=3")
     whole = run(tiny_config(tmp_path / "whole", ann_dir, *overrides, tokenizer_dir=tmp_path / "tok"))
