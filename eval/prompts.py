@@ -32,7 +32,7 @@ def field_at(row: dict, dotted: str):
 def load_prompts(config: PromptSetConfig) -> tuple[list[Prompt], dict[str, int]]:
     """The prompts in source order, and counts of what was skipped (with why)."""
     top = config.prompt_field.split(".")[0]
-    records = load_records(config.source, required_fields=(top,))
+    records = load_records(config.source, required_fields={top: "prompts.prompt_field"})
     prompts, skipped = [], {"empty_or_not_text": 0}
     for row in records:
         text = field_at(row, config.prompt_field)

@@ -93,6 +93,11 @@ class GroupScorer:
         self._quality: dict[str, object] = {}
         self._classifier = None
         self._judges: dict[tuple, object] = {}
+        # The quality bar in force: the absolute metrics.quality.bar, or the quantile bar once resolved.
+        self.bar = config.metrics.quality.bar
+        self.bar_rule: dict = {"kind": "absolute", "bar": self.bar}
+        # Quality already computed per sample id (the reference arm's, scored to set a quantile bar).
+        self._quality_by_id: dict[str, float | None] = {}
 
     def judge_for(self, judge_config):
         """One engine per distinct judge: quality and labels share it when they name the
@@ -172,7 +177,8 @@ class GroupScorer:
             )
         elif m.quality.kind == "judge":
             quality.update(judge=m.quality.judge.model, backend=m.quality.judge.backend)
-        quality["bar"] = m.quality.bar
+        quality["bar"] = self.bar
+        quality["bar_rule"] = self.bar_rule
         labels = {"labels": m.semantic_entropy.labels, "primary": m.semantic_entropy.primary,
                   "estimator": m.semantic_entropy.estimator}
         if m.semantic_entropy.annotator_secondary:
@@ -200,6 +206,46 @@ class GroupScorer:
         for judge in self._judges.values():
             judge.close()
 
+    def quality_of(self, rows: list[dict]) -> list[float | None]:
+        """Quality of each sample row (all of one arm), by the configured judge or proxy."""
+        scorer = self.quality_model(self.config.arm(rows[0]["arm"]).model)
+        prompts, responses = [row["prompt"] for row in rows], [row["response"] for row in rows]
+        if self.config.metrics.quality.kind == "judge":
+            return scorer.score(prompts, responses, [row["id"] for row in rows])
+        return scorer.score(prompts, responses)
+
+    def resolve_quantile_bar(self, groups: dict[str, list[dict]], existing: list[dict]) -> None:
+        """Set the bar to ``bar_quantile`` of the reference arm's quality scores (scale-free).
+
+        Scores already in scores.jsonl are reused; the reference arm's other samples are scored
+        once here and kept, so scoring its groups afterwards does not score them again.
+        """
+        q = self.config.metrics.quality
+        if q.kind == "none" or q.bar_quantile is None:
+            return
+        scored = {row["id"]: row for row in existing}
+        values: list[float] = []
+        todo: list[dict] = []
+        for gid, rows in groups.items():
+            if rows[0]["arm"] != q.bar_reference_arm:
+                continue
+            if gid in scored and scored[gid].get("quality_per_sample") is not None:
+                values += [v for v in scored[gid]["quality_per_sample"] if v is not None]
+            else:
+                todo += rows
+        if todo:
+            fresh = self.quality_of(todo)
+            self._quality_by_id.update({row["id"]: v for row, v in zip(todo, fresh)})
+            values += [v for v in fresh if v is not None]
+        if not values:
+            raise ValueError(f"metrics.quality.bar_quantile: arm '{q.bar_reference_arm}' (metrics.quality."
+                             "bar_reference_arm) has no scored samples to take the quantile of")
+        self.bar = float(np.quantile(values, q.bar_quantile))
+        self.bar_rule = {"kind": "quantile", "quantile": q.bar_quantile, "reference_arm": q.bar_reference_arm,
+                         "reference_samples": len(values), "bar": self.bar}
+        print(f"eval: quality bar = {self.bar:.4f}, the {q.bar_quantile} quantile of {len(values)} "
+              f"'{q.bar_reference_arm}' samples' quality", flush=True)
+
     def score_groups(self, groups: list[tuple[str, list[dict]]]) -> list[dict]:
         cfg = self.config.metrics
         flat = [row for _, rows in groups for row in rows]
@@ -209,12 +255,10 @@ class GroupScorer:
 
         quality: list[float | None] | None = None
         if cfg.quality.kind != "none":
-            arm_model = self.config.arm(flat[0]["arm"]).model if flat else ""
-            scorer = self.quality_model(arm_model)
-            if cfg.quality.kind == "judge":
-                quality = scorer.score(prompts, responses, [row["id"] for row in flat])
+            if flat and all(row["id"] in self._quality_by_id for row in flat):
+                quality = [self._quality_by_id[row["id"]] for row in flat]
             else:
-                quality = scorer.score(prompts, responses)
+                quality = self.quality_of(flat)
 
         labels = label_failures_per_row = None
         if self.labeller is not None:
@@ -259,7 +303,7 @@ class GroupScorer:
             "distinct_k_classes": classes,
         }
         if quality is not None:
-            bar = cfg.quality.bar
+            bar = self.bar
             passes = [q is not None and q >= bar for q in quality]
             finite = [q for q in quality if q is not None]
             metrics["quality"] = sum(finite) / len(finite) if finite else float("nan")
@@ -365,6 +409,8 @@ def run_score(config: EvalConfig, run_dir: Path) -> dict:
     )
     scorer = GroupScorer(config)
     try:
+        scorer.resolve_quantile_bar(groups, existing)  # reads scores.jsonl; scores only what it lacks
+        counts["quality_bar"] = scorer.bar_rule
         chunks = []
         for gid in pending:
             if not chunks or len(chunks[-1]) >= GROUPS_PER_CHUNK or groups[chunks[-1][0]][0]["arm"] != groups[gid][0]["arm"]:

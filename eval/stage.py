@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from eval.annotation_budget import resolve_max_annotation_tokens
 from eval.config import EvalConfig
 from eval.generate import GENERATIONS, check_arm_identity, run_generate
 from eval.jsonl_store import read_rows
@@ -44,7 +45,10 @@ def run(config: EvalConfig) -> Path:
         return _run(config)
 
 
-def _run(config: EvalConfig) -> Path:
+def _run(configured: EvalConfig) -> Path:
+    # Data-derived settings resolved once, here; the manifest keeps the configured values (the study
+    # compares its fingerprint) and records how each was derived.
+    config, annotation_cap = resolve_max_annotation_tokens(configured)
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for arm in config.arms:  # every stage reads the samples: refuse any drawn with other settings
@@ -66,6 +70,6 @@ def _run(config: EvalConfig) -> Path:
         GENERATIONS: len(gen_rows), SCORES: len(score_rows),
         SUMMARY: (run_dir / SUMMARY).exists(), REPORT: (run_dir / REPORT).exists(),
     }
-    write_manifest(run_dir, stage="eval", config=config, inputs=_local_inputs(config), counts=counts,
-                   extra={"stages_run": list(config.stages)})
+    write_manifest(run_dir, stage="eval", config=configured, inputs=_local_inputs(config), counts=counts,
+                   extra={"stages_run": list(config.stages), "max_annotation_tokens": annotation_cap})
     return run_dir

@@ -36,6 +36,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
+from posttrain.annotation_match import check_annotation_match
 from stage_io.hf_files import make_tokenizer_config_portable
 from posttrain.config import PosttrainConfig
 from posttrain.examples import SFTExample, build_examples
@@ -69,6 +70,10 @@ def run(config: PosttrainConfig) -> Path:
     out = Path(config.output_dir)
     resume = resume_checkpoint(config)  # checked before any work
     check_run_identity_of_checkpoints(config)
+    annotation_match = None
+    if config.arm == "anchored" and config.data.annotations:
+        annotation_match = check_annotation_match(config.model_path, config.data.annotations)
+        print(f"posttrain: annotations vs pretraining: {annotation_match}", flush=True)
     tokenizer = load_tokenizer(config)
     rows = load_sft_rows(config.data, need_annotations=config.arm == "anchored")
     built = build_examples(rows, tokenizer, config, total=len(rows))
@@ -90,8 +95,13 @@ def run(config: PosttrainConfig) -> Path:
             counts={**built.counts, "optimizer_steps": trainer.state.global_step,
                     "epochs": config.training.epochs},
             extra={"train": {"first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-                             "train_loss": result.training_loss, "runtime_s": result.metrics.get("train_runtime")},
-                   "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None},
+                             "train_loss": result.training_loss, "runtime_s": result.metrics.get("train_runtime"),
+                             "loss_definitions": {"first_loss": "the first logged loss (step 1)",
+                                                  "final_loss": "the last logged loss (a mean over the last "
+                                                                "logging_steps steps, as in log_history.json)",
+                                                  "train_loss": "the mean loss over the whole run (TRL's)"}},
+                   "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None,
+                   "annotation_match": annotation_match},
         )
     return out
 
@@ -102,6 +112,14 @@ def load_tokenizer(config: PosttrainConfig) -> Any:
         raise ValueError(f"{config.tokenizer_path or config.model_path}: a fast tokenizer is needed (offsets mapping)")
     if tokenizer.pad_token is None:  # padding is never trained on; eos is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.model_max_length < config.max_seq_len:
+        # The tokenizer carries the pretraining context length; SFT examples up to max_seq_len are cut at
+        # max_seq_len by build_examples, not by the tokenizer, so its "sequence length is longer than the
+        # specified maximum" warning on every run would be noise. Said once, here, with what it means.
+        print(f"posttrain: max_seq_len={config.max_seq_len} is longer than the model's pretraining context "
+              f"({tokenizer.model_max_length} tokens): positions beyond it were never trained (RoPE extrapolates); "
+              "set max_seq_len to at most that to stay within it", flush=True)
+        tokenizer.model_max_length = config.max_seq_len
     return tokenizer
 
 

@@ -382,8 +382,17 @@ def write_run_manifest(config: PretrainConfig, out: Path, corpus: TokenizedCorpu
         "epochs_completed": c["epochs_completed"],
         "corpus_per_epoch": corpus_info,
         "parameters": n_params,
+        # The last optimizer step's loss (metrics.jsonl's train/loss is a mean over each logging window).
         "final_loss": result.losses[-1] if result.losses else None,
+        "final_loss_is": "the last optimizer step's loss (metrics.jsonl logs train/loss as a mean over logging windows)",
+        # Annotation tokens replace content tokens at an equal budget: the share of this arm's tokens they
+        # take, and the content tokens this arm saw fewer than the plain arm (0 in the plain arm).
+        "annotation_share": c["annotation_tokens"] / max(1, c["tokens"]),
+        "content_tokens_lost_to_annotations": c["annotation_tokens"],
     }
+    print(f"pretrain: arm={config.data.arm}: annotations are {100 * counts['annotation_share']:.1f}% of the "
+          f"{c['tokens']:,} trained tokens; {c['annotation_tokens']:,} content tokens fewer than a plain arm "
+          f"at the same budget ({c['content_tokens']:,} content tokens)", flush=True)
     throughput = {"tokens_per_second": tok_s, "flops_per_token": fpt, "peak_flops_per_device": peak,
                   "mfu": mfu(tok_s / world, fpt, peak) if tok_s else None}
     write_manifest(

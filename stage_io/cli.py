@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import textwrap
 import typing
 from typing import Any, Callable, Sequence
 
-from stage_io.config import ConfigError, load_config
+from stage_io.config import ConfigError, field_comments, load_config
 
 PROJECT_PACKAGES = ("stage_io", "annotate", "pretrain", "posttrain", "eval", "publish", "study")
 
 
 def describe_config(cls: type, prefix: str = "", defaults: Any = None) -> list[str]:
-    """One line per key: dotted name, type and default (for ``--help``).
+    """Per key: dotted name, type and default, then the field's comment (for ``--help``).
 
     A nested section's defaults come from its parent's default when it sets one, so the
     listing shows what the stage would really use.
     """
     lines = []
     hints = typing.get_type_hints(cls)
+    comments = field_comments(cls)
     for field in dataclasses.fields(cls):
         tp = hints[field.name]
         name = prefix + field.name
@@ -38,6 +40,8 @@ def describe_config(cls: type, prefix: str = "", defaults: Any = None) -> list[s
         default = "(required)" if value is dataclasses.MISSING else repr(value)
         type_name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
         lines.append(f"  {name:<40} {type_name:<28} default {default}")
+        if comments.get(field.name):
+            lines.extend(f"      {part}" for part in textwrap.wrap(comments[field.name], 100))
     return lines
 
 

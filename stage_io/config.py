@@ -49,6 +49,30 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     return _build(cls, raw, prefix="", origin=origin)
 
 
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field's comment, as written on the lines above it in the dataclass source (the house
+    rule: every config field has one), joined into one line; "" where there is none."""
+    import inspect
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    comments: dict[str, str] = {}
+    pending: list[str] = []
+    for line in source.splitlines()[1:]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped.lstrip("#").strip())
+            continue
+        name = stripped.split(":", 1)[0].strip()
+        if ":" in stripped and name in fields and name not in comments:
+            comments[name] = " ".join(pending)
+        pending = []
+    return comments
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """The resolved config as plain data (for manifests and hashing)."""
     return dataclasses.asdict(config)

@@ -19,6 +19,7 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import datasets
 
@@ -39,17 +40,19 @@ class RecordSource:
     subset: str | None = None
     # Hub revision (commit, tag or branch); pin it for reproducible runs.
     revision: str | None = None
-    # Column holding each record's id; None numbers records by position.
+    # Column holding each record's id; None: the records' own `id` column when they have one, else their
+    # position (0, 1, ...). Ids must be unique.
     id_field: str | None = None
     # Read at most this many records (None: all), in source order.
     limit: int | None = None
 
 
-def load_records(src: RecordSource, required_fields: tuple[str, ...] = ()) -> datasets.Dataset:
+def load_records(src: RecordSource, required_fields: Sequence[str] | Mapping[str, str] = ()) -> datasets.Dataset:
     """Read ``src`` into a Dataset with a string ``id`` column plus the source's columns.
 
     ``required_fields`` are checked up front; a missing one is an error listing the
-    columns that do exist.
+    columns that do exist. Given as ``{field: config key}``, the error names the config key
+    that chose the field, so the user knows what to set.
     """
     if src.source.startswith(EMBEDDED_PREFIX):
         ds = _load_embedded(src.source[len(EMBEDDED_PREFIX):], src.limit)
@@ -65,9 +68,11 @@ def load_records(src: RecordSource, required_fields: tuple[str, ...] = ()) -> da
         ds = ds.select(range(min(src.limit, len(ds))))
     missing = [f for f in required_fields if f not in ds.column_names]
     if missing:
+        key = required_fields.get(missing[0]) if isinstance(required_fields, Mapping) else None
+        fix = (f"set {key} to the column that holds it" if key
+               else "it is a column this stage needs; point the source at records that have it")
         raise RecordSourceError(
-            f"{src.source}: field '{missing[0]}' not found (columns: {', '.join(ds.column_names)}); "
-            "set the config key naming that field"
+            f"{src.source}: field '{missing[0]}' not found (columns: {', '.join(ds.column_names)}); {fix}"
         )
     return _with_ids(ds, src)
 

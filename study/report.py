@@ -131,6 +131,51 @@ def parse_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
     return lines
 
 
+def scorer_lines(scoring: dict | None) -> list[str]:
+    """What scored the samples, one line per scorer, in full (never cut mid-value)."""
+    if not scoring:
+        return ["Scorers: not recorded."]
+    return ["Scorers:", ""] + [f"- {name}: `{json.dumps(value, default=str)}`" for name, value in scoring.items()]
+
+
+def token_budget_lines(out: Path) -> list[str]:
+    """Each pretraining arm's tokens: annotations replace content tokens at an equal budget."""
+    rows = []
+    for arm in ("plain", "anchored"):
+        path = out / "pretrain" / arm / "manifest.json"
+        if not path.is_file():
+            continue
+        c = json.loads(path.read_text(encoding="utf-8")).get("counts", {})
+        trained, annotation = c.get("trained_tokens"), c.get("annotation_tokens")
+        if trained is None or annotation is None:
+            continue
+        rows.append(f"| {arm} | {trained:,} | {annotation:,} | {100 * annotation / max(1, trained):.1f}% | "
+                    f"{c.get('content_tokens', 0):,} | {annotation:,} |")
+    if not rows:
+        return []
+    return ["## Pretraining token budget", "",
+            "Both arms train on the same number of tokens; in the anchored arm annotation tokens take the place "
+            "of content tokens, so it sees that many fewer tokens of text.", "",
+            "| arm | trained tokens | annotation tokens | annotation share | content tokens | content tokens lost to annotations |",
+            "|---|---|---|---|---|---|", *rows, ""]
+
+
+def override_lines(cfg: StudyConfig) -> list[str]:
+    """Which keys of each stage YAML the study set (the paths and settings that chain the stages)."""
+    from study.runner import plan_steps, stage_overrides
+
+    lines = ["## Stage config keys the study set", "",
+             "The study runs each stage YAML with these keys replaced: those of the study config's `overrides` "
+             "for that step, then the study's own chaining (the YAML's values for them are not used).", "",
+             "| step | stage YAML | keys set by the study config's overrides | keys set by the study |",
+             "|---|---|---|---|"]
+    for step in plan_steps(cfg):
+        own = ", ".join(f"`{o.split('=', 1)[0]}`" for o in step.ref.overrides) or "-"
+        keys = ", ".join(f"`{k}`" for k in stage_overrides(step))
+        lines.append(f"| {step.name} | `{step.ref.config}` | {own} | {keys} |")
+    return lines + [""]
+
+
 def write_study_report(cfg: StudyConfig, out: Path) -> Path:
     summaries = load_summaries(out, cfg.seeds)
     target = out / "report.md"
@@ -154,8 +199,10 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
            else "every arm against `base`, the plain-pretrained model.")
         + " Per-seed details: `eval/seedN/report.md`.",
         "",
-        f"Scorers: `{json.dumps(provenance.get('scoring'), default=str)}`",
+        *scorer_lines(provenance.get("scoring")),
         "",
+        *token_budget_lines(out),
+        *override_lines(cfg),
     ]
     scoring = provenance.get("scoring") or {}
     primary = (scoring.get("semantic_entropy") or {}).get("primary") or "the mean over labelled keys"

@@ -90,7 +90,7 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
         eval_prompts = [f"prompts.source.source={sft_set / 'eval_prompts.jsonl'}"]
     steps.append(Step(
         "annotate_sft", "annotate", cfg.annotate_sft, sft_annotations,
-        [f"output_dir={sft_annotations}", *sft_source, f"annotator.offline.fitted_state_from={corpus}"],
+        [f"output_dir={sft_annotations}", *sft_source, *corpus_annotation_identity(steps[0].load(), corpus)],
         needs=sft_needs,
     ))
     for arm, path in pretrained.items():
@@ -129,6 +129,22 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
             needs=[f"posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms] + ["pretrain_plain", "pretrain_anchored"],
         ))
     return steps
+
+
+def corpus_annotation_identity(corpus_config, corpus: Path) -> list[str]:
+    """Overrides that make the SFT annotation use the corpus annotation's schema and annotator.
+
+    One schema and one annotator per study: the SFT responses are tagged with the keys the
+    model saw in pretraining, by the annotator that tagged the corpus (the offline one
+    loaded from the corpus run's fitted state; an LLM one with the same engine and prompt).
+    """
+    overrides = [f"schema={json.dumps(asdict(corpus_config.schema))}",
+                 f"annotator.kind={corpus_config.annotator.kind}"]
+    if corpus_config.annotator.kind == "offline":
+        overrides.append(f"annotator.offline.fitted_state_from={corpus}")
+    else:
+        overrides.append(f"llm={json.dumps(asdict(corpus_config.llm))}")
+    return overrides
 
 
 def _prompt_format(ref: StageRef) -> dict:
@@ -176,6 +192,29 @@ def check_paired_sft(steps: list[Step], seed: int) -> None:
                            f"({listing}); set data.pair_with_anchored=true and the same training settings in both arms")
 
 
+def stage_overrides(step: Step) -> dict[str, str]:
+    """The keys of the step's stage YAML that the study sets, with the value it sets (and the YAML's, if other).
+
+    A key the YAML (or the user's overrides) sets to another value is marked "(YAML: ...)", so a
+    user sees what of their stage config the study replaced.
+    """
+    from stage_io.config import load_config as load
+
+    module_name, class_name = STAGE_CONFIG_CLASSES[step.module]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    own = asdict(load(cls, step.ref.config, step.ref.overrides))
+    result = {}
+    for override in step.chain_overrides:
+        key, value = override.split("=", 1)
+        node = own
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        yaml_value = json.dumps(node) if isinstance(node, (dict, list)) else str(node)
+        result[key] = shown if yaml_value == value else f"{shown} (YAML: {yaml_value if len(yaml_value) <= 60 else yaml_value[:57] + '...'})"
+    return result
+
+
 def _identity(step: Step) -> str | None:
     manifest = read_manifest(step.output_dir)
     if manifest is None:
@@ -218,10 +257,27 @@ def clear_stale_output(step: Step, state: dict, marker: dict) -> None:
         shutil.rmtree(step.output_dir)
 
 
+def step_command(step: Step, cfg: StudyConfig) -> list[str]:
+    """The exact command the study runs for ``step``."""
+    launcher = cfg.train_launcher if step.trains and cfg.train_launcher else [sys.executable]
+    return [*launcher, "-m", step.module, step.ref.config, *step.overrides]
+
+
+def _shell(command: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(part) for part in command)
+
+
+def print_overrides(step: Step) -> None:
+    """Say which keys of the step's stage YAML the study replaces (and their YAML values when they differ)."""
+    for key, value in stage_overrides(step).items():
+        print(f"[study] {step.name}: study sets {key}={value}", flush=True)
+
+
 def run_step(step: Step, cfg: StudyConfig, log_dir: Path) -> None:
     """Run one stage in its own process, its output shown and kept in logs/STEP.log."""
-    launcher = cfg.train_launcher if step.trains and cfg.train_launcher else [sys.executable]
-    command = [*launcher, "-m", step.module, step.ref.config, *step.overrides]
+    command = step_command(step, cfg)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{step.name}.log"
     print(f"[study] {step.name}: {' '.join(command)}", flush=True)
@@ -236,6 +292,16 @@ def run_step(step: Step, cfg: StudyConfig, log_dir: Path) -> None:
         code = process.wait()
     if code != 0:
         raise RuntimeError(f"study step '{step.name}' failed with exit code {code}; its log: {log_path}")
+
+
+def print_arms(steps: list[Step]) -> None:
+    """The evaluated arms as the study resolves them: name, model, sampling mode, collapse reference."""
+    for step in steps:
+        if step.module != "eval":
+            continue
+        for arm in step.load().arms:
+            print(f"[study] {step.name}: arm {arm.name}: model={arm.model} mode={arm.mode} base_arm={arm.base_arm}",
+                  flush=True)
 
 
 def _write_state(path: Path, state: dict) -> None:
@@ -263,8 +329,9 @@ def run(cfg: StudyConfig) -> dict:
             print(f"[study] {step.name}: {why}, skipped", flush=True)
             skipped.append(step.name)
             continue
+        print_overrides(step)
         if cfg.plan_only:
-            print(f"[study] {step.name}: would run ({why})", flush=True)
+            print(f"[study] {step.name}: would run ({why}): {_shell(step_command(step, cfg))}", flush=True)
             rerun.add(step.name)
             continue
         if step.module == "eval":
@@ -278,6 +345,7 @@ def run(cfg: StudyConfig) -> dict:
         state[step.name]["upstream"] = marker["upstream"]
         _write_state(state_path, state)
     if cfg.plan_only:
+        print_arms(steps)
         return {"ran": [], "skipped": skipped, "planned": sorted(rerun)}
     report = write_study_report(cfg, out)
     return {"ran": ran, "skipped": skipped, "report": str(report)}

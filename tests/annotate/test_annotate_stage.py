@@ -130,3 +130,8 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     assert result.returncode == 1
     assert f"annotate: error: {latin1}:2: not valid UTF-8" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_key_the_offline_annotator_cannot_produce_is_an_error_naming_it(tiny_config, tmp_path):
+    with pytest.raises(AnnotateError, match=r"schema.keys: the offline annotator cannot produce mood"):
+        run(tiny_config(tmp_path / "out", "source.limit=2", "schema.keys=[topic,mood]"))

@@ -58,6 +58,9 @@ def test_manifest_counts_the_trained_tokens(tiny_run):
     assert c["trained_tokens"] == c["sequence_slots"] == 20 * 1024 == config.train.train_tokens
     assert c["annotation_tokens"] + c["content_tokens"] == c["trained_tokens"] and c["annotation_tokens"] > 0
     assert c["packing_efficiency"] == 1.0
+    # Annotations replace content at an equal budget: their share and the content tokens lost are recorded.
+    assert c["annotation_share"] == c["annotation_tokens"] / c["trained_tokens"]
+    assert c["content_tokens_lost_to_annotations"] == c["annotation_tokens"]
     assert c["corpus_per_epoch"]["chunks_without_annotation"]["failed"] > 0
     assert manifest["arm"] == "anchored" and manifest["inputs"]["annotations"]["fingerprint"].startswith("sha256:")
 

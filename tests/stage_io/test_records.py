@@ -65,3 +65,10 @@ def test_mixed_column_types_are_a_clear_error(tmp_path):
 def test_embedded_limit_reads_only_what_it_needs():
     ds = load_records(RecordSource(source="embedded:bbc_news", limit=3))
     assert len(ds) == 3 and ds["id"][0] == "business/001"
+
+
+def test_a_missing_field_names_the_config_key_that_chose_it(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"body": "a text"}\n')
+    with pytest.raises(RecordSourceError, match=r"field 'text' not found \(columns: body\); set text_field to"):
+        load_records(RecordSource(source=str(path)), required_fields={"text": "text_field"})

@@ -34,6 +34,15 @@ def test_plan_chains_stages_through_paths(tmp_path):
     assert arms["anchored"].prompt_format == steps["posttrain_anchored_seed1"].load().prompt_format
 
 
+def test_sft_annotation_reuses_the_corpus_schema_and_annotator(tmp_path):
+    # The SFT YAML asks for other keys: the study passes the corpus annotation's on.
+    cfg = micro_config(tmp_path, "annotate_sft.overrides=[progress=false,'schema.keys=[topic,domain]']")
+    steps = {s.name: s for s in plan_steps(cfg)}
+    corpus, sft = steps["annotate_corpus"].load(), steps["annotate_sft"].load()
+    assert sft.schema == corpus.schema and sft.annotator.kind == corpus.annotator.kind
+    assert sft.annotator.offline.fitted_state_from == str(tmp_path / "annotate" / "corpus")
+
+
 @pytest.mark.slow
 def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(tmp_path):
     out = tmp_path / "study"
