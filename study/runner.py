@@ -1,5 +1,10 @@
 """Run the whole study: annotate, pretrain both arms, SFT every arm per seed, evaluate, report.
 
+With ``entropy_sweep`` set, the study also runs the controlled entropy sweep on the same
+pretrained models: per topic subset, its own SFT set (``sweep_NAME_sft_set``), annotation,
+plain and anchored SFT per seed and one evaluation per seed, all below OUTPUT_DIR/sweep/NAME
+(study.sweep_report reports it). ``main_comparison: false`` leaves the sweep only.
+
 Each step is one stage run as its own process (``python -m STAGE CONFIG key=value ...``,
 training steps optionally under ``accelerate launch``), so a step gets a clean process,
 its memory is freed, and the exact command is in its manifest. Steps talk only through
