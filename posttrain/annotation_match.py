@@ -45,6 +45,8 @@ def pretraining_annotations_dir(model_path: str) -> Path | None:
     if manifest is None or manifest.get("stage") != "pretrain":
         return None
     data_dir = (manifest.get("inputs") or {}).get("annotations")
+    if isinstance(data_dir, dict):  # write_manifest records each input as {"path", "fingerprint"}
+        data_dir = data_dir.get("path")
     if not data_dir:
         return None
     path = Path(data_dir)

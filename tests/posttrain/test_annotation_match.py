@@ -28,7 +28,9 @@ def annotate_dir(folder: Path, schema: dict, version: str) -> Path:
 def pretrained_on(folder: Path, corpus: Path) -> Path:
     """A model dir whose pretrain manifest names the annotations it was trained on (as pretrain writes it)."""
     folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({"stage": "pretrain", "inputs": {"annotations": str(corpus / "data")}}))
+    # stage_io.manifest.write_manifest records each input as {"path", "fingerprint"}.
+    (folder / "manifest.json").write_text(json.dumps(
+        {"stage": "pretrain", "inputs": {"annotations": {"path": str(corpus / "data"), "fingerprint": "sha256:0"}}}))
     return folder
 
 
