@@ -15,6 +15,9 @@ Choices:
 - each document gets one training instruction, chosen by a hash of (seed, document id);
 - ``max_documents`` keeps the documents with the lowest hash of (seed, id), so a
   smaller slice is a subset of a larger one with the same seed;
+- ``balance_topics`` takes ``max_documents // len(topics)`` of each topic instead (the
+  lowest hash within the topic), so the set's topic entropy is log2(len(topics)) up to
+  the few documents skipped for length (counted): the entropy sweep's subsets;
 - eval prompts are HELD-OUT paraphrases: never a training instruction (checked after
   normalising case, spaces and final punctuation), so eval measures the instruction,
   not memorised prompts.
@@ -73,6 +76,9 @@ class EmbeddedSFTConfig:
     topics: list[str] | None = field(default_factory=lambda: ["sports"])
     # Keep at most this many articles after the topic filter, the lowest by hash(seed, id) (null: all).
     max_documents: NonNegativeInt | None = None
+    # Split max_documents equally over `topics` (max_documents // len(topics) each, the lowest by
+    # hash(seed, id) within the topic), so the set's topic entropy is log2(len(topics)) exactly.
+    balance_topics: bool = False
     # Training instructions; each example gets one, chosen by hash(seed, document id).
     instructions: list[str] = field(default_factory=lambda: list(TRAIN_INSTRUCTIONS))
     # Held-out paraphrases written to eval_prompts.jsonl; must not overlap `instructions`.
@@ -94,6 +100,14 @@ class EmbeddedSFTConfig:
             raise ValueError(f"max_response_chars={self.max_response_chars} is too small for a title and a paragraph")
         if self.max_documents is not None and self.max_documents < 1:
             raise ValueError("max_documents must be at least 1 (or null for all)")
+        if self.balance_topics:
+            if not self.topics or self.max_documents is None:
+                raise ValueError("balance_topics=true needs both topics and max_documents set")
+            if len(set(self.topics)) != len(self.topics):
+                raise ValueError(f"topics: {self.topics} repeats a topic; balance_topics splits max_documents over distinct topics")
+            if self.max_documents < len(self.topics):
+                raise ValueError(f"max_documents={self.max_documents} is below one document per topic "
+                                 f"({len(self.topics)} topics) with balance_topics=true")
 
 
 def _normalise(instruction: str) -> str:
@@ -145,7 +159,9 @@ def run(config: EmbeddedSFTConfig) -> Path:
     docs = [row for row in corpus if row["topic"] in wanted]
     in_topics = len(docs)
     docs.sort(key=lambda row: (_rank(config.seed, row["id"]), row["id"]))
-    if config.max_documents is not None:
+    if config.balance_topics:
+        docs = _balanced(docs, config)
+    elif config.max_documents is not None:
         docs = docs[: config.max_documents]
     docs.sort(key=lambda row: row["id"])  # a stable, readable file order
 
@@ -180,6 +196,7 @@ def run(config: EmbeddedSFTConfig) -> Path:
             "documents_in_corpus": len(corpus),
             "documents_in_topics": in_topics,
             "documents_selected": len(docs),
+            "documents_per_topic_balanced": config.max_documents // len(config.topics) if config.balance_topics else None,
             "examples": len(rows),
             "skipped_by_reason": dict(skipped),
             "first_paragraph_cut": cut_first_paragraph,
@@ -192,6 +209,20 @@ def run(config: EmbeddedSFTConfig) -> Path:
         },
     )
     return out
+
+
+def _balanced(ranked_docs: list, config: EmbeddedSFTConfig) -> list:
+    """max_documents // len(topics) documents of each topic, the first of each in ``ranked_docs``' order."""
+    per_topic = config.max_documents // len(config.topics)
+    kept = []
+    for topic in config.topics:
+        of_topic = [row for row in ranked_docs if row["topic"] == topic]
+        if len(of_topic) < per_topic:
+            raise ValueError(f"topics: '{topic}' has {len(of_topic)} articles in {config.source.source}, fewer than the "
+                             f"{per_topic} that balance_topics needs (max_documents={config.max_documents} over "
+                             f"{len(config.topics)} topics)")
+        kept += of_topic[:per_topic]
+    return kept
 
 
 def _entropy_bits(counts: Counter) -> float:

@@ -15,6 +15,32 @@ class StageRef:
 
 
 @dataclass
+class EntropySweep:
+    # Topic subsets of the SFT set, one sweep point each (e.g. [[sports], [sports, business]]); each is
+    # named k<number of topics> (plus its topics when two subsets have as many).
+    subsets: list[list[str]] = field(default_factory=list)
+    # Articles in every subset's SFT set, split equally over its topics (balance_topics): equal sizes.
+    documents: int = 360
+
+    def __post_init__(self) -> None:
+        if not self.subsets:
+            raise ValueError("entropy_sweep.subsets must list at least one topic subset (or set entropy_sweep: null)")
+        for i, subset in enumerate(self.subsets):
+            if not subset or len(set(subset)) != len(subset):
+                raise ValueError(f"entropy_sweep.subsets[{i}]={subset}: a subset needs distinct topics")
+        if self.documents < max(len(s) for s in self.subsets):
+            raise ValueError(f"entropy_sweep.documents={self.documents} is below one article per topic")
+
+    def names(self) -> list[str]:
+        """Each subset's name: k<number of topics>, plus its topics where two subsets have as many."""
+        sizes = [len(s) for s in self.subsets]
+        names = [f"k{len(s)}" if sizes.count(len(s)) == 1 else f"k{len(s)}-" + "-".join(s) for s in self.subsets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"entropy_sweep.subsets repeats a subset: {self.subsets}")
+        return names
+
+
+@dataclass
 class StudyConfig:
     # Root of the study: every stage writes below it, plus study_state.json and report.md.
     output_dir: str = "runs/study/embedded"
@@ -45,6 +71,13 @@ class StudyConfig:
     ablation_anchored_sft_on_plain: bool = True
     # Ablation (b): the anchored model generating without an annotation.
     ablation_no_annotation: bool = True
+    # The main comparison: the SFT set, its annotation, every SFT arm and ablation per seed, and their
+    # evaluation; false runs annotation, pretraining and the entropy sweep only.
+    main_comparison: bool = True
+    # The controlled entropy sweep (the paper's ablation d), sharing this study's pretrained models:
+    # per topic subset, a balanced SFT set of equal size, plain and anchored SFT per seed, and an eval of
+    # base, anchored_base, plain_sft and anchored (null: no sweep). Needs sft_set.
+    entropy_sweep: EntropySweep | None = None
     # Diversity reference of each arm's collapse: "own" measures every arm against the pretrained model
     # it was fine-tuned from (plain_sft against base, anchored arms against anchored_base), isolating what
     # SFT did; "common" measures every arm against base, the plain-pretrained model.
@@ -60,3 +93,9 @@ class StudyConfig:
             raise ValueError("seeds must list at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be distinct")
+        if self.entropy_sweep is not None:
+            if self.sft_set is None:
+                raise ValueError("entropy_sweep needs sft_set (the sweep builds its SFT sets with posttrain.embedded_sft)")
+            self.entropy_sweep.names()
+        if not self.main_comparison and self.entropy_sweep is None:
+            raise ValueError("main_comparison=false with no entropy_sweep leaves nothing to train or evaluate")

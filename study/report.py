@@ -12,7 +12,8 @@ intervals over prompts and the collapse ratios. This page puts the seeds togethe
   the annotator's labels), every arm's diversity per seed, and empty responses.
 - capabilities (lm-eval, ``eval/seedN/capabilities.json``): per arm and task the value with
   its stderr per seed, and anchored - plain_sft with a 95% normal interval per seed and over
-  seeds (eval.capabilities.difference).
+  seeds (eval.capabilities.difference);
+- last, when the study has an entropy sweep, its section (study.sweep_report).
 
 Numbers are copied from the summaries as measured, whatever they show; only the pooled
 rows are computed here, from the summaries' per-prompt values.
@@ -250,12 +251,23 @@ def override_lines(cfg: StudyConfig) -> list[str]:
     return lines + [""]
 
 
+def _sweep_section(cfg: StudyConfig, out: Path) -> list[str]:
+    """The controlled entropy sweep's section (and its sweep.json and plot), when the study has a sweep."""
+    if cfg.entropy_sweep is None:
+        return []
+    from study.sweep_report import write_sweep
+
+    return write_sweep(cfg, out)
+
+
 def write_study_report(cfg: StudyConfig, out: Path) -> Path:
-    summaries = load_summaries(out, cfg.seeds)
+    summaries = load_summaries(out, cfg.seeds) if cfg.main_comparison else {}
     target = out / "report.md"
     lines = [f"# Study report: {out}", ""]
     if not summaries:
-        lines.append("No evaluation summary was found: no result to report.")
+        lines += ["No evaluation summary of the main comparison was found: no result to report." if cfg.main_comparison
+                  else "The main comparison is off (`main_comparison: false`): this study runs the entropy sweep only.", ""]
+        lines += _sweep_section(cfg, out)
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return target
     first = summaries[min(summaries)]
@@ -310,5 +322,6 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
         lines += ["### Empty responses (they share one embedding and one label: they look like collapse)", "",
                   *empty_lines(summaries, t), ""]
     lines += capability_lines(load_capabilities(out, cfg.seeds))
+    lines += _sweep_section(cfg, out)
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target

@@ -1,5 +1,10 @@
 """Run the whole study: annotate, pretrain both arms, SFT every arm per seed, evaluate, report.
 
+With ``entropy_sweep`` set, the study also runs the controlled entropy sweep on the same
+pretrained models: per topic subset, its own SFT set (``sweep_NAME_sft_set``), annotation,
+plain and anchored SFT per seed and one evaluation per seed, all below OUTPUT_DIR/sweep/NAME
+(study.sweep_report reports it). ``main_comparison: false`` leaves the sweep only.
+
 Each step is one stage run as its own process (``python -m STAGE CONFIG key=value ...``,
 training steps optionally under ``accelerate launch``), so a step gets a clean process,
 its memory is freed, and the exact command is in its manifest. Steps talk only through
@@ -51,6 +56,8 @@ class Step:
     chain_overrides: list[str] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)
     trains: bool = False
+    # "" for the main comparison, "sweep_NAME_" for a subset of the entropy sweep: the SFT arms that must pair.
+    group: str = ""
 
     @property
     def overrides(self) -> list[str]:
@@ -71,29 +78,23 @@ def arm_dirs(out: Path, seed: int) -> dict[str, Path]:
     }
 
 
+def sweep_dir(out: Path, name: str) -> Path:
+    """Where one subset of the entropy sweep writes (its SFT set, annotation, SFT arms, evaluations)."""
+    return out / "sweep" / name
+
+
 def plan_steps(cfg: StudyConfig) -> list[Step]:
     """Every step of the study, in an order that respects what each one reads."""
     out = Path(cfg.output_dir)
     corpus = out / "annotate" / "corpus"
-    sft_annotations = out / "annotate" / "sft"
     tokenizer = out / "pretrain" / "tokenizer"
     pretrained = {arm: out / "pretrain" / arm for arm in ("plain", "anchored")}
     steps = [Step("annotate_corpus", "annotate", cfg.annotate_corpus, corpus, [f"output_dir={corpus}"])]
-
-    sft_needs = ["annotate_corpus"]
-    sft_source: list[str] = []
-    eval_prompts: list[str] = []
-    if cfg.sft_set is not None:
-        sft_set = out / "sft_set"
-        steps.append(Step("sft_set", "posttrain.embedded_sft", cfg.sft_set, sft_set, [f"output_dir={sft_set}"]))
-        sft_needs.append("sft_set")
-        sft_source = [f"source.source={sft_set / 'sft.jsonl'}"]
-        eval_prompts = [f"prompts.source.source={sft_set / 'eval_prompts.jsonl'}"]
-    steps.append(Step(
-        "annotate_sft", "annotate", cfg.annotate_sft, sft_annotations,
-        [f"output_dir={sft_annotations}", *sft_source, *corpus_annotation_identity(steps[0].load(), corpus)],
-        needs=sft_needs,
-    ))
+    identity = corpus_annotation_identity(steps[0].load(), corpus)
+    main_sft: list[Step] = []
+    if cfg.main_comparison:
+        main_sft = sft_data_steps(cfg, out, "", cfg.sft_set, identity)
+        steps += main_sft
     for arm, path in pretrained.items():
         steps.append(Step(
             f"pretrain_{arm}", "pretrain", cfg.pretrain, path,
@@ -102,44 +103,104 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
             needs=["annotate_corpus"] + (["pretrain_plain"] if arm == "anchored" else []),
             trains=True,
         ))
-
-    capability_tasks: list[str] = []
-    eval_needs: list[str] = []
+    capabilities = CapabilityWiring()
     if cfg.capability_task is not None:
         task_dir = out / "capability_task"
         steps.append(Step("capability_task", "eval.next_passage_task", cfg.capability_task, task_dir,
                           [f"output_dir={task_dir}"]))
-        capability_tasks = ["capabilities.include_path=" + json.dumps([str(task_dir)])]
-        eval_needs = ["capability_task"]
+        capabilities = CapabilityWiring(["capabilities.include_path=" + json.dumps([str(task_dir)])], ["capability_task"])
+    if cfg.main_comparison:
+        sft_arms = [("plain_sft", cfg.posttrain_plain, "plain"), ("anchored", cfg.posttrain_anchored, "anchored")]
+        if cfg.ablation_anchored_sft_on_plain:
+            sft_arms.append(("anchored_sft_on_plain", cfg.posttrain_anchored, "plain"))
+        steps += sft_and_eval_steps(cfg, out, "", main_sft, sft_arms, pretrained, ablations=True,
+                                    capabilities=capabilities)
+    if cfg.entropy_sweep is not None:
+        sweep = cfg.entropy_sweep
+        for name, topics in zip(sweep.names(), sweep.subsets):
+            ref = StageRef(cfg.sft_set.config, [*cfg.sft_set.overrides, f"topics={json.dumps(topics)}",
+                                                f"max_documents={sweep.documents}", "balance_topics=true"])
+            data = sft_data_steps(cfg, sweep_dir(out, name), f"sweep_{name}_", ref, identity)
+            steps += data
+            sft_arms = [("plain_sft", cfg.posttrain_plain, "plain"), ("anchored", cfg.posttrain_anchored, "anchored")]
+            # Capabilities are the main comparison's measurement: none in the sweep.
+            steps += sft_and_eval_steps(cfg, sweep_dir(out, name), f"sweep_{name}_", data, sft_arms, pretrained,
+                                        ablations=False, capabilities=CapabilityWiring(capabilities.overrides, [], False))
+    return steps
 
-    sft_arms = [("plain_sft", cfg.posttrain_plain, "plain"), ("anchored", cfg.posttrain_anchored, "anchored")]
-    if cfg.ablation_anchored_sft_on_plain:
-        sft_arms.append(("anchored_sft_on_plain", cfg.posttrain_anchored, "plain"))
+
+def sft_data_steps(cfg: StudyConfig, root: Path, prefix: str, sft_set_ref: StageRef | None,
+                   identity: list[str]) -> list[Step]:
+    """The SFT set (when the study builds one) and its annotation, below ``root``; step names start with ``prefix``.
+
+    The main comparison writes ROOT/sft_set and ROOT/annotate/sft; a sweep subset the same below its own root.
+    """
+    steps = []
+    sft_needs = ["annotate_corpus"]
+    sft_source: list[str] = []
+    if sft_set_ref is not None:
+        sft_set = root / "sft_set"
+        steps.append(Step(f"{prefix}sft_set", "posttrain.embedded_sft", sft_set_ref, sft_set, [f"output_dir={sft_set}"],
+                          group=prefix))
+        sft_needs.append(f"{prefix}sft_set")
+        sft_source = [f"source.source={sft_set / 'sft.jsonl'}"]
+    annotations = root / "annotate" / "sft"
+    steps.append(Step(
+        f"{prefix}annotate_sft", "annotate", cfg.annotate_sft, annotations,
+        [f"output_dir={annotations}", *sft_source, *identity], needs=sft_needs, group=prefix,
+    ))
+    return steps
+
+
+@dataclass
+class CapabilityWiring:
+    """How evaluations reach the capability task: overrides, the step they need, and whether any arm is measured."""
+
+    overrides: list[str] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)
+    measure: bool = True
+
+    def arms(self, cfg: StudyConfig, seed: int) -> list[str]:
+        """The bases are the same checkpoints in every seed: their capabilities are measured once."""
+        if not self.measure:
+            return []
+        return (["base", "anchored_base"] if seed == cfg.seeds[0] else []) + list(cfg.capability_arms)
+
+
+def sft_and_eval_steps(cfg: StudyConfig, root: Path, prefix: str, data: list[Step], sft_arms: list[tuple],
+                       pretrained: dict[str, Path], ablations: bool, capabilities: CapabilityWiring) -> list[Step]:
+    """Per seed: every SFT arm on ``data``'s annotated SFT set, then one evaluation of them and the bases."""
+    out = Path(cfg.output_dir)
+    corpus = out / "annotate" / "corpus"
+    sft_annotations = data[-1].output_dir
+    sft_set = next((s.output_dir for s in data if s.module == "posttrain.embedded_sft"), None)
+    eval_prompts = [] if sft_set is None else [f"prompts.source.source={sft_set / 'eval_prompts.jsonl'}"]
     prompt_format = _prompt_format(cfg.posttrain_plain)
+    steps = []
     for seed in cfg.seeds:
-        dirs = arm_dirs(out, seed)
+        dirs = arm_dirs(root, seed)
         for arm, ref, pretrain_arm in sft_arms:
             steps.append(Step(
-                f"posttrain_{arm}_seed{seed}", "posttrain", ref, dirs[arm],
+                f"{prefix}posttrain_{arm}_seed{seed}", "posttrain", ref, dirs[arm],
                 [f"model_path={pretrained[pretrain_arm]}", f"data.annotations={sft_annotations}",
                  f"training.seed={seed}", f"output_dir={dirs[arm]}"],
-                needs=["annotate_sft", f"pretrain_{pretrain_arm}"], trains=True,
+                needs=[data[-1].name, f"pretrain_{pretrain_arm}"], trains=True, group=prefix,
             ))
-        eval_dir = out / "eval" / f"seed{seed}"
-        arms = eval_arms(cfg, pretrained, dirs, prompt_format)
-        # The bases are the same checkpoints in every seed: their capabilities are measured once.
-        capability_arms = (["base", "anchored_base"] if seed == cfg.seeds[0] else []) + list(cfg.capability_arms)
+        eval_dir = root / "eval" / f"seed{seed}"
+        arms = eval_arms(cfg, pretrained, dirs, prompt_format, ablations)
         steps.append(Step(
-            f"eval_seed{seed}", "eval", cfg.eval, eval_dir,
+            f"{prefix}eval_seed{seed}", "eval", cfg.eval, eval_dir,
             [f"output_dir={eval_dir}", "arms=" + json.dumps(arms), *eval_prompts,
              f"sampling.seed={seed}", f"metrics.semantic_entropy.annotator_dir={corpus}",
-             # One attribute classifier for every seed (fitted by the first evaluation, reused after).
+             # One attribute classifier for every seed and sweep subset (fitted by the first evaluation, reused after).
              f"metrics.semantic_entropy.classifier.dir={out / 'attribute_classifier'}",
              f"metrics.drift.pretraining_annotations={corpus}",
              # The quality proxy's reference is this study's plain-pretrained model (used only by kind=proxy).
-             f"metrics.quality.reference_model={pretrained['plain']}", *capability_tasks,
-             "capabilities.arms=" + json.dumps(capability_arms)],
-            needs=[f"posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms] + ["pretrain_plain", "pretrain_anchored", *eval_needs],
+             f"metrics.quality.reference_model={pretrained['plain']}", *capabilities.overrides,
+             "capabilities.arms=" + json.dumps(capabilities.arms(cfg, seed))],
+            needs=[f"{prefix}posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms]
+            + ["pretrain_plain", "pretrain_anchored", *capabilities.needs],
+            group=prefix,
         ))
     return steps
 
@@ -166,12 +227,14 @@ def _prompt_format(ref: StageRef) -> dict:
     return asdict(posttrain.load().prompt_format)
 
 
-def eval_arms(cfg: StudyConfig, pretrained: dict[str, Path], dirs: dict[str, Path], prompt_format: dict) -> list[dict]:
+def eval_arms(cfg: StudyConfig, pretrained: dict[str, Path], dirs: dict[str, Path], prompt_format: dict,
+              ablations: bool = True) -> list[dict]:
     """The arms compared in one seed's evaluation.
 
     ``base`` is the plain-pretrained model, ``anchored_base`` the annotated-pretrained one
     sampling an annotation first. ``cfg.collapse_reference`` picks each arm's reference:
-    the model it was fine-tuned from ("own") or ``base`` for all ("common").
+    the model it was fine-tuned from ("own") or ``base`` for all ("common"). ``ablations=False``
+    (the entropy sweep) keeps the four arms of the comparison only.
     """
     def arm(name: str, model: Path, mode: str, own_base: str | None) -> dict:
         base = own_base if cfg.collapse_reference == "own" or own_base is None else "base"
@@ -183,25 +246,26 @@ def eval_arms(cfg: StudyConfig, pretrained: dict[str, Path], dirs: dict[str, Pat
         arm("plain_sft", dirs["plain_sft"], "plain", "base"),
         arm("anchored", dirs["anchored"], "anchored", "anchored_base"),
     ]
-    if cfg.ablation_no_annotation:
+    if ablations and cfg.ablation_no_annotation:
         arms.append(arm("anchored_no_annotation", dirs["anchored"], "no_annotation", "anchored_base"))
-    if cfg.ablation_anchored_sft_on_plain:
+    if ablations and cfg.ablation_anchored_sft_on_plain:
         arms.append(arm("anchored_sft_on_plain", dirs["anchored_sft_on_plain"], "anchored", "base"))
     return arms
 
 
-def check_paired_sft(steps: list[Step], seed: int) -> None:
-    """The SFT arms of one seed must train on the same example ids for the same number of steps
+def check_paired_sft(steps: list[Step], seed: int, group: str = "") -> None:
+    """The SFT arms of one seed (of the main comparison, or of one sweep subset: ``group``) must train on
+    the same example ids for the same number of steps
     (posttrain's manifest: counts.trained_ids_sha256, counts.optimizer_steps); else the
     comparison of their collapses is not a comparison of the methods."""
     arms = {}
     for step in steps:
-        if step.module == "posttrain" and step.name.endswith(f"_seed{seed}"):
+        if step.module == "posttrain" and step.group == group and step.name.endswith(f"_seed{seed}"):
             counts = (read_manifest(step.output_dir) or {}).get("counts", {})
             arms[step.name] = (counts.get("trained_ids_sha256"), counts.get("optimizer_steps"), counts.get("trained"))
     if len(set(arms.values())) > 1:
         listing = "; ".join(f"{name}: {n} examples (ids {str(ids)[:19]}), {steps_} steps" for name, (ids, steps_, n) in arms.items())
-        raise RuntimeError(f"the SFT arms of seed {seed} trained on different examples or for different step counts "
+        raise RuntimeError(f"the SFT arms of {group or ''}seed {seed} trained on different examples or for different step counts "
                            f"({listing}); set data.pair_with_anchored=true and the same training settings in both arms")
 
 
@@ -351,7 +415,7 @@ def run(cfg: StudyConfig) -> dict:
             rerun.add(step.name)
             continue
         if step.module == "eval":
-            check_paired_sft(steps, int(step.name.rsplit("seed", 1)[1]))
+            check_paired_sft(steps, int(step.name.rsplit("seed", 1)[1]), step.group)
         clear_stale_output(step, state, marker)
         state[step.name] = {"started": marker}
         _write_state(state_path, state)

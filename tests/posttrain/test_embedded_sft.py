@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,26 @@ def test_article_response_keeps_whole_paragraphs_within_the_limit():
     long_first = "Title\n\nOne sentence here. Another sentence that runs on " + "x" * 300
     response, cut = article_response("Title", long_first, 120)
     assert response == "Title\n\nOne sentence here." and cut
+
+
+def test_balanced_topics_split_max_documents_equally(tmp_path):
+    def build(name, **kwargs):
+        run(EmbeddedSFTConfig(output_dir=str(tmp_path / name), balance_topics=True, **kwargs))
+        return read_jsonl(tmp_path / name / SFT_FILE)
+
+    three = build("three", topics=["sports", "business", "politics"], max_documents=31)
+    by_topic = {t: sorted(r["id"] for r in three if r["topic"] == t) for t in ("sports", "business", "politics")}
+    assert {t: len(ids) for t, ids in by_topic.items()} == {"sports": 10, "business": 10, "politics": 10}
+    manifest = json.loads((tmp_path / "three" / "manifest.json").read_text())
+    assert manifest["counts"]["documents_per_topic_balanced"] == 10
+    assert manifest["counts"]["topic_entropy_bits"] == pytest.approx(math.log2(3))
+    # Within a topic: the lowest by the same hash rank, so a topic's examples are nested across subsets.
+    one = build("one", topics=["sports"], max_documents=10)
+    assert sorted(r["id"] for r in one) == by_topic["sports"]
+    run(EmbeddedSFTConfig(output_dir=str(tmp_path / "plain"), topics=["sports"], max_documents=10))
+    assert sorted(r["id"] for r in read_jsonl(tmp_path / "plain" / SFT_FILE)) == by_topic["sports"]
+    with pytest.raises(ValueError, match="topics: 'tech' has 401 articles"):
+        run(EmbeddedSFTConfig(output_dir=str(tmp_path / "bad"), topics=["sports", "tech"], max_documents=1000,
+                              balance_topics=True))
+    with pytest.raises(ValueError, match="balance_topics=true needs both"):
+        EmbeddedSFTConfig(topics=["sports"], max_documents=None, balance_topics=True)
