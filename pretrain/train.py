@@ -286,10 +286,17 @@ def make_optimizer(model, config: PretrainConfig) -> torch.optim.Optimizer:
     for param in model.parameters():
         if not param.requires_grad:
             continue
-        is_matrix = param.ndim >= 2 and (param is not embedding or o.decay_embeddings)
+        is_matrix = len(full_shape(param)) >= 2 and (param is not embedding or o.decay_embeddings)
         (decay if is_matrix else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+
+
+def full_shape(param) -> tuple[int, ...]:
+    """A parameter's shape, also under ``deepspeed.zero.Init`` (ZeRO-3), where every
+    parameter is an empty partition and the real shape is kept in ``ds_shape``."""
+    shape = getattr(param, "ds_shape", None)
+    return tuple(shape) if shape is not None else tuple(param.shape)
 
 
 def resume_identity(config: PretrainConfig, world: int) -> dict:
