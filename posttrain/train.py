@@ -21,12 +21,19 @@ Runs under ``accelerate launch -m posttrain CONFIG`` with the same accelerate/De
 configs as pretraining (``configs/accelerate/``): the Trainer reads the launcher's
 environment. Every process builds the examples (deterministically); only the main
 process writes files. The LoRA merge reloads the base model and the saved adapter on
-the main process, so it also works when training sharded the weights (ZeRO-3).
+the main process, so it also works when training sharded the weights (ZeRO-3); it runs
+with transformers' ZeRO-3 switch off (``zero3_loading_disabled``), else rank 0's
+``from_pretrained`` would enter ZeRO-3 collectives that the other ranks, waiting at the
+barrier, never join (a hang). Under FSDP the state dict is switched to FULL before the
+final save (``full_state_dict_for_save``): with SHARDED_STATE_DICT ``Trainer.save_model``
+writes no weights at all, and a run must never write its manifest without them
+(``check_weights_written``).
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -215,22 +222,65 @@ def check_run_identity_of_checkpoints(config: PosttrainConfig) -> None:
 
 def save_final(trainer: SFTTrainer, config: PosttrainConfig, tokenizer: Any) -> None:
     out = Path(config.output_dir)
+    full_state_dict_for_save(trainer)
     if not config.lora.enabled:
         trainer.save_model(str(out))  # gathers sharded weights; writes model + tokenizer on the main process
         if trainer.is_world_process_zero():
+            check_weights_written(out)
             make_tokenizer_config_portable(out)
         return
     adapter = out / ADAPTER_DIR
     trainer.save_model(str(adapter))
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        from peft import PeftModel
-
-        base = AutoModelForCausalLM.from_pretrained(config.model_path, dtype=torch.float32)
-        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-        merged.generation_config = trainer.model.generation_config
-        merged.save_pretrained(str(out))
+        check_weights_written(adapter)
+        merge_adapter(config.model_path, adapter, out, trainer.model.generation_config)
         tokenizer.save_pretrained(str(out))
         make_tokenizer_config_portable(out)
     trainer.accelerator.wait_for_everyone()
+
+
+def full_state_dict_for_save(trainer: Any) -> None:
+    """Under FSDP, gather a FULL state dict for the final save (SHARDED_STATE_DICT, right
+    for resumable checkpoints, makes ``Trainer.save_model`` write no weights)."""
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return
+    plugin = trainer.accelerator.state.fsdp_plugin
+    if "FULL_STATE_DICT" in str(plugin.state_dict_type):
+        return
+    plugin.state_dict_config = plugin.optim_state_dict_config = None  # rebuilt for FULL by set_state_dict_type
+    plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
+def check_weights_written(folder: Path) -> None:
+    """Refuse to call a run complete when the save wrote no weights."""
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise RuntimeError(f"{folder}: the final save wrote no weights (no *.safetensors); under FSDP the state "
+                           "dict must be FULL_STATE_DICT for the save (configs/accelerate/fsdp.yaml)")
+
+
+@contextmanager
+def zero3_loading_disabled():
+    """transformers' global ZeRO-3 switch off for the duration (restored after): models load whole,
+    without entering ``deepspeed.zero.Init`` collectives that only one rank would join."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
+def merge_adapter(model_path: str, adapter: Path, out: Path, generation_config=None) -> None:
+    """Base weights + LoRA adapter, merged and saved to ``out`` by one process alone."""
+    from peft import PeftModel
+
+    with zero3_loading_disabled():
+        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    if generation_config is not None:
+        merged.generation_config = generation_config
+    merged.save_pretrained(str(out))
 

@@ -40,7 +40,7 @@ class TokenizerSection:
     min_frequency: int = 2
     # Train the BPE on at most this many chunks (None: all), in annotate's order.
     max_train_chunks: int | None = None
-    # Start every document with the tokenizer's bos token (when it has one).
+    # Start every document with the tokenizer's bos token when it has one (must stay true: prompts do, see with_bos).
     add_bos: bool = True
 
 
