@@ -33,13 +33,14 @@ writes no weights at all, and a run must never write its manifest without them
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
@@ -47,6 +48,7 @@ from stage_io.hf_files import make_tokenizer_config_portable
 from posttrain.config import PosttrainConfig
 from posttrain.examples import SFTExample, build_examples
 from posttrain.sft_records import load_sft_rows
+from pretrain.memory_plan import MemoryInputs, MemoryPlan, check_plan, estimate, launcher_sharding
 from stage_io.manifest import write_manifest
 from stage_io.run_identity import (RUN_FILE, RunIdentityError, check_run_identity, config_identity, read_identity,
                                    write_identity)
@@ -58,13 +60,13 @@ CHECKPOINTS_DIR = "checkpoints"
 # Keys that may change between an interrupted run and its resume, because what is trained does
 # not depend on them: where and how often things are written (output_dir, save and logging
 # cadence, report_to), whether to resume, CPU threads and loader workers, and activation
-# checkpointing (memory traded for compute, same gradients). Everything else (model, data,
+# checkpointing (memory traded for compute, same gradients), and whether the memory plan is enforced. Everything else (model, data,
 # arm, masking, every optimisation and schedule setting, max_steps and epochs, which set the
 # schedule's length) is the run identity; to train longer, fine-tune the finished model anew.
 RESUMABLE_KEYS = (
     "output_dir", "report_to", "training.resume_from_checkpoint", "training.save_steps", "training.save_total_limit",
     "training.logging_steps", "training.dataloader_num_workers", "training.torch_threads",
-    "training.gradient_checkpointing",
+    "training.gradient_checkpointing", "training.memory_plan",
 )
 
 
@@ -79,6 +81,11 @@ def run(config: PosttrainConfig) -> Path:
     tokenizer = load_tokenizer(config)
     rows = load_sft_rows(config.data, need_annotations=config.arm == "anchored")
     built = build_examples(rows, tokenizer, config, total=len(rows))
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_plan(memory_plan(config, AutoConfig.from_pretrained(config.model_path)),
+                   config.training.memory_plan, "training.memory_plan",
+                   "lower training.per_device_batch_size (raise training.grad_accum to keep the batch) or set "
+                   "training.gradient_checkpointing=true")
     trainer = make_trainer(config, tokenizer, built.examples)
     result = trainer.train(resume_from_checkpoint=resume)
     save_final(trainer, config, tokenizer)
@@ -101,6 +108,24 @@ def run(config: PosttrainConfig) -> Path:
                    "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None},
         )
     return out
+
+
+def memory_plan(config: PosttrainConfig, model_config: Any) -> MemoryPlan:
+    """Estimated peak memory per device of one SFT step (pretrain.memory_plan, shared with pretraining):
+    rows padded to max_seq_len; with LoRA the adapter's gradients and optimizer states are left out (<1%)."""
+    from pretrain.model_configs import count_parameters_meta
+
+    sharding, world = launcher_sharding()
+    n_params = count_parameters_meta(model_config)
+    t = config.training
+    return estimate(MemoryInputs(
+        parameters=n_params, trainable_parameters=0 if config.lora.enabled else n_params,
+        num_layers=model_config.num_hidden_layers, hidden_size=model_config.hidden_size,
+        intermediate_size=model_config.intermediate_size, vocab_size=model_config.vocab_size,
+        tokens_per_micro_batch=t.per_device_batch_size * config.max_seq_len, world_size=world, sharding=sharding,
+        bf16=t.bf16, gradient_checkpointing=t.gradient_checkpointing, extra_logit_bytes=4,
+        cuda=torch.cuda.is_available(),
+    ))
 
 
 def load_tokenizer(config: PosttrainConfig) -> Any:

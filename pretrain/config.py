@@ -130,6 +130,8 @@ class TrainSection:
     stop_after_steps: int | None = None
     # torch threads per process on CPU.
     cpu_threads: int = 2
+    # enforce: refuse to start when the printed memory plan exceeds the GPU's memory; warn: start anyway.
+    memory_plan: Literal["enforce", "warn"] = "enforce"
 
 
 @dataclass

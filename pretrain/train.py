@@ -35,6 +35,7 @@ from transformers.utils import is_flash_attn_2_available
 
 from pretrain import checkpoint as ckpt
 from pretrain.config import PretrainConfig
+from pretrain.memory_plan import MemoryInputs, MemoryPlan, check_plan, estimate, launcher_sharding
 from pretrain.model_configs import (build_hf_config, matmul_parameters, padded_vocab_size, parameter_count,
                                     resolve_preset)
 from pretrain.packing import PackedRows, PackedStream, forward_packed, uses_varlen_flash
@@ -48,7 +49,7 @@ from stage_io.run_identity import compare_identity, config_identity, flatten
 
 # Keys that may change between an interrupted invocation and its resume.
 RESUMABLE_CHANGES = ("output_dir", "data.cache_dir", "data.tokenize_batch_size", "train.resume", "train.stop_after_steps", "train.checkpoint_every", "train.keep_checkpoints",
-                     "train.cpu_threads", "logging")
+                     "train.cpu_threads", "train.memory_plan", "logging")
 
 
 @dataclass
@@ -102,6 +103,10 @@ def run(config: PretrainConfig) -> TrainResult:
 
     set_seed(config.train.seed)  # the initial weights depend on the seed only
     model = build_model(config, tokenizer, accelerator.device)
+    if main:
+        check_plan(memory_plan(config, model, accelerator), t.memory_plan, "train.memory_plan",
+                   "lower train.micro_batch (raise train.grad_accum to keep the batch) or set "
+                   "model.gradient_checkpointing=true")
     n_params = parameter_count(model)
     fpt = flops_per_token(matmul_parameters(model), model.config.num_hidden_layers, model.config.hidden_size, t.seq_len)
     flatten = uses_varlen_flash(model.config)
@@ -276,6 +281,19 @@ def build_model(config: PretrainConfig, tokenizer, device: torch.device):
     if config.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def memory_plan(config: PretrainConfig, model, accelerator: Accelerator) -> MemoryPlan:
+    """The estimated peak memory per device of this run's training step (pretrain.memory_plan)."""
+    sharding, world = launcher_sharding()
+    n_params = parameter_count(model)
+    return estimate(MemoryInputs(
+        parameters=n_params, trainable_parameters=n_params, num_layers=model.config.num_hidden_layers,
+        hidden_size=model.config.hidden_size, intermediate_size=model.config.intermediate_size,
+        vocab_size=model.config.vocab_size, tokens_per_micro_batch=config.train.micro_batch * config.train.seq_len,
+        world_size=world, sharding=sharding, bf16=accelerator.mixed_precision == "bf16",
+        gradient_checkpointing=config.model.gradient_checkpointing, cuda=accelerator.device.type == "cuda",
+    ))
 
 
 def make_optimizer(model, config: PretrainConfig) -> torch.optim.Optimizer:
