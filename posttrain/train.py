@@ -81,11 +81,12 @@ def run(config: PosttrainConfig) -> Path:
     tokenizer = load_tokenizer(config)
     rows = load_sft_rows(config.data, need_annotations=config.arm == "anchored")
     built = build_examples(rows, tokenizer, config, total=len(rows))
-    if int(os.environ.get("RANK", "0")) == 0:
-        check_plan(memory_plan(config, AutoConfig.from_pretrained(config.model_path)),
-                   config.training.memory_plan, "training.memory_plan",
-                   "lower training.per_device_batch_size (raise training.grad_accum to keep the batch) or set "
-                   "training.gradient_checkpointing=true")
+    # Every rank checks (the same estimate), so a refusal stops them all; rank 0 prints.
+    check_plan(memory_plan(config, AutoConfig.from_pretrained(config.model_path)),
+               config.training.memory_plan, "training.memory_plan",
+               "lower training.per_device_batch_size (raise training.grad_accum to keep the batch) or set "
+               "training.gradient_checkpointing=true",
+               print_fn=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _line: None))
     trainer = make_trainer(config, tokenizer, built.examples)
     result = trainer.train(resume_from_checkpoint=resume)
     save_final(trainer, config, tokenizer)

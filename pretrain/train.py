@@ -103,10 +103,10 @@ def run(config: PretrainConfig) -> TrainResult:
 
     set_seed(config.train.seed)  # the initial weights depend on the seed only
     model = build_model(config, tokenizer, accelerator.device)
-    if main:
-        check_plan(memory_plan(config, model, accelerator), t.memory_plan, "train.memory_plan",
-                   "lower train.micro_batch (raise train.grad_accum to keep the batch) or set "
-                   "model.gradient_checkpointing=true")
+    # Every rank checks (the same estimate), so a refusal stops them all; the main one prints.
+    check_plan(memory_plan(config, model, accelerator), t.memory_plan, "train.memory_plan",
+               "lower train.micro_batch (raise train.grad_accum to keep the batch) or set "
+               "model.gradient_checkpointing=true", print_fn=accelerator.print)
     n_params = parameter_count(model)
     fpt = flops_per_token(matmul_parameters(model), model.config.num_hidden_layers, model.config.hidden_size, t.seq_len)
     flatten = uses_varlen_flash(model.config)
