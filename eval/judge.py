@@ -5,9 +5,9 @@ judge is Qwen3-30B-A3B-Instruct); the transformers backend runs the same code on
 model, which is how the tests exercise it. Every answer that does not parse is a
 counted failure with value None: it is never replaced by a default score or label.
 
-One engine (``load_engine``, shared by ``engine_key``) can serve several requesters (quality and attribute labels
-name the same 30B judge); each requester asks through its own ``Judge`` with its own
-settings (template, max_new_tokens, temperature, seed), so sharing the engine never
+One engine (``load_engine``, shared by ``engine_key``) can serve several requesters
+(quality and attribute labels name the same 30B judge); each requester asks through its
+own ``Judge`` with its own settings (template, max_new_tokens, temperature, seed), so sharing the engine never
 changes what a requester asked for. Inputs longer than the engine's ``max_model_len``
 minus ``max_new_tokens`` are not sent (vLLM would fail the whole batch): their answer is
 empty, so they count as unparsed, and ``too_long`` counts them.
