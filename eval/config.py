@@ -94,7 +94,7 @@ class SamplingConfig:
     tensor_parallel_size: int = 1
     # vllm: fraction of GPU memory the engine may take.
     gpu_memory_utilization: float = 0.9
-    # Longest prompt+generation in tokens; longer prompts are skipped and counted (None: vllm, the model's own limit; transformers, none).
+    # Longest prompt+generation in tokens, longer prompts skipped and counted (None: vllm's model limit; none).
     max_model_len: int | None = None
     # Stop after writing this many new generations (a partial run, e.g. to test resuming; None: all).
     limit: int | None = None

@@ -60,7 +60,8 @@ CHECKPOINTS_DIR = "checkpoints"
 # Keys that may change between an interrupted run and its resume, because what is trained does
 # not depend on them: where and how often things are written (output_dir, save and logging
 # cadence, report_to), whether to resume, CPU threads and loader workers, and activation
-# checkpointing (memory traded for compute, same gradients), and whether the memory plan is enforced. Everything else (model, data,
+# checkpointing (memory traded for compute, same gradients), whether the memory plan is enforced.
+# Everything else (model, data,
 # arm, masking, every optimisation and schedule setting, max_steps and epochs, which set the
 # schedule's length) is the run identity; to train longer, fine-tune the finished model anew.
 RESUMABLE_KEYS = (
