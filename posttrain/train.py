@@ -61,9 +61,9 @@ CHECKPOINTS_DIR = "checkpoints"
 # not depend on them: where and how often things are written (output_dir, save and logging
 # cadence, report_to), whether to resume, CPU threads and loader workers, and activation
 # checkpointing (memory traded for compute, same gradients), whether the memory plan is enforced.
-# Everything else (model, data,
-# arm, masking, every optimisation and schedule setting, max_steps and epochs, which set the
-# schedule's length) is the run identity; to train longer, fine-tune the finished model anew.
+# Everything else (model, data, arm, masking, every optimisation and schedule setting, max_steps
+# and epochs, which set the schedule's length) is the run identity; to train longer, fine-tune
+# the finished model anew.
 RESUMABLE_KEYS = (
     "output_dir", "report_to", "training.resume_from_checkpoint", "training.save_steps", "training.save_total_limit",
     "training.logging_steps", "training.dataloader_num_workers", "training.torch_threads",
