@@ -13,7 +13,7 @@ from pretrain.memory_plan import GIB, MemoryInputs, check_plan, estimate
 
 REPO = Path(__file__).resolve().parents[2]
 # The estimate must be within this fraction of the measured peak (RSS is the OS's view: allocator slack included).
-TOLERANCE = 0.25
+TOLERANCE = 0.30
 
 # Two optimizer steps of a small OLMo-2 model on CPU in fp32 with the pretrain stage's own optimizer and
 # packed forward; the peak resident memory above what the process held before building the model.
@@ -56,20 +56,33 @@ print(json.dumps({"peak_bytes": peak - before, "parameters": sum(p.numel() for p
 """
 
 
-@pytest.mark.parametrize("checkpointing", [False, True], ids=["saved", "checkpointed"])
-def test_estimate_matches_the_measured_peak_of_a_cpu_run(checkpointing):
-    shape = dict(hidden_size=256, intermediate_size=1024, num_layers=4, vocab_size=4096)
-    rows, seq = 4, 256
-    args = [shape["hidden_size"], shape["intermediate_size"], shape["num_layers"], shape["vocab_size"], rows, seq,
-            checkpointing]
+def measure(h: int, i: int, layers: int, vocab: int, rows: int, seq: int, checkpointing: bool) -> dict:
+    args = [h, i, layers, vocab, rows, seq, checkpointing]
     done = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(args)], cwd=REPO, capture_output=True,
                           text=True, check=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
                                                       "PYTHONPATH": str(REPO)})
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
-    plan = estimate(MemoryInputs(parameters=measured["parameters"], trainable_parameters=measured["parameters"],
-                                 tokens_per_micro_batch=rows * seq, gradient_checkpointing=checkpointing, **shape))
-    ratio = plan.total / measured["peak_bytes"]
-    print(f"{plan.describe()}; measured {measured['peak_bytes'] / 2**20:.0f} MiB, estimate/measured {ratio:.2f}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def planned(h: int, i: int, layers: int, vocab: int, rows: int, seq: int, checkpointing: bool, parameters: int):
+    return estimate(MemoryInputs(parameters=parameters, trainable_parameters=parameters, num_layers=layers,
+                                 hidden_size=h, intermediate_size=i, vocab_size=vocab,
+                                 tokens_per_micro_batch=rows * seq, gradient_checkpointing=checkpointing))
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["saved", "checkpointed"])
+def test_estimate_matches_the_measured_peak_of_a_cpu_run(checkpointing):
+    """Peak RSS of a tiny reference run is subtracted from the measured and the planned peak:
+    what the process holds besides the training state (libraries, first-use buffers, which
+    vary with the machine) cancels, the difference is the model's."""
+    shape = (256, 1024, 4, 4096, 4, 256, checkpointing)
+    reference_shape = (32, 64, 1, 4096, 1, 16, checkpointing)
+    big, small = measure(*shape), measure(*reference_shape)
+    measured = big["peak_bytes"] - small["peak_bytes"]
+    plan = planned(*shape, big["parameters"])
+    estimate_bytes = plan.total - planned(*reference_shape, small["parameters"]).total
+    ratio = estimate_bytes / measured
+    print(f"{plan.describe()}; measured {measured / 2**20:.0f} MiB over the reference, estimate/measured {ratio:.2f}")
     assert abs(ratio - 1) <= TOLERANCE
 
 
