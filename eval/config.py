@@ -100,7 +100,7 @@ class SamplingConfig:
     tensor_parallel_size: PositiveInt = 1
     # vllm: fraction of GPU memory the engine may take.
     gpu_memory_utilization: ProperFraction = 0.9
-    # vllm: longest prompt+generation in tokens (None: the model's own limit).
+    # Longest prompt+generation in tokens, longer prompts skipped and counted (None: vllm's model limit; none).
     max_model_len: PositiveInt | None = None
     # Stop after writing this many new generations (a partial run, e.g. to test resuming; None: all).
     limit: NonNegativeInt | None = None

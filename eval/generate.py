@@ -27,6 +27,7 @@ from tqdm import tqdm
 from eval.backends import load_backend
 from eval.config import ArmConfig, EvalConfig
 from eval.jsonl_store import append_rows, dedupe, read_rows
+from eval.prompt_budget import prompt_token_budget, prompts_that_fit
 from eval.prompts import Prompt, load_prompts
 from eval.sampling import SampleSpec, sample_batch
 from eval.seeds import sample_seed
@@ -181,6 +182,8 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
         "prompts": len(prompts), "prompts_skipped": prompt_skips, "rows_present_before": len(done),
         "torn_lines_removed": torn, "duplicate_rows_ignored": duplicates, "rows_written": 0,
         "batches_skipped": 0, "batches_run": 0, "stopped_at_limit": False,
+        # Per arm: prompts left out because they do not fit the engine's max_model_len (eval.prompt_budget).
+        "prompts_too_long": {},
     }
     limit = config.sampling.limit
     for arm in config.arms:
@@ -195,6 +198,14 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
         backend = open_backend(config, arm)
         try:
             check_arm_identity(config, arm, run_dir, record=True)  # the model loads: its samples start now
+            budget = prompt_token_budget(getattr(backend, "max_model_len", None), config.sampling, arm.mode)
+            fitting, too_long = prompts_that_fit(prompts, arm, backend.tokenizer, budget)
+            if too_long:
+                counts["prompts_too_long"][arm.name] = len(too_long)
+                print(f"eval: arm '{arm.name}': {len(too_long)} prompts skipped, longer than {budget} tokens "
+                      f"(max_model_len {backend.max_model_len} minus generation): {', '.join(too_long[:5])}",
+                      file=sys.stderr, flush=True)
+                pending = [b for b in plan_batches(config, arm, fitting) if any(spec.id not in done for spec in b)]
             bar = tqdm(pending, desc=f"generate {arm.name}", unit="batch")
             for batch in bar:
                 rows = sample_batch(backend, arm, config.sampling, batch)

@@ -4,32 +4,58 @@ Used for quality scores and for story attribute labels. Real runs use vLLM (the 
 judge is Qwen3-30B-A3B-Instruct); the transformers backend runs the same code on a tiny
 model, which is how the tests exercise it. Every answer that does not parse is a
 counted failure with value None: it is never replaced by a default score or label.
+
+One engine (``load_engine``, shared by ``engine_key``) can serve several requesters
+(quality and attribute labels name the same 30B judge); each requester asks through its
+own ``Judge`` with its own settings (template, max_new_tokens, temperature, seed), so sharing the engine never
+changes what a requester asked for. Inputs longer than the engine's ``max_model_len``
+minus ``max_new_tokens`` are not sent (vLLM would fail the whole batch): their answer is
+empty, so they count as unparsed, and ``too_long`` counts them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Sequence
 
 from eval.backends import GenerationRequest, load_backend
 from eval.config import JudgeConfig
 from eval.seeds import stable_seed
+from posttrain.prompt_format import encode_prompt
+
+
+def engine_key(config: JudgeConfig) -> tuple:
+    """What decides the judge engine itself (not how it is asked): requesters with the same key share one."""
+    return (config.model, config.backend, config.dtype, config.tensor_parallel_size, config.max_model_len,
+            config.gpu_memory_utilization)
+
+
+def load_engine(config: JudgeConfig):
+    """The generation backend that runs the judge model of ``config``."""
+    if not config.model:
+        raise ValueError("the judge has no model (set metrics.*.judge.model)")
+    return load_backend(
+        config.backend, config.model, dtype=config.dtype, batch_size=config.batch_size,
+        tensor_parallel_size=config.tensor_parallel_size, gpu_memory_utilization=config.gpu_memory_utilization,
+        max_model_len=config.max_model_len, seed=config.seed,
+    )
 
 
 class Judge:
-    def __init__(self, config: JudgeConfig) -> None:
-        if not config.model:
-            raise ValueError("the judge has no model (set metrics.*.judge.model)")
+    def __init__(self, config: JudgeConfig, backend=None) -> None:
+        """A requester's judge: ``config``'s settings on ``backend`` (shared, owned by the
+        caller) or on an engine of its own (closed by ``close``)."""
         self.config = config
-        self.backend = load_backend(
-            config.backend, config.model, dtype=config.dtype, batch_size=config.batch_size,
-            tensor_parallel_size=config.tensor_parallel_size, gpu_memory_utilization=config.gpu_memory_utilization,
-            max_model_len=config.max_model_len, seed=config.seed,
-        )
+        self.owns_backend = backend is None
+        self.backend = backend if backend is not None else load_engine(config)
+        # Inputs not sent because they exceed the engine's context (answered "", counted as unparsed).
+        self.too_long = 0
 
     def close(self) -> None:
-        self.backend.close()
+        if self.owns_backend:
+            self.backend.close()
 
     def render(self, content: str) -> str:
         tokenizer = self.backend.tokenizer
@@ -48,10 +74,20 @@ class Judge:
             )
             for content, key in zip(contents, keys)
         ]
-        answers = []
-        for start in range(0, len(requests), self.config.batch_size):
-            answers.extend(c.text for c in self.backend.generate(requests[start: start + self.config.batch_size]))
-        return answers
+        limit = getattr(self.backend, "max_model_len", None)
+        budget = None if limit is None else limit - self.config.max_new_tokens
+        fits = [budget is None or len(encode_prompt(self.backend.tokenizer, r.text)) <= budget for r in requests]
+        sent = [r for r, ok in zip(requests, fits) if ok]
+        texts = []
+        for start in range(0, len(sent), self.config.batch_size):
+            texts.extend(c.text for c in self.backend.generate(sent[start: start + self.config.batch_size]))
+        skipped = fits.count(False)
+        if skipped:
+            self.too_long += skipped
+            print(f"eval: judge {self.config.model}: {skipped} inputs longer than {budget} tokens were not judged "
+                  "(counted as unparsed)", file=sys.stderr, flush=True)
+        answers = iter(texts)
+        return [next(answers) if ok else "" for ok in fits]
 
 
 def fill_template(template: str, key: str, **values: str) -> str:

@@ -100,15 +100,16 @@ class GroupScorer:
         self._quality_by_id: dict[str, float | None] = {}
 
     def judge_for(self, judge_config):
-        """One engine per distinct judge: quality and labels share it when they name the
-        same model (two copies of a 30B judge would not fit beside each other)."""
-        from eval.judge import Judge
+        """A judge with ``judge_config``'s own settings (max_new_tokens, temperature, template,
+        seed) on one engine per distinct judge model: quality and labels share the engine
+        when they name the same model (two copies of a 30B judge would not fit beside each
+        other), never each other's settings."""
+        from eval.judge import Judge, engine_key, load_engine
 
-        key = (judge_config.model, judge_config.backend, judge_config.dtype, judge_config.tensor_parallel_size,
-               judge_config.max_model_len, judge_config.gpu_memory_utilization)
+        key = engine_key(judge_config)
         if key not in self._judges:
-            self._judges[key] = Judge(judge_config)
-        return self._judges[key]
+            self._judges[key] = load_engine(judge_config)
+        return Judge(judge_config, self._judges[key])
 
     @property
     def embedder(self):
@@ -203,8 +204,8 @@ class GroupScorer:
         for labeller in (self._labeller, self._secondary_labeller):
             if labeller is not None:
                 labeller.close()
-        for judge in self._judges.values():
-            judge.close()
+        for engine in self._judges.values():
+            engine.close()
 
     def quality_of(self, rows: list[dict]) -> list[float | None]:
         """Quality of each sample row (all of one arm), by the configured judge or proxy."""

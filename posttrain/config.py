@@ -75,6 +75,8 @@ class TrainingConfig:
     # Pack several examples into one row of max_seq_len (TRL BFD packing, padding-free with per-example
     # position ids, so examples never attend to each other and each keeps its own label mask).
     packing: bool = False
+    # enforce: refuse to start when the printed memory plan exceeds the GPU's memory; warn: start anyway.
+    memory_plan: Literal["enforce", "warn"] = "enforce"
     # Worker processes for the data loader.
     dataloader_num_workers: NonNegativeInt = 0
     # CPU threads for torch in this process (None: leave torch's default); tests and the CPU demo use 2.

@@ -16,8 +16,9 @@ Token boundaries. Each piece is tokenized on its own and the ids are concatenate
 every boundary is exact and the mask never splits a token:
 
 - the prompt is tokenized alone, exactly as eval tokenizes it before sampling
-  (``encode_prompt``: the tokenizer's special tokens, e.g. BOS, unless the rendered text
-  already starts with BOS), so training conditions on the ids the model sees at inference;
+  (``encode_prompt``: no special tokens but exactly one leading BOS when the tokenizer has
+  one, the rule pretraining documents follow), so training conditions on the ids the
+  model sees at inference;
 - the annotation begins with ``<|ann|>`` and ends with ``<|/ann|>``, special tokens
   that never merge with their neighbours, so the prompt/annotation and
   annotation/response boundaries are clean by construction;

@@ -66,12 +66,21 @@ class PromptFormat:
 
 
 def encode_prompt(tokenizer: Any, prompt_text: str) -> list[int]:
-    """A rendered prompt's ids, as training and sampling both feed them: with the
-    tokenizer's special tokens (BOS), unless the text already starts with BOS (chat
-    templates often write it themselves)."""
-    bos = tokenizer.bos_token
-    add_special = not (bos and prompt_text.startswith(bos))
-    return tokenizer(prompt_text, add_special_tokens=add_special)["input_ids"]
+    """A rendered prompt's ids, as training and sampling (both backends) feed them: the
+    text without the tokenizer's own special tokens, then the one BOS rule (``with_bos``)."""
+    return with_bos(tokenizer, tokenizer(prompt_text, add_special_tokens=False)["input_ids"])
+
+
+def with_bos(tokenizer: Any, ids: list[int]) -> list[int]:
+    """The one BOS rule of the project: every sequence a model sees (a pretraining document,
+    an SFT example, a prompt at evaluation) starts with exactly one BOS token when the
+    tokenizer has one, whether or not the tokenizer would add it itself (the trained BPE
+    adds it, OLMo-2's names ``<|endoftext|>`` as BOS but adds none); ids that already start
+    with it (a chat template that writes BOS) are left as they are. No BOS token, no prefix."""
+    bos = tokenizer.bos_token_id
+    if bos is None or (ids and ids[0] == bos):
+        return list(ids)
+    return [bos, *ids]
 
 
 def check_conversation(messages: Sequence[Message], expect_final_assistant: bool) -> None:

@@ -21,7 +21,13 @@ Runs under ``accelerate launch -m posttrain CONFIG`` with the same accelerate/De
 configs as pretraining (``configs/accelerate/``): the Trainer reads the launcher's
 environment. Every process builds the examples (deterministically); only the main
 process writes files. The LoRA merge reloads the base model and the saved adapter on
-the main process, so it also works when training sharded the weights (ZeRO-3).
+the main process, so it also works when training sharded the weights (ZeRO-3); it runs
+with transformers' ZeRO-3 switch off (``zero3_loading_disabled``), else rank 0's
+``from_pretrained`` would enter ZeRO-3 collectives that the other ranks, waiting at the
+barrier, never join (a hang). Under FSDP the state dict is switched to FULL before the
+final save (``full_state_dict_for_save``): with SHARDED_STATE_DICT ``Trainer.save_model``
+writes no weights at all, and a run must never write its manifest without them
+(``check_weights_written``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +50,7 @@ from stage_io.hf_files import make_tokenizer_config_portable
 from posttrain.config import PosttrainConfig
 from posttrain.examples import SFTExample, build_examples
 from posttrain.sft_records import load_sft_rows
+from pretrain.memory_plan import MemoryInputs, MemoryPlan, check_plan, estimate, launcher_sharding
 from stage_io.file_integrity import tree_problems
 from stage_io.manifest import weight_files, write_manifest
 from stage_io.model_paths import check_model, check_tokenizer
@@ -61,13 +69,14 @@ BROKEN_PREFIX = "broken-"
 # Keys that may change between an interrupted run and its resume, because what is trained does
 # not depend on them: where and how often things are written (output_dir, save and logging
 # cadence, report_to), whether to resume, CPU threads and loader workers, and activation
-# checkpointing (memory traded for compute, same gradients). Everything else (model, data,
-# arm, masking, every optimisation and schedule setting, max_steps and epochs, which set the
-# schedule's length) is the run identity; to train longer, fine-tune the finished model anew.
+# checkpointing (memory traded for compute, same gradients), whether the memory plan is enforced.
+# Everything else (model, data, arm, masking, every optimisation and schedule setting, max_steps
+# and epochs, which set the schedule's length) is the run identity; to train longer, fine-tune
+# the finished model anew.
 RESUMABLE_KEYS = (
     "output_dir", "report_to", "training.resume_from_checkpoint", "training.save_steps", "training.save_total_limit",
     "training.logging_steps", "training.dataloader_num_workers", "training.torch_threads",
-    "training.gradient_checkpointing",
+    "training.gradient_checkpointing", "training.memory_plan",
 )
 
 
@@ -90,6 +99,12 @@ def _run(config: PosttrainConfig) -> Path:
     tokenizer = load_tokenizer(config)
     rows = load_sft_rows(config.data, need_annotations=config.arm == "anchored")
     built = build_examples(rows, tokenizer, config, total=len(rows))
+    # Every rank checks (the same estimate), so a refusal stops them all; rank 0 prints.
+    check_plan(memory_plan(config, AutoConfig.from_pretrained(config.model_path)),
+               config.training.memory_plan, "training.memory_plan",
+               "lower training.per_device_batch_size (raise training.grad_accum to keep the batch) or set "
+               "training.gradient_checkpointing=true",
+               print_fn=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _line: None))
     trainer = make_trainer(config, tokenizer, built.examples)
     result = trainer.train(resume_from_checkpoint=resume)
     save_final(trainer, config, tokenizer)
@@ -134,6 +149,24 @@ def check_inputs(config: PosttrainConfig) -> None:
         raise ValueError(f"max_seq_len={config.max_seq_len} exceeds the {positions} positions of {config.model_path} "
                          f"(max_position_embeddings); set max_seq_len <= {positions}, or train_past_positions=true "
                          "to train on positions the model never saw")
+
+
+def memory_plan(config: PosttrainConfig, model_config: Any) -> MemoryPlan:
+    """Estimated peak memory per device of one SFT step (pretrain.memory_plan, shared with pretraining):
+    rows padded to max_seq_len; with LoRA the adapter's gradients and optimizer states are left out (<1%)."""
+    from pretrain.model_configs import count_parameters_meta
+
+    sharding, world = launcher_sharding()
+    n_params = count_parameters_meta(model_config)
+    t = config.training
+    return estimate(MemoryInputs(
+        parameters=n_params, trainable_parameters=0 if config.lora.enabled else n_params,
+        num_layers=model_config.num_hidden_layers, hidden_size=model_config.hidden_size,
+        intermediate_size=model_config.intermediate_size, vocab_size=model_config.vocab_size,
+        tokens_per_micro_batch=t.per_device_batch_size * config.max_seq_len, world_size=world, sharding=sharding,
+        bf16=t.bf16, gradient_checkpointing=t.gradient_checkpointing, extra_logit_bytes=4,
+        cuda=torch.cuda.is_available(),
+    ))
 
 
 def load_tokenizer(config: PosttrainConfig) -> Any:
@@ -301,22 +334,65 @@ def check_run_identity_of_checkpoints(config: PosttrainConfig) -> None:
 
 def save_final(trainer: SFTTrainer, config: PosttrainConfig, tokenizer: Any) -> None:
     out = Path(config.output_dir)
+    full_state_dict_for_save(trainer)
     if not config.lora.enabled:
         trainer.save_model(str(out))  # gathers sharded weights; writes model + tokenizer on the main process
         if trainer.is_world_process_zero():
+            check_weights_written(out)
             make_tokenizer_config_portable(out)
         return
     adapter = out / ADAPTER_DIR
     trainer.save_model(str(adapter))
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        from peft import PeftModel
-
-        base = AutoModelForCausalLM.from_pretrained(config.model_path, dtype=torch.float32)
-        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-        merged.generation_config = trainer.model.generation_config
-        merged.save_pretrained(str(out))
+        check_weights_written(adapter)
+        merge_adapter(config.model_path, adapter, out, trainer.model.generation_config)
         tokenizer.save_pretrained(str(out))
         make_tokenizer_config_portable(out)
     trainer.accelerator.wait_for_everyone()
+
+
+def full_state_dict_for_save(trainer: Any) -> None:
+    """Under FSDP, gather a FULL state dict for the final save (SHARDED_STATE_DICT, right
+    for resumable checkpoints, makes ``Trainer.save_model`` write no weights)."""
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return
+    plugin = trainer.accelerator.state.fsdp_plugin
+    if "FULL_STATE_DICT" in str(plugin.state_dict_type):
+        return
+    plugin.state_dict_config = plugin.optim_state_dict_config = None  # rebuilt for FULL by set_state_dict_type
+    plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
+def check_weights_written(folder: Path) -> None:
+    """Refuse to call a run complete when the save wrote no weights."""
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise RuntimeError(f"{folder}: the final save wrote no weights (no *.safetensors); under FSDP the state "
+                           "dict must be FULL_STATE_DICT for the save (configs/accelerate/fsdp.yaml)")
+
+
+@contextmanager
+def zero3_loading_disabled():
+    """transformers' global ZeRO-3 switch off for the duration (restored after): models load whole,
+    without entering ``deepspeed.zero.Init`` collectives that only one rank would join."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
+def merge_adapter(model_path: str, adapter: Path, out: Path, generation_config=None) -> None:
+    """Base weights + LoRA adapter, merged and saved to ``out`` by one process alone."""
+    from peft import PeftModel
+
+    with zero3_loading_disabled():
+        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    if generation_config is not None:
+        merged.generation_config = generation_config
+    merged.save_pretrained(str(out))
 

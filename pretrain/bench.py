@@ -136,17 +136,26 @@ def cpu_benchmarks(work: Path, steps: int, repeats: int) -> None:
           f"   [{1000 * min(step_time['anchored']):.1f} ms vs {1000 * min(step_time['plain']):.1f} ms per step]")
 
 
-def cuda_benchmark(preset: str, steps: int, seq_len: int, micro_batch: int) -> None:
-    """bf16 tokens/s and MFU of the stage's train step on synthetic packed documents."""
+def cuda_benchmark(preset: str, steps: int, seq_len: int, micro_batch: int, vocab: int | None = None,
+                   mixed_precision: str = "bf16") -> dict:
+    """bf16 tokens/s and MFU of the stage's train step on synthetic packed documents, and the
+    peak memory it allocated against the memory plan (scripts/gpu_check.py also runs it on
+    CPU, at tiny sizes and in fp32, as a dry run)."""
     from accelerate import Accelerator
 
     from pretrain.config import ModelSection
+    from pretrain.memory_plan import MemoryInputs, estimate
     from pretrain.model_configs import build_hf_config
     from pretrain.train import attn_implementation, make_optimizer, train_step
     from transformers import AutoModelForCausalLM
 
-    accelerator = Accelerator(mixed_precision="bf16", step_scheduler_with_optimizer=False)
-    vocab = PRESETS[preset].vocab_size
+    accelerator = Accelerator(mixed_precision=mixed_precision, step_scheduler_with_optimizer=False,
+                              cpu=not torch.cuda.is_available())
+    cuda = accelerator.device.type == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    vocab = vocab or PRESETS[preset].vocab_size
     hf_config = build_hf_config(ModelSection(preset=preset), vocab, seq_len, 1, 2, 0)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(hf_config, attn_implementation=attn_implementation("auto", accelerator.device))
@@ -176,13 +185,27 @@ def cuda_benchmark(preset: str, steps: int, seq_len: int, micro_batch: int) -> N
     peak = peak_flops(None, accelerator.device)
     utilisation = mfu(tok_s, fpt, peak)
     n_params = parameter_count(model)
-    print(f"{preset:>5} ({n_params / 1e6:.0f}M params, {model.config._attn_implementation}, bf16, "
+    print(f"{preset:>5} ({n_params / 1e6:.0f}M params, {model.config._attn_implementation}, {mixed_precision}, "
           f"{micro_batch}x{seq_len} tokens/step): {tok_s:,.0f} tokens/s, "
           f"MFU {'n/a' if utilisation is None else f'{100 * utilisation:.1f}%'} "
           f"(peak {f'{peak:.3g}' if peak else 'unknown'} FLOP/s, {device_name(accelerator.device)})")
+    plan = estimate(MemoryInputs(
+        parameters=n_params, trainable_parameters=n_params, num_layers=hf_config.num_hidden_layers,
+        hidden_size=hf_config.hidden_size, intermediate_size=hf_config.intermediate_size, vocab_size=vocab,
+        tokens_per_micro_batch=micro_batch * seq_len, bf16=mixed_precision == "bf16", cuda=cuda,
+    ))
+    result = {
+        "preset": preset, "parameters": n_params, "attention": model.config._attn_implementation,
+        "precision": mixed_precision, "tokens_per_step": micro_batch * seq_len, "steps": steps,
+        "tokens_per_second": tok_s, "mfu": utilisation, "peak_flops": peak, "device": device_name(accelerator.device),
+        # torch's allocator peak (no CUDA context): compare with the plan minus its fixed overhead.
+        "peak_memory_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+        "memory_plan_bytes": plan.total, "memory_plan_without_overhead_bytes": plan.total - plan.overhead,
+    }
     del model, optimizer
-    if accelerator.device.type == "cuda":
+    if cuda:
         torch.cuda.empty_cache()
+    return result
 
 
 def device_name(device: torch.device) -> str:

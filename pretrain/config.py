@@ -47,7 +47,7 @@ class TokenizerSection:
     # Also train the BPE on each chunk's rendered annotation (delimiters removed), so keys and frequent values
     # become whole tokens; the vocabulary is still one for both arms (False: chunk text only, the paper's way).
     train_on_annotations: bool = False
-    # Start every document with the tokenizer's bos token (when it has one).
+    # Start every document with the tokenizer's bos token when it has one (must stay true: prompts do, see with_bos).
     add_bos: bool = True
 
 
@@ -137,6 +137,8 @@ class TrainSection:
     stop_after_steps: PositiveInt | None = None
     # torch threads per process on CPU.
     cpu_threads: PositiveInt = 2
+    # enforce: refuse to start when the printed memory plan exceeds the GPU's memory; warn: start anyway.
+    memory_plan: Literal["enforce", "warn"] = "enforce"
 
 
 @dataclass

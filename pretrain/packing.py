@@ -23,7 +23,11 @@ rows in ``masking_utils.find_packed_sequence_indices`` (a new sequence wherever 
 position id does not grow by one) and builds a block-diagonal causal mask for sdpa and
 eager; flash_attention_2 turns the same position ids into ``cu_seqlens`` for the varlen
 kernel, but only for a batch of one row, so for flash attention the batch is flattened
-to ``(1, rows * seq_len)``. Two conditions, both checked in the tests:
+to ``(1, rows * seq_len)``. The flattened batch also carries ``cu_seq_lens_q/k`` and
+``max_length_q/k`` (transformers' ``FlashAttentionKwargs``, as TRL's padding-free collator
+passes them), computed here on the host from the position ids: without them every
+attention layer derives them on the GPU itself, and ``max_length`` as a Python int costs
+one device sync per layer. Two conditions, both checked in the tests:
 
 - no 2D ``attention_mask`` is passed (the detection runs only without one);
 - ``use_cache=False``: with the default ``use_cache=True`` the model builds a KV cache
@@ -44,6 +48,8 @@ import torch
 from pretrain.sequences import TokenizedCorpus
 
 IGNORE_INDEX = -100
+# transformers' FlashAttentionKwargs: the flash varlen kernel's boundaries, precomputed per batch.
+VARLEN_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
 @dataclass
@@ -67,7 +73,20 @@ class PackedRows:
         }
         if flatten:
             inputs = {k: v.reshape(1, -1) for k, v in inputs.items()}
-        return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        moved = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        if flatten:
+            cu_seq_lens, max_length = varlen_boundaries(self.position_ids.reshape(-1))
+            moved["cu_seq_lens_q"] = moved["cu_seq_lens_k"] = cu_seq_lens.to(device, non_blocking=True)
+            moved["max_length_q"] = moved["max_length_k"] = max_length
+        return moved
+
+
+def varlen_boundaries(position_ids: np.ndarray) -> tuple[torch.Tensor, int]:
+    """Cumulative sequence lengths (int32, starting at 0, ending at the total) and the longest
+    sequence of a flattened packed row: a sequence starts wherever the position id is 0."""
+    starts = np.flatnonzero(position_ids == 0)
+    bounds = np.append(starts, len(position_ids)).astype(np.int32)
+    return torch.from_numpy(bounds), int(np.diff(bounds).max())
 
 
 @dataclass
@@ -276,9 +295,11 @@ def uses_varlen_flash(model_config) -> bool:
 
 def forward_packed(model, inputs: dict[str, torch.Tensor]):
     """The model on a packed batch: position ids and labels, no attention mask, no cache."""
+    varlen = {k: inputs[k] for k in VARLEN_KEYS if k in inputs}  # flattened batches only
     return model(
         input_ids=inputs["input_ids"],
         position_ids=inputs["position_ids"],
         labels=inputs.get("labels"),
         use_cache=False,  # a cache disables transformers' packed-sequence masking (see the module docstring)
+        **varlen,
     )

@@ -11,8 +11,8 @@ The annotate stage hands over one row per chunk (``ANN/data``), ordered by docum
 - plain: ``x1 SEP x2 SEP ... xn``: the same chunks, no annotations.
 
 Each document is tokenized whole (so training sees the tokenization that generation
-will see) and becomes ``[bos] + tokens + [eos]`` (bos if the tokenizer has one and
-``tokenizer.add_bos``). Annotation tokens are the spans from ``<|ann|>`` to ``<|/ann|>``
+will see) and becomes ``[bos] + tokens + [eos]`` (bos if the tokenizer has one: the
+one BOS rule of ``posttrain.prompt_format.with_bos``, which prompts follow too). Annotation tokens are the spans from ``<|ann|>`` to ``<|/ann|>``
 inclusive; every other token (text, separators, bos/eos) is a content token.
 
 The corpus is written once to ``cache_dir`` as ``tokens.bin`` (uint32), ``annotation.bin``
@@ -247,7 +247,11 @@ def build_corpus(data_cfg, tokenizer, add_bos: bool, cache_dir: str | Path, key:
         if cached.get("key") == key:
             return TokenizedCorpus.load(cache_dir)
     open_id, close_id = annotation_token_ids(tokenizer)
-    bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+    if not add_bos and tokenizer.bos_token_id is not None:
+        raise ValueError("tokenizer.add_bos=false, but the tokenizer has a BOS token, which posttrain and eval put "
+                         "at the start of every prompt (posttrain.prompt_format.with_bos, the one BOS rule): "
+                         "pretraining documents must start with it too; set tokenizer.add_bos=true")
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id]
     tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

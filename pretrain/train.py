@@ -36,6 +36,7 @@ from transformers.utils import is_flash_attn_2_available
 
 from pretrain import checkpoint as ckpt
 from pretrain.config import PretrainConfig
+from pretrain.memory_plan import MemoryInputs, MemoryPlan, check_plan, estimate, launcher_sharding
 from pretrain.model_configs import (build_hf_config, matmul_parameters, padded_vocab_size, parameter_count,
                                     resolve_preset)
 from pretrain.packing import PackedRows, PackedStream, forward_packed, uses_varlen_flash
@@ -51,7 +52,7 @@ from stage_io.run_lock import hold_lock, is_main_rank
 
 # Keys that may change between an interrupted invocation and its resume.
 RESUMABLE_CHANGES = ("output_dir", "data.cache_dir", "data.tokenize_batch_size", "train.resume", "train.stop_after_steps", "train.checkpoint_every", "train.keep_checkpoints",
-                     "train.cpu_threads", "logging")
+                     "train.cpu_threads", "train.memory_plan", "logging")
 
 
 @dataclass
@@ -116,6 +117,10 @@ def _run(config: PretrainConfig) -> TrainResult:
 
     set_seed(config.train.seed)  # the initial weights depend on the seed only
     model = build_model(config, tokenizer, accelerator.device)
+    # Every rank checks (the same estimate), so a refusal stops them all; the main one prints.
+    check_plan(memory_plan(config, model, accelerator), t.memory_plan, "train.memory_plan",
+               "lower train.micro_batch (raise train.grad_accum to keep the batch) or set "
+               "model.gradient_checkpointing=true", print_fn=accelerator.print)
     n_params = parameter_count(model)
     fpt = flops_per_token(matmul_parameters(model), model.config.num_hidden_layers, model.config.hidden_size, t.seq_len)
     flatten = uses_varlen_flash(model.config)
@@ -312,6 +317,19 @@ def build_model(config: PretrainConfig, tokenizer, device: torch.device):
     return model
 
 
+def memory_plan(config: PretrainConfig, model, accelerator: Accelerator) -> MemoryPlan:
+    """The estimated peak memory per device of this run's training step (pretrain.memory_plan)."""
+    sharding, world = launcher_sharding()
+    n_params = parameter_count(model)
+    return estimate(MemoryInputs(
+        parameters=n_params, trainable_parameters=n_params, num_layers=model.config.num_hidden_layers,
+        hidden_size=model.config.hidden_size, intermediate_size=model.config.intermediate_size,
+        vocab_size=model.config.vocab_size, tokens_per_micro_batch=config.train.micro_batch * config.train.seq_len,
+        world_size=world, sharding=sharding, bf16=accelerator.mixed_precision == "bf16",
+        gradient_checkpointing=config.model.gradient_checkpointing, cuda=accelerator.device.type == "cuda",
+    ))
+
+
 def make_optimizer(model, config: PretrainConfig) -> torch.optim.Optimizer:
     """AdamW; weight decay on weight matrices only (and on embeddings if optim.decay_embeddings)."""
     o = config.optim
@@ -320,10 +338,17 @@ def make_optimizer(model, config: PretrainConfig) -> torch.optim.Optimizer:
     for param in model.parameters():
         if not param.requires_grad:
             continue
-        is_matrix = param.ndim >= 2 and (param is not embedding or o.decay_embeddings)
+        is_matrix = len(full_shape(param)) >= 2 and (param is not embedding or o.decay_embeddings)
         (decay if is_matrix else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+
+
+def full_shape(param) -> tuple[int, ...]:
+    """A parameter's shape, also under ``deepspeed.zero.Init`` (ZeRO-3), where every
+    parameter is an empty partition and the real shape is kept in ``ds_shape``."""
+    shape = getattr(param, "ds_shape", None)
+    return tuple(shape) if shape is not None else tuple(param.shape)
 
 
 def resume_identity(config: PretrainConfig, world: int) -> dict:

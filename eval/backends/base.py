@@ -56,3 +56,28 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
         if 0 <= at < best:
             best, which = at, stop
     return text[:best], which
+
+
+def special_token_id(tokenizer: Any, text: str) -> int | None:
+    """The id of ``text`` when it is one special or added token (eos, ``<|/ann|>``, a chat
+    template's end of turn), else None. Only those are stopped on by id: an ordinary string
+    that happens to be one token (``"\\n\\n\\n"``) must stop wherever it appears in the text,
+    also inside or across other tokens, so it stays a string stop."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        return None
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    return ids[0] if ids[0] in special else None
+
+
+def split_stops(tokenizer: Any, stops: Sequence[str]) -> tuple[dict[int, str], tuple[str, ...]]:
+    """``stops`` as token ids (special/added tokens: id -> the stop string) and strings (the rest)."""
+    ids: dict[int, str] = {}
+    strings: list[str] = []
+    for stop in stops:
+        tid = special_token_id(tokenizer, stop)
+        if tid is not None:
+            ids[tid] = stop
+        else:
+            strings.append(stop)
+    return ids, tuple(strings)

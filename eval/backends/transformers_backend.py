@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from eval.backends.base import Completion, GenerationRequest, cut_at_stop
+from eval.backends.base import Completion, GenerationRequest, cut_at_stop, split_stops
 from posttrain.prompt_format import encode_prompt
 
 _DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -61,6 +61,7 @@ class TransformersBackend:
         dtype: str = "auto",
         device: str = "auto",
         batch_size: int = 16,
+        max_model_len: int | None = None,
         **_ignored,
     ) -> None:
         self.model_name = model
@@ -71,6 +72,8 @@ class TransformersBackend:
         ).to(self.device)
         self.model.eval()
         self.batch_size = batch_size
+        # Longest prompt + generation (None: no limit); prompts over the budget are skipped upstream, as with vLLM.
+        self.max_model_len = max_model_len
         self._cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
 
@@ -109,16 +112,9 @@ class TransformersBackend:
         text_stops: list[tuple[str, ...]] = []
         banned: list[list[int]] = []
         for request in requests:
-            ids = {eos: "<eos>" for eos in self.eos_ids}
-            strings = []
-            for stop in request.stop:
-                tid = self.single_token_id(stop)
-                if tid is not None:
-                    ids[tid] = stop
-                else:
-                    strings.append(stop)
-            stop_ids.append(ids)
-            text_stops.append(tuple(strings))
+            ids, strings = split_stops(tok, request.stop)
+            stop_ids.append({**{eos: "<eos>" for eos in self.eos_ids}, **ids})
+            text_stops.append(strings)
             row_banned = []
             for text in request.banned:
                 tid = self.single_token_id(text)

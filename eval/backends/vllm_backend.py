@@ -5,6 +5,14 @@ Written against vLLM's documented offline API: ``LLM(model, tensor_parallel_size
 per prompt, each with ``n=1`` and its own ``seed``. A per-request seed matters: relying on
 the engine-wide seed has produced identical samples across jobs (a known vLLM report).
 
+Prompts go in as token ids (``{"prompt_token_ids": ids}``, vLLM's ``TokensPrompt``), built
+by ``posttrain.prompt_format.encode_prompt``: the very ids SFT trained on and the
+transformers backend feeds, BOS included by the one rule, never vLLM's own re-tokenisation
+of the text. Stops that are special or added tokens stop by id, other stop strings by
+text (``split_stops``). The engine is shut down explicitly in ``close``: freeing it by
+garbage collection alone is known to leave its GPU memory held (vLLM #1908, #21073), and
+the next engine (the judge at 0.9 of the GPU) would then refuse to start.
+
 ``skip_special_tokens=False`` keeps the annotation delimiters in the text, so anchored
 sampling can parse them and a stray annotation in a response can be stripped rather
 than leaking its tag text into scoring. Banned strings become a -100 logit bias on their
@@ -15,7 +23,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from eval.backends.base import Completion, GenerationRequest, cut_at_stop
+from eval.backends.base import Completion, GenerationRequest, cut_at_stop, split_stops
+from posttrain.prompt_format import encode_prompt
 
 
 class VLLMBackend:
@@ -50,11 +59,16 @@ class VLLMBackend:
             kwargs["max_model_len"] = max_model_len
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        # The engine's context length (prompt + generation): prompts longer than the budget are skipped upstream.
+        engine = self.llm.llm_engine
+        model_config = getattr(engine, "model_config", None) or engine.vllm_config.model_config
+        self.max_model_len = int(model_config.max_model_len)
 
     def close(self) -> None:
         # Free the engine's GPU memory before the next arm's model loads.
         import gc
 
+        shutdown_engine(self.llm)
         del self.llm
         try:  # vLLM keeps its parallel groups alive unless told; the next engine needs them gone
             from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
@@ -80,10 +94,7 @@ class VLLMBackend:
 
         params = []
         for request in requests:
-            stop_ids, stop_strings = [], []
-            for stop in request.stop:
-                tid = self.single_token_id(stop)
-                (stop_ids.append(tid) if tid is not None else stop_strings.append(stop))
+            stop_ids, stop_strings = split_stops(self.tokenizer, request.stop)
             bias = {}
             for text in request.banned:
                 tid = self.single_token_id(text)
@@ -92,10 +103,10 @@ class VLLMBackend:
                 bias[tid] = -100.0
             params.append(SamplingParams(
                 n=1, seed=request.seed, temperature=request.temperature, top_p=request.top_p,
-                max_tokens=request.max_new_tokens, stop=stop_strings or None, stop_token_ids=stop_ids or None,
+                max_tokens=request.max_new_tokens, stop=list(stop_strings) or None, stop_token_ids=list(stop_ids) or None,
                 logit_bias=bias or None, skip_special_tokens=False, include_stop_str_in_output=False,
             ))
-        outputs = self.llm.generate([r.text for r in requests], params, use_tqdm=False)
+        outputs = self.llm.generate(token_prompts(self.tokenizer, requests), params, use_tqdm=False)
         completions = []
         for request, output in zip(requests, outputs):
             sample = output.outputs[0]
@@ -116,3 +127,19 @@ class VLLMBackend:
                     reason = hit or "<eos>"
             completions.append(Completion(text=text, finish_reason=finish, stop_reason=reason, num_tokens=len(sample.token_ids)))
         return completions
+
+
+def token_prompts(tokenizer, requests: Sequence[GenerationRequest]) -> list[dict]:
+    """vLLM ``TokensPrompt`` inputs: each request's ids exactly as ``encode_prompt`` builds them."""
+    return [{"prompt_token_ids": encode_prompt(tokenizer, r.text)} for r in requests]
+
+
+def shutdown_engine(llm) -> None:
+    """Stop an ``LLM``'s engine now: ``LLM.shutdown()`` where this vLLM has it, else the v1
+    engine core's ``shutdown()`` (its worker processes and their GPU memory)."""
+    if callable(getattr(llm, "shutdown", None)):
+        llm.shutdown()
+        return
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if callable(getattr(core, "shutdown", None)):
+        core.shutdown()

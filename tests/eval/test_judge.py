@@ -46,7 +46,7 @@ def test_quality_and_labels_share_one_judge_engine(tiny_models):
     metrics = MetricsConfig(quality=QualityConfig(kind="judge", judge=judge),
                             semantic_entropy=SemanticEntropyConfig(labels="judge", judge=judge))
     scorer = GroupScorer(EvalConfig(metrics=metrics))
-    assert scorer.quality_model("unused").judge is scorer.labeller.judge
+    assert scorer.quality_model("unused").judge.backend is scorer.labeller.judge.backend
     assert len(scorer._judges) == 1
     scorer.close()
 

@@ -30,7 +30,10 @@ def test_every_yaml_loads(path):
     config = load_config(PosttrainConfig, path)
     arm = "anchored" if "anchored" in path.name else "plain"
     assert config.arm == arm
-    assert config.output_dir.endswith(arm) and config.model_path.endswith(arm)
+    if path.name.endswith("_on_plain.yaml"):  # ablation (a): anchored SFT of the plain-pretrained model
+        assert config.output_dir.endswith("anchored_on_plain") and config.model_path.endswith("plain")
+    else:
+        assert config.output_dir.endswith(arm) and config.model_path.endswith(arm)
     if arm == "anchored":
         assert config.data.annotations, "the anchored arm reads the annotate stage's output"
     if path.name.startswith("tulu3"):

@@ -230,3 +230,19 @@ def test_rows_start_at_chunks_resumes_exactly():
     again.load_state_dict(saved)
     assert np.array_equal(again.next_rows(20).input_ids, rest.input_ids)
     assert again.counters == stream.counters
+
+
+def test_flattened_batch_carries_the_varlen_boundaries_transformers_would_compute():
+    """Precomputed cu_seq_lens / max_length (no per-layer GPU sync) equal transformers' own."""
+    from transformers.modeling_flash_attention_utils import prepare_fa_kwargs_from_position_ids
+
+    docs = [random_doc(n, 10 + n) for n in (7, 13, 5, 9, 14, 40)]
+    rows = pack_sequences(docs, seq_len=16)
+    flat = rows.to_model_inputs("cpu", flatten=True)
+    (cu_q, cu_k), (max_q, max_k) = prepare_fa_kwargs_from_position_ids(flat["position_ids"])
+    assert flat["cu_seq_lens_q"].tolist() == cu_q.tolist() and flat["cu_seq_lens_k"].tolist() == cu_k.tolist()
+    assert flat["cu_seq_lens_q"].dtype == torch.int32
+    assert flat["max_length_q"] == flat["max_length_k"] == int(max_q) == 16
+    assert isinstance(flat["max_length_q"], int)  # a Python int: flash-attn reads it without a device sync
+    assert "cu_seq_lens_q" not in rows.to_model_inputs("cpu")  # rows of sdpa/eager carry none
+

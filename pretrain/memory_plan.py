@@ -1,0 +1,179 @@
+"""Peak memory per GPU of a training step, estimated before training starts.
+
+``pretrain`` and ``posttrain`` print this plan before their first step and refuse to start
+when it exceeds the device's memory (``train.memory_plan`` / ``training.memory_plan``:
+``enforce``, or ``warn`` to go on anyway). It is an estimate from the resolved config, in
+five parts:
+
+- weights, gradients, optimizer states (AdamW: two fp32 moments) by sharding: none (DDP,
+  single process), DeepSpeed ZeRO-1/2/3, FSDP. Mixed precision keeps fp32 master weights
+  (accelerate's autocast; DeepSpeed keeps bf16 weights and an fp32 master copy in the
+  optimizer partition) and, with autocast, the bf16 casts of the weights (up to 2 bytes per
+  parameter, held from forward to backward);
+- activations saved for backward, per token per decoder layer: ``63 h + 16 i`` bytes in fp32
+  and ``56 h + 8 i`` bytes under bf16 autocast (h the width, i the MLP width), measured on CPU
+  with OLMo-2 layers through ``saved_tensors_hooks`` (sdpa; the slopes in h and in i); with
+  gradient checkpointing, the layer inputs instead (4 h bytes per token per layer: the
+  residual stream is fp32) plus one layer's activations during its recomputation; and in
+  either case the gradients backward holds inside the layer it is working through, about
+  one layer's activations again;
+- the rest of the model per token (embedding output, final norm): 16 h bytes;
+- logits: transformers upcasts them to fp32 before the loss. Per token and vocabulary
+  entry, 8 bytes at the peak in fp32 (measured on CPU: the log-softmax output kept for
+  backward and one fp32 gradient); in bf16, 12 (not measured: the bf16 logits, their fp32
+  upcast kept by log-softmax, the fp32 gradient and its bf16 cast); TRL's SFT metrics
+  (entropy, token accuracy) add one fp32 copy (4);
+- on CUDA, a fixed 2 GiB for the CUDA context, NCCL and the allocator's fragmentation.
+
+tests/pretrain/test_memory_plan.py compares it with the measured peak of a CPU run (within
+30%, over a tiny reference run); ``scripts/gpu_check.sh`` compares it with ``torch.cuda.max_memory_allocated`` on a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+GIB = 1024 ** 3
+SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
+# Saved activations per token per decoder layer, bytes = H * hidden + I * intermediate (CPU-measured).
+ACTIVATION_SLOPES = {"fp32": (63, 16), "bf16": (56, 8)}
+# Embedding output, final norm and their gradients per token, in units of hidden bytes.
+NON_LAYER_BYTES_PER_HIDDEN = 16
+CUDA_OVERHEAD_BYTES = 2 * GIB
+
+
+@dataclass(frozen=True)
+class MemoryInputs:
+    # Parameters of the model (all of them, embeddings included).
+    parameters: int
+    # Parameters that train (fewer with LoRA; the same otherwise).
+    trainable_parameters: int
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    vocab_size: int
+    # Tokens in one forward pass on one device (micro-batch rows x sequence length).
+    tokens_per_micro_batch: int
+    # Processes sharing the sharded states.
+    world_size: int = 1
+    # none, zero1, zero2, zero3, fsdp.
+    sharding: str = "none"
+    # bf16 autocast (True) or fp32 throughout.
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    # Extra fp32 bytes per logit (TRL's SFT metrics read the logits once more).
+    extra_logit_bytes: int = 0
+    # Whether the device is a GPU (adds the CUDA context and allocator overhead).
+    cuda: bool = False
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    logits: float
+    overhead: float
+    inputs: MemoryInputs
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.overhead
+
+    def describe(self) -> str:
+        i = self.inputs
+        parts = ", ".join(f"{name} {getattr(self, name) / GIB:.1f}" for name in
+                          ("weights", "gradients", "optimizer", "activations", "logits", "overhead"))
+        return (f"memory plan: {self.total / GIB:.1f} GiB per device ({parts} GiB; {i.parameters / 1e6:.0f}M "
+                f"parameters, {i.tokens_per_micro_batch:,} tokens per micro-batch, sharding {i.sharding} over "
+                f"{i.world_size}, {'bf16' if i.bf16 else 'fp32'}, gradient checkpointing "
+                f"{'on' if i.gradient_checkpointing else 'off'})")
+
+
+def estimate(i: MemoryInputs) -> MemoryPlan:
+    if i.sharding not in SHARDINGS:
+        raise ValueError(f"sharding '{i.sharding}' is not one of {', '.join(SHARDINGS)}")
+    P, T, W = i.parameters, i.trainable_parameters, max(1, i.world_size)
+    shard = {"none": 1, "zero1": 1, "zero2": 1, "zero3": W, "fsdp": W}[i.sharding]
+    if i.sharding.startswith("zero") and i.bf16:  # DeepSpeed: bf16 weights, fp32 master copy in the optimizer partition
+        weights = 2 * P / shard + 4 * T / W
+        gradients = 2 * T / (1 if i.sharding == "zero1" else W)
+    else:  # fp32 master weights (+ autocast's bf16 casts), fp32 gradients
+        weights = 4 * P / shard + (2 * P / shard if i.bf16 else 0)
+        gradients = 4 * T / (W if i.sharding in ("zero2", "zero3", "fsdp") else 1)
+    optimizer = 8 * T / (1 if i.sharding == "none" else W)
+
+    precision = "bf16" if i.bf16 else "fp32"
+    per_h, per_i = ACTIVATION_SLOPES[precision]
+    layer = i.tokens_per_micro_batch * (per_h * i.hidden_size + per_i * i.intermediate_size)
+    if i.gradient_checkpointing:
+        activations = i.num_layers * i.tokens_per_micro_batch * 4 * i.hidden_size + layer
+    else:
+        activations = i.num_layers * layer
+    activations += layer  # backward's gradients inside the layer it is working through
+    activations += i.tokens_per_micro_batch * NON_LAYER_BYTES_PER_HIDDEN * i.hidden_size
+    per_logit = (12 if i.bf16 else 8) + i.extra_logit_bytes
+    logits = i.tokens_per_micro_batch * i.vocab_size * per_logit
+    overhead = CUDA_OVERHEAD_BYTES if i.cuda else 0
+    return MemoryPlan(weights, gradients, optimizer, activations, logits, overhead, i)
+
+
+def launcher_sharding() -> tuple[str, int]:
+    """The sharding and world size ``accelerate launch`` set up, read from its environment
+    (the same before and after the Accelerator exists)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+        config_file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+        if config_file and os.path.isfile(config_file):
+            with open(config_file, encoding="utf-8") as handle:
+                stage = json.load(handle).get("zero_optimization", {}).get("stage", stage)
+        return f"zero{stage if stage is not None else 2}", world
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "fsdp", world
+    return "none", world
+
+
+def device_memory_bytes() -> int | None:
+    """Total memory of the current CUDA device (None without one: nothing is enforced on CPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+
+
+def check_plan(plan: MemoryPlan, mode: str, key: str, fixes: str, device_bytes: int | None = None,
+               print_fn=print) -> None:
+    """Print the plan; refuse (``mode`` enforce) when it exceeds the device's memory."""
+    print_fn(plan.describe())
+    device_bytes = device_memory_bytes() if device_bytes is None else device_bytes
+    if device_bytes is None or plan.total <= device_bytes:
+        return
+    message = (f"the memory plan ({plan.total / GIB:.1f} GiB) exceeds the device's {device_bytes / GIB:.1f} GiB; "
+               f"{fixes}, or set {key}=warn to start anyway")
+    if mode == "enforce":
+        raise MemoryError(message)
+    print_fn("warning: " + message)
+
+
+def plan_for_pretrain_config(config, world_size: int, sharding: str, bf16: bool = True, cuda: bool = True,
+                             vocab_size: int | None = None) -> MemoryPlan:
+    """The plan of a pretrain config (``PretrainConfig``) before any model or tokenizer exists:
+    the preset's sizes, counted on the meta device, with the preset's vocabulary (or ``vocab_size``)."""
+    from pretrain.model_configs import build_hf_config, count_parameters_meta, resolve_preset
+
+    preset = resolve_preset(config.model)
+    vocab = vocab_size or preset.vocab_size
+    if vocab is None:
+        raise ValueError(f"model.preset '{config.model.preset}' takes its vocabulary from the tokenizer: pass vocab_size")
+    n_params = count_parameters_meta(build_hf_config(config.model, vocab, config.train.seq_len, 0, 0, 1))
+    return estimate(MemoryInputs(
+        parameters=n_params, trainable_parameters=n_params, num_layers=preset.num_layers,
+        hidden_size=preset.hidden_size, intermediate_size=preset.intermediate_size, vocab_size=vocab,
+        tokens_per_micro_batch=config.train.micro_batch * config.train.seq_len, world_size=world_size,
+        sharding=sharding, bf16=bf16, gradient_checkpointing=config.model.gradient_checkpointing, cuda=cuda,
+    ))
