@@ -285,10 +285,6 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
            else "every arm against `base`, the plain-pretrained model.")
         + " Per-seed details: `eval/seedN/report.md`.",
         "",
-        *scorer_lines(provenance.get("scoring")),
-        "",
-        *token_budget_lines(out),
-        *override_lines(cfg),
     ]
     scoring = provenance.get("scoring") or {}
     primary = (scoring.get("semantic_entropy") or {}).get("primary") or "the mean over labelled keys"
@@ -322,6 +318,9 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
         lines += ["### Empty responses (they share one embedding and one label: they look like collapse)", "",
                   *empty_lines(summaries, t), ""]
     lines += capability_lines(load_capabilities(out, cfg.seeds))
+    # How the numbers were made, after the numbers: scorers, token budgets, the keys the study set.
+    lines += ["## Provenance", "", *scorer_lines(provenance.get("scoring")), "", *token_budget_lines(out),
+              *override_lines(cfg)]
     lines += _sweep_section(cfg, out)
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target
