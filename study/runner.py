@@ -160,11 +160,14 @@ class CapabilityWiring:
     needs: list[str] = field(default_factory=list)
     measure: bool = True
 
-    def arms(self, cfg: StudyConfig, seed: int) -> list[str]:
-        """The bases are the same checkpoints in every seed: their capabilities are measured once."""
+    def eval_overrides(self, cfg: StudyConfig, seed: int) -> list[str]:
+        """The bases are the same checkpoints in every seed: their capabilities are measured once. Where
+        nothing is measured (a sweep subset), the capabilities stage is left out of the eval's stages."""
         if not self.measure:
-            return []
-        return (["base", "anchored_base"] if seed == cfg.seeds[0] else []) + list(cfg.capability_arms)
+            stages = Step("eval", "eval", cfg.eval, Path(".")).load().stages
+            return ["stages=" + json.dumps([s for s in stages if s != "capabilities"])]
+        arms = (["base", "anchored_base"] if seed == cfg.seeds[0] else []) + list(cfg.capability_arms)
+        return [*self.overrides, "capabilities.arms=" + json.dumps(arms)]
 
 
 def sft_and_eval_steps(cfg: StudyConfig, root: Path, prefix: str, data: list[Step], sft_arms: list[tuple],
@@ -196,8 +199,7 @@ def sft_and_eval_steps(cfg: StudyConfig, root: Path, prefix: str, data: list[Ste
              f"metrics.semantic_entropy.classifier.dir={out / 'attribute_classifier'}",
              f"metrics.drift.pretraining_annotations={corpus}",
              # The quality proxy's reference is this study's plain-pretrained model (used only by kind=proxy).
-             f"metrics.quality.reference_model={pretrained['plain']}", *capabilities.overrides,
-             "capabilities.arms=" + json.dumps(capabilities.arms(cfg, seed))],
+             f"metrics.quality.reference_model={pretrained['plain']}", *capabilities.eval_overrides(cfg, seed)],
             needs=[f"{prefix}posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms]
             + ["pretrain_plain", "pretrain_anchored", *capabilities.needs],
             group=prefix,
