@@ -104,7 +104,7 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
             trains=True,
         ))
     capabilities = CapabilityWiring()
-    if cfg.capability_task is not None:
+    if cfg.capability_task is not None and cfg.main_comparison:  # capabilities are the main comparison's
         task_dir = out / "capability_task"
         steps.append(Step("capability_task", "eval.next_passage_task", cfg.capability_task, task_dir,
                           [f"output_dir={task_dir}"]))
