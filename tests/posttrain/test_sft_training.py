@@ -100,8 +100,10 @@ def test_tiny_sft_run_per_arm(bbc, model_dir, tmp_path, arm):
         issues = [json.loads(line) for line in (out / "example_issues.jsonl").read_text().splitlines()]
         assert issues == [{"id": "ex0005", "reason": "invalid_annotation", "detail": "status=failed: no tags",
                            "action": "skipped"}]
-    else:
-        assert counts["trained"] == 40 and counts["skipped"] == 0
+    else:  # the plain arm drops what the anchored arm drops (data.pair_with_anchored): the same 39 ids
+        assert counts["skipped_by_reason"] == {"invalid_annotation": 1} and counts["trained"] == 39
+        assert counts["paired_with_anchored"] is True
+    assert counts["trained_ids_sha256"].startswith("sha256:")
     assert counts["trained_tokens"] > 0 and manifest["inputs"]["data"]["fingerprint"].startswith("sha256:")
 
     tok = AutoTokenizer.from_pretrained(out)
