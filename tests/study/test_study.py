@@ -80,9 +80,6 @@ def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(tmp
     assert summary["judge"]["heldout_accuracy"] >= 0.9 and summary["annotation_fidelity"]["status"] == "ok"
     assert (out / "attribute_classifier" / "classifier.json").is_file()  # one judge, shared by the seeds
     assert "## Capabilities (lm-evaluation-harness)" in report and "| bbc_next_passage | 0 |" in report
-    assert "Collapse ratio" in report and "plain_sft" in report and "ablation (a)" in report
-    assert "## Capabilities (lm-evaluation-harness)" in report and "| bbc_next_passage | 0 |" in report
-    assert "failures by reason" in report
 
     again = run(micro_config(out))
     assert again["ran"] == [] and again["skipped"] == steps
