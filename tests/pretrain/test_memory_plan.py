@@ -60,6 +60,9 @@ def measure(h: int, i: int, layers: int, vocab: int, rows: int, seq: int, checkp
     args = [h, i, layers, vocab, rows, seq, checkpointing]
     done = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(args)], cwd=REPO, capture_output=True,
                           text=True, check=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
+                                                      # One malloc arena: how threads interleave on a busy machine
+                                                      # then cannot change how much the heap fragments.
+                                                      "MALLOC_ARENA_MAX": "1",
                                                       "PYTHONPATH": str(REPO)})
     return json.loads(done.stdout.strip().splitlines()[-1])
 
