@@ -26,7 +26,7 @@ five parts:
 - on CUDA, a fixed 2 GiB for the CUDA context, NCCL and the allocator's fragmentation.
 
 tests/pretrain/test_memory_plan.py compares it with the measured peak of a CPU run (within
-30%, over a tiny reference run); ``scripts/gpu_check.sh`` compares it with ``torch.cuda.max_memory_allocated`` on a GPU.
+35%, over a tiny reference run); ``scripts/gpu_check.sh`` compares it with ``torch.cuda.max_memory_allocated`` on a GPU.
 """
 
 from __future__ import annotations
