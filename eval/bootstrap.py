@@ -32,11 +32,11 @@ def mean_ci(values: Sequence[float | None], resamples: int, confidence: float, s
     if x.size == 1 or resamples < 1:
         return {"mean": float(x.mean()), "ci_low": float(x.mean()), "ci_high": float(x.mean()), "n": int(x.size)}
     means = x[resample_indices(x.size, resamples, seed)].mean(axis=1)
-    low, high = _percentiles(means, confidence)
+    low, high = percentile_interval(means, confidence)
     return {"mean": float(x.mean()), "ci_low": low, "ci_high": high, "n": int(x.size)}
 
 
-def _percentiles(stats: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(stats: np.ndarray, confidence: float) -> tuple[float, float]:
     alpha = (1.0 - confidence) / 2.0
     low, high = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)])
     return float(low), float(high)
@@ -68,7 +68,7 @@ def paired_statistic_ci(
             else:
                 stats.append(value)
     if stats:
-        low, high = _percentiles(np.array(stats), confidence)
+        low, high = percentile_interval(np.array(stats), confidence)
     elif point is not None and n == 1:
         low = high = point
     else:

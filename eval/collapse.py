@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from eval.bootstrap import paired_statistic_ci, resample_indices
+from eval.bootstrap import paired_statistic_ci, percentile_interval, resample_indices
 
 # Why a ratio is not reported; "ok" is the only status with a ratio.
 STATUS_TEXT = {
@@ -75,12 +75,6 @@ def pair_status(plain: tuple[float, float], anchored: tuple[float, float], min_d
     return "ok"
 
 
-def _interval(stats: np.ndarray, confidence: float) -> tuple[float, float]:
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)])
-    return float(low), float(high)
-
-
 def pair_statistics(
     strata: Sequence[tuple[np.ndarray, np.ndarray]], min_denominator: float, resamples: int, confidence: float, seed: int,
 ) -> dict:
@@ -108,7 +102,7 @@ def pair_statistics(
     draws_anchored /= len(strata)
 
     def ci(point: float, draws: np.ndarray) -> tuple[float, float]:
-        return _interval(draws, confidence) if draws.size else (point, point)
+        return percentile_interval(draws, confidence) if draws.size else (point, point)
 
     plain_ci, anchored_ci = ci(point_plain, draws_plain), ci(point_anchored, draws_anchored)
     diff_ci = ci(point_plain - point_anchored, draws_plain - draws_anchored)
