@@ -20,7 +20,7 @@ TOLERANCE = 0.35
 # Two optimizer steps of a small OLMo-2 model on CPU in fp32 with the pretrain stage's own optimizer and
 # packed forward; the peak resident memory above what the process held before building the model.
 MEASURE = r"""
-import json, resource, sys
+import json, resource, sys, threading
 import numpy as np, torch
 from transformers import AutoModelForCausalLM, Olmo2Config
 from pretrain.config import PretrainConfig, TrainSection
@@ -41,7 +41,18 @@ def build(h, i, layers, vocab):
 warm = build(32, 64, 1, vocab)  # the runtime's own first-use allocations (autograd, oneDNN) before the baseline
 forward_packed(warm, batch).loss.backward()
 del warm
+# The peak is sampled from the same counter as the baseline, during the steps only: the process's lifetime
+# high-water mark (ru_maxrss) may have been set earlier, by imports or the warm-up, and then never moves.
 before = rss()
+peak = before
+sampling = True
+def sample():
+    global peak
+    while sampling:
+        peak = max(peak, rss())
+sys.setswitchinterval(1e-4)  # torch releases the GIL inside its kernels; the sampler gets to run often
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 model = build(h, i, layers, vocab)
 if ckpt:
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -53,7 +64,9 @@ for _ in range(2):
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     del loss
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+sampling = False
+sampler.join()
+peak = max(peak, rss())
 print(json.dumps({"peak_bytes": peak - before, "parameters": sum(p.numel() for p in model.parameters())}))
 """
 
