@@ -229,3 +229,40 @@ def tags_to_records(tags: Sequence[Tag]) -> list[dict[str, str]]:
 
 def tags_from_records(records: Iterable[dict[str, str]]) -> Tags:
     return tuple(Tag(r["key"], r["value"]) for r in records)
+
+
+# The annotation body's syntax as a character automaton, for samplers that constrain an annotation
+# to parse (eval's ``sampling.annotation_syntax``). States: at the first character of a key, inside
+# a key, at the first character of a value, inside a value (last character not ``_``, so the tag may
+# end there), inside a value after ``_``. It accepts exactly the bodies ``parse_tags`` accepts, except
+# that values are also kept free of ``<``, ``>`` and ``|`` (delimiter characters) and no key is
+# checked against a schema: the syntax says nothing about which keys or values are written.
+SYNTAX_KEY_START, SYNTAX_KEY, SYNTAX_VALUE_START, SYNTAX_VALUE, SYNTAX_VALUE_UNDERSCORE = range(5)
+SYNTAX_STATES = 5
+# Where a body may end (the close delimiter may follow): after a complete tag.
+SYNTAX_ACCEPTING = frozenset({SYNTAX_VALUE})
+_NOT_IN_SYNTAX_VALUE = set("<>|")
+
+
+def syntax_step(state: int, char: str) -> int | None:
+    """The state after ``char``, or None where the body could no longer parse."""
+    if state == SYNTAX_KEY_START:
+        return SYNTAX_KEY if "a" <= char <= "z" else None
+    if state == SYNTAX_KEY:
+        if char == KEY_VALUE_SEPARATOR:
+            return SYNTAX_VALUE_START
+        return SYNTAX_KEY if ("a" <= char <= "z" or "0" <= char <= "9" or char == "_") else None
+    if char.isspace() or char in _NOT_IN_SYNTAX_VALUE:
+        return SYNTAX_KEY_START if char == TAG_SEPARATOR and state == SYNTAX_VALUE else None
+    if char == "_":
+        return None if state == SYNTAX_VALUE_START else SYNTAX_VALUE_UNDERSCORE
+    return SYNTAX_VALUE
+
+
+def syntax_advance(state: int | None, text: str) -> int | None:
+    """``syntax_step`` over every character of ``text`` (None once any step fails)."""
+    for char in text:
+        if state is None:
+            return None
+        state = syntax_step(state, char)
+    return state

@@ -88,6 +88,11 @@ class SamplingConfig:
     # How a no_annotation arm avoids sampling one: ban_open (delimiter tokens banned throughout)
     # or empty_annotation (an empty <|ann|><|/ann|> inserted after the prompt).
     no_annotation: Literal["ban_open", "empty_annotation"] = "ban_open"
+    # Anchored arms: sample the annotation under its syntax (eval/annotation_syntax.py): tokens that
+    # would make it unparseable are removed and the rest renormalised; keys and values stay the
+    # model's choice, and the mass removed is recorded. The only parse failures left are annotations
+    # cut at max_annotation_tokens: report parse rates as constrained. Transformers backend only.
+    annotation_syntax: bool = False
     # Extra stop strings (the prompt format's end of turn and the eos token always stop).
     stop: list[str] = field(default_factory=list)
     # Rows per forward batch (transformers) or per written chunk (vllm).
@@ -116,6 +121,9 @@ class SamplingConfig:
             raise ValueError("sampling.max_new_tokens and sampling.max_annotation_tokens must be at least 1")
         if self.batch_size < 1:
             raise ValueError("sampling.batch_size must be at least 1")
+        if self.annotation_syntax and self.backend != "transformers":
+            raise ValueError("sampling.annotation_syntax: true is implemented for the transformers backend only "
+                             f"(sampling.backend is {self.backend}); set it to false")
 
 
 @dataclass

@@ -47,9 +47,10 @@ RESUMABLE_SAMPLING = (
 )
 # Sampling keys an arm's mode never reads (changing them leaves its samples as they are).
 UNREAD_BY_MODE = {
-    "plain": ("annotation_temperature", "annotation_top_p", "max_annotation_tokens", "no_annotation"),
+    "plain": ("annotation_temperature", "annotation_top_p", "max_annotation_tokens", "no_annotation",
+              "annotation_syntax"),
     "anchored": ("no_annotation",),
-    "no_annotation": ("annotation_temperature", "annotation_top_p", "max_annotation_tokens"),
+    "no_annotation": ("annotation_temperature", "annotation_top_p", "max_annotation_tokens", "annotation_syntax"),
 }
 # Share of an anchored arm's annotations that may hit max_annotation_tokens before eval warns:
 # above it the cap, not the model, is likely deciding the parse-failure rate.

@@ -25,6 +25,10 @@ it one per chunk) are stripped as well, and counted in ``inner_annotations``.
 ``ban_open`` forbids both delimiter tokens at every step, so the anchored model answers
 straight from the prompt; ``empty_annotation`` writes an empty ``<|ann|><|/ann|>`` after
 the prompt and samples the response from there.
+
+With ``sampling.annotation_syntax`` the annotation phase is constrained to the annotation
+syntax (eval.annotation_syntax): the parse rate then no longer measures the model, and
+``annotation_mass_outside_syntax`` (per row) says how much the constraint removed.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ def sample_batch(backend: Backend, arm: ArmConfig, sampling: SamplingConfig, spe
     annotations: list[str] = [""] * len(specs)
     annotation_notes: list[str | None] = [None] * len(specs)
     annotation_finish: list[str | None] = [None] * len(specs)
+    mass_outside_syntax: list[float | None] = [None] * len(specs)
     banned: tuple[str, ...] = ()
     if arm.mode == "anchored":
         requests = [
@@ -87,12 +92,14 @@ def sample_batch(backend: Backend, arm: ArmConfig, sampling: SamplingConfig, spe
                 temperature=spec.temperature if sampling.annotation_temperature is None else sampling.annotation_temperature,
                 top_p=sampling.top_p if sampling.annotation_top_p is None else sampling.annotation_top_p,
                 max_new_tokens=sampling.max_annotation_tokens, stop=(ANNOTATION_CLOSE,) + stops,
+                annotation_syntax=sampling.annotation_syntax,
             )
             for spec, prompt in zip(specs, prompts)
         ]
         for i, done in enumerate(backend.generate(requests)):
             body = done.text
             annotation_finish[i] = done.finish_reason if done.stop_reason != ANNOTATION_CLOSE else "close"
+            mass_outside_syntax[i] = done.extra.get("mass_outside_syntax")
             if done.finish_reason == "length":
                 annotation_notes[i] = f"annotation truncated at max_annotation_tokens={sampling.max_annotation_tokens} (close forced)"
             elif done.stop_reason != ANNOTATION_CLOSE:
@@ -118,6 +125,9 @@ def sample_batch(backend: Backend, arm: ArmConfig, sampling: SamplingConfig, spe
         }
         row.update(parse_sample(raw, arm.mode, annotation_notes[i]))
         row["annotation_finish"] = annotation_finish[i]
+        if mass_outside_syntax[i] is not None:
+            # Constrained annotation: the most probability the syntax removed at one of its steps.
+            row["annotation_mass_outside_syntax"] = mass_outside_syntax[i]
         rows.append(row)
     return rows
 

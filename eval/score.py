@@ -330,6 +330,10 @@ class GroupScorer:
             "ok": sum(1 for r in rows if r.get("parse_ok") is True),
             "failed": sum(1 for r in rows if r.get("parse_ok") is False),
             "by_reason": {k: v for k, v in reasons.items() if k != "ok"},
+            # Annotations sampled under the syntax constraint, and those of them where the model put
+            # most of its probability outside the syntax at some step (it would likely have left it).
+            "syntax_constrained": sum(1 for r in rows if r.get("annotation_mass_outside_syntax") is not None),
+            "mostly_outside_syntax": sum(1 for r in rows if (r.get("annotation_mass_outside_syntax") or 0) > 0.5),
         }
         row["inner_annotations"] = sum(int(r.get("inner_annotations") or 0) for r in rows)
         row["empty_responses"] = sum(1 for t in texts if not t.strip())

@@ -99,9 +99,15 @@ def _parse_totals(group: list[dict]) -> dict:
     reasons: Counter = Counter()
     for s in group:
         reasons.update(s["parse"]["by_reason"])
+    constrained = sum(s["parse"].get("syntax_constrained", 0) for s in group)
     return {
         "expected": expected, "attempted": ok + failed, "ok": ok, "failed": failed,
         "failure_rate": failed / (ok + failed) if ok + failed else None, "by_reason": dict(reasons),
+        "syntax_constrained": constrained,
+        # Of the constrained annotations, the share where the model put over half its probability
+        # outside the syntax at some step (eval.annotation_syntax).
+        "mostly_outside_syntax_rate": (sum(s["parse"].get("mostly_outside_syntax", 0) for s in group) / constrained
+                                       if constrained else None),
     }
 
 

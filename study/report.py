@@ -124,15 +124,25 @@ def empty_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
 
 
 def parse_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
-    lines = ["| arm | seed | annotations parsed | parse failures | failure rate | failures by reason |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| arm | seed | annotations parsed | parse failures | failure rate | failures by reason | "
+             "syntax-constrained | mostly outside the syntax |",
+             "|---|---|---|---|---|---|---|---|"]
+    constrained = False
     for s in sorted(summaries):
         for arm, data in summaries[s]["arms"].items():
             parse = data.get("temperatures", {}).get(temperature, {}).get("parse", {})
             if parse.get("expected"):
                 reasons = ", ".join(f"{k} {v}" for k, v in sorted(parse.get("by_reason", {}).items(), key=lambda kv: -kv[1]))
+                constrained = constrained or bool(parse.get("syntax_constrained"))
                 lines.append(f"| {arm} | {s} | {parse.get('ok')} | {parse.get('failed')} | "
-                             f"{_fmt(parse.get('failure_rate'))} | {reasons or '-'} |")
+                             f"{_fmt(parse.get('failure_rate'))} | {reasons or '-'} | {parse.get('syntax_constrained', 0)} | "
+                             f"{_fmt(parse.get('mostly_outside_syntax_rate'))} |")
+    if constrained:
+        lines += ["", "Annotations were sampled under the annotation syntax (`sampling.annotation_syntax`): tokens "
+                  "that would make them unparseable were removed, so these parse rates count only annotations cut at "
+                  "the length cap and do not measure the model's own syntax. *Mostly outside the syntax*: the share "
+                  "of constrained annotations where the model put over half its probability outside the syntax at "
+                  "some step, i.e. would likely have broken it unconstrained. Keys and values were not constrained."]
     return lines
 
 

@@ -22,6 +22,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     # Strings that may never be sampled; each must be a single token (special tokens).
     banned: tuple[str, ...] = ()
+    # The text continues an open annotation: sample only tokens that keep its body parseable
+    # and let the close delimiter end it (eval.annotation_syntax; transformers backend only).
+    annotation_syntax: bool = False
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from eval.annotation_syntax import AnnotationSyntaxTable
 from eval.backends.base import Completion, GenerationRequest, cut_at_stop, split_stops
 from posttrain.prompt_format import encode_prompt
 
@@ -76,6 +77,12 @@ class TransformersBackend:
         self.max_model_len = max_model_len
         self._cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self._syntax: AnnotationSyntaxTable | None = None  # built on the first constrained request
+
+    def syntax_table(self, vocab_size: int) -> AnnotationSyntaxTable:
+        if self._syntax is None:
+            self._syntax = AnnotationSyntaxTable(self.tokenizer, vocab_size)
+        return self._syntax
 
     def close(self) -> None:
         del self.model
@@ -130,6 +137,9 @@ class TransformersBackend:
         temperature = torch.tensor([r.temperature for r in requests], dtype=torch.float32, device=self.device)
         top_p = torch.tensor([r.top_p for r in requests], dtype=torch.float32, device=self.device)
         max_new = [r.max_new_tokens for r in requests]
+        syntax_rows = [i for i, r in enumerate(requests) if r.annotation_syntax]
+        syntax_state = {i: AnnotationSyntaxTable.start_state() for i in syntax_rows}
+        mass_outside = {i: 0.0 for i in syntax_rows}  # the most probability the syntax removed at one step
 
         generated: list[list[int]] = [[] for _ in range(rows)]
         finish: list[tuple[str, str | None] | None] = [None] * rows
@@ -145,12 +155,23 @@ class TransformersBackend:
             for i, ids in enumerate(banned):
                 if ids:
                     logits[i, ids] = float("-inf")
+            if syntax_rows:
+                table = self.syntax_table(logits.shape[-1])
+                for i in syntax_rows:
+                    if finish[i] is None:
+                        allowed = table.allowed[syntax_state[i]].to(logits.device)
+                        t = float(temperature[i]) if float(temperature[i]) > 0 else 1.0
+                        outside = float(torch.softmax(logits[i] / t, dim=-1)[~allowed].sum())
+                        mass_outside[i] = max(mass_outside[i], outside)
+                        logits[i, ~allowed] = float("-inf")
             next_tokens = sample_next(logits, temperature, top_p, generators, active=[f is None for f in finish])
             for i in range(rows):
                 if finish[i] is not None:
                     continue
                 token = next_tokens[i]
                 generated[i].append(token)
+                if i in syntax_state:
+                    syntax_state[i] = self._syntax.advance(syntax_state[i], token)
                 if token in stop_ids[i]:
                     finish[i] = ("stop", stop_ids[i][token])
                 elif text_stops[i] and (hit := cut_at_stop(self._decode(generated[i]), text_stops[i])[1]):
@@ -174,7 +195,9 @@ class TransformersBackend:
             text = self._decode(ids)
             if kind == "stop" and reason in text_stops[i]:
                 text = cut_at_stop(text, text_stops[i])[0]
-            completions.append(Completion(text=text, finish_reason=kind, stop_reason=reason, num_tokens=len(generated[i])))
+            extra = {"mass_outside_syntax": mass_outside[i]} if i in mass_outside else {}
+            completions.append(Completion(text=text, finish_reason=kind, stop_reason=reason, num_tokens=len(generated[i]),
+                                          extra=extra))
         return completions
 
     def _decode(self, ids: list[int]) -> str:

@@ -94,6 +94,9 @@ class VLLMBackend:
 
         params = []
         for request in requests:
+            if request.annotation_syntax:
+                raise ValueError("sampling.annotation_syntax is implemented for the transformers backend only; "
+                                 "set it to false with the vllm backend")
             stop_ids, stop_strings = split_stops(self.tokenizer, request.stop)
             bias = {}
             for text in request.banned:

@@ -110,3 +110,57 @@ def test_anchored_sampling_writes_annotation_first_and_strips_it(tiny_models):
         assert ANNOTATION_OPEN not in row["raw"] and row["parse_ok"] is None
     empty = sample_batch(backend, ablation, SamplingConfig(max_new_tokens=8, no_annotation="empty_annotation"), specs[:2])
     assert all(r["raw"].startswith(ANNOTATION_OPEN + ANNOTATION_CLOSE) for r in empty)
+
+
+def test_annotation_syntax_keeps_every_annotation_inside_the_syntax_and_records_the_mass_removed(tiny_models):
+    """Under the syntax every annotation is a parseable prefix: closed ones parse, the rest were cut
+    at the cap; keys and values stay the model's own, and the mass removed is recorded. The plain
+    tiny model, which never saw an annotation, puts most of its probability outside the syntax."""
+    from annotate.format import SYNTAX_KEY_START, syntax_advance
+
+    specs = [SampleSpec(id=f"a|{k}", prompt_id="p", prompt="Write a news article about sport.", sample_index=k,
+                        seed=sample_seed(0, "p", k), temperature=1.0) for k in range(8)]
+    constrained = SamplingConfig(max_new_tokens=4, max_annotation_tokens=24, annotation_syntax=True)
+    rows = {}
+    for name in ("plain", "anchored"):
+        backend = TransformersBackend(tiny_models[name], batch_size=8, device="cpu", dtype="float32")
+        arm = ArmConfig(name=name, model=tiny_models[name], mode="anchored")
+        rows[name] = sample_batch(backend, arm, constrained, specs)
+        for row in rows[name]:
+            body = row["annotation"][len(ANNOTATION_OPEN):-len(ANNOTATION_CLOSE)]
+            assert syntax_advance(SYNTAX_KEY_START, body) is not None, body
+            assert row["parse_ok"] == (row["annotation_finish"] == "close"), body
+            assert row["parse_ok"] or "truncated" in row["parse_error"]
+            assert 0.0 <= row["annotation_mass_outside_syntax"] <= 1.0
+        assert rows[name] == sample_batch(backend, arm, constrained, specs)  # replays exactly
+        if name == "anchored":
+            free = sample_batch(backend, arm, SamplingConfig(max_new_tokens=4, max_annotation_tokens=24), specs)
+            assert all("annotation_mass_outside_syntax" not in r for r in free)
+            assert sum(r["parse_ok"] for r in rows[name]) > sum(r["parse_ok"] for r in free)
+    assert all(r["annotation_mass_outside_syntax"] > 0.5 for r in rows["plain"])
+    # Values are not restricted to any vocabulary: at a value's start every word piece is allowed.
+    from annotate.format import SYNTAX_VALUE_START
+    table = backend.syntax_table(len(backend.tokenizer))
+    pieces = [t for t in range(len(backend.tokenizer)) if t not in backend.tokenizer.all_special_ids
+              and (text := backend.tokenizer.decode([t])).isalnum()]
+    assert len(pieces) > 100 and all(table.allowed[SYNTAX_VALUE_START, t] for t in pieces)
+
+
+def test_the_syntax_automaton_accepts_what_the_parser_accepts():
+    from annotate.format import (SYNTAX_ACCEPTING, SYNTAX_KEY_START, AnnotationError, parse_tags,
+                                 syntax_advance)
+
+    bodies = ["topic:sport", "topic:sport sentiment:positive style:formal", "entity:Mrs_Sinclair", "topic:a:b",
+              "", "topic:", "topic:_x", "topic:x_", "Topic:x", "topic:x  style:y", "topic:x\nstyle:y", "topic x",
+              "topic:x ", "1topic:x", "topic:x style"]
+    for body in bodies:
+        try:
+            parses = bool(parse_tags(body))
+        except AnnotationError:
+            parses = False
+        assert (syntax_advance(SYNTAX_KEY_START, body) in SYNTAX_ACCEPTING) == parses, body
+
+
+def test_vllm_refuses_the_annotation_syntax_at_config_load():
+    with pytest.raises(ValueError, match="sampling.annotation_syntax"):
+        SamplingConfig(backend="vllm", annotation_syntax=True)
