@@ -124,19 +124,20 @@ def empty_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
 
 
 def parse_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
-    lines = ["| arm | seed | annotations parsed | parse failures | failure rate | failures by reason | "
-             "syntax-constrained | mostly outside the syntax |",
-             "|---|---|---|---|---|---|---|---|"]
-    constrained = False
-    for s in sorted(summaries):
-        for arm, data in summaries[s]["arms"].items():
-            parse = data.get("temperatures", {}).get(temperature, {}).get("parse", {})
-            if parse.get("expected"):
-                reasons = ", ".join(f"{k} {v}" for k, v in sorted(parse.get("by_reason", {}).items(), key=lambda kv: -kv[1]))
-                constrained = constrained or bool(parse.get("syntax_constrained"))
-                lines.append(f"| {arm} | {s} | {parse.get('ok')} | {parse.get('failed')} | "
-                             f"{_fmt(parse.get('failure_rate'))} | {reasons or '-'} | {parse.get('syntax_constrained', 0)} | "
-                             f"{_fmt(parse.get('mostly_outside_syntax_rate'))} |")
+    entries = [(s, arm, parse) for s in sorted(summaries) for arm, data in summaries[s]["arms"].items()
+               if (parse := data.get("temperatures", {}).get(temperature, {}).get("parse", {})).get("expected")]
+    # Columns for syntax-constrained sampling only where some annotation was sampled under it.
+    constrained = any(parse.get("syntax_constrained") for _, _, parse in entries)
+    extra = " syntax-constrained | mostly outside the syntax |" if constrained else ""
+    lines = ["| arm | seed | annotations parsed | parse failures | failure rate | failures by reason |" + extra,
+             "|---|---|---|---|---|---|" + ("---|---|" if constrained else "")]
+    for s, arm, parse in entries:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(parse.get("by_reason", {}).items(), key=lambda kv: -kv[1]))
+        row = (f"| {arm} | {s} | {parse.get('ok')} | {parse.get('failed')} | "
+               f"{_fmt(parse.get('failure_rate'))} | {reasons or '-'} |")
+        if constrained:
+            row += f" {parse.get('syntax_constrained', 0)} | {_fmt(parse.get('mostly_outside_syntax_rate'))} |"
+        lines.append(row)
     if constrained:
         lines += ["", "Annotations were sampled under the annotation syntax (`sampling.annotation_syntax`): tokens "
                   "that would make them unparseable were removed, so these parse rates count only annotations cut at "

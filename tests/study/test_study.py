@@ -102,6 +102,11 @@ def test_report_breaks_parse_failures_down_by_reason():
     lines = parse_lines(summaries, "1.0")
     assert len(lines) == 3  # header, rule, and the anchored arm only
     assert lines[2] == "| anchored | 0 | 5 | 4 | 0.444 | truncated 3, malformed_tags 1 |"
+    # Sampled under the syntax: two more columns, and the parse rates are said not to measure the model.
+    parse.update(syntax_constrained=9, mostly_outside_syntax_rate=4 / 9)
+    lines = parse_lines(summaries, "1.0")
+    assert lines[2] == "| anchored | 0 | 5 | 4 | 0.444 | truncated 3, malformed_tags 1 | 9 | 0.444 |"
+    assert lines[1].count("---") == 8 and "do not measure the model's own syntax" in lines[-1]
 
 
 @pytest.mark.parametrize("size", ["0.6b", "1b", "2.5b"])
