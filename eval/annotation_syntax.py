@@ -26,7 +26,7 @@ from annotate.format import (ANNOTATION_CLOSE, SYNTAX_ACCEPTING, SYNTAX_KEY_STAR
 class AnnotationSyntaxTable:
     """For each syntax state, which token ids keep the body parseable and where they lead."""
 
-    def __init__(self, tokenizer, vocab_size: int) -> None:
+    def __init__(self, tokenizer, vocab_size: int, device: torch.device | str = "cpu") -> None:
         close_ids = tokenizer.encode(ANNOTATION_CLOSE, add_special_tokens=False)
         if len(close_ids) != 1:
             raise ValueError(f"{ANNOTATION_CLOSE} is not one token of this tokenizer: it has no annotation tokens")
@@ -44,9 +44,10 @@ class AnnotationSyntaxTable:
                 end = syntax_advance(state, text)
                 if end is not None:
                     self.next_state[state, token_id] = end
-        self.allowed = self.next_state >= 0
+        allowed = self.next_state >= 0
         for state in SYNTAX_ACCEPTING:
-            self.allowed[state, self.close_id] = True
+            allowed[state, self.close_id] = True
+        self.allowed = allowed.to(device)  # masks the logits where they are, every step
 
     @staticmethod
     def start_state() -> int:

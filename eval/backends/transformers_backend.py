@@ -81,7 +81,7 @@ class TransformersBackend:
 
     def syntax_table(self, vocab_size: int) -> AnnotationSyntaxTable:
         if self._syntax is None:
-            self._syntax = AnnotationSyntaxTable(self.tokenizer, vocab_size)
+            self._syntax = AnnotationSyntaxTable(self.tokenizer, vocab_size, self.device)
         return self._syntax
 
     def close(self) -> None:
@@ -159,7 +159,7 @@ class TransformersBackend:
                 table = self.syntax_table(logits.shape[-1])
                 for i in syntax_rows:
                     if finish[i] is None:
-                        allowed = table.allowed[syntax_state[i]].to(logits.device)
+                        allowed = table.allowed[syntax_state[i]]
                         t = float(temperature[i]) if float(temperature[i]) > 0 else 1.0
                         outside = float(torch.softmax(logits[i] / t, dim=-1)[~allowed].sum())
                         mass_outside[i] = max(mass_outside[i], outside)
