@@ -171,7 +171,7 @@ class TransformersBackend:
                 token = next_tokens[i]
                 generated[i].append(token)
                 if i in syntax_state:
-                    syntax_state[i] = self._syntax.advance(syntax_state[i], token)
+                    syntax_state[i] = table.advance(syntax_state[i], token)
                 if token in stop_ids[i]:
                     finish[i] = ("stop", stop_ids[i][token])
                 elif text_stops[i] and (hit := cut_at_stop(self._decode(generated[i]), text_stops[i])[1]):
