@@ -7,7 +7,7 @@ SFT set builder has its own config, ``posttrain.embedded_sft.EmbeddedSFTConfig``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from posttrain.prompt_format import PromptFormat
 from stage_io.conversation import DEFAULT_ROLE_MAP
@@ -36,6 +36,16 @@ class DataConfig:
     pair_with_anchored: bool = True
     # Role names renamed before the last assistant turn is taken as the reply (ShareGPT's human/gpt by default).
     role_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLE_MAP))
+    # Share of the SFT examples held out for validation, chosen by a hash of the example id alone
+    # (both arms hold out the same ids); OUT/validation.json holds their response loss.
+    validation_fraction: Annotated[float, Domain(ge=0, lt=0.5)] = 0.0
+    # Pretraining chunks replayed inside SFT (0: none), the same chunk ids in both arms: anchored
+    # `<z> x` with loss on every token, plain `x`; a deviation from the paper, off by default.
+    replay_chunks: NonNegativeInt = 0
+    # The annotate output directory (pretraining corpus) the replayed chunks come from.
+    replay_annotations: str | None = None
+    # Train the annotation's closing delimiter token in anchored examples (the paper masks the whole annotation).
+    train_closing_delimiter: bool = False
 
 
 @dataclass
@@ -81,6 +91,10 @@ class TrainingConfig:
     dataloader_num_workers: NonNegativeInt = 0
     # CPU threads for torch in this process (None: leave torch's default); tests and the CPU demo use 2.
     torch_threads: PositiveInt | None = None
+    # Evaluate the held-out set (data.validation_fraction) every this many steps (None: at the end only).
+    eval_steps: PositiveInt | None = None
+    # Further TRL SFTConfig fields the config does not name, passed through as given.
+    sft_extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,5 +152,8 @@ class PosttrainConfig:
             raise ValueError(f"keys_only_fraction must be in [0, 1], got {self.keys_only_fraction}")
         if not 0.0 <= self.max_skip_fraction <= 1.0:
             raise ValueError(f"max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
+        if self.data.replay_chunks and not self.data.replay_annotations:
+            raise ValueError(f"data.replay_chunks={self.data.replay_chunks} needs data.replay_annotations "
+                             "(the annotate output directory of the pretraining corpus)")
         if self.max_seq_len < 2:
             raise ValueError(f"max_seq_len must be at least 2, got {self.max_seq_len}")

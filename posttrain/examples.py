@@ -37,6 +37,16 @@ count is exact over a dataset, and the choice of an example depends only on the 
 its id and the set it is in. A token is masked when it overlaps a value's characters
 (``annotate.format.annotation_char_spans`` and the fast tokenizer's offsets).
 
+Validation split (``data.validation_fraction``): an example is held out when sha256 of its
+id alone, read as a number in [0, 1), is below the fraction (``is_held_out``), so every
+arm, seed and fit point holds out the same ids and trains on the same ids. Held-out
+examples keep the arm's format and mask (``BuiltExamples.validation``); the keys-only
+choice is made among the trained ones.
+
+Closing delimiter (``data.train_closing_delimiter``, off by default): in an anchored
+example the annotation's last token, ``<|/ann|>``, is trained (the rest of the annotation
+stays masked), so the model learns to close an annotation it has opened.
+
 Nothing is dropped silently: every skipped record (and every invalid annotation trained
 as plain) is counted by reason and listed with its id in ``issues``.
 """
@@ -56,7 +66,7 @@ from posttrain.config import PosttrainConfig
 from posttrain.prompt_format import encode_prompt
 from posttrain.sft_records import MalformedRecord, SFTDataError, SFTRecord, record_from_row
 
-ExampleKind = Literal["plain", "anchored", "keys_only", "plain_fallback"]
+ExampleKind = Literal["plain", "anchored", "keys_only", "plain_fallback", "replay"]
 
 # Records tokenized per batch call (the fast tokenizer batches in Rust).
 CHUNK = 256
@@ -73,15 +83,20 @@ class SFTExample:
     # Anchored examples: where the annotation's tokens start, and the annotation text.
     annotation_start: int | None = None
     annotation: str | None = None
+    # Where the response's tokens start (after the prompt and, anchored, the annotation).
+    response_start: int | None = None
 
 
 @dataclass
 class BuiltExamples:
+    # The examples trained on.
     examples: list[SFTExample]
     # Counts for the manifest (records in, trained by kind, skipped by reason, tokens).
     counts: dict[str, Any]
     # One row per skipped record or invalid annotation: id, reason, detail, action.
     issues: list[dict[str, str]] = field(default_factory=list)
+    # Held-out examples (data.validation_fraction), in the arm's training format; never trained.
+    validation: list[SFTExample] = field(default_factory=list)
 
 
 def check_annotation_tokens(tokenizer: Any) -> tuple[int, int]:
@@ -112,6 +127,16 @@ def choose_keys_only(ids: Sequence[str], fraction: float, seed: int) -> set[str]
     count = math.floor(fraction * len(ids) + 0.5)
     ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}\0{i}".encode("utf-8")).digest())
     return set(ranked[:count])
+
+
+def is_held_out(example_id: str, fraction: float) -> bool:
+    """Whether an example is in the validation split: sha256 of its id alone, read as a number in
+    [0, 1), below ``fraction``. It depends on nothing but the id, so every arm, seed and learning
+    rate holds out the same ids, and an id's membership never changes when other records do."""
+    if fraction <= 0:
+        return False
+    digest = hashlib.sha256(b"validation\0" + example_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < fraction
 
 
 def trained_ids_fingerprint(ids: Iterable[str]) -> str:
@@ -212,12 +237,15 @@ class _Builder:
                 continue
             n_prompt, n_ann = len(prompt_ids[i]), len(annotation_ids[i])
             mask = [0] * (n_prompt + n_ann) + [1] * (len(response_ids[i]) + len(self.eot_ids))
+            if kind == "anchored" and self.config.data.train_closing_delimiter:
+                mask[n_prompt + n_ann - 1] = 1  # the annotation's last token is its closing delimiter
             joint = encode_prompt(tok, prompts[i] + annotations[i] + record.response + eot_text)
             self.joint_differs += joint != ids
             self.examples.append(SFTExample(
                 record.id, ids, mask, kind,
                 annotation_start=n_prompt if kind == "anchored" else None,
                 annotation=annotations[i] if kind == "anchored" else None,
+                response_start=n_prompt + n_ann,
             ))
 
     def _skip(self, record_id: str, reason: str, detail: str) -> None:
@@ -225,6 +253,9 @@ class _Builder:
         self.issues.append({"id": record_id, "reason": reason, "detail": detail, "action": "skipped"})
 
     def finish(self) -> BuiltExamples:
+        fraction = self.config.data.validation_fraction
+        validation = [e for e in self.examples if is_held_out(e.id, fraction)]
+        self.examples = [e for e in self.examples if not is_held_out(e.id, fraction)]
         anchored = [e for e in self.examples if e.kind == "anchored"]
         chosen = choose_keys_only([e.id for e in anchored], self.config.keys_only_fraction, self.config.keys_only_seed)
         for example in anchored:
@@ -235,7 +266,9 @@ class _Builder:
         counts = {
             "records_in": self.records_in,
             "trained": len(self.examples),
-            "trained_by_kind": {k: kinds.get(k, 0) for k in ("plain", "anchored", "keys_only", "plain_fallback")},
+            "validation_examples": len(validation),
+            "validation_ids_sha256": trained_ids_fingerprint(e.id for e in validation),
+            "trained_by_kind": {k: kinds.get(k, 0) for k in ("plain", "anchored", "keys_only", "plain_fallback", "replay")},
             "keys_only": kinds.get("keys_only", 0),
             "skipped": skipped_total,
             "skipped_by_reason": dict(sorted(self.skipped.items())),
@@ -248,7 +281,7 @@ class _Builder:
             "records_with_turns_cut_after_last_reply": self.turns_cut,
         }
         self._check_whole_dataset(counts)
-        return BuiltExamples(self.examples, counts, self.issues)
+        return BuiltExamples(self.examples, counts, self.issues, validation)
 
     def _make_keys_only(self, example: SFTExample) -> None:
         ids, mask = keys_only_mask(self.tokenizer, example.annotation)
@@ -262,7 +295,8 @@ class _Builder:
         if counts["trained"] == 0:
             raise SFTDataError(
                 f"no trainable example among {self.records_in} records (skipped by reason: "
-                f"{counts['skipped_by_reason']}); check data.* column keys, arm and max_seq_len"
+                f"{counts['skipped_by_reason']}, held out: {counts['validation_examples']}); check data.* column "
+                "keys, arm, max_seq_len and data.validation_fraction"
             )
         fraction = counts["skipped"] / max(self.records_in, 1)
         if fraction > self.config.max_skip_fraction:

@@ -13,6 +13,10 @@ checks the collated labels token by token), train, and write to ``output_dir``:
   TensorBoard logs under ``checkpoints/runs/``, and ``run.json``, the run identity of the
   config that trained them (``check_run_identity`` below: a changed config is refused
   before any work instead of resuming them);
+- ``validation.json``: the held-out split's response loss (``posttrain.validation``;
+  ``data.validation_fraction`` of the examples, by a hash of their id, never trained), also
+  in the manifest's counts; TRL evaluates that split every ``training.eval_steps`` steps and
+  at the end (``eval_loss`` in ``log_history.json``);
 - ``log_history.json`` (the Trainer's logged losses), ``example_issues.jsonl`` (every
   skipped record and every invalid annotation, with its reason), ``manifest.json``
   (counts: records in, trained by kind, skipped by reason, keys-only, trained tokens).
@@ -48,8 +52,10 @@ from trl import SFTConfig, SFTTrainer
 from posttrain.annotation_match import check_annotation_match
 from stage_io.hf_files import make_tokenizer_config_portable
 from posttrain.config import PosttrainConfig
-from posttrain.examples import SFTExample, build_examples
+from posttrain.examples import BuiltExamples, SFTExample, build_examples
+from posttrain.replay import add_replay, load_replay
 from posttrain.sft_records import load_sft_rows
+from posttrain.validation import validation_report, write_validation
 from pretrain.memory_plan import MemoryInputs, MemoryPlan, check_plan, estimate, launcher_sharding
 from stage_io.file_integrity import tree_problems
 from stage_io.manifest import weight_files, write_manifest
@@ -99,14 +105,17 @@ def _run(config: PosttrainConfig) -> Path:
     tokenizer = load_tokenizer(config)
     rows = load_sft_rows(config.data, need_annotations=config.arm == "anchored")
     built = build_examples(rows, tokenizer, config, total=len(rows))
+    if config.data.replay_chunks:
+        add_replay(built, *load_replay(config, tokenizer))
     # Every rank checks (the same estimate), so a refusal stops them all; rank 0 prints.
     check_plan(memory_plan(config, AutoConfig.from_pretrained(config.model_path)),
                config.training.memory_plan, "training.memory_plan",
                "lower training.per_device_batch_size (raise training.grad_accum to keep the batch) or set "
                "training.gradient_checkpointing=true",
                print_fn=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _line: None))
-    trainer = make_trainer(config, tokenizer, built.examples)
+    trainer = make_trainer(config, tokenizer, built.examples, built.validation)
     result = trainer.train(resume_from_checkpoint=resume)
+    validation = evaluate_held_out(trainer, config, tokenizer, built)
     save_final(trainer, config, tokenizer)
     if trainer.is_world_process_zero():
         with open(out / ISSUES_FILE, "w", encoding="utf-8") as handle:
@@ -118,10 +127,14 @@ def _run(config: PosttrainConfig) -> Path:
         inputs: dict[str, Any] = {"model": config.model_path, "data": config.data.annotations or config.data.source.source}
         if config.tokenizer_path:
             inputs["tokenizer"] = config.tokenizer_path
+        if config.data.replay_annotations and config.data.replay_chunks:
+            inputs["replay"] = config.data.replay_annotations
+        write_validation(out, validation)
         write_manifest(
             out, stage="posttrain", config=config, inputs=inputs,
             counts={**built.counts, "optimizer_steps": trainer.state.global_step,
-                    "epochs": config.training.epochs},
+                    "epochs": config.training.epochs, "validation_loss": validation["loss"],
+                    "validation_loss_no_annotation": validation["loss_no_annotation"]},
             extra={"train": {"first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                              "train_loss": result.training_loss, "runtime_s": result.metrics.get("train_runtime"),
                              "loss_definitions": {"first_loss": "the first logged loss (step 1)",
@@ -135,9 +148,23 @@ def _run(config: PosttrainConfig) -> Path:
     return out
 
 
+def evaluate_held_out(trainer: SFTTrainer, config: PosttrainConfig, tokenizer: Any,
+                      built: BuiltExamples) -> dict[str, Any]:
+    """The held-out split after training: TRL's eval loss logged once more at the last step (unless
+    training.eval_steps just logged it), and ``validation.json``'s two response losses."""
+    if built.validation:
+        history = trainer.state.log_history
+        if not any("eval_loss" in e and e.get("step") == trainer.state.global_step for e in history):
+            trainer.evaluate()
+    return validation_report(trainer.model, built.validation, config.arm, tokenizer.pad_token_id,
+                             trainer.args.device, config.training.per_device_batch_size, config.training.bf16)
+
+
 def check_inputs(config: PosttrainConfig) -> None:
-    """The model and tokenizer exist and are what they claim, and the model's positions cover
-    ``max_seq_len`` (longer examples would train on positions it has no embedding for)."""
+    """The model and tokenizer exist and are what they claim, the model's positions cover
+    ``max_seq_len`` (longer examples would train on positions it has no embedding for), and
+    ``training.sft_extra`` names only SFTConfig fields the config does not set."""
+    check_sft_extra(config)
     check_model(config.model_path, "model_path")
     if config.tokenizer_path:
         check_tokenizer(config.tokenizer_path, "tokenizer_path")
@@ -194,18 +221,56 @@ def examples_dataset(examples: list[SFTExample]) -> datasets.Dataset:
     })
 
 
-def sft_args(config: PosttrainConfig) -> SFTConfig:
+# SFTConfig fields this stage sets, and the key that sets them (training.sft_extra may not set them
+# again: one place per setting). "the stage" marks fields fixed by how the stage works.
+SFT_FIELDS_SET = {
+    "output_dir": "output_dir", "num_train_epochs": "training.epochs", "max_steps": "training.max_steps",
+    "per_device_train_batch_size": "training.per_device_batch_size",
+    "gradient_accumulation_steps": "training.grad_accum", "learning_rate": "training.learning_rate",
+    "lr_scheduler_type": "training.scheduler", "warmup_steps": "training.warmup", "warmup_ratio": "training.warmup",
+    "weight_decay": "training.weight_decay", "max_grad_norm": "training.max_grad_norm", "seed": "training.seed",
+    "data_seed": "training.seed", "save_strategy": "training.save_steps", "save_steps": "training.save_steps",
+    "save_total_limit": "training.save_total_limit", "logging_steps": "training.logging_steps",
+    "logging_first_step": "training.logging_steps", "report_to": "report_to", "bf16": "training.bf16",
+    "dataloader_num_workers": "training.dataloader_num_workers",
+    "gradient_checkpointing": "training.gradient_checkpointing",
+    "activation_checkpointing": "training.gradient_checkpointing",
+    "max_length": "max_seq_len", "packing": "training.packing", "packing_strategy": "training.packing",
+    "padding_free": "training.packing", "eval_strategy": "training.eval_steps", "eval_steps": "training.eval_steps",
+    "per_device_eval_batch_size": "training.per_device_batch_size",
+    "completion_only_loss": "the stage (the label mask is the loss mask)",
+    "model_init_kwargs": "the stage (fp32 master weights)",
+    "dataloader_pin_memory": "the stage (on when CUDA is available)",
+    "prediction_loss_only": "the stage (evaluation reports the loss)",
+}
+
+
+def check_sft_extra(config: PosttrainConfig) -> None:
+    """``training.sft_extra`` names only SFTConfig fields that the config does not already set."""
+    fields = SFTConfig.__dataclass_fields__
+    for key in config.training.sft_extra:
+        if key in SFT_FIELDS_SET:
+            raise ValueError(f"training.sft_extra.{key}: set by {SFT_FIELDS_SET[key]}, not through sft_extra")
+        if key not in fields or not fields[key].init:
+            raise ValueError(f"training.sft_extra.{key}: not a field of TRL's SFTConfig")
+
+
+def sft_args(config: PosttrainConfig, evaluate: bool = False) -> SFTConfig:
+    """TRL's SFTConfig; ``evaluate``: the held-out set is evaluated every ``training.eval_steps``."""
+    check_sft_extra(config)
     t = config.training
     model_init_kwargs: dict[str, Any] = {"dtype": "float32"}  # fp32 master weights; bf16 is autocast
     # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns).
     renamed = "activation_checkpointing" in SFTConfig.__dataclass_fields__
     checkpointing = {"activation_checkpointing" if renamed else "gradient_checkpointing": t.gradient_checkpointing}
-    return SFTConfig(
+    periodic_eval = evaluate and t.eval_steps is not None
+    kwargs = dict(
         **checkpointing,
         output_dir=str(Path(config.output_dir) / CHECKPOINTS_DIR),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_batch_size,
+        per_device_eval_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.scheduler,
@@ -219,6 +284,9 @@ def sft_args(config: PosttrainConfig) -> SFTConfig:
         save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        eval_strategy="steps" if periodic_eval else "no",
+        eval_steps=t.eval_steps if periodic_eval else None,
+        prediction_loss_only=True,
         report_to=list(config.report_to) or "none",
         bf16=t.bf16,
         dataloader_num_workers=t.dataloader_num_workers,
@@ -232,10 +300,15 @@ def sft_args(config: PosttrainConfig) -> SFTConfig:
         packing_strategy="bfd",
         padding_free=t.packing,
     )
+    unlisted = set(kwargs) - set(SFT_FIELDS_SET)
+    if unlisted:  # a field set here must be listed, so sft_extra cannot set it a second time
+        raise AssertionError(f"SFT_FIELDS_SET lacks {sorted(unlisted)}")
+    return SFTConfig(**kwargs, **t.sft_extra)
 
 
-def make_trainer(config: PosttrainConfig, tokenizer: Any, examples: list[SFTExample]) -> SFTTrainer:
-    args = sft_args(config)
+def make_trainer(config: PosttrainConfig, tokenizer: Any, examples: list[SFTExample],
+                 validation: list[SFTExample] | None = None) -> SFTTrainer:
+    args = sft_args(config, evaluate=bool(validation))
     peft_config = None
     if config.lora.enabled:
         from peft import LoraConfig
@@ -247,7 +320,7 @@ def make_trainer(config: PosttrainConfig, tokenizer: Any, examples: list[SFTExam
         )
     trainer = SFTTrainer(
         model=config.model_path, args=args, train_dataset=examples_dataset(examples),
-        processing_class=tokenizer, peft_config=peft_config,
+        eval_dataset=examples_dataset(validation) if validation else None, processing_class=tokenizer, peft_config=peft_config,
     )
     embeddings = trainer.model.get_input_embeddings().num_embeddings
     if len(tokenizer) > embeddings:
