@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from annotate.format import ANNOTATION_OPEN
 from posttrain.config import DataConfig, LoraSettings, PosttrainConfig, TrainingConfig
-from posttrain.examples import build_examples
+from posttrain.examples import build_examples, is_held_out, trained_ids_fingerprint
 from posttrain.train import make_trainer, run
 from posttrain_fixtures import sft_rows, write_annotated, write_jsonl
 from stage_io.cli import stage_main
@@ -94,14 +95,16 @@ def test_tiny_sft_run_per_arm(bbc, model_dir, tmp_path, arm):
     manifest = json.loads((out / "manifest.json").read_text())
     counts = manifest["counts"]
     assert counts["records_in"] == 40 and counts["optimizer_steps"] == 24
+    held = counts["validation_examples"]  # the config holds out 10% by id hash
+    assert 0 < held < 10 and counts["validation_loss"] == json.loads((out / "validation.json").read_text())["loss"]
     if arm == "anchored":
-        assert counts["skipped_by_reason"] == {"invalid_annotation": 1} and counts["trained"] == 39
-        assert counts["keys_only"] == 2  # floor(0.05 * 39 + 0.5)
+        assert counts["skipped_by_reason"] == {"invalid_annotation": 1} and counts["trained"] == 39 - held
+        assert counts["keys_only"] == math.floor(0.05 * (39 - held) + 0.5)
         issues = [json.loads(line) for line in (out / "example_issues.jsonl").read_text().splitlines()]
         assert issues == [{"id": "ex0005", "reason": "invalid_annotation", "detail": "status=failed: no tags",
                            "action": "skipped"}]
     else:  # the plain arm drops what the anchored arm drops (data.pair_with_anchored): the same 39 ids
-        assert counts["skipped_by_reason"] == {"invalid_annotation": 1} and counts["trained"] == 39
+        assert counts["skipped_by_reason"] == {"invalid_annotation": 1} and counts["trained"] == 39 - held
         assert counts["paired_with_anchored"] is True
     assert counts["trained_ids_sha256"].startswith("sha256:")
     assert counts["trained_tokens"] > 0 and manifest["inputs"]["data"]["fingerprint"].startswith("sha256:")
@@ -182,3 +185,35 @@ def test_a_changed_config_with_checkpoints_is_refused_before_any_work(bbc, model
     monkeypatch.undo()
     run(tiny_config(model_dir, out, "plain", data, max_steps=4, save_steps=2, resume_from_checkpoint="latest"))
     assert json.loads((out / "manifest.json").read_text())["counts"]["optimizer_steps"] == 4
+
+
+def test_paired_arms_hold_out_the_same_ids_and_report_their_validation_loss(bbc, model_dir, tmp_path):
+    rows = sft_rows(bbc, 40)
+    rows[5].update(status="failed", annotation="", error="no tags")
+    ann = write_annotated(tmp_path / "ann", rows)
+    held = sorted(r["id"] for r in rows if is_held_out(r["id"], 0.15) and r["status"] == "ok")
+    assert 0 < len(held) <= 8  # one evaluation batch, so TRL's eval loss is the same token mean
+    report, counts, evals = {}, {}, {}
+    for arm in ("plain", "anchored"):
+        out = tmp_path / arm
+        data = DataConfig(annotations=str(ann), validation_fraction=0.15)
+        run(tiny_config(model_dir, out, arm, data, max_steps=4, eval_steps=2))
+        report[arm] = json.loads((out / "validation.json").read_text())
+        counts[arm] = json.loads((out / "manifest.json").read_text())["counts"]
+        evals[arm] = [(e["step"], e["eval_loss"]) for e in json.loads((out / "log_history.json").read_text())
+                      if "eval_loss" in e]
+    plain, anchored = report["plain"], report["anchored"]
+    assert set(plain) == {"loss", "loss_no_annotation", "n_examples", "n_response_tokens", "ids_sha256", "format"}
+    assert plain["n_examples"] == anchored["n_examples"] == len(held)
+    assert plain["ids_sha256"] == anchored["ids_sha256"] == trained_ids_fingerprint(held)
+    assert plain["n_response_tokens"] == anchored["n_response_tokens"] > 0  # the same responses
+    assert (plain["format"], anchored["format"]) == ("plain", "anchored")
+    assert plain["loss_no_annotation"] == plain["loss"] > 0
+    assert anchored["loss"] > 0 and anchored["loss_no_annotation"] > 0 and anchored["loss"] != anchored["loss_no_annotation"]
+    for key in ("trained_ids_sha256", "optimizer_steps", "trained", "validation_ids_sha256"):
+        assert counts["plain"][key] == counts["anchored"][key], key
+    for arm in ("plain", "anchored"):
+        assert counts[arm]["validation_loss"] == report[arm]["loss"]
+        assert counts[arm]["validation_loss_no_annotation"] == report[arm]["loss_no_annotation"]
+        assert [step for step, _ in evals[arm]] == [2, 4]  # every eval_steps, the last one not repeated
+        assert evals[arm][-1][1] == pytest.approx(report[arm]["loss"], abs=1e-4)  # TRL scores the same tokens
