@@ -29,6 +29,8 @@ from eval.collapse import pooled_pair_statistics
 from eval.report import PAIR_COLUMNS, judge_line, pair_cells
 from eval.capabilities import CAPABILITIES, Z95, difference
 from study.config import StudyConfig
+from study.plan import plan_steps, stage_overrides
+from study.sweep_report import write_sweep
 
 HEADLINE_METRICS = ("semantic_entropy", "pairwise_dissimilarity", "annotator_entropy", "vendi", "distinct_k", "distinct_2")
 ARM_ORDER = ("base", "anchored_base", "plain_sft", "anchored", "anchored_no_annotation", "anchored_sft_on_plain")
@@ -248,8 +250,6 @@ def token_budget_lines(out: Path) -> list[str]:
 
 def override_lines(cfg: StudyConfig) -> list[str]:
     """Which keys of each stage YAML the study set (the paths and settings that chain the stages)."""
-    from study.runner import plan_steps, stage_overrides
-
     lines = ["## Stage config keys the study set", "",
              "The study runs each stage YAML with these keys replaced: those of the study config's `overrides` "
              "for that step, then the study's own chaining (the YAML's values for them are not used).", "",
@@ -266,8 +266,6 @@ def _sweep_section(cfg: StudyConfig, out: Path) -> list[str]:
     """The controlled entropy sweep's section (and its sweep.json and plot), when the study has a sweep."""
     if cfg.entropy_sweep is None:
         return []
-    from study.sweep_report import write_sweep
-
     return write_sweep(cfg, out)
 
 
