@@ -327,6 +327,10 @@ def _frontier_section(cfg: StudyConfig, out: Path) -> list[str]:
 def write_study_report(cfg: StudyConfig, out: Path) -> Path:
     summaries = load_summaries(out, cfg.seeds) if cfg.main_comparison else {}
     target = out / "report.md"
+    if not cfg.main_comparison and load_summaries(out, cfg.seeds):
+        # Another config's main comparison shares this directory (the frontier reuses the embedded study's):
+        # its report stays as it is.
+        target = out / "report_main_comparison_off.md"
     lines = [f"# Study report: {out}", ""]
     if not summaries:
         lines += ["No evaluation summary of the main comparison was found: no result to report." if cfg.main_comparison
