@@ -25,7 +25,7 @@ Student t interval over the seed-level values; the training seed is the replicat
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -30,8 +30,19 @@ import numpy as np
 from eval.jsonl_store import dedupe, read_rows
 from eval.score import SCORES
 from study.config import StudyConfig
-from study.frontier import constant_column, equal_fit_difference, mean_statistic, seed_prompt_intervals, verdict
-from study.plan import frontier_arm_dir, frontier_arm_name, frontier_eval_arms, frontier_eval_dir
+from study.frontier import (
+    constant_column,
+    equal_fit_difference,
+    mean_statistic,
+    seed_prompt_intervals,
+    verdict,
+)
+from study.plan import (
+    frontier_arm_dir,
+    frontier_arm_name,
+    frontier_eval_arms,
+    frontier_eval_dir,
+)
 
 METRIC = "semantic_entropy"
 FAMILIES = ("plain_sft", "anchored", "anchored_sft_on_plain", "anchored_no_annotation")

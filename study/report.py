@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.capabilities import CAPABILITIES, Z95, difference
 from eval.collapse import STATUS_TEXT, pair_status
 from eval.report import PAIR_COLUMNS, judge_line, pair_cells
-from eval.capabilities import CAPABILITIES, Z95, difference
 from study.config import StudyConfig
 from study.frontier import mean_statistic, seed_prompt_intervals
 from study.frontier_report import write_frontier

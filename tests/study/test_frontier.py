@@ -24,7 +24,13 @@ from eval import bootstrap
 from stage_io.config import ConfigError, load_config
 from stage_io.manifest import write_manifest
 from study import StudyConfig, plan_steps
-from study.frontier import equal_fit_difference, frontier_at, per_seed_values, seed_prompt_intervals, verdict
+from study.frontier import (
+    equal_fit_difference,
+    frontier_at,
+    per_seed_values,
+    seed_prompt_intervals,
+    verdict,
+)
 from study.frontier_report import write_frontier
 from study.report import pooled_over_seeds
 from study.runner import check_paired_sft
