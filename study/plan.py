@@ -245,9 +245,9 @@ def neutral_scoring_overrides(cfg: StudyConfig, corpus: Path, topics: list[str] 
     if config_has_key("eval", "metrics.quality.ngram"):
         overrides += ["metrics.quality.kind=ngram", f"metrics.quality.ngram.corpus={corpus}"]
     if config_has_key("eval", "metrics.restricted_value") and topics and len(topics) == 1:
-        se = Step("eval", "eval", cfg.eval, Path(".")).load().metrics.semantic_entropy
-        attribute = se.primary or se.classifier.attribute
-        overrides.append("metrics.restricted_value=" + json.dumps({"attribute": attribute, "value": topics[0]}))
+        attribute = Step("eval", "eval", cfg.eval, Path(".")).load().metrics.semantic_entropy.primary_key()
+        if attribute:  # the judge's attribute; without labels there is nothing to restrict
+            overrides.append("metrics.restricted_value=" + json.dumps({"attribute": attribute, "value": topics[0]}))
     return overrides
 
 

@@ -282,3 +282,36 @@ def test_frontier_report_says_not_measured_when_nothing_was_evaluated(tmp_path):
     cfg = frontier_config(tmp_path, "main_comparison=false")
     write_frontier(cfg, tmp_path)
     assert "No frontier evaluation was found" in (tmp_path / "frontier" / "report.md").read_text()
+
+
+def test_every_study_eval_scores_neutral_quality_and_the_sft_sets_one_topic(tmp_path, monkeypatch):
+    from study import plan
+
+    cfg = frontier_config(tmp_path)
+    corpus = tmp_path / "annotate" / "corpus"
+    monkeypatch.setattr(plan, "config_has_key", lambda module, key: True)
+    assert plan.neutral_scoring_overrides(cfg, corpus, ["sports"]) == [
+        "metrics.quality.kind=ngram", f"metrics.quality.ngram.corpus={corpus}",
+        'metrics.restricted_value={"attribute": "section", "value": "sports"}']
+    # Several topics restrict to no single value.
+    assert plan.neutral_scoring_overrides(cfg, corpus, ["sports", "tech"])[2:] == []
+    monkeypatch.setattr(plan, "config_has_key", lambda module, key: False)
+    assert plan.neutral_scoring_overrides(cfg, corpus, ["sports"]) == []
+    assert len(plan.scoring_gaps()) == 2
+
+
+def test_eval_stage_keys_are_looked_up_through_nested_configs():
+    from study.plan import config_has_key
+
+    assert config_has_key("eval", "metrics.semantic_entropy.classifier.attribute")
+    assert config_has_key("posttrain", "lora.enabled")
+    assert not config_has_key("eval", "metrics.no_such_key") and not config_has_key("eval", "output_dir.deeper")
+
+
+def test_plan_only_run_lists_the_frontier_and_trains_nothing(tmp_path, capsys):
+    from study import run
+
+    result = run(frontier_config(tmp_path, "main_comparison=false", "plan_only=true"))
+    assert "frontier_eval_seed0" in result["planned"] and "frontier_lr_high_posttrain_anchored_seed0" in result["planned"]
+    assert not (tmp_path / "frontier").exists()
+    assert "arm anchored_no_annotation@lr_high" in capsys.readouterr().out
