@@ -245,8 +245,9 @@ def neutral_scoring_overrides(cfg: StudyConfig, corpus: Path, topics: list[str] 
     if config_has_key("eval", "metrics.quality.ngram"):
         overrides += ["metrics.quality.kind=ngram", f"metrics.quality.ngram.corpus={corpus}"]
     if config_has_key("eval", "metrics.restricted_value") and topics and len(topics) == 1:
-        attribute = Step("eval", "eval", cfg.eval, Path(".")).load().metrics.semantic_entropy.primary_key()
-        if attribute:  # the judge's attribute; without labels there is nothing to restrict
+        se = Step("eval", "eval", cfg.eval, Path(".")).load().metrics.semantic_entropy
+        attribute = se.primary_key()
+        if se.labels != "none" and attribute:  # the judge's attribute; without labels there is nothing to restrict
             overrides.append("metrics.restricted_value=" + json.dumps({"attribute": attribute, "value": topics[0]}))
     return overrides
 
