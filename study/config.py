@@ -41,6 +41,43 @@ class EntropySweep:
 
 
 @dataclass
+class FitPoint:
+    # The point's name, used in arm names (plain_sft@NAME) and directories (frontier/NAME/ARM/seedS).
+    name: str = ""
+    # posttrain key=value overrides of this point, applied to every arm it trains (e.g. training.learning_rate=1e-4,
+    # lora.enabled=true): the knob that moves the arm along its fit frontier.
+    overrides: list[str] = field(default_factory=list)
+
+
+FRONTIER_ARMS = ("plain_sft", "anchored", "anchored_sft_on_plain")
+
+
+@dataclass
+class FitFrontier:
+    # The fit points; every arm is trained at each, per seed (>= 4 spanning under- to over-fitting for a frontier).
+    points: list[FitPoint] = field(default_factory=list)
+    # SFT arms trained at every point (of plain_sft, anchored, anchored_sft_on_plain).
+    arms: list[str] = field(default_factory=lambda: list(FRONTIER_ARMS))
+    # Also sample the anchored arm of every point with no annotation (anchored_no_annotation@POINT), against the
+    # anchored base sampled the same way (anchored_base_no_annotation): ablation (b) along the frontier.
+    no_annotation: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.points:
+            raise ValueError("fit_frontier.points must list at least one point (or set fit_frontier: null)")
+        names = [p.name for p in self.points]
+        for i, name in enumerate(names):
+            # The name becomes a directory and an eval arm's suffix: no separators.
+            if not name or any(c in name for c in "/@ \\"):
+                raise ValueError(f"fit_frontier.points[{i}].name={name!r}: a point needs a name without '/', '@' or spaces")
+        if len(set(names)) != len(names):
+            raise ValueError(f"fit_frontier.points repeats a name: {names}")
+        unknown = [a for a in self.arms if a not in FRONTIER_ARMS]
+        if unknown or not self.arms or len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"fit_frontier.arms={self.arms}: distinct arms of {list(FRONTIER_ARMS)}")
+
+
+@dataclass
 class StudyConfig:
     # Root of the study: every stage writes below it, plus study_state.json and report.md.
     output_dir: str = "runs/study/embedded"
@@ -78,6 +115,11 @@ class StudyConfig:
     # per topic subset, a balanced SFT set of equal size, plain and anchored SFT per seed, and an eval of
     # base, anchored_base, plain_sft and anchored (null: no sweep). Needs sft_set.
     entropy_sweep: EntropySweep | None = None
+    # The fit frontier: every SFT arm trained at several fits (fit_frontier.points) per seed below
+    # OUTPUT_DIR/frontier, each point placed by its held-out SFT validation loss, and the arms compared at equal
+    # validation loss (study.frontier_report); it trains on the main comparison's SFT set.
+    # null: no frontier.
+    fit_frontier: FitFrontier | None = None
     # Diversity reference of each arm's collapse: "own" measures every arm against the pretrained model
     # it was fine-tuned from (plain_sft against base, anchored arms against anchored_base), isolating what
     # SFT did; "common" measures every arm against base, the plain-pretrained model.
@@ -97,5 +139,5 @@ class StudyConfig:
             if self.sft_set is None:
                 raise ValueError("entropy_sweep needs sft_set (the sweep builds its SFT sets with posttrain.embedded_sft)")
             self.entropy_sweep.names()
-        if not self.main_comparison and self.entropy_sweep is None:
-            raise ValueError("main_comparison=false with no entropy_sweep leaves nothing to train or evaluate")
+        if not self.main_comparison and self.entropy_sweep is None and self.fit_frontier is None:
+            raise ValueError("main_comparison=false with no entropy_sweep and no fit_frontier leaves nothing to train or evaluate")

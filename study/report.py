@@ -5,8 +5,9 @@ intervals over prompts and the collapse ratios. This page puts the seeds togethe
 
 - first the headline: the judged collapse of the primary attribute (semantic_entropy) of
   plain SFT and of the anchored arm, their difference, and the ratio or the status saying
-  why there is none, per seed and pooled over seeds (eval.collapse.pooled_pair_statistics:
-  the same rules, a bootstrap stratified by seed over the per-prompt collapses each summary keeps);
+  why there is none, per seed and pooled over seeds (the training seed is the replication
+  unit: a hierarchical bootstrap of seeds with one prompt resample shared by the seeds, and
+  a seed t interval, over the per-prompt collapses each summary keeps; eval.collapse's rules);
 - then the annotation parse rates, preservation and fidelity of the anchored arms;
 - quality beside every diversity figure, the secondary metrics (embedding dissimilarity,
   the annotator's labels), every arm's diversity per seed, and empty responses.
@@ -25,10 +26,16 @@ import json
 import statistics
 from pathlib import Path
 
-from eval.collapse import pooled_pair_statistics
-from eval.report import PAIR_COLUMNS, judge_line, pair_cells
+import numpy as np
+
 from eval.capabilities import CAPABILITIES, Z95, difference
+from eval.collapse import STATUS_TEXT, pair_status
+from eval.report import PAIR_COLUMNS, judge_line, pair_cells
 from study.config import StudyConfig
+from study.frontier import mean_statistic, seed_prompt_intervals
+from study.frontier_report import write_frontier
+from study.plan import plan_steps, stage_overrides
+from study.sweep_report import write_sweep
 
 HEADLINE_METRICS = ("semantic_entropy", "pairwise_dissimilarity", "annotator_entropy", "vendi", "distinct_k", "distinct_2")
 ARM_ORDER = ("base", "anchored_base", "plain_sft", "anchored", "anchored_no_annotation", "anchored_sft_on_plain")
@@ -70,8 +77,9 @@ def seed_table(summaries: dict[int, dict], temperature: str, metric: str) -> lis
 
 
 def ratio_table(summaries: dict[int, dict], temperature: str, metric: str) -> list[str]:
-    """Per comparison: each seed's pair statistics and the pooled ones (eval.collapse's rules:
-    the ratio only where both collapses are clearly positive, else the status)."""
+    """Per comparison: each seed's pair statistics, then the pooled ones over seeds: the hierarchical
+    bootstrap (seeds, and one prompt resample shared by the seeds) and a seed t interval (eval.collapse's
+    rules on the hierarchical intervals: the ratio only where both collapses are clearly positive, else the status)."""
     seeds = sorted(summaries)
     provenance = summaries[seeds[0]].get("provenance", {})
     b = provenance.get("bootstrap", {})
@@ -86,10 +94,54 @@ def ratio_table(summaries: dict[int, dict], temperature: str, metric: str) -> li
             per_seed.append(r.get("per_prompt"))
             lines.append(f"| {label} | {s} | " + " | ".join(pair_cells(r)) + " |")
         if len(per_seed) > 1 and all(per_seed):
-            pooled = pooled_pair_statistics(per_seed, min_denominator, b.get("resamples", 1000),
-                                            b.get("confidence", 0.95), b.get("seed", 0))
-            lines.append(f"| {label} | pooled over {len(per_seed)} seeds | " + " | ".join(pair_cells(pooled)) + " |")
+            pooled = pooled_over_seeds(per_seed, min_denominator, b.get("resamples", 1000), b.get("confidence", 0.95),
+                                       b.get("seed", 0))
+            for kind, text in (("hierarchical", "hierarchical bootstrap"), ("seed_t", "seed t")):
+                lines.append(f"| {label} | pooled over {len(per_seed)} seeds, {text} | "
+                             + " | ".join(pair_cells(pooled[kind])) + " |")
     return lines
+
+
+def pooled_over_seeds(per_seed: list[dict], min_denominator: float, resamples: int, confidence: float, seed: int) -> dict:
+    """One (plain, anchored) pair pooled over seeds from each seed's per-prompt collapses.
+
+    Columns (n_seeds, n_prompts) over the prompts every seed has. Two renderings of eval.collapse's pair
+    figures: intervals from the hierarchical bootstrap (status and ratio from them) and from the seed t
+    interval (the t value is the mean of the seed-level values).
+    """
+    prompts = sorted(set.intersection(*(set(s["prompt_ids"]) for s in per_seed)))
+    cols = {name: np.array([[dict(zip(s["prompt_ids"], s[name]))[p] for p in prompts] for s in per_seed])
+            for name in ("collapse_plain", "collapse_anchored")}
+    plain = seed_prompt_intervals([cols["collapse_plain"]], mean_statistic, resamples, confidence, seed)
+    anchored = seed_prompt_intervals([cols["collapse_anchored"]], mean_statistic, resamples, confidence, seed)
+    diff = seed_prompt_intervals([cols["collapse_plain"], cols["collapse_anchored"]],
+                                 lambda a, c: float(np.mean(a) - np.mean(c)), resamples, confidence, seed)
+
+    def ratio(a: np.ndarray, c: np.ndarray) -> float | None:
+        return None if np.mean(c) <= min_denominator else float(np.mean(a) / np.mean(c))
+
+    out = {}
+    for kind in ("hierarchical", "seed_t"):
+        ci = {name: ((r.get(kind) or {}).get("ci_low"), (r.get(kind) or {}).get("ci_high"))
+              for name, r in (("plain", plain), ("anchored", anchored), ("diff", diff))}
+        point = (lambda r: r["value"]) if kind == "hierarchical" else (lambda r: (r.get("seed_t") or {}).get("value"))
+        entry = {"collapse_plain": point(plain), "collapse_plain_ci": list(ci["plain"]),
+                 "collapse_anchored": point(anchored), "collapse_anchored_ci": list(ci["anchored"]),
+                 "difference": point(diff), "difference_ci": list(ci["diff"]), "n_prompts": len(prompts)}
+        if None in (*ci["plain"], *ci["anchored"]):
+            entry.update(status="no_interval", reason="interval not available (" + ", ".join(plain["missing"]) + ")"
+                         if plain["missing"] else "interval not available")
+        else:
+            entry["status"] = pair_status(ci["plain"], ci["anchored"], min_denominator)
+            entry["reason"] = STATUS_TEXT[entry["status"]]
+        if entry["status"] == "ok":
+            r = seed_prompt_intervals([cols["collapse_plain"], cols["collapse_anchored"]], ratio, resamples, confidence, seed)
+            rci = r.get(kind) or {}
+            entry.update(ratio=r["value"] if kind == "hierarchical" else rci.get("value"),
+                         ci_low=rci.get("ci_low"), ci_high=rci.get("ci_high"),
+                         gap_closed=1.0 - entry["collapse_anchored"] / entry["collapse_plain"], gap_closed_ci=None)
+        out[kind] = entry
+    return out
 
 
 def fidelity_table(summaries: dict[int, dict], temperature: str) -> list[str]:
@@ -248,8 +300,6 @@ def token_budget_lines(out: Path) -> list[str]:
 
 def override_lines(cfg: StudyConfig) -> list[str]:
     """Which keys of each stage YAML the study set (the paths and settings that chain the stages)."""
-    from study.runner import plan_steps, stage_overrides
-
     lines = ["## Stage config keys the study set", "",
              "The study runs each stage YAML with these keys replaced: those of the study config's `overrides` "
              "for that step, then the study's own chaining (the YAML's values for them are not used).", "",
@@ -266,18 +316,26 @@ def _sweep_section(cfg: StudyConfig, out: Path) -> list[str]:
     """The controlled entropy sweep's section (and its sweep.json and plot), when the study has a sweep."""
     if cfg.entropy_sweep is None:
         return []
-    from study.sweep_report import write_sweep
-
     return write_sweep(cfg, out)
+
+
+def _frontier_section(cfg: StudyConfig, out: Path) -> list[str]:
+    """The fit frontier's summary (frontier/report.md has the rest), when the study has a frontier."""
+    return [] if cfg.fit_frontier is None else write_frontier(cfg, out)
 
 
 def write_study_report(cfg: StudyConfig, out: Path) -> Path:
     summaries = load_summaries(out, cfg.seeds) if cfg.main_comparison else {}
     target = out / "report.md"
+    if not cfg.main_comparison and load_summaries(out, cfg.seeds):
+        # Another config's main comparison shares this directory (the frontier reuses the embedded study's):
+        # its report stays as it is.
+        target = out / "report_main_comparison_off.md"
     lines = [f"# Study report: {out}", ""]
     if not summaries:
         lines += ["No evaluation summary of the main comparison was found: no result to report." if cfg.main_comparison
-                  else "The main comparison is off (`main_comparison: false`): this study runs the entropy sweep only.", ""]
+                  else "The main comparison is off (`main_comparison: false`).", ""]
+        lines += _frontier_section(cfg, out)
         lines += _sweep_section(cfg, out)
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return target
@@ -289,7 +347,8 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
     provenance = first.get("provenance", {})
     lines += [
         f"Seeds: {', '.join(str(s) for s in sorted(summaries))} (each seed trains every SFT arm and samples with that seed). "
-        "Intervals are 95% percentile bootstraps over prompts within a seed. Collapse reference "
+        "Per-seed intervals are 95% percentile bootstraps over prompts within that seed; pooled ones resample seeds "
+        "too (hierarchical bootstrap) or use the seed-level values (t). Collapse reference "
         f"(`collapse_reference: {cfg.collapse_reference}`): "
         + ("each arm against the pretrained model it was fine-tuned from (plain_sft and anchored_sft_on_plain "
            "against `base`, anchored arms against `anchored_base`)." if cfg.collapse_reference == "own"
@@ -305,7 +364,8 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
                   f"### Headline: judged collapse of the {primary} (semantic_entropy, bits per prompt)", "",
                   "Collapse = D(base) - D(arm); difference = collapse(plain SFT) - collapse(anchored), the primary "
                   "figure; a ratio only where both collapses are positive with intervals excluding 0, otherwise the "
-                  "reason. Pooled: mean over seeds, stratified bootstrap over prompts (eval/collapse.py).", ""]
+                  "reason. Pooled: the seed is the replication unit; a hierarchical bootstrap (seeds resampled, one "
+                  "prompt resample shared by the seeds) and a Student t interval over the seed-level values.", ""]
         if "semantic_entropy" in diversity:
             lines += [*ratio_table(summaries, t, "semantic_entropy"), ""]
         lines += ["### Annotation parsing (anchored arms)", "", *parse_lines(summaries, t), "",
@@ -332,6 +392,7 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
     # How the numbers were made, after the numbers: scorers, token budgets, the keys the study set.
     lines += ["## Provenance", "", *scorer_lines(provenance.get("scoring")), "", *token_budget_lines(out),
               *override_lines(cfg)]
+    lines += _frontier_section(cfg, out)
     lines += _sweep_section(cfg, out)
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target

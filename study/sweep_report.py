@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from study.config import StudyConfig
+from study.plan import sweep_dir
 
 SWEEP_ARMS = ("base", "anchored_base", "plain_sft", "anchored")
 METRIC = "semantic_entropy"
@@ -65,8 +66,6 @@ def least_squares_slope(x: list[float], y: list[float], confidence: float = 0.95
 
 def collect(cfg: StudyConfig, out: Path) -> dict:
     """Every subset's entropy and every arm's output entropy per seed and temperature, as measured."""
-    from study.runner import sweep_dir
-
     sweep = cfg.entropy_sweep
     subsets = []
     for name, topics in zip(sweep.names(), sweep.subsets):

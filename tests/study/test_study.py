@@ -149,3 +149,29 @@ def test_report_capabilities_table_with_anchored_minus_plain_per_seed_and_over_s
     assert "| t | 0 | 0.540 ± 0.040 | 0.500 ± 0.030 | +0.040 [-0.058, +0.138] |" in lines
     assert "| t | mean over 2 seeds | | | +0.010 [-0.088, +0.108] |" in lines
     assert capability_lines({}) == []
+
+
+def test_report_pools_seeds_with_hierarchical_and_seed_t_rows():
+    from eval import bootstrap
+    from study.report import ratio_table
+
+    def seed(plain, anchored):
+        per_prompt = {"prompt_ids": ["a", "b", "c", "d"], "collapse_plain": plain, "collapse_anchored": anchored}
+        pair = {"collapse_plain": sum(plain) / 4, "collapse_plain_ci": [0, 1], "collapse_anchored": sum(anchored) / 4,
+                "collapse_anchored_ci": [0, 1], "difference": 0.1, "difference_ci": [0, 1], "status": "plain_not_collapsed",
+                "reason": "x", "per_prompt": per_prompt}
+        return {"provenance": {"bootstrap": {"resamples": 200, "confidence": 0.95, "seed": 0}},
+                "collapse_ratios": {"pairs": {"plain_sft/anchored": {"1.0": {"semantic_entropy": pair}}}}}
+
+    summaries = {0: seed([1.0, 1.2, 0.8, 1.0], [0.2, 0.1, 0.3, 0.2]), 1: seed([0.6, 0.8, 0.4, 0.6], [0.1, 0.0, 0.2, 0.1])}
+    lines = ratio_table(summaries, "1.0", "semantic_entropy")
+    hierarchical = next(line for line in lines if "pooled over 2 seeds, hierarchical bootstrap" in line)
+    seed_t = next(line for line in lines if "pooled over 2 seeds, seed t" in line)
+    # Means over both seeds: plain 0.8, anchored 0.15, difference 0.65.
+    assert hierarchical.startswith("| headline | pooled over 2 seeds, hierarchical bootstrap | 0.800 [")
+    assert "| 0.150 [" in hierarchical and "| 0.650 [" in hierarchical
+    if hasattr(bootstrap, "seed_t_interval"):
+        # Seed values 1.0 and 0.6: t(1 dof) 12.706 x sd 0.283 / sqrt 2 = 2.541 either side of 0.8.
+        assert seed_t.startswith("| headline | pooled over 2 seeds, seed t | 0.800 [-1.741, 3.341]")
+    if not hasattr(bootstrap, "hierarchical_statistic_ci"):
+        assert "interval not available" in hierarchical
