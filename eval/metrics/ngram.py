@@ -119,13 +119,19 @@ class TrigramKN:
         return float(lp.mean()) if lp.size else None
 
 
+def corpus_files(corpus: str | Path, key: str = "metrics.quality.ngram.corpus") -> list[Path]:
+    """The corpus's data/*.parquet files; an error naming ``key`` when there are none."""
+    files = sorted((Path(corpus) / "data").glob("*.parquet"))
+    if not files:
+        raise ValueError(f"{key}: no {Path(corpus) / 'data'}/*.parquet (point it at an annotate output directory)")
+    return files
+
+
 def corpus_texts(corpus: str | Path, max_rows: int | None, key: str = "metrics.quality.ngram.corpus") -> tuple[list[str], dict]:
     """The ``text`` column of ``corpus``/data/*.parquet (an annotate output), never its annotations."""
     import pyarrow.parquet as pq
 
-    files = sorted((Path(corpus) / "data").glob("*.parquet"))
-    if not files:
-        raise ValueError(f"{key}: no {Path(corpus) / 'data'}/*.parquet (point it at an annotate output directory)")
+    files = corpus_files(corpus, key)
     texts: list[str] = []
     empty = 0
     for path in files:
