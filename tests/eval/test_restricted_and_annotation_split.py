@@ -8,7 +8,6 @@ import pytest
 
 from eval.config import ArmConfig, NgramQualityConfig, RestrictedValueConfig
 from eval.stage import run
-from eval.summary import write_summary
 from tests.eval.conftest import StandInAnnotator, real_annotate_stage
 from tests.eval.test_run import read_jsonl, tiny_config
 
@@ -21,7 +20,7 @@ def scored_run(tmp_path_factory, tiny_models, prompts_file, annotate_output):
     tmp_path = tmp_path_factory.mktemp("split")
     arms = [ArmConfig(name="plain_sft", model=tiny_models["plain"], mode="plain"),
             ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")]
-    config = tiny_config(tmp_path, tiny_models, prompts_file, arms, stages=["generate", "score"])
+    config = tiny_config(tmp_path, tiny_models, prompts_file, arms, stages=["generate", "score", "report"])
     metrics = dataclasses.replace(
         config.metrics,
         semantic_entropy=dataclasses.replace(config.metrics.semantic_entropy, labels="annotator",
@@ -35,7 +34,7 @@ def scored_run(tmp_path_factory, tiny_models, prompts_file, annotate_output):
         if real_annotate_stage() is None:
             patch.setattr(annotate, "load_annotator", lambda path: StandInAnnotator(), raising=False)
         run_dir = run(config)
-    return config, run_dir, write_summary(config, run_dir)
+    return config, run_dir, json.loads((run_dir / "summary.json").read_text())
 
 
 def test_restricted_share_counts_samples_judged_to_have_the_value(scored_run):
@@ -53,6 +52,7 @@ def test_restricted_share_counts_samples_judged_to_have_the_value(scored_run):
         per_prompt = summary["arms"][arm]["temperatures"]["1"]["per_prompt"]["restricted_share"]
         assert per_prompt == {s["prompt_id"]: s["metrics"]["restricted_share"] for s in rows}
         assert share["ci_low"] - 1e-9 <= share["mean"] <= share["ci_high"] + 1e-9
+    assert "Share of samples judged topic = sport" in (run_dir / "report.md").read_text()
 
 
 def test_anchored_figures_are_split_by_annotation_status(scored_run):
@@ -76,6 +76,8 @@ def test_anchored_figures_are_split_by_annotation_status(scored_run):
         share = split[status]["restricted_share"]
         assert share["mean"] == (pytest.approx(hits / judged) if judged else None)
         assert split[status]["groups"] == 3
+    report = (run_dir / "report.md").read_text()
+    assert "| anchored | parsed |" in report and "| anchored | failed |" in report
     # Plain arms have no annotation to split by.
     assert "by_annotation_status" not in summary["arms"]["plain_sft"]["temperatures"]["1"]
 
