@@ -94,6 +94,8 @@ def render_report(summary: dict, plots: dict[str, Path | None], capabilities: li
            if (scoring.get('semantic_entropy') or {}).get('primary') else "")
         + f", estimator `{(scoring.get('semantic_entropy') or {}).get('estimator', 'plugin')}`",
         judge_line(summary.get("judge")),
+        *([f"- **restricted value: {summary['restricted_value']['warning']}**"]
+          if (summary.get("restricted_value") or {}).get("warning") else []),
         f"- sampling: {prov['sampling']['backend']}, {prov['sampling']['samples_per_prompt']} samples/prompt, "
         f"temperatures {prov['sampling']['temperatures']}, top_p {prov['sampling']['top_p']}",
         f"- git commit `{prov.get('git_commit')}`, config `{prov['config_fingerprint'][:19]}`",

@@ -363,6 +363,22 @@ class GroupScorer:
         row["scorer"] = describe
         return row
 
+    def ngram_details(self) -> dict | None:
+        """The fitted corpus n-gram model's size and discounts (kind ngram, once loaded)."""
+        model = self._quality.get("ngram")
+        return None if model is None else model.details
+
+    def check_restricted_value(self) -> None:
+        """A classifier has a closed set of labels: refuse a restricted value outside it before
+        scoring (a misspelt value would read as a share of 0 in every arm)."""
+        r = self.config.metrics.restricted_value
+        if r.attribute is None or self.config.metrics.semantic_entropy.labels != "classifier":
+            return
+        known = [str(v) for v in self.labeller.describe().get("labels") or ()]
+        if known and r.value not in known:
+            raise ValueError(f"metrics.restricted_value.value={r.value!r} is not a label the {r.attribute} classifier "
+                             f"gives ({', '.join(sorted(known))})")
+
     def _restricted_flags(self, labels: list[dict] | None) -> list[bool | None] | None:
         """Per sample: whether its judged label is the restricted value (None: not labelled)."""
         r = self.config.metrics.restricted_value
@@ -445,6 +461,15 @@ def check_scores_current(config: EvalConfig, run_dir: Path) -> None:
 
 def run_score(config: EvalConfig, run_dir: Path) -> dict:
     groups, counts = load_generation_groups(run_dir)
+    scorer = GroupScorer(config)
+    try:
+        scorer.check_restricted_value()  # before scores.jsonl may be started over
+        return _score_pending(config, run_dir, groups, counts, scorer)
+    finally:
+        scorer.close()
+
+
+def _score_pending(config: EvalConfig, run_dir: Path, groups: dict, counts: dict, scorer: GroupScorer) -> dict:
     path = run_dir / SCORES
     why = "rescore=true" if config.rescore and path.exists() else scoring_changes(config, run_dir)
     if why is not None:
@@ -471,27 +496,25 @@ def run_score(config: EvalConfig, run_dir: Path) -> dict:
         unknown_arms=unknown,
         incomplete_groups=sum(1 for rows in groups.values() if len(rows) != config.sampling.samples_per_prompt),
     )
-    scorer = GroupScorer(config)
-    try:
-        scorer.resolve_quantile_bar(groups, existing)  # reads scores.jsonl; scores only what it lacks
-        counts["quality_bar"] = scorer.bar_rule
-        chunks = []
-        for gid in pending:
-            if not chunks or len(chunks[-1]) >= GROUPS_PER_CHUNK or groups[chunks[-1][0]][0]["arm"] != groups[gid][0]["arm"]:
-                chunks.append([])
-            chunks[-1].append(gid)
-        for chunk in tqdm(chunks, desc="score", unit="chunk"):
-            rows = scorer.score_groups([(gid, groups[gid]) for gid in chunk])
-            counts["groups_scored"] += append_rows(path, rows)
-        if pending:
-            from stage_io.manifest import package_versions
+    scorer.resolve_quantile_bar(groups, existing)  # reads scores.jsonl; scores only what it lacks
+    counts["quality_bar"] = scorer.bar_rule
+    chunks = []
+    for gid in pending:
+        if not chunks or len(chunks[-1]) >= GROUPS_PER_CHUNK or groups[chunks[-1][0]][0]["arm"] != groups[gid][0]["arm"]:
+            chunks.append([])
+        chunks[-1].append(gid)
+    for chunk in tqdm(chunks, desc="score", unit="chunk"):
+        rows = scorer.score_groups([(gid, groups[gid]) for gid in chunk])
+        counts["groups_scored"] += append_rows(path, rows)
+    if pending:
+        from stage_io.manifest import package_versions
 
-            provenance = scorer.describe()
-            provenance["embedder_details"] = scorer.embedder.describe()
-            if scorer.labeller is not None:
-                provenance["labeller_details"] = scorer.labeller.describe()
-            provenance["versions"] = package_versions()
-            write_json(run_dir / SCORING_PROVENANCE, provenance)
-    finally:
-        scorer.close()
+        provenance = scorer.describe()
+        provenance["embedder_details"] = scorer.embedder.describe()
+        if scorer.labeller is not None:
+            provenance["labeller_details"] = scorer.labeller.describe()
+        if scorer.ngram_details() is not None:
+            provenance["quality_details"] = scorer.ngram_details()
+        provenance["versions"] = package_versions()
+        write_json(run_dir / SCORING_PROVENANCE, provenance)
     return counts

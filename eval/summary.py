@@ -96,6 +96,7 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
         "collapse_ratios": _ratios(config, scores, temperatures, diversity),
         "annotation_drift": _drift(config, generations, temperatures),
         "annotation_fidelity": _fidelity(config, generations, scores, temperatures),
+        "restricted_value": _restricted_value_check(config, scores),
         "judge": ((_provenance_scoring(run_dir) or {}).get("labeller_details")),
     }
 
@@ -129,6 +130,20 @@ def _restricted_share(config: EvalConfig, group: list[dict]) -> dict:
         **mean_ci([s["metrics"].get("restricted_share") for s in group], b.resamples, b.confidence, b.seed),
         "samples_judged": len(flags), "samples_with_value": int(sum(flags)),
     }
+
+
+def _restricted_value_check(config: EvalConfig, scores: list[dict]) -> dict | None:
+    """Whether any sample of any arm was judged to have the restricted value; when none was,
+    the labels that were seen (a value spelt unlike the labeller's labels reads as a share of 0)."""
+    r = config.metrics.restricted_value
+    if r.attribute is None:
+        return None
+    seen = Counter(lab.get(r.attribute) for s in scores if "semantic" in s for lab in s["semantic"]["labels"])
+    out = {"attribute": r.attribute, "value": r.value, "value_seen": seen.get(r.value, 0) > 0}
+    if not out["value_seen"]:
+        out["warning"] = (f"no sample of any arm was judged {r.attribute} = {r.value!r}; labels seen: "
+                          + ", ".join(f"{k} ({v})" for k, v in seen.most_common() if k is not None))
+    return out
 
 
 def _pooled_ratio(numerators: list[float], denominators: list[float], b) -> dict:

@@ -8,32 +8,26 @@ import pytest
 
 from eval.config import ArmConfig, NgramQualityConfig, RestrictedValueConfig
 from eval.stage import run
-from tests.eval.conftest import StandInAnnotator, real_annotate_stage
 from tests.eval.test_run import read_jsonl, tiny_config
 
 
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory, tiny_models, prompts_file, annotate_output):
     """One run shared by the tests below (they only read it)."""
-    import annotate
-
     tmp_path = tmp_path_factory.mktemp("split")
     arms = [ArmConfig(name="plain_sft", model=tiny_models["plain"], mode="plain"),
             ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")]
     config = tiny_config(tmp_path, tiny_models, prompts_file, arms, stages=["generate", "score", "report"])
     metrics = dataclasses.replace(
         config.metrics,
-        semantic_entropy=dataclasses.replace(config.metrics.semantic_entropy, labels="annotator",
-                                             annotator_dir=annotate_output, keys=["topic", "style"], primary="topic"),
+        # The independent judge: the section classifier trained on the BBC gold labels.
+        semantic_entropy=dataclasses.replace(config.metrics.semantic_entropy, labels="classifier", primary=None),
         quality=dataclasses.replace(config.metrics.quality, kind="ngram", ngram=NgramQualityConfig(corpus=annotate_output),
                                     bar=-9.0),
-        restricted_value=RestrictedValueConfig(attribute="topic", value="sport"),
+        restricted_value=RestrictedValueConfig(attribute="section", value="sports"),
     )
     config = dataclasses.replace(config, metrics=metrics, sampling=dataclasses.replace(config.sampling, temperatures=[1.0]))
-    with pytest.MonkeyPatch.context() as patch:
-        if real_annotate_stage() is None:
-            patch.setattr(annotate, "load_annotator", lambda path: StandInAnnotator(), raising=False)
-        run_dir = run(config)
+    run_dir = run(config)
     return config, run_dir, json.loads((run_dir / "summary.json").read_text())
 
 
@@ -44,15 +38,15 @@ def test_restricted_share_counts_samples_judged_to_have_the_value(scored_run):
         rows = [s for s in scores if s["arm"] == arm]
         flags = [f for s in rows for f in s["restricted_per_sample"]]
         labels = [lab for s in rows for lab in s["semantic"]["labels"]]
-        assert flags == [None if lab.get("topic") is None else lab["topic"] == "sport" for lab in labels]
+        assert flags == [None if lab.get("section") is None else lab["section"] == "sports" for lab in labels]
         share = summary["arms"][arm]["temperatures"]["1"]["restricted_share"]
-        assert share["attribute"] == "topic" and share["value"] == "sport"
+        assert share["attribute"] == "section" and share["value"] == "sports"
         assert share["samples_judged"] == sum(f is not None for f in flags)
         assert share["samples_with_value"] == sum(f is True for f in flags)
         per_prompt = summary["arms"][arm]["temperatures"]["1"]["per_prompt"]["restricted_share"]
         assert per_prompt == {s["prompt_id"]: s["metrics"]["restricted_share"] for s in rows}
         assert share["ci_low"] - 1e-9 <= share["mean"] <= share["ci_high"] + 1e-9
-    assert "Share of samples judged topic = sport" in (run_dir / "report.md").read_text()
+    assert "Share of samples judged section = sports" in (run_dir / "report.md").read_text()
 
 
 def test_anchored_figures_are_split_by_annotation_status(scored_run):
@@ -93,5 +87,15 @@ def test_ngram_quality_scores_every_arm_with_the_same_corpus_model(scored_run):
     for s in scores:
         finite = [q for q in s["quality_per_sample"] if q is not None]
         assert all(q < 0 for q in finite)
+    details = summary["provenance"]["scoring"]["quality_details"]
+    assert details["order"] == 3 and details["vocabulary"] > 100 and details["corpus"] == config.metrics.quality.ngram.corpus
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["inputs"]["quality_ngram_corpus"]["path"] == config.metrics.quality.ngram.corpus
+
+
+def test_a_restricted_value_the_classifier_never_gives_is_refused(scored_run):
+    config, run_dir, _ = scored_run
+    wrong = dataclasses.replace(config, stages=["score"], metrics=dataclasses.replace(
+        config.metrics, restricted_value=RestrictedValueConfig(attribute="section", value="sport")))
+    with pytest.raises(ValueError, match=r"metrics.restricted_value.value='sport' is not a label .*sports"):
+        run(wrong)
