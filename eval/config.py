@@ -188,17 +188,30 @@ ATTRIBUTE_JUDGE_TEMPLATE = (
 
 
 @dataclass
+class NgramQualityConfig:
+    # An annotate output directory: the trigram model is fitted on the `text` column of its
+    # data/*.parquet (the corpus both arms were pretrained on; its annotations are never read).
+    # Required by kind ngram.
+    corpus: str | None = None
+    # Fit on at most this many rows of it (None: all).
+    max_rows: PositiveInt | None = None
+
+
+@dataclass
 class QualityConfig:
     # none; proxy (reference-model log-likelihood minus a repetition penalty: a PROXY, not a
-    # judgement); or judge (an LLM judge's score).
-    kind: Literal["none", "proxy", "judge"] = "proxy"
+    # judgement); ngram (the same with a word trigram model of the corpus text, which favours
+    # neither arm; eval/README.md); or judge (an LLM judge's score).
+    kind: Literal["none", "proxy", "ngram", "judge"] = "proxy"
     # proxy: reference model path or hub id (None: each arm's own model scores its outputs).
     reference_model: str | None = None
     # proxy: how the prompt is rendered for the reference model.
     reference_prompt_format: PromptFormat = field(default_factory=PromptFormat)
-    # proxy: n-gram order of the repetition (degeneration) penalty.
+    # ngram: the corpus trigram model.
+    ngram: NgramQualityConfig = field(default_factory=NgramQualityConfig)
+    # proxy and ngram: n-gram order of the repetition (degeneration) penalty.
     degeneration_ngram: PositiveInt = 4
-    # proxy: weight of the repeated n-gram fraction subtracted from the mean token log-prob.
+    # proxy and ngram: weight of the repeated n-gram fraction subtracted from the mean log-prob.
     degeneration_weight: NonNegativeFloat = 1.0
     # proxy: rows per reference-model batch.
     batch_size: PositiveInt = 8
@@ -215,6 +228,11 @@ class QualityConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     # judge: regex whose first group is the score.
     score_pattern: str = r"(?i)score\s*[:=]\s*(-?\d+(?:\.\d+)?)"
+
+    def __post_init__(self) -> None:
+        if self.kind == "ngram" and not self.ngram.corpus:
+            raise ValueError("metrics.quality.ngram.corpus is unset: metrics.quality.kind ngram fits its model on "
+                             "an annotate output directory's text (set it, or choose another kind)")
 
 
 @dataclass
@@ -328,6 +346,15 @@ class DriftConfig:
 
 
 @dataclass
+class RestrictedValueConfig:
+    # The judged attribute the SFT set restricts (a key of the semantic-entropy labels, e.g.
+    # section); None: no restricted share.
+    attribute: str | None = None
+    # The value the SFT set is restricted to (e.g. sport): each arm's share of samples judged so.
+    value: str | None = None
+
+
+@dataclass
 class MetricsConfig:
     # The sentence embedder for pairwise dissimilarity, Vendi and distinct_k.
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
@@ -343,6 +370,19 @@ class MetricsConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     # Preservation and fidelity of anchored arms' annotations (reads drift.pretraining_annotations).
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    # The value the SFT set is restricted to: per arm the share of samples judged to have it.
+    restricted_value: RestrictedValueConfig = field(default_factory=RestrictedValueConfig)
+
+    def __post_init__(self) -> None:
+        r = self.restricted_value
+        if (r.attribute is None) != (r.value is None):
+            raise ValueError("metrics.restricted_value needs both attribute and value (or neither)")
+        if r.attribute is not None:
+            if self.semantic_entropy.labels == "none":
+                raise ValueError("metrics.restricted_value needs judged labels (metrics.semantic_entropy.labels is none)")
+            if r.attribute not in self.semantic_entropy.label_keys():
+                raise ValueError(f"metrics.restricted_value.attribute={r.attribute!r} is not one of the labelled "
+                                 f"attributes ({', '.join(self.semantic_entropy.label_keys())})")
 
 
 @dataclass

@@ -10,6 +10,11 @@ from eval.summary import SUMMARY, write_summary
 
 REPORT = "report.md"
 PLOTS = "plots"
+QUALITY_NOTES = {
+    "proxy": " (a PROXY: reference-model log-likelihood minus a repetition penalty, not a judgement)",
+    "ngram": " (mean per-word log-prob under a trigram model of the corpus text minus a repetition penalty: "
+             "favours neither arm, measures local fluency, not a judgement)",
+}
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -43,6 +48,33 @@ def run_report(config: EvalConfig, run_dir: Path) -> dict:
     return {"plots": [str(p.relative_to(run_dir)) for p in plots.values() if p is not None]}
 
 
+def restricted_and_status_lines(arms: dict, t: str) -> list[str]:
+    """The restricted-value share per arm, and the anchored arms' figures by annotation status."""
+    lines: list[str] = []
+    shares = [(n, a["temperatures"][t]["restricted_share"]) for n, a in arms.items()
+              if "restricted_share" in a["temperatures"].get(t, {})]
+    if shares:
+        r = shares[0][1]
+        lines += [f"Share of samples judged {r['attribute']} = {r['value']} (the value the SFT set is restricted to):", "",
+                  "| arm | share (mean over prompts) | samples judged |", "|---|---|---|"]
+        lines += [f"| {n} | {fmt_ci(r)} | {r['samples_with_value']}/{r['samples_judged']} |" for n, r in shares]
+        lines.append("")
+    splits = [(n, a["temperatures"][t]["by_annotation_status"]) for n, a in arms.items()
+              if "by_annotation_status" in a["temperatures"].get(t, {})]
+    if splits:
+        lines += ["Anchored arms by annotation status (failed: the sampler closed the annotation; the continuation is "
+                  "scored). Diversity is within each part's samples per prompt.", "",
+                  "| arm | annotation | samples | diversity (primary) | restricted share | quality |", "|---|---|---|---|---|---|"]
+        for n, split in splits:
+            for status in ("parsed", "failed"):
+                e = split[status]
+                lines.append(f"| {n} | {status} | {e['n_samples']} ({fmt(e['share_of_samples'])}) | "
+                             f"{e['primary_metric']} {fmt_ci(e.get('primary'))} | {fmt_ci(e.get('restricted_share'))} | "
+                             f"{fmt_ci(e.get('quality'))} |")
+        lines.append("")
+    return lines
+
+
 def render_report(summary: dict, plots: dict[str, Path | None], capabilities: list[str] | None = None) -> str:
     """report.md; ``capabilities`` is the capabilities section's lines (eval.capabilities.render_capabilities)."""
     prov = summary["provenance"]
@@ -56,13 +88,14 @@ def render_report(summary: dict, plots: dict[str, Path | None], capabilities: li
         "Metric definitions: eval/README.md.", "",
         f"- embedder: `{scoring.get('embedder_details', {}).get('model', scoring.get('embedder', 'n/a'))}`",
         f"- quality: `{(scoring.get('quality') or {}).get('kind', 'n/a')}`"
-        + (" (a PROXY: reference-model log-likelihood minus a repetition penalty, not a judgement)"
-           if (scoring.get("quality") or {}).get("kind") == "proxy" else ""),
+        + QUALITY_NOTES.get((scoring.get("quality") or {}).get("kind"), ""),
         f"- semantic entropy labels: `{(scoring.get('semantic_entropy') or {}).get('labels', 'n/a')}`"
         + (f", primary attribute `{(scoring.get('semantic_entropy') or {}).get('primary')}`"
            if (scoring.get('semantic_entropy') or {}).get('primary') else "")
         + f", estimator `{(scoring.get('semantic_entropy') or {}).get('estimator', 'plugin')}`",
         judge_line(summary.get("judge")),
+        *([f"- **restricted value: {summary['restricted_value']['warning']}**"]
+          if (summary.get("restricted_value") or {}).get("warning") else []),
         f"- sampling: {prov['sampling']['backend']}, {prov['sampling']['samples_per_prompt']} samples/prompt, "
         f"temperatures {prov['sampling']['temperatures']}, top_p {prov['sampling']['top_p']}",
         f"- git commit `{prov.get('git_commit')}`, config `{prov['config_fingerprint'][:19]}`",
@@ -92,6 +125,7 @@ def render_report(summary: dict, plots: dict[str, Path | None], capabilities: li
             failed = f"{p['failed']} {p['by_reason']}" if p["expected"] else "-"
             lines.append(f"| {name} | {parsed} | {failed} | {e['inner_annotations']} | {e['empty_responses']} | {e['length_stops']} |")
         lines.append("")
+        lines += restricted_and_status_lines(arms, t)
         collapse_rows = [(n, a["temperatures"][t]) for n, a in arms.items() if t in a["temperatures"] and "collapse" in a["temperatures"][t]]
         if collapse_rows:
             lines.append("Collapse = D(base) - D(arm), paired over prompts (positive: less diverse than its base).")

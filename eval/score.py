@@ -140,8 +140,8 @@ class GroupScorer:
 
     def quality_model(self, arm_model: str):
         q = self.config.metrics.quality
-        if q.kind == "judge":
-            key = "judge"
+        if q.kind in ("judge", "ngram"):
+            key = q.kind  # one scorer for every arm
         else:
             key = q.reference_model or arm_model
         if key not in self._quality:
@@ -152,6 +152,10 @@ class GroupScorer:
                 from eval.metrics.quality import JudgeQuality
 
                 self._quality[key] = JudgeQuality(q, self.judge_for(q.judge))
+            elif q.kind == "ngram":
+                from eval.metrics.quality import NgramQuality
+
+                self._quality[key] = NgramQuality(q)
             else:
                 from eval.metrics.quality import ProxyQuality
 
@@ -176,6 +180,13 @@ class GroupScorer:
                 note="PROXY: mean token log-likelihood minus a repetition penalty, not a judgement of quality",
                 degeneration_ngram=m.quality.degeneration_ngram, degeneration_weight=m.quality.degeneration_weight,
             )
+        elif m.quality.kind == "ngram":
+            quality.update(
+                corpus=m.quality.ngram.corpus, max_rows=m.quality.ngram.max_rows,
+                note="mean per-word log-prob (nats) under an interpolated Kneser-Ney word trigram model of the corpus "
+                     "text minus a repetition penalty; no arm's model is involved",
+                degeneration_ngram=m.quality.degeneration_ngram, degeneration_weight=m.quality.degeneration_weight,
+            )
         elif m.quality.kind == "judge":
             quality.update(judge=m.quality.judge.model, backend=m.quality.judge.backend)
         quality["bar"] = self.bar
@@ -192,11 +203,14 @@ class GroupScorer:
             labels["annotator_dir"] = m.semantic_entropy.annotator_dir
         elif m.semantic_entropy.labels == "judge":
             labels["judge"] = m.semantic_entropy.judge.model
-        return {
+        out = {
             "embedder": m.embedder.model,
             "distinct_k": {"classifier": m.distinct_k.classifier} if m.distinct_k.classifier else {"threshold": m.distinct_k.threshold},
             "quality": quality, "semantic_entropy": labels,
         }
+        if m.restricted_value.attribute is not None:
+            out["restricted_value"] = {"attribute": m.restricted_value.attribute, "value": m.restricted_value.value}
+        return out
 
     def close(self) -> None:
         for model in self._quality.values():
@@ -323,7 +337,14 @@ class GroupScorer:
             se = semantic_entropy(secondary, list(self.secondary_labeller.keys), cfg.semantic_entropy.estimator)
             metrics["annotator_entropy"] = se["mean"]
             row["annotator_semantic"] = {"per_key": se["per_key"], "coverage": se["coverage"]}
+        restricted = self._restricted_flags(labels)
+        if restricted is not None:
+            judged = [f for f in restricted if f is not None]
+            metrics["restricted_share"] = sum(judged) / len(judged) if judged else float("nan")
+            row["restricted_per_sample"] = restricted
         parse_expected = first["mode"] == "anchored"
+        if parse_expected:
+            row["by_annotation_status"] = self._by_annotation_status(rows, E, quality, labels, restricted)
         reasons = Counter(parse_error_category(r.get("parse_error")) for r in rows) if parse_expected else Counter()
         row["parse"] = {
             "expected": parse_expected,
@@ -341,6 +362,59 @@ class GroupScorer:
         row["metrics"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
         row["scorer"] = describe
         return row
+
+    def ngram_details(self) -> dict | None:
+        """The fitted corpus n-gram model's size and discounts (kind ngram, once loaded)."""
+        model = self._quality.get("ngram")
+        return None if model is None else model.details
+
+    def check_restricted_value(self) -> None:
+        """A classifier has a closed set of labels: refuse a restricted value outside it before
+        scoring (a misspelt value would read as a share of 0 in every arm)."""
+        r = self.config.metrics.restricted_value
+        if r.attribute is None or self.config.metrics.semantic_entropy.labels != "classifier":
+            return
+        known = [str(v) for v in self.labeller.describe().get("labels") or ()]
+        if known and r.value not in known:
+            raise ValueError(f"metrics.restricted_value.value={r.value!r} is not a label the {r.attribute} classifier "
+                             f"gives ({', '.join(sorted(known))})")
+
+    def _restricted_flags(self, labels: list[dict] | None) -> list[bool | None] | None:
+        """Per sample: whether its judged label is the restricted value (None: not labelled)."""
+        r = self.config.metrics.restricted_value
+        if labels is None or r.attribute is None:
+            return None
+        return [None if lab.get(r.attribute) is None else lab[r.attribute] == r.value for lab in labels]
+
+    def _by_annotation_status(self, rows, E, quality, labels, restricted) -> dict:
+        """The group's samples split by whether their annotation parsed: per part the sample
+        count, diversity within the part (fewer samples: plug-in entropy reads lower), the
+        restricted-value hits and the quality sums, for the summary to pool over prompts."""
+        se = self.config.metrics.semantic_entropy
+        out = {}
+        for status, flag in (("parsed", True), ("failed", False)):
+            idx = [i for i, r in enumerate(rows) if bool(r.get("parse_ok")) == flag]
+            part: dict = {"n_samples": len(idx),
+                          "pairwise_dissimilarity": _finite_or_none(mean_pairwise_dissimilarity(E[idx]))}
+            if labels is not None:
+                entropy = None
+                if idx:
+                    result = semantic_entropy([labels[i] for i in idx], list(self.labeller.keys), se.estimator)
+                    primary = se.primary_key()
+                    entropy = _finite_or_none(result["per_key"][primary] if primary else result["mean"])
+                part["semantic_entropy"] = entropy
+            if restricted is not None:
+                flags = [restricted[i] for i in idx if restricted[i] is not None]
+                part.update(restricted_hits=int(sum(flags)), restricted_judged=len(flags))
+            if quality is not None:
+                values = [quality[i] for i in idx if quality[i] is not None]
+                part.update(quality_sum=float(sum(values)), quality_n=len(values))
+            out[status] = part
+        return out
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
 
 
 def load_generation_groups(run_dir: Path) -> tuple[dict[str, list[dict]], dict]:
@@ -387,6 +461,15 @@ def check_scores_current(config: EvalConfig, run_dir: Path) -> None:
 
 def run_score(config: EvalConfig, run_dir: Path) -> dict:
     groups, counts = load_generation_groups(run_dir)
+    scorer = GroupScorer(config)
+    try:
+        scorer.check_restricted_value()  # before scores.jsonl may be started over
+        return _score_pending(config, run_dir, groups, counts, scorer)
+    finally:
+        scorer.close()
+
+
+def _score_pending(config: EvalConfig, run_dir: Path, groups: dict, counts: dict, scorer: GroupScorer) -> dict:
     path = run_dir / SCORES
     why = "rescore=true" if config.rescore and path.exists() else scoring_changes(config, run_dir)
     if why is not None:
@@ -413,27 +496,25 @@ def run_score(config: EvalConfig, run_dir: Path) -> dict:
         unknown_arms=unknown,
         incomplete_groups=sum(1 for rows in groups.values() if len(rows) != config.sampling.samples_per_prompt),
     )
-    scorer = GroupScorer(config)
-    try:
-        scorer.resolve_quantile_bar(groups, existing)  # reads scores.jsonl; scores only what it lacks
-        counts["quality_bar"] = scorer.bar_rule
-        chunks = []
-        for gid in pending:
-            if not chunks or len(chunks[-1]) >= GROUPS_PER_CHUNK or groups[chunks[-1][0]][0]["arm"] != groups[gid][0]["arm"]:
-                chunks.append([])
-            chunks[-1].append(gid)
-        for chunk in tqdm(chunks, desc="score", unit="chunk"):
-            rows = scorer.score_groups([(gid, groups[gid]) for gid in chunk])
-            counts["groups_scored"] += append_rows(path, rows)
-        if pending:
-            from stage_io.manifest import package_versions
+    scorer.resolve_quantile_bar(groups, existing)  # reads scores.jsonl; scores only what it lacks
+    counts["quality_bar"] = scorer.bar_rule
+    chunks = []
+    for gid in pending:
+        if not chunks or len(chunks[-1]) >= GROUPS_PER_CHUNK or groups[chunks[-1][0]][0]["arm"] != groups[gid][0]["arm"]:
+            chunks.append([])
+        chunks[-1].append(gid)
+    for chunk in tqdm(chunks, desc="score", unit="chunk"):
+        rows = scorer.score_groups([(gid, groups[gid]) for gid in chunk])
+        counts["groups_scored"] += append_rows(path, rows)
+    if pending:
+        from stage_io.manifest import package_versions
 
-            provenance = scorer.describe()
-            provenance["embedder_details"] = scorer.embedder.describe()
-            if scorer.labeller is not None:
-                provenance["labeller_details"] = scorer.labeller.describe()
-            provenance["versions"] = package_versions()
-            write_json(run_dir / SCORING_PROVENANCE, provenance)
-    finally:
-        scorer.close()
+        provenance = scorer.describe()
+        provenance["embedder_details"] = scorer.embedder.describe()
+        if scorer.labeller is not None:
+            provenance["labeller_details"] = scorer.labeller.describe()
+        if scorer.ngram_details() is not None:
+            provenance["quality_details"] = scorer.ngram_details()
+        provenance["versions"] = package_versions()
+        write_json(run_dir / SCORING_PROVENANCE, provenance)
     return counts

@@ -18,6 +18,7 @@ from eval.capabilities import CAPABILITIES, load_tasks, run_capabilities
 from eval.config import EvalConfig
 from eval.generate import GENERATIONS, check_arm_identity, run_generate
 from eval.jsonl_store import read_rows
+from eval.metrics.ngram import corpus_files
 from eval.report import REPORT, run_report
 from eval.score import SCORES, check_scores_current, run_score
 from eval.summary import SUMMARY
@@ -37,6 +38,8 @@ def _local_inputs(config: EvalConfig) -> dict[str, str]:
         inputs["pretraining_annotations"] = m.drift.pretraining_annotations
     if m.quality.kind == "proxy" and m.quality.reference_model:
         inputs["quality_reference_model"] = m.quality.reference_model
+    if m.quality.kind == "ngram":
+        inputs["quality_ngram_corpus"] = m.quality.ngram.corpus
     if "capabilities" in config.stages:  # local lm-eval task directories (their YAMLs and data)
         for i, path in enumerate(config.capabilities.include_path):
             inputs[f"capability_tasks_{i}"] = path
@@ -63,6 +66,8 @@ def _run(configured: EvalConfig) -> Path:
     m = config.metrics
     if "score" in config.stages and m.quality.kind == "proxy" and m.quality.reference_model:
         check_model(m.quality.reference_model, "metrics.quality.reference_model")
+    if "score" in config.stages and m.quality.kind == "ngram":  # before any sample is drawn
+        corpus_files(m.quality.ngram.corpus)
     if "report" in config.stages and "score" not in config.stages:
         check_scores_current(config, run_dir)
     # lm-eval tasks are resolved and their data loaded before any model: a bad task fails here.

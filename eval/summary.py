@@ -44,6 +44,7 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
     quality = quality_metric_names(config)
     temperatures = sorted({s["temperature"] for s in scores})
     intents = _prompt_intents(config)
+    restricted = ["restricted_share"] if config.metrics.restricted_value.attribute is not None else []
 
     arms = {}
     for arm in config.arms:
@@ -64,6 +65,13 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
                 "empty_responses": sum(s.get("empty_responses", 0) for s in group),
                 "length_stops": sum(s.get("length_stops", 0) for s in group),
             }
+            # Per-prompt values, so that runs over several training seeds can build (seed, prompt) columns.
+            entry["per_prompt"] = {m: {s["prompt_id"]: s["metrics"].get(m) for s in sorted(group, key=lambda s: s["prompt_id"])}
+                                   for m in diversity + quality + restricted}
+            if restricted:
+                entry["restricted_share"] = _restricted_share(config, group)
+            if arm.mode == "anchored":
+                entry["by_annotation_status"] = _by_annotation_status(config, group, diversity)
             if quality:
                 entry["quality_failures"] = sum(s.get("quality_failures", 0) for s in group)
             if any("semantic" in s for s in group):
@@ -88,6 +96,7 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
         "collapse_ratios": _ratios(config, scores, temperatures, diversity),
         "annotation_drift": _drift(config, generations, temperatures),
         "annotation_fidelity": _fidelity(config, generations, scores, temperatures),
+        "restricted_value": _restricted_value_check(config, scores),
         "judge": ((_provenance_scoring(run_dir) or {}).get("labeller_details")),
     }
 
@@ -109,6 +118,76 @@ def _parse_totals(group: list[dict]) -> dict:
         "mostly_outside_syntax_rate": (sum(s["parse"].get("mostly_outside_syntax", 0) for s in group) / constrained
                                        if constrained else None),
     }
+
+
+def _restricted_share(config: EvalConfig, group: list[dict]) -> dict:
+    """Share of samples judged to have the restricted value: mean over prompts of each prompt's
+    share, with the prompt bootstrap interval, and the pooled counts."""
+    r, b = config.metrics.restricted_value, config.bootstrap
+    flags = [f for s in group for f in s.get("restricted_per_sample") or () if f is not None]
+    return {
+        "attribute": r.attribute, "value": r.value,
+        **mean_ci([s["metrics"].get("restricted_share") for s in group], b.resamples, b.confidence, b.seed),
+        "samples_judged": len(flags), "samples_with_value": int(sum(flags)),
+    }
+
+
+def _restricted_value_check(config: EvalConfig, scores: list[dict]) -> dict | None:
+    """Whether any sample of any arm was judged to have the restricted value; when none was,
+    the labels that were seen (a value spelt unlike the labeller's labels reads as a share of 0)."""
+    r = config.metrics.restricted_value
+    if r.attribute is None:
+        return None
+    seen = Counter(lab.get(r.attribute) for s in scores if "semantic" in s for lab in s["semantic"]["labels"])
+    out = {"attribute": r.attribute, "value": r.value, "value_seen": seen.get(r.value, 0) > 0}
+    if not out["value_seen"]:
+        out["warning"] = (f"no sample of any arm was judged {r.attribute} = {r.value!r}; labels seen: "
+                          + ", ".join(f"{k} ({v})" for k, v in seen.most_common() if k is not None))
+    return out
+
+
+def _pooled_ratio(numerators: list[float], denominators: list[float], b) -> dict:
+    """sum(numerators) / sum(denominators) over prompts, with a prompt bootstrap interval."""
+    num, den = np.array(numerators, dtype=np.float64), np.array(denominators, dtype=np.float64)
+    keep = den > 0
+    stat = paired_statistic_ci([num[keep], den[keep]], lambda x, n: float(x.sum() / n.sum()) if n.sum() else None,
+                               b.resamples, b.confidence, b.seed)
+    return {"mean": stat["value"], "ci_low": stat["ci_low"], "ci_high": stat["ci_high"], "n": stat["n"]}
+
+
+def _by_annotation_status(config: EvalConfig, group: list[dict], diversity: list[str]) -> dict:
+    """An anchored arm's figures over the samples whose annotation parsed, and over those whose
+    annotation failed (the sampler forced the close; the continuation is what is scored).
+
+    Diversity within a part is computed per prompt over that part's samples and averaged over the
+    prompts where it is defined (plug-in entropy of fewer samples reads lower: compare parts of
+    similar size); restricted share and quality pool the part's samples over prompts.
+    """
+    b = config.bootstrap
+    rows = [s for s in group if "by_annotation_status" in s]
+    primary = "semantic_entropy" if "semantic_entropy" in diversity else "pairwise_dissimilarity"
+    total = sum(s["by_annotation_status"][k]["n_samples"] for s in rows for k in ("parsed", "failed"))
+    parsed = sum(s["by_annotation_status"]["parsed"]["n_samples"] for s in rows)
+    out: dict = {}
+    for status in ("parsed", "failed"):
+        parts = [s["by_annotation_status"][status] for s in rows]
+        n = sum(p["n_samples"] for p in parts)
+        entry = {
+            # groups: prompts whose score row carries the split (rows scored by older code do not: rescore=true).
+            "n_samples": n, "share_of_samples": n / total if total else None, "groups": len(rows),
+            "parse_rate": parsed / total if total else None, "primary_metric": primary,
+            "metrics": {m: mean_ci([p.get(m) for p in parts], b.resamples, b.confidence, b.seed)
+                        for m in ("semantic_entropy", "pairwise_dissimilarity") if any(m in p for p in parts)},
+        }
+        entry["primary"] = entry["metrics"].get(primary)
+        if any("restricted_judged" in p for p in parts):
+            entry["restricted_share"] = _pooled_ratio([p.get("restricted_hits", 0) for p in parts],
+                                                      [p.get("restricted_judged", 0) for p in parts], b)
+        if any("quality_n" in p for p in parts):
+            entry["quality"] = _pooled_ratio([p.get("quality_sum", 0.0) for p in parts],
+                                             [p.get("quality_n", 0) for p in parts], b)
+        out[status] = entry
+    return out
 
 
 def _semantic_per_key(group: list[dict], b) -> dict:

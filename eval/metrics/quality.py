@@ -1,4 +1,5 @@
-"""Quality of each sample: an LLM judge's score, or on CPU a documented PROXY.
+"""Quality of each sample: an LLM judge's score, or on CPU a documented PROXY (a reference
+model's likelihood, or a neutral n-gram model's).
 
 The proxy is not a judgement of quality. It is
 
@@ -10,6 +11,14 @@ degeneration penalty: w times the share of the response's word n-grams that repe
 earlier one. Fluent, non-looping text scores high; it says nothing about helpfulness,
 and it rewards text the reference model finds likely (so it favours low temperature).
 An empty response has no tokens to score: its quality is None and it fails the bar.
+
+The neutral variant (kind ngram) replaces the reference model by a word trigram model
+fitted on the corpus text (eval/metrics/ngram.py):
+
+    quality_ngram = mean_w log p_3gram(w | two words before)  -  w * repeated_ngram_fraction(y, n)
+
+in nats per word. Both arms were pretrained on that text, so it favours neither; it
+still rewards text close to the corpus, not helpfulness (eval/README.md).
 """
 
 from __future__ import annotations
@@ -76,6 +85,28 @@ class ProxyQuality:
             None if lp is None else lp - self.config.degeneration_weight * repeated_ngram_fraction(resp, self.config.degeneration_ngram)
             for lp, resp in zip(logps, responses)
         ]
+
+
+class NgramQuality:
+    """Mean per-word log-prob under a trigram model of the corpus text, minus the repetition penalty."""
+
+    def __init__(self, config: QualityConfig) -> None:
+        from eval.metrics.ngram import fit_corpus_model
+
+        self.config = config
+        self.model, self.details = fit_corpus_model(config.ngram.corpus, config.ngram.max_rows)
+        self.model_name = f"trigram-kn:{config.ngram.corpus}"
+
+    def close(self) -> None:
+        pass
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float | None]:
+        out: list[float | None] = []
+        for response in responses:
+            lp = self.model.mean_logprob(response)
+            out.append(None if lp is None else
+                       lp - self.config.degeneration_weight * repeated_ngram_fraction(response, self.config.degeneration_ngram))
+        return out
 
 
 class JudgeQuality:
