@@ -33,6 +33,7 @@ from pathlib import Path
 from stage_io.config import load_config
 from stage_io.manifest import config_fingerprint, read_manifest, verify_outputs
 from study.config import StageRef, StudyConfig
+from study.validate import validate_plan
 
 # Where each stage module keeps its config class (public names of each stage package).
 STAGE_CONFIG_CLASSES = {
@@ -401,6 +402,7 @@ def run(cfg: StudyConfig) -> dict:
     state_path = out / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     steps = plan_steps(cfg)
+    validate_plan(steps)  # what would fail late, refused before any step runs
     by_name = {s.name: s for s in steps}
     rerun: set[str] = set()
     ran, skipped = [], []
