@@ -9,8 +9,9 @@ a study, is checked here against the files on disk and the steps before it:
 - eval's inputs: every ``capabilities.include_path`` (when the capabilities stage runs) and the
   prompt file exist, or an earlier step writes them;
 - the classifier judge's records (a local file) have its ``text_field`` and ``label_field``;
-- the annotation keys eval labels with (``metrics.semantic_entropy.keys``, the fidelity's
-  ``annotation_key``) are keys the corpus annotation writes, and the fidelity's
+- the annotation keys eval labels with (``metrics.semantic_entropy.keys``: at least one, and a
+  warning names the others; the fidelity's ``annotation_key``) are keys the corpus annotation
+  writes, and the fidelity's
   ``label_column`` (``doc_NAME``) is a column it keeps (``keep_columns``).
 
 A study that fails one of them is refused with every problem, each naming the step and the key.
@@ -30,6 +31,10 @@ from stage_io.records import RecordSource, load_records
 RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
+# Marks a finding that is printed, not refused (the study runs, with a figure the user should know about).
+WARNING = "warning: "
+
+
 class PlanError(ValueError):
     """A study that would fail at a later step on something its configs and files already show."""
 
@@ -47,6 +52,9 @@ def validate_plan(steps: Sequence[Any]) -> None:
         if step.module == "eval":
             problems += [f"{step.name}: {p}" for p in eval_problems(config, corpus, produced)]
         produced.append(Path(step.output_dir).resolve())
+    for warning in dict.fromkeys(p for p in problems if p.split(": ", 1)[1].startswith(WARNING)):
+        print(f"[study] {warning}", flush=True)
+    problems = [p for p in problems if not p.split(": ", 1)[1].startswith(WARNING)]
     if problems:
         unique = list(dict.fromkeys(problems))
         raise PlanError(f"the study would fail at a later step ({len(unique)} problem(s)): " + "; ".join(unique))
@@ -158,9 +166,12 @@ def annotation_key_problems(config, corpus) -> list[str]:
     se, fidelity = config.metrics.semantic_entropy, config.metrics.fidelity
     if se.labels == "annotator" or se.annotator_secondary:
         unknown = [k for k in se.keys if k not in keys]
-        if unknown:
-            problems.append(f"metrics.semantic_entropy.keys {unknown}: the corpus annotation writes no such key "
+        if unknown and len(unknown) == len(se.keys):
+            problems.append(f"metrics.semantic_entropy.keys {unknown}: the corpus annotation writes none of them "
                             f"(its schema.keys: {keys})")
+        elif unknown:  # labelled absent in every sample: an entropy of 0 for every arm, averaged in
+            problems.append(f"{WARNING}metrics.semantic_entropy.keys {unknown} are not written by the corpus "
+                            f"annotation (its schema.keys: {keys}); they count as absent in every sample")
     if fidelity.annotation_key is not None:
         if fidelity.annotation_key not in keys:
             problems.append(f"metrics.fidelity.annotation_key='{fidelity.annotation_key}': the corpus annotation "
