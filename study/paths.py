@@ -18,8 +18,8 @@ directory.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from stage_io.config import load_config
 from study.config import StageRef, StudyConfig

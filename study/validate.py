@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from annotate.sft import MalformedExample, response_of
 from stage_io.records import RecordSource, load_records

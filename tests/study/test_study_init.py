@@ -8,14 +8,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from user_corpus import corpus_rows, sft_rows, write_user_files
 
 from stage_io.manifest import read_manifest
 from study import plan_steps, run
 from study.init import accuracy_floor
 from study.init import main as init_main
 from study.paths import load_study
-from study.validate import PlanError
-from user_corpus import corpus_rows, sft_rows, write_user_files
+from study.validate import PlanError, validate_plan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,6 +163,10 @@ def test_a_label_column_the_text_does_not_predict_is_refused_at_init(tmp_path, c
     assert init_main(["--corpus", str(corpus), "--label-field", "label", "--sft", str(files["sft"]),
                       "--prompts", str(files["prompts"]), str(tmp_path / "cfg")]) == 2
     assert "under the floor 0.62" in capsys.readouterr().err
+
+
+def test_the_shipped_default_study_passes_the_plan_checks(tmp_path):
+    validate_plan(plan_steps(load_study(REPO / "configs" / "study" / "embedded.yaml", [f"output_dir={tmp_path}"])))
 
 
 @pytest.mark.slow
