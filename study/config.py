@@ -129,6 +129,10 @@ class StudyConfig:
     train_launcher: list[str] = field(default_factory=list)
     # Print the plan (which steps run, which are complete) and stop.
     plan_only: bool = False
+    # What relative paths of this study (output_dir, stage configs, input-file overrides) are relative to:
+    # cwd, the current directory; study_file, the folder holding the study YAML, so the folder can be
+    # moved or shared (python -m study init writes this; study/paths.py).
+    relative_to: Literal["cwd", "study_file"] = "cwd"
 
     def __post_init__(self) -> None:
         if not self.seeds:

@@ -36,6 +36,7 @@ from stage_io.manifest import config_fingerprint, read_manifest, verify_outputs
 from study.config import StudyConfig
 from study.plan import Step, plan_steps, scoring_gaps, stage_overrides
 from study.report import write_study_report
+from study.validate import validate_plan
 
 STATE_FILE = "study_state.json"
 
@@ -161,6 +162,7 @@ def run(cfg: StudyConfig) -> dict:
     state_path = out / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     steps = plan_steps(cfg)
+    validate_plan(steps)  # what would fail late, refused before any step runs
     for gap in scoring_gaps():
         print(f"[study] {gap}", flush=True)
     by_name = {s.name: s for s in steps}

@@ -8,11 +8,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from user_corpus import corpus_rows, sft_rows, write_user_files
 
-from stage_io.config import load_config
 from stage_io.manifest import read_manifest
-from study import StudyConfig, plan_steps, run
-from user_corpus import write_user_files
+from study import plan_steps, run
+from study.init import accuracy_floor
+from study.init import main as init_main
+from study.paths import load_study
+from study.validate import PlanError, validate_plan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,8 +48,8 @@ def test_init_writes_every_key_commented_and_plan_only_prints_the_commands(tmp_p
     for name in ("study.yaml", "annotate_corpus.yaml", "annotate_sft.yaml"):
         yaml.safe_load((cfg_dir / name).read_text())
         assert undocumented_keys(cfg_dir / name) == []
-    assert "# judge_label_field: category" in (cfg_dir / "study.yaml").read_text()
-    cfg = load_config(StudyConfig, cfg_dir / "study.yaml")
+    assert "judge_label_field" not in (cfg_dir / "study.yaml").read_text()
+    cfg = load_study(cfg_dir / "study.yaml")
     steps = {s.name: s for s in plan_steps(cfg)}
     assert steps["annotate_corpus"].load().keep_columns == ["category"]
     assert steps["annotate_sft"].load().schema == steps["annotate_corpus"].load().schema
@@ -70,10 +73,106 @@ def test_init_refuses_a_field_the_corpus_does_not_have(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def init_here(tmp_path: Path, *extra: str, label: bool = True) -> Path:
+    """``study init`` in this process on the user corpus (data in tmp_path/data); returns the study YAML."""
+    files = write_user_files(tmp_path / "data")
+    argv = ["--corpus", str(files["corpus"]), "--sft", str(files["sft"]), "--prompts", str(files["prompts"]),
+            *(["--label-field", "category"] if label else []), *extra, str(tmp_path / "cfg")]
+    assert init_main(argv) == 0
+    return tmp_path / "cfg" / "study.yaml"
+
+
+def plan(study: Path, *overrides: str) -> dict:
+    return run(load_study(study, ["plan_only=true", *overrides]))
+
+
+def test_default_scale_study_plans_with_the_label_column_as_independent_judge(tmp_path):
+    result = plan(init_here(tmp_path))
+    assert "eval_seed2" in result["planned"] and result["ran"] == []
+    steps = {s.name: s for s in plan_steps(load_study(tmp_path / "cfg" / "study.yaml"))}
+    corpus, evaluation = steps["annotate_corpus"].load(), steps["eval_seed0"].load()
+    assert corpus.schema.keys == ["topic", "sentiment", "style"] and corpus.schema.max_tags == 3
+    assert corpus.annotator.offline.topic_name_words == 1
+    se = evaluation.metrics.semantic_entropy
+    assert (se.labels, se.primary, se.classifier.label_field, se.classifier.attribute) == (
+        "classifier", "category", "category", "category")
+    assert se.classifier.source.source == str((tmp_path / "data" / "my.jsonl").resolve())
+    assert se.classifier.min_accuracy == 0.5  # three balanced labels: 1/3 + (2/3)/4
+    assert evaluation.metrics.fidelity.label_column == "doc_category"
+    assert "capabilities" not in evaluation.stages
+
+
+def test_without_a_label_column_the_labels_are_the_annotators_and_said_not_independent(tmp_path):
+    study = init_here(tmp_path, label=False)
+    assert "NOT independent" in study.read_text()
+    plan(study)
+    evaluation = {s.name: s for s in plan_steps(load_study(study))}["eval_seed0"].load()
+    se = evaluation.metrics.semantic_entropy
+    assert (se.labels, se.primary, se.annotator_secondary) == ("annotator", "topic", False)
+    assert evaluation.metrics.fidelity.annotation_key is None
+
+
+def test_the_judge_floor_is_a_margin_over_the_majority_class_rate():
+    from collections import Counter
+
+    assert accuracy_floor(Counter(a=1, b=1)) == 0.62
+    assert accuracy_floor(Counter(a=9, b=1)) == 0.92
+
+
+def test_a_moved_study_folder_plans_from_its_new_place(tmp_path):
+    init_here(tmp_path / "old")
+    (tmp_path / "old").rename(tmp_path / "new")
+    cfg = load_study(tmp_path / "new" / "cfg" / "study.yaml")
+    assert cfg.output_dir == str(tmp_path / "new" / "cfg" / "run")
+    steps = {s.name: s for s in plan_steps(cfg)}
+    assert steps["annotate_corpus"].load().source.source == str(tmp_path / "new" / "data" / "my.jsonl")
+    assert steps["pretrain_plain"].ref.config == str(REPO / "configs" / "pretrain" / "embedded.yaml")
+    assert "eval_seed0" in plan(tmp_path / "new" / "cfg" / "study.yaml")["planned"]
+
+
+def test_an_sft_set_without_an_assistant_turn_is_refused_at_init_and_at_plan_time(tmp_path, capsys):
+    study = init_here(tmp_path)
+    no_reply = [{"id": r["id"], "messages": [m for m in r["messages"] if m["role"] != "assistant"]} for r in sft_rows()]
+    sft = tmp_path / "data" / "my_sft.jsonl"
+    sft.write_text("".join(json.dumps(r) + "\n" for r in no_reply), encoding="utf-8")
+    with pytest.raises(PlanError, match=r"annotate_sft: source.source .*my_sft.jsonl.*no example has a response"):
+        plan(study)
+    files = tmp_path / "data"
+    assert init_main(["--corpus", str(files / "my.jsonl"), "--sft", str(sft), "--prompts", str(files / "prompts.jsonl"),
+                      str(tmp_path / "again")]) == 2
+    assert "--sft" in capsys.readouterr().err and not (tmp_path / "again").exists()
+
+
+def test_plan_refuses_a_missing_capability_task_and_a_label_column_the_corpus_does_not_keep(tmp_path):
+    study = init_here(tmp_path)
+    eval_overrides = load_study(study).eval.overrides
+    with pytest.raises(PlanError) as err:
+        plan(study, "eval.overrides=" + json.dumps([*eval_overrides, "stages=[generate,score,capabilities,report]",
+                                                    "metrics.fidelity.label_column=doc_topic"]))
+    message = str(err.value)
+    assert "eval_seed0: capabilities.include_path 'runs/capability_tasks/bbc_next_passage': no such directory" in message
+    assert "metrics.fidelity.label_column='doc_topic': the corpus annotation keeps no such column" in message
+
+
+def test_a_label_column_the_text_does_not_predict_is_refused_at_init(tmp_path, capsys):
+    corpus = tmp_path / "same.jsonl"
+    rows = [{"id": r["id"], "text": "The same words in every record.", "label": "ab"[i % 2]}
+            for i, r in enumerate(corpus_rows())]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    files = write_user_files(tmp_path / "data")
+    assert init_main(["--corpus", str(corpus), "--label-field", "label", "--sft", str(files["sft"]),
+                      "--prompts", str(files["prompts"]), str(tmp_path / "cfg")]) == 2
+    assert "under the floor 0.62" in capsys.readouterr().err
+
+
+def test_the_shipped_default_study_passes_the_plan_checks(tmp_path):
+    validate_plan(plan_steps(load_study(REPO / "configs" / "study" / "embedded.yaml", [f"output_dir={tmp_path}"])))
+
+
 @pytest.mark.slow
 def test_init_then_the_whole_study_on_a_user_corpus(tmp_path):
     assert init(tmp_path, "--scale", "tiny").returncode == 0
-    cfg = load_config(StudyConfig, tmp_path / "cfg" / "study.yaml")
+    cfg = load_study(tmp_path / "cfg" / "study.yaml")
     out = Path(cfg.output_dir)
     result = run(cfg)
     assert result["ran"] == [s.name for s in plan_steps(cfg)]
