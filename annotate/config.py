@@ -122,6 +122,9 @@ class LLMConfig:
     gpu_memory_utilization: ProperFraction = 0.9
     # vLLM: longest context (None: the model's).
     max_model_len: PositiveInt | None = None
+    # vLLM: constrain decoding to the schema's key:value grammar (annotate.format.annotation_body_regex),
+    # so malformed tags are prevented rather than retried (the transformers backend parses and retries).
+    structured_output: bool = True
 
     def resolved(self) -> "LLMConfig":
         """This config with the prompt file's text as ``prompt_template`` (and no file)."""
