@@ -69,6 +69,7 @@ class ReadRecords(PipelineStep):
 
         source = load_input(self.config)
         start, end = task_bounds(len(source), world_size, rank)
+        print(f"annotate: task {rank} of {world_size}: records [{start}, {end})", flush=True)
         rows = source.select(range(start, end))
         columns = input_columns(self.config)
         if columns:

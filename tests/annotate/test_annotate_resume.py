@@ -23,9 +23,9 @@ def test_a_run_killed_after_a_task_completed_resumes_to_the_uninterrupted_result
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []
     try:
-        for raw in process.stdout:  # datatrove logs a task's end after its file is closed
+        for raw in process.stdout:  # task 1 starts after task 0's file is closed and marked complete
             lines.append(raw.decode(errors="replace"))
-            if "Processing done for rank=0" in lines[-1]:
+            if "annotate: task 1 of 4:" in lines[-1]:
                 break
         process.send_signal(signal.SIGKILL)
     finally:
