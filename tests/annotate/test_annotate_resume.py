@@ -20,14 +20,16 @@ def test_a_run_killed_after_a_task_completed_resumes_to_the_uninterrupted_result
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "annotate", str(TINY_CONFIG), f"output_dir={out}", *overrides]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Its own process group: the kill takes the run and datatrove's helper process, as a node failure does.
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
     lines = []
     try:
         for raw in process.stdout:  # task 1 starts after task 0's file is closed and marked complete
             lines.append(raw.decode(errors="replace"))
             if "annotate: task 1 of 4:" in lines[-1]:
                 break
-        process.send_signal(signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
     finally:
         log = "".join(lines) + process.communicate()[0].decode(errors="replace")
     assert process.returncode == -signal.SIGKILL, log
