@@ -8,7 +8,7 @@ Public API (other stages import only these, plus ``annotate.format``):
   ``annotate.format``.
 """
 
-from annotate.annotators import AnnotationResult, load_annotator
+from annotate.annotators import AnnotationResult
 from annotate.config import AnnotateConfig
 from annotate.format import (
     ANNOTATION_CLOSE,
@@ -34,6 +34,7 @@ from annotate.format import (
     tags_to_records,
     validate_tags,
 )
+from annotate.loading import load_annotator
 from annotate.stage import run
 
 __all__ = [

@@ -1,11 +1,11 @@
-"""What every annotator gives the stage, and how a saved annotator is loaded again.
+"""What every annotator gives the stage: the base the annotators build on.
 
 An annotator turns a batch of texts into one ``AnnotationResult`` each: the tags when
 it succeeded, or ``status="failed"`` with the raw output and the error when it did not
 (the stage records failures; it never drops or replaces them).
 
-``load_annotator(path)`` gives eval the very annotator that annotated the corpus, so
-generated text can be tagged the same way later.
+This module depends on nothing but the format; ``annotate.loading.load_annotator``
+(which knows every annotator kind) loads a saved one.
 """
 
 from __future__ import annotations
@@ -68,23 +68,3 @@ def annotator_dir(path: str | Path) -> Path:
         f"{path}: no saved annotator (expected {path / ANNOTATOR_DIR / ANNOTATOR_FILE}); "
         "run the annotate stage there first"
     )
-
-
-def load_annotator(path: str | Path, **overrides) -> Annotator:
-    """The annotator saved in an annotate output dir, ready for ``annotate(texts)``.
-
-    ``overrides`` go to the annotator's loader (e.g. ``progress=False``, or for an LLM
-    annotator ``backend=...`` to run the same prompt on another engine).
-    """
-    directory = annotator_dir(path)
-    info = json.loads((directory / ANNOTATOR_FILE).read_text(encoding="utf-8"))
-    kind = info.get("kind")
-    if kind == "offline":
-        from annotate.offline import OfflineAnnotator
-
-        return OfflineAnnotator.load(directory, **overrides)
-    if kind == "llm":
-        from annotate.llm import LLMAnnotator
-
-        return LLMAnnotator.load(directory, **overrides)
-    raise AnnotatorLoadError(f"{directory / ANNOTATOR_FILE}: unknown annotator kind {kind!r}")

@@ -17,7 +17,8 @@ from pathlib import Path
 from annotate.chunking import Chunker
 from annotate.config import AnnotateConfig
 from annotate.offline import OfflineAnnotator, load_embedder
-from annotate.stage import fit_sample, load_input
+from annotate.stage import fit_sample
+from annotate.units import load_input
 from stage_io.config import load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "annotate" / "embedded.yaml"

@@ -122,6 +122,9 @@ class LLMConfig:
     gpu_memory_utilization: ProperFraction = 0.9
     # vLLM: longest context (None: the model's).
     max_model_len: PositiveInt | None = None
+    # vLLM: constrain decoding to the schema's key:value grammar (annotate.format.annotation_body_regex),
+    # so malformed tags are prevented rather than retried (the transformers backend parses and retries).
+    structured_output: bool = True
 
     def resolved(self) -> "LLMConfig":
         """This config with the prompt file's text as ``prompt_template`` (and no file)."""
@@ -137,6 +140,42 @@ class LLMConfig:
             raise ValueError("llm.prompt_template must contain {text}")
         if self.max_retries < 0 or self.batch_size < 1:
             raise ValueError("llm.max_retries must be >= 0 and llm.batch_size >= 1")
+
+
+@dataclass
+class SlurmConfig:
+    # Time limit of each array task (Slurm's --time, e.g. "24:00:00").
+    time: str = "24:00:00"
+    # Slurm partition the tasks run in.
+    partition: str = "gpu"
+    # CPUs per task.
+    cpus_per_task: PositiveInt = 8
+    # GPUs per task (one vLLM engine per task; match llm.tensor_parallel_size).
+    gpus_per_task: NonNegativeInt = 1
+    # Memory per CPU, in GB.
+    mem_per_cpu_gb: PositiveInt = 8
+    # Slurm job name (the finalize job gets "-finalize" appended).
+    job_name: str = "annotate"
+    # Slurm QOS ("" : the cluster's default).
+    qos: str = ""
+    # Shell line run before each task, e.g. "source /path/venv/bin/activate" (None: nothing).
+    env_command: str | None = None
+    # Extra sbatch directives, e.g. {account: my_account, constraint: h100}.
+    sbatch_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ExecutorConfig:
+    # "local": tasks run on this machine (datatrove LocalPipelineExecutor); "slurm": submitted as a job array.
+    kind: Literal["local", "slurm"] = "local"
+    # Number of tasks: task r annotates the contiguous block of documents [N*r/tasks, N*(r+1)/tasks).
+    tasks: PositiveInt = 1
+    # Tasks running at once (local: processes; slurm: the array's concurrency limit; None: all tasks).
+    workers: PositiveInt | None = 1
+    # Where datatrove keeps completion markers, logs and stats (None: OUTPUT/work/logs).
+    logging_dir: str | None = None
+    # Slurm settings (kind=slurm).
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 @dataclass
@@ -169,23 +208,17 @@ class AnnotateConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     # Output directory (data/, work/, annotator/, annotation_stats.json, manifest.json).
     output_dir: str = "runs/annotate/embedded"
-    # Number of shards the documents are split into (one process or machine per shard).
-    num_shards: PositiveInt = 1
-    # Which shard this process annotates (0 <= shard_index < num_shards).
-    shard_index: NonNegativeInt = 0
+    # How the documents' tasks are run: locally or as a Slurm job array (datatrove executors).
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     # Units (chunks or examples) annotated and appended to the work file per batch.
     batch_size: PositiveInt = 256
-    # Only consolidate finished shards' work files into data/ (annotate nothing).
-    merge_only: bool = False
+    # Only finalize (data/, annotation_stats.json, manifest.json) once every task is done; annotate nothing.
+    finalize_only: bool = False
     # Show tqdm progress bars.
     progress: bool = True
     # Torch / BLAS threads this process may use.
     num_threads: PositiveInt = 2
 
     def __post_init__(self) -> None:
-        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
-            raise ValueError(
-                f"shard_index={self.shard_index} must be in [0, num_shards={self.num_shards})"
-            )
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")

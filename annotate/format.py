@@ -266,3 +266,34 @@ def syntax_advance(state: int | None, text: str) -> int | None:
             return None
         state = syntax_step(state, char)
     return state
+
+
+# ---- the body as a regular expression (for engines that constrain decoding to a regex) ----
+
+# Characters a value may not hold: whitespace (ASCII; normalise_value turns every run into ``_``) and
+# the delimiter characters, as in the syntax above.
+_REGEX_NOT_IN_VALUE = r" \t\n\r\f\v<>|"
+# How a separator character is written inside a regex character class.
+_CLASS_ESCAPES = {"\n": r"\n", "\t": r"\t", "\\": r"\\", "]": r"\]", "^": r"\^", "-": r"\-"}
+
+
+def annotation_body_regex(schema: AnnotationSchema, separators: str = TAG_SEPARATOR) -> str:
+    """A regex matching exactly the annotation bodies (no delimiters) the schema allows.
+
+    Keys are the schema's; a value is 1 to ``max_value_chars`` characters, no whitespace or
+    ``<``, ``>``, ``|``, not starting or ending with ``_`` (what ``normalise_value`` leaves);
+    ``min_tags`` to ``max_tags`` tags, separated by one of ``separators``. Plain regex syntax
+    (classes, alternation, bounded repeats; no lookaround), which vLLM's structured-output
+    backends compile.
+    """
+    edge = f"[^{_REGEX_NOT_IN_VALUE}_]"
+    inner = f"[^{_REGEX_NOT_IN_VALUE}]"
+    longest = schema.max_value_chars
+    value = edge if longest < 2 else f"{edge}(?:{inner}{{0,{longest - 2}}}{edge})?"
+    keys = "|".join(re.escape(k) for k in schema.keys)
+    tag = f"(?:{keys}){re.escape(KEY_VALUE_SEPARATOR)}{value}"
+    separator = "[" + "".join(_CLASS_ESCAPES.get(s, s) for s in separators) + "]"
+    if schema.max_tags == 0:
+        return ""
+    body = f"{tag}(?:{separator}{tag}){{{max(schema.min_tags, 1) - 1},{schema.max_tags - 1}}}"
+    return body if schema.min_tags >= 1 else f"(?:{body})?"

@@ -17,10 +17,13 @@ from typing import Protocol, Sequence
 
 from annotate.annotators import ANNOTATOR_FILE, AnnotationResult, code_digest
 from annotate.config import LLMConfig
-from annotate.format import AnnotationSchema, Tags
+from annotate.format import AnnotationSchema, Tags, annotation_body_regex
 from annotate.llm_output import MalformedOutput, parse_llm_tags
 
 VERSION = "llm-1"
+# Tags the vLLM grammar lets the model separate with: a space or a newline (the prompt asks for
+# one tag per line; both parse the same).
+GRAMMAR_SEPARATORS = " \n"
 
 
 class GenerationBackend(Protocol):
@@ -42,11 +45,19 @@ class LLMAnnotator:
         self.config = config = config.resolved()
         self.schema = schema
         # The engine that generates; None builds the configured backend (vllm | transformers).
-        self.engine = engine if engine is not None else make_backend(config)
+        self.engine = engine if engine is not None else make_backend(config, self.grammar())
         self.progress = progress
         self.name = f"llm:{config.model}"
         prompt_digest = hashlib.sha256(config.prompt_template.encode()).hexdigest()[:8]
-        self.version = f"{VERSION}+{config.backend}+prompt:{prompt_digest}+code:{code_digest('llm', 'llm_output')}"
+        grammar = "+grammar" if self.grammar() else ""
+        self.version = (f"{VERSION}+{config.backend}{grammar}+prompt:{prompt_digest}"
+                        f"+code:{code_digest('llm', 'llm_output')}")
+
+    def grammar(self) -> str | None:
+        """The regex vLLM constrains each output to (None: unconstrained)."""
+        if self.config.backend != "vllm" or not self.config.structured_output:
+            return None
+        return annotation_body_regex(self.schema, GRAMMAR_SEPARATORS)
 
     def prompt(self, text: str) -> str:
         return self.config.prompt_template.format(
@@ -110,11 +121,11 @@ class LLMAnnotator:
         return cls(config, AnnotationSchema(**info["schema"]), engine=engine, progress=progress)
 
 
-def make_backend(config: LLMConfig) -> GenerationBackend:
+def make_backend(config: LLMConfig, grammar: str | None = None) -> GenerationBackend:
     if config.backend == "vllm":
         from annotate.llm_backends import VLLMBackend
 
-        return VLLMBackend(config)
+        return VLLMBackend(config, regex=grammar)
     from annotate.llm_backends import TransformersBackend
 
     return TransformersBackend(config)

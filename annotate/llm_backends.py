@@ -23,15 +23,19 @@ class VLLMBackend:
     """Offline vLLM: one ``LLM.generate`` call per batch, a ``SamplingParams`` per request.
 
     Each request's ``SamplingParams.seed`` makes its sample independent of the batch it
-    lands in and of the engine's default seed.
+    lands in and of the engine's default seed. With ``regex``, every request carries it as
+    vLLM's structured output (``SamplingParams(structured_outputs=StructuredOutputsParams(
+    regex=...))``, the API since vLLM 0.12, which replaced ``guided_decoding``): the engine
+    masks every token that would leave the annotation grammar.
     """
 
-    def __init__(self, config: LLMConfig):
+    def __init__(self, config: LLMConfig, regex: str | None = None):
         try:
             from vllm import LLM
         except ImportError as err:  # only this backend needs it
             raise ImportError("llm.backend=vllm needs vLLM: pip install 'annotation-anchored[vllm]'") from err
         self.config = config
+        self.regex = regex
         kwargs = dict(
             model=config.model, tensor_parallel_size=config.tensor_parallel_size, dtype=config.dtype,
             seed=config.seed, gpu_memory_utilization=config.gpu_memory_utilization,
@@ -43,12 +47,14 @@ class VLLMBackend:
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], temperature: float) -> list[str]:
         from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
         texts = [render_prompt(self.tokenizer, p, self.config.use_chat_template)[0] for p in prompts]
+        structured = {"structured_outputs": StructuredOutputsParams(regex=self.regex)} if self.regex else {}
         params = [
             SamplingParams(
                 temperature=temperature, top_p=self.config.top_p if temperature > 0 else 1.0,
-                max_tokens=self.config.max_new_tokens, seed=seed,
+                max_tokens=self.config.max_new_tokens, seed=seed, **structured,
             )
             for seed in seeds
         ]

@@ -3,14 +3,14 @@
 ``run(config)``:
 
 1. load the records (``stage_io.records``) and check the fields the mode needs;
-2. get the annotator: the offline one is loaded (from ``annotator.offline.fitted_state_from``
-   or an earlier run's ``annotator/``) or fitted on the corpus and saved to ``annotator/``;
-   the LLM one is built from ``llm``;
-3. annotate this shard's documents (a contiguous block: shard i of n gets documents
-   [N*i/n, N*(i+1)/n)), appending batches to ``work/shard-i-of-n.jsonl`` and skipping the
-   ids already there, so a killed run resumes where it stopped;
-4. mark the shard done; the shard that finds all shards done consolidates ``data/``,
-   ``annotation_stats.json`` and ``manifest.json`` (``merge_only=true`` does only this).
+2. get the annotator, once, before any task starts: the offline one is loaded (from
+   ``annotator.offline.fitted_state_from`` or an earlier run's ``annotator/``) or fitted on
+   the corpus, and saved to ``annotator/``; the LLM one's settings are saved there;
+3. run the datatrove pipeline (``annotate.pipeline``: read, chunk, annotate, write) as
+   ``executor.tasks`` tasks on the configured executor (``annotate.executors``): locally, or
+   submitted to Slurm with a dependent finalize job;
+4. locally, finalize (``annotate.finalize``): ``data/``, ``annotation_stats.json`` and
+   ``manifest.json`` (``finalize_only=true`` does only this).
 """
 
 from __future__ import annotations
@@ -18,51 +18,38 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import datasets
 import numpy as np
 
 from annotate.annotators import ANNOTATOR_DIR, ANNOTATOR_FILE, Annotator, annotator_dir
-from annotate.chunking import Chunker, chunk_id
+from annotate.chunking import Chunker
 from annotate.config import AnnotateConfig
-from annotate.consolidate import consolidate, done_path, unfinished_shards, work_path, WORK_DIR
-from annotate.format import render_annotation, tags_to_records
-from annotate.sft import MalformedExample, response_of
-from annotate.work_file import WorkFile
-from stage_io.manifest import write_json_atomic
-from stage_io.records import load_records
+from annotate.executors import build_executors
+from annotate.finalize import finalize, output_schema
+from annotate.pipeline import logging_dir
+from annotate.units import input_columns, load_input, make_chunker, units_of
 from stage_io.run_identity import RUN_FILE, RunIdentityError, check_run_identity, config_identity
+from stage_io.run_lock import hold_lock
 
 # Keys that may change between a run and its resumption: they do not change any output
-# (work/run.json records the rest, stage_io.run_identity).
+# (work/run.json records the rest, stage_io.run_identity). executor.tasks is not one: it
+# decides which records each completed task holds.
 RESUMABLE_KEYS = (
-    "output_dir", "shard_index", "merge_only", "progress", "num_threads", "batch_size", "llm.batch_size",
+    "output_dir", "finalize_only", "progress", "num_threads", "batch_size", "llm.batch_size",
     "llm.tensor_parallel_size", "llm.gpu_memory_utilization", "annotator.offline.embed_batch_size",
+    "executor.kind", "executor.workers", "executor.slurm",
 )
+WORK_DIR = "work"
 
 
 class AnnotateError(ValueError):
     """A run that cannot go on as configured (the message names the key or file)."""
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One thing to annotate (a chunk, or an SFT response), or a recorded skip."""
-
-    id: str
-    doc_id: str
-    doc_index: int
-    chunk_index: int
-    text: str
-    length: int
-    skip_reason: str = ""
-
-
 def run(config: AnnotateConfig) -> dict | None:
-    """Annotate this shard; returns the stats once data/ is consolidated, else None."""
+    """Annotate; returns the stats once data/ is final (None when the work was submitted to Slurm)."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -77,128 +64,30 @@ def _run(config: AnnotateConfig) -> dict | None:
     inputs = {"source": config.source.source}
     if config.annotator.kind == "offline" and config.annotator.offline.fitted_state_from:
         inputs["fitted_state_from"] = config.annotator.offline.fitted_state_from
-    if config.merge_only:
-        _check_run_file(out, config, create=False)
-        return consolidate(config, source, consolidated_by="merge_only", inputs=inputs)
-
-    _check_run_file(out, config, create=True)
-    chunker = Chunker(config.chunking) if (config.mode == "corpus" or config.chunking.tokenizer) else None
-    annotator = prepare_annotator(config, source, chunker, out)
-    start, end = shard_bounds(len(source), config.num_shards, config.shard_index)
-    name = f"shard {config.shard_index}/{config.num_shards}"
-    print(f"annotate: {name}: documents [{start}, {end}) of {len(source)}; annotator {annotator.version}", flush=True)
-
-    with WorkFile(work_path(out, config.shard_index, config.num_shards)) as work:
-        done = work.open()
-        counts = _annotate_shard(config, source, start, end, chunker, annotator, work, done)
-    marker = done_path(out, config.shard_index, config.num_shards)
-    write_json_atomic(marker, {"units": counts["units"], "documents": end - start, "start": start, "end": end})
-    print(f"annotate: {name} done: {counts['units']} units ({counts['resumed']} already in the work file)", flush=True)
-
-    waiting = unfinished_shards(out, config.num_shards)
-    if waiting:
-        print(f"annotate: waiting for shards {waiting}; the last shard to finish consolidates data/ "
-              "(or run again with merge_only=true)", flush=True)
-        return None
-    return consolidate(config, source, consolidated_by=f"shard {config.shard_index}", inputs=inputs)
-
-
-def load_input(config: AnnotateConfig) -> datasets.Dataset:
-    if config.mode == "corpus":
-        required = {config.text_field: "text_field", **{c: "keep_columns" for c in config.keep_columns}}
-    elif config.sft.format == "messages":
-        required = {config.sft.messages_field: "sft.messages_field"}
-    else:
-        required = {config.sft.prompt_field: "sft.prompt_field", config.sft.completion_field: "sft.completion_field"}
-    return load_records(config.source, required_fields=required)
-
-
-def shard_bounds(num_documents: int, num_shards: int, shard_index: int) -> tuple[int, int]:
-    """The contiguous block of document positions shard ``shard_index`` annotates."""
-    return num_documents * shard_index // num_shards, num_documents * (shard_index + 1) // num_shards
-
-
-def iter_units(config: AnnotateConfig, source: datasets.Dataset, start: int, end: int,
-               chunker: Chunker | None) -> Iterator[list[Unit]]:
-    """The units of documents [start, end), one list per document, in order."""
-    columns = ["id", config.text_field] if config.mode == "corpus" else None
-    rows = source.select(range(start, end))
-    if columns:
-        rows = rows.select_columns(columns)
-    for offset, row in enumerate(rows):
-        doc_index = start + offset
-        doc_id = row["id"]
-        if config.mode == "corpus":
-            text = row[config.text_field]
-            if not isinstance(text, str) or not text.strip():
-                reason = "empty document" if isinstance(text, str) else f"'{config.text_field}' is {type(text).__name__}"
-                yield [Unit(chunk_id(doc_id, 0), doc_id, doc_index, 0, "", 0, reason)]
-                continue
-            yield [Unit(c.id, doc_id, doc_index, c.chunk_index, c.text, _length(chunker, c.text))
-                   for c in chunker.chunk(doc_id, text)]
-        else:
-            try:
-                response = response_of(row, config.sft)
-            except MalformedExample as err:
-                yield [Unit(doc_id, doc_id, doc_index, 0, "", 0, f"malformed example: {err}")]
-                continue
-            yield [Unit(doc_id, doc_id, doc_index, 0, response, _length(chunker, response))]
-
-
-def _length(chunker: Chunker | None, text: str) -> int:
-    return chunker.count_tokens(text) if chunker is not None and chunker.tokenizer is not None else len(text)
-
-
-def _annotate_shard(config, source, start, end, chunker, annotator: Annotator, work: WorkFile,
-                    done: set[str]) -> dict:
-    from tqdm.auto import tqdm
-
-    counts = {"units": 0, "resumed": 0}
-    batch: list[Unit] = []
-    bar = tqdm(total=end - start, unit="doc", desc=f"annotate shard {config.shard_index}",
-               disable=not config.progress)
-    for doc_units in iter_units(config, source, start, end, chunker):
-        for unit in doc_units:
-            counts["units"] += 1
-            if unit.id in done:
-                counts["resumed"] += 1
-                continue
-            batch.append(unit)
-            if len(batch) >= config.batch_size:
-                work.append(annotate_units(batch, annotator))
-                batch = []
-        bar.update(1)
-    work.append(annotate_units(batch, annotator))
-    bar.close()
-    return counts
-
-
-def annotate_units(units: list[Unit], annotator: Annotator) -> list[dict]:
-    """Work records for ``units``, in order: annotated, failed or skipped, none dropped."""
-    todo = [u for u in units if not u.skip_reason]
-    results = iter(annotator.annotate_batch([u.id for u in todo], [u.text for u in todo]) if todo else [])
-    records = []
-    for unit in units:
-        record = {"id": unit.id, "doc_id": unit.doc_id, "doc_index": unit.doc_index, "chunk_index": unit.chunk_index,
-                  "text": unit.text, "length": unit.length, "annotator": annotator.name,
-                  "annotator_version": annotator.version}
-        if unit.skip_reason:
-            record.update(tags=[], annotation="", status="skipped", error=unit.skip_reason, raw_output="")
-        else:
-            result = next(results)
-            ok = result.status == "ok"
-            record.update(tags=tags_to_records(result.tags) if ok else [],
-                          annotation=render_annotation(result.tags) if ok else "",
-                          status=result.status, error=result.error, raw_output=result.raw_output)
-        records.append(record)
-    return records
+    with hold_lock(out, "annotate"):
+        _check_run_file(out, config, create=not config.finalize_only)
+        if config.finalize_only:
+            return finalize(config, source, inputs, finalized_by="finalize_only")
+        annotator = prepare_annotator(config, source, make_chunker(config), out)
+        executor = config.executor
+        print(f"annotate: {len(source)} records in {executor.tasks} task(s) on the {executor.kind} executor "
+              f"(logs: {logging_dir(config)}); annotator {annotator.version}", flush=True)
+        annotate, final = build_executors(config, output_schema(config, source), inputs)
+        if final is not None:
+            final.run()  # submits the annotate job array first, then the finalize job that depends on it
+            print(f"annotate: submitted {executor.tasks} Slurm task(s) and a finalize job; data/ appears in {out} "
+                  "when it ends (rerun the same command to resubmit only the tasks that did not complete)",
+                  flush=True)
+            return None
+        annotate.run()
+        return finalize(config, source, inputs, finalized_by="local run")
 
 
 # ---- the annotator ---------------------------------------------------------------------
 
 def prepare_annotator(config: AnnotateConfig, source: datasets.Dataset, chunker: Chunker | None,
                       out: Path) -> Annotator:
-    """The run's annotator, saved once to ``out/annotator`` (every shard uses that one)."""
+    """The run's annotator, saved once to ``out/annotator`` before the tasks start (they all load it)."""
     target = out / ANNOTATOR_DIR
     offline = config.annotator.offline
     if config.annotator.kind == "offline":
@@ -215,7 +104,8 @@ def prepare_annotator(config: AnnotateConfig, source: datasets.Dataset, chunker:
     if config.annotator.kind == "llm":
         from annotate.llm import LLMAnnotator
 
-        annotator = LLMAnnotator(config.llm, config.schema, progress=config.progress)
+        # The tasks load the model; saving the settings needs no engine.
+        annotator = LLMAnnotator(config.llm, config.schema, engine=_NoEngine(), progress=config.progress)
         _publish(target, annotator.save)
     elif offline.fitted_state_from:
         from annotate.offline import OfflineAnnotator
@@ -226,7 +116,7 @@ def prepare_annotator(config: AnnotateConfig, source: datasets.Dataset, chunker:
             raise AnnotateError(f"annotator.offline.fitted_state_from: {err}") from err
         annotator = OfflineAnnotator.load(origin, progress=config.progress, schema=config.schema)
         _publish(target, lambda d: shutil.copytree(origin, d))
-    elif (target / ANNOTATOR_FILE).is_file():  # resuming, or another shard fitted it
+    elif (target / ANNOTATOR_FILE).is_file():  # resuming
         from annotate.offline import OfflineAnnotator
 
         annotator = OfflineAnnotator.load(target, progress=config.progress, schema=config.schema)
@@ -236,8 +126,7 @@ def prepare_annotator(config: AnnotateConfig, source: datasets.Dataset, chunker:
         ids, texts = fit_sample(config, source, chunker)
         print(f"annotate: fitting the offline annotator on {len(texts)} chunks", flush=True)
         annotator = OfflineAnnotator.fit(ids, texts, offline, config.schema, progress=config.progress)
-        if not _publish(target, annotator.save):  # another shard saved first: use that one
-            annotator = OfflineAnnotator.load(target, progress=config.progress, schema=config.schema)
+        _publish(target, annotator.save)
     saved = json.loads((origin / ANNOTATOR_FILE).read_text(encoding="utf-8"))
     published = json.loads((target / ANNOTATOR_FILE).read_text(encoding="utf-8"))
     if not saved["version"] == published["version"] == annotator.version:
@@ -252,15 +141,14 @@ def prepare_annotator(config: AnnotateConfig, source: datasets.Dataset, chunker:
 def fit_sample(config: AnnotateConfig, source: datasets.Dataset, chunker: Chunker | None) -> tuple[list, list]:
     """Chunks of a fixed-seed random order of documents, up to ``fit_max_chunks``.
 
-    Every shard draws the same sample (of the whole corpus, not its own block), so
-    every shard fits the same annotator.
+    A sample of the whole corpus, so the fit does not depend on how records are split into tasks.
     """
     limit = config.annotator.offline.fit_max_chunks
     order = np.random.default_rng(config.annotator.offline.seed).permutation(len(source))
     ids: list[str] = []
     texts: list[str] = []
     for doc_index in order:
-        for unit in next(iter_units(config, source, int(doc_index), int(doc_index) + 1, chunker)):
+        for unit in units_of(config, _row(config, source, int(doc_index)), int(doc_index), chunker):
             if not unit.skip_reason and len(texts) < limit:
                 ids.append(unit.id)
                 texts.append(unit.text)
@@ -269,6 +157,19 @@ def fit_sample(config: AnnotateConfig, source: datasets.Dataset, chunker: Chunke
     if not texts:
         raise AnnotateError(f"{config.source.source}: nothing to fit the offline annotator on (every record is empty)")
     return ids, texts
+
+
+def _row(config: AnnotateConfig, source: datasets.Dataset, index: int) -> dict:
+    rows = source.select([index])
+    columns = input_columns(config)
+    return (rows.select_columns(columns) if columns else rows)[0]
+
+
+class _NoEngine:
+    """The engine of the LLM annotator the submitting process saves: it never generates."""
+
+    def generate(self, prompts, seeds, temperature):
+        raise RuntimeError("the annotator saved before the tasks start does not generate; the tasks load the model")
 
 
 def _publish(target: Path, save) -> bool:
@@ -280,7 +181,7 @@ def _publish(target: Path, save) -> bool:
     save(tmp)
     try:
         os.rename(tmp, target)
-    except OSError:  # lost the race to another shard
+    except OSError:  # another process saved it first
         shutil.rmtree(tmp, ignore_errors=True)
         return False
     return True
@@ -292,7 +193,7 @@ def _check_run_file(out: Path, config: AnnotateConfig, create: bool) -> None:
     """A work dir belongs to one config: resuming with another would mix annotations."""
     path = out / WORK_DIR / RUN_FILE
     if not create and not path.is_file():
-        raise AnnotateError(f"{out}: no annotate work to merge ({path} is missing)")
+        raise AnnotateError(f"{out}: no annotate work to finalize ({path} is missing)")
     try:
         check_run_identity(path, config_identity(config, RESUMABLE_KEYS), create=create)
     except RunIdentityError as err:

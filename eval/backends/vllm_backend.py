@@ -27,6 +27,21 @@ from eval.backends.base import Completion, GenerationRequest, cut_at_stop, split
 from posttrain.prompt_format import encode_prompt
 
 
+# vLLM's documented structured outputs (``SamplingParams(structured_outputs=
+# StructuredOutputsParams(regex=... | grammar=...))``) constrain the decoded text, and the text only:
+# no documented form names a special token, so no regex or grammar can say "the body may end here,
+# with the close delimiter token". The close delimiter is a special token, and the body must be
+# allowed to end after any complete tag and only there (eval.annotation_syntax), so the grammar cannot
+# end the annotation. (xgrammar masks a request's stop token ids until its grammar can terminate,
+# which would do it, but that is a backend fix, not the documented API.) The annotator's
+# grammar (annotate.format.annotation_body_regex) has no such problem: its outputs end with EOS.
+ANNOTATION_SYNTAX_REFUSAL = (
+    "sampling.annotation_syntax is implemented for the transformers backend only: vLLM's structured "
+    "outputs constrain text and cannot end the annotation on its close delimiter, a special token; set "
+    "sampling.annotation_syntax=false with the vllm backend, or use sampling.backend=transformers"
+)
+
+
 class VLLMBackend:
     def __init__(
         self,
@@ -95,8 +110,7 @@ class VLLMBackend:
         params = []
         for request in requests:
             if request.annotation_syntax:
-                raise ValueError("sampling.annotation_syntax is implemented for the transformers backend only; "
-                                 "set it to false with the vllm backend")
+                raise ValueError(ANNOTATION_SYNTAX_REFUSAL)
             stop_ids, stop_strings = split_stops(self.tokenizer, request.stop)
             bias = {}
             for text in request.banned:

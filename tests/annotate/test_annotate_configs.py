@@ -16,12 +16,14 @@ def test_the_expected_configs_exist():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_config_loads(path):
     config = load_config(AnnotateConfig, path)
-    assert config.output_dir and 0 <= config.shard_index < config.num_shards
+    assert config.output_dir and config.executor.tasks >= 1
 
 
 def test_bad_values_name_the_key():
-    with pytest.raises(ConfigError, match="shard_index=3 must be in"):
-        load_config(AnnotateConfig, None, ["num_shards=2", "shard_index=3"])
+    with pytest.raises(ConfigError, match="key 'executor.tasks' must be >= 1"):
+        load_config(AnnotateConfig, None, ["executor.tasks=0"])
+    with pytest.raises(ConfigError, match="'executor.kind' expects one of"):
+        load_config(AnnotateConfig, None, ["executor.kind=ray"])
     with pytest.raises(ConfigError, match="'annotator.kind' expects one of"):
         load_config(AnnotateConfig, None, ["annotator.kind=magic"])
     with pytest.raises(ConfigError, match="prompt_template must contain"):

@@ -1,13 +1,15 @@
-"""The stage end to end: output contract, shards, bad inputs."""
+"""The stage end to end: output contract, the pre-engine outputs, tasks, bad inputs."""
 
 import json
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from annotate import run
-from annotate.consolidate import STATS_FILE
-from annotate.stage import AnnotateError, shard_bounds
-from annotate.work_file import WorkFileError
+from annotate.finalize import STATS_FILE, FinalizeError
+from annotate.pipeline import task_bounds
+from annotate.stage import AnnotateError
 from stage_io.manifest import read_manifest
 from stage_io.records import RecordSource, RecordSourceError, load_records
 
@@ -36,28 +38,44 @@ def test_output_contract(fitted_run):
     assert (out / "annotator" / "annotator.json").is_file()
 
 
-def test_shards_partition_the_documents_and_merge_to_the_single_run(tmp_path, fitted_run, tiny_config):
+GOLDEN = Path(__file__).parent / "data"
+
+
+def test_outputs_are_identical_to_the_stage_before_datatrove(fitted_run):
+    """golden_tiny12*: the tiny config on 12 articles, written by the stage's own sharding code."""
+    out, stats = fitted_run
+    expected = pq.read_table(GOLDEN / "golden_tiny12.parquet")
+    actual = pq.read_table(out / "data" / "data-00000-of-00001.parquet")
+    assert actual.schema.names == expected.schema.names and actual.schema.equals(expected.schema)
+    for column in expected.schema.names:
+        if column != "annotator_version":  # carries a digest of the annotator's code
+            assert actual[column].to_pylist() == expected[column].to_pylist(), column
+    assert stats == json.loads((GOLDEN / "golden_tiny12_stats.json").read_text())
+
+
+def test_tasks_partition_the_documents_and_finalize_to_the_single_run(tmp_path, fitted_run, tiny_config):
     fitted = fitted_run[0]
     single = load_records(RecordSource(source=str(fitted / "data")))
-    out = tmp_path / "sharded"
-    overrides = ["source.limit=12", "num_shards=3", f"annotator.offline.fitted_state_from={fitted}"]
-    bounds = [shard_bounds(12, 3, i) for i in range(3)]
+    out = tmp_path / "tasks"
+    overrides = ["source.limit=12", "executor.tasks=3", f"annotator.offline.fitted_state_from={fitted}"]
+    bounds = [task_bounds(12, 3, i) for i in range(3)]
     assert bounds == [(0, 4), (4, 8), (8, 12)]
-    assert run(tiny_config(out, *overrides, "shard_index=2")) is None  # others not done yet
-    with pytest.raises(WorkFileError, match=r"shards \[0, 1\] of 3 have not finished"):
-        run(tiny_config(out, *overrides, "merge_only=true"))
-    assert run(tiny_config(out, *overrides, "shard_index=0")) is None
-    stats = run(tiny_config(out, *overrides, "shard_index=1"))  # the last one consolidates
-    assert stats is not None and read_manifest(out)["consolidated_by"] == "shard 1"
+    with pytest.raises(AnnotateError, match="no annotate work to finalize"):
+        run(tiny_config(out, *overrides, "finalize_only=true"))
+    stats = run(tiny_config(out, *overrides))
+    assert read_manifest(out)["finalized_by"] == "local run"
     merged = load_records(RecordSource(source=str(out / "data")))
     assert merged["id"] == single["id"] and merged["tags"] == single["tags"]
-    shard_docs = []
-    for i in range(3):
-        lines = (out / "work" / f"shard-{i:05d}-of-00003.jsonl").read_text().splitlines()
-        shard_docs.append({json.loads(line)["doc_index"] for line in lines})
-    assert shard_docs == [set(range(a, b)) for a, b in bounds]
-    again = run(tiny_config(out, *overrides, "merge_only=true"))
-    assert again == stats and read_manifest(out)["consolidated_by"] == "merge_only"
+    documents = load_records(RecordSource(source="embedded:bbc_news", limit=12))["id"]
+    for i, (start, end) in enumerate(bounds):
+        part = pq.read_table(out / "data" / f"data-{i:05d}-of-00003.parquet")
+        assert set(part["doc_id"].to_pylist()) == set(documents[start:end])
+    assert not (out / "work" / "data").exists()
+    again = run(tiny_config(out, *overrides, "finalize_only=true"))
+    assert again == stats and read_manifest(out)["finalized_by"] == "finalize_only"
+    (out / "work" / "logs" / "completions" / "00001").unlink()
+    with pytest.raises(FinalizeError, match=r"tasks \[1\] of 3 have not completed"):
+        run(tiny_config(out, *overrides, "finalize_only=true"))
 
 
 def test_empty_documents_are_recorded_skips(tmp_path, fitted_run, tiny_config):
