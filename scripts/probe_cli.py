@@ -265,7 +265,7 @@ def cases() -> list[Case]:
              expect_error="key 'sampling.temperatures[0]' must be >= 0"),
         Case("annotate: source.limit=-5", lambda fx: ["annotate", "configs/annotate/tiny.yaml", "source.limit=-5",
                                                        f"output_dir={fx.fresh('limit')}"],
-             expect_error="key 'source.limit' must be >= 0"),
+             expect_error="key 'source.limit' must be >= 1"),
         Case("annotate: num_shards=0", lambda fx: ["annotate", "configs/annotate/tiny.yaml", "num_shards=0",
                                                     f"output_dir={fx.fresh('shards')}"],
              expect_error="key 'num_shards' must be >= 1"),
