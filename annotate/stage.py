@@ -30,11 +30,12 @@ from annotate.chunking import Chunker, chunk_id
 from annotate.config import AnnotateConfig
 from annotate.consolidate import consolidate, done_path, unfinished_shards, work_path, WORK_DIR
 from annotate.format import render_annotation, tags_to_records
-from annotate.sft import MalformedExample, response_of
+from annotate.sft import MalformedExample, require_a_response, response_of
 from annotate.work_file import WorkFile
 from stage_io.manifest import write_json_atomic
 from stage_io.records import load_records
 from stage_io.run_identity import RUN_FILE, RunIdentityError, check_run_identity, config_identity
+from stage_io.run_lock import hold_lock
 
 # Keys that may change between a run and its resumption: they do not change any output
 # (work/run.json records the rest, stage_io.run_identity).
@@ -67,13 +68,18 @@ def run(config: AnnotateConfig) -> dict | None:
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(config.num_threads)
-    with threadpool_limits(limits=config.num_threads):
+    # One writer per shard (shards of one run work side by side); held from the start, so a
+    # second run into the directory is refused before it fits an annotator or reads work files.
+    lock = f".lock-{'merge' if config.merge_only else f'shard-{config.shard_index}-of-{config.num_shards}'}"
+    with hold_lock(config.output_dir, "annotate", lock_name=lock), threadpool_limits(limits=config.num_threads):
         return _run(config)
 
 
 def _run(config: AnnotateConfig) -> dict | None:
     out = Path(config.output_dir)
     source = load_input(config)
+    if config.mode == "sft":
+        require_a_response(source, config.sft, config.source.source)
     inputs = {"source": config.source.source}
     if config.annotator.kind == "offline" and config.annotator.offline.fitted_state_from:
         inputs["fitted_state_from"] = config.annotator.offline.fitted_state_from
