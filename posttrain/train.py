@@ -33,6 +33,7 @@ writes no weights at all, and a run must never write its manifest without them
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
@@ -219,6 +220,9 @@ def sft_args(config: PosttrainConfig) -> SFTConfig:
         save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        # Log a NaN/inf loss as it is (the default filter replaces it by the running mean), so
+        # StopOnNonFinite sees a diverged run.
+        logging_nan_inf_filter=False,
         report_to=list(config.report_to) or "none",
         bf16=t.bf16,
         dataloader_num_workers=t.dataloader_num_workers,
@@ -234,6 +238,25 @@ def sft_args(config: PosttrainConfig) -> SFTConfig:
     )
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """The logged loss or gradient norm became NaN or infinite: the run diverged."""
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stop training at the first logged NaN/inf loss or gradient norm, before the final model and
+    manifest are written (every rank sees the same gathered values, so every rank stops)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise NonFiniteTrainingError(
+                    f"step {state.global_step}: the {key.replace('_', ' ')} is {value}: training diverged and was "
+                    "stopped; no final model or manifest was written; lower training.learning_rate or set "
+                    "training.max_grad_norm, then run again in a new output_dir"
+                )
+
+
 def make_trainer(config: PosttrainConfig, tokenizer: Any, examples: list[SFTExample]) -> SFTTrainer:
     args = sft_args(config)
     peft_config = None
@@ -247,7 +270,7 @@ def make_trainer(config: PosttrainConfig, tokenizer: Any, examples: list[SFTExam
         )
     trainer = SFTTrainer(
         model=config.model_path, args=args, train_dataset=examples_dataset(examples),
-        processing_class=tokenizer, peft_config=peft_config,
+        processing_class=tokenizer, peft_config=peft_config, callbacks=[StopOnNonFinite()],
     )
     embeddings = trainer.model.get_input_embeddings().num_embeddings
     if len(tokenizer) > embeddings:
