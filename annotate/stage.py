@@ -35,7 +35,7 @@ from annotate.work_file import WorkFile
 from stage_io.manifest import write_json_atomic
 from stage_io.records import load_records
 from stage_io.run_identity import RUN_FILE, RunIdentityError, check_run_identity, config_identity
-from stage_io.run_lock import hold_lock
+from stage_io.run_lock import LOCK_NAME, hold_lock
 
 # Keys that may change between a run and its resumption: they do not change any output
 # (work/run.json records the rest, stage_io.run_identity).
@@ -68,9 +68,11 @@ def run(config: AnnotateConfig) -> dict | None:
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(config.num_threads)
-    # One writer per shard (shards of one run work side by side); held from the start, so a
-    # second run into the directory is refused before it fits an annotator or reads work files.
-    lock = f".lock-{'merge' if config.merge_only else f'shard-{config.shard_index}-of-{config.num_shards}'}"
+    # One writer per shard, held from the start, so a second run into the directory is refused
+    # before it fits an annotator or reads work files; an unsharded run holds the directory's lock
+    # as the other stages do, the shards of a sharded run one lock each (they work side by side).
+    lock = LOCK_NAME if config.num_shards == 1 else (
+        ".lock-merge" if config.merge_only else f".lock-shard-{config.shard_index}-of-{config.num_shards}")
     with hold_lock(config.output_dir, "annotate", lock_name=lock), threadpool_limits(limits=config.num_threads):
         return _run(config)
 

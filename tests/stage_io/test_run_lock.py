@@ -99,7 +99,7 @@ def test_a_second_annotate_of_the_same_shard_is_refused(tmp_path):
 
     out = tmp_path / "ann"
     config = load_config(AnnotateConfig, REPO / "configs/annotate/tiny.yaml", [f"output_dir={out}", "source.limit=2"])
-    with hold_lock(out, "annotate", lock_name=".lock-shard-0-of-1"):
+    with hold_lock(out, "annotate"):
         with pytest.raises(RunLockError, match="holds its lock"):
             run(config)
     assert not (out / "work").exists()
