@@ -39,7 +39,8 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Domain:
-    """The values a numeric key may take: bounds, inclusive (``ge``/``le``) or not (``gt``/``lt``)."""
+    """The values a numeric key may take: bounds, inclusive (``ge``/``le``) or not (``gt``/``lt``),
+    and one excluded value (``ne``)."""
 
     ge: float | None = None
     gt: float | None = None
@@ -56,9 +57,8 @@ class Domain:
                 and (self.ne is None or value != self.ne))
 
     def describe(self) -> str:
-        parts = [f"{op} {bound:g}" for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt),
-                                                                         ("!=", self.ne))
-                 if bound is not None]
+        bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt), ("!=", self.ne))
+        parts = [f"{op} {bound:g}" for op, bound in bounds if bound is not None]
         return " and ".join(parts) + (f" ({self.note})" if self.note else "")
 
 
