@@ -6,12 +6,15 @@
   last assistant turn is taken, as TRL's conversational prompt-completion data has).
 
 An example without one (no assistant turn, empty response, wrong type) raises
-``MalformedExample`` with the reason; the stage records it as a skip.
+``MalformedExample`` with the reason; the stage records it as a skip. A set in which no
+example has one is refused up front (``require_a_response``): it would annotate nothing and
+only fail at posttrain.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections import Counter
+from typing import Any, Iterable, Mapping
 
 from annotate.config import SFTConfig
 from stage_io.conversation import ConversationError, split_last_reply
@@ -39,3 +42,20 @@ def _last_reply(messages: Any, field: str, config: SFTConfig) -> str:
         return split_last_reply(messages, config.role_map, field).reply
     except ConversationError as err:
         raise MalformedExample(str(err)) from None
+
+
+def require_a_response(examples: Iterable[Mapping[str, Any]], config: SFTConfig, source: str) -> None:
+    """Refuse ``source`` when none of its examples has a response (stops at the first that has one)."""
+    reasons: Counter[str] = Counter()
+    for example in examples:
+        try:
+            response_of(example, config)
+            return
+        except MalformedExample as err:
+            reasons[str(err)] += 1
+    total = sum(reasons.values())
+    common = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(2)) or "the file holds no records"
+    raise MalformedExample(
+        f"{source}: none of its {total} SFT examples has a response to annotate ({common}); check "
+        "sft.format, sft.messages_field / sft.completion_field and sft.role_map"
+    )

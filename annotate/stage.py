@@ -30,6 +30,7 @@ from annotate.executors import build_executors
 from annotate.finalize import finalize, output_schema
 from annotate.pipeline import logging_dir
 from annotate.units import input_columns, load_input, make_chunker, units_of
+from annotate.sft import require_a_response
 from stage_io.run_identity import RUN_FILE, RunIdentityError, check_run_identity, config_identity
 from stage_io.run_lock import hold_lock
 
@@ -54,33 +55,36 @@ def run(config: AnnotateConfig) -> dict | None:
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(config.num_threads)
-    with threadpool_limits(limits=config.num_threads):
+    # One writer per output directory, held from the start, so a second run into it is refused before
+    # it reads the input or fits an annotator (datatrove's tasks run under this process).
+    with hold_lock(config.output_dir, "annotate"), threadpool_limits(limits=config.num_threads):
         return _run(config)
 
 
 def _run(config: AnnotateConfig) -> dict | None:
     out = Path(config.output_dir)
     source = load_input(config)
+    if config.mode == "sft":
+        require_a_response(source, config.sft, config.source.source)
     inputs = {"source": config.source.source}
     if config.annotator.kind == "offline" and config.annotator.offline.fitted_state_from:
         inputs["fitted_state_from"] = config.annotator.offline.fitted_state_from
-    with hold_lock(out, "annotate"):
-        _check_run_file(out, config, create=not config.finalize_only)
-        if config.finalize_only:
-            return finalize(config, source, inputs, finalized_by="finalize_only")
-        annotator = prepare_annotator(config, source, make_chunker(config), out)
-        executor = config.executor
-        print(f"annotate: {len(source)} records in {executor.tasks} task(s) on the {executor.kind} executor "
-              f"(logs: {logging_dir(config)}); annotator {annotator.version}", flush=True)
-        annotate, final = build_executors(config, output_schema(config, source), inputs)
-        if final is not None:
-            final.run()  # submits the annotate job array first, then the finalize job that depends on it
-            print(f"annotate: submitted {executor.tasks} Slurm task(s) and a finalize job; data/ appears in {out} "
-                  "when it ends (rerun the same command to resubmit only the tasks that did not complete)",
-                  flush=True)
-            return None
-        annotate.run()
-        return finalize(config, source, inputs, finalized_by="local run")
+    _check_run_file(out, config, create=not config.finalize_only)
+    if config.finalize_only:
+        return finalize(config, source, inputs, finalized_by="finalize_only")
+    annotator = prepare_annotator(config, source, make_chunker(config), out)
+    executor = config.executor
+    print(f"annotate: {len(source)} records in {executor.tasks} task(s) on the {executor.kind} executor "
+          f"(logs: {logging_dir(config)}); annotator {annotator.version}", flush=True)
+    annotate, final = build_executors(config, output_schema(config, source), inputs)
+    if final is not None:
+        final.run()  # submits the annotate job array first, then the finalize job that depends on it
+        print(f"annotate: submitted {executor.tasks} Slurm task(s) and a finalize job; data/ appears in {out} "
+              "when it ends (rerun the same command to resubmit only the tasks that did not complete)",
+              flush=True)
+        return None
+    annotate.run()
+    return finalize(config, source, inputs, finalized_by="local run")
 
 
 # ---- the annotator ---------------------------------------------------------------------

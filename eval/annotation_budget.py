@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.config import EvalConfig
+from stage_io.model_paths import check_model
 
 # Which quantile of the pretraining annotations' token lengths the cap covers.
 QUANTILE = 0.99
@@ -60,7 +61,9 @@ def resolve_max_annotation_tokens(config: EvalConfig) -> tuple[EvalConfig, dict 
     else:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(anchored[0].model)
+        arm = anchored[0]
+        check_model(arm.model, f"arms[{config.arms.index(arm)}].model (arm '{arm.name}')", arm.revision)
+        tokenizer = AutoTokenizer.from_pretrained(arm.model)
         lengths = annotation_token_lengths(source, tokenizer, config.metrics.drift.max_rows)
         if not lengths:
             raise ValueError(f"metrics.drift.pretraining_annotations={source}: no annotated chunk to derive "

@@ -9,26 +9,83 @@ sublinear tf) + multinomial logistic regression (scikit-learn).
 Fitting: the texts are cut to their first ``max_chars`` characters (responses are short,
 so the judge sees text of the length it will label), split into train and held-out test
 (stratified, ``test_fraction``, ``seed``), fitted on the train part; the held-out accuracy
-is recorded in ``classifier.json`` beside the pickled model and copied into every summary
-that uses it. The fit is done once per configuration and reused (``dir``); another
-configuration refits into the same directory, saying so. Any corpus with a label column
-can use it (``source``, ``text_field``, ``label_field``).
+is recorded in ``classifier.json`` and copied into every summary that uses it. The fit is
+done once per configuration and reused (``dir``); another configuration refits into the same
+directory, saying so. Any corpus with a label column can use it (``source``, ``text_field``,
+``label_field``).
+
+The fitted judge is stored as plain arrays (``classifier.npz``: the vocabulary, idf weights,
+coefficients, intercepts and classes, loaded with ``allow_pickle=False``), never as a pickle:
+a replaced file cannot run code, it can at worst fail to load (then the judge is refitted).
+Prediction from the arrays is TF-IDF (sublinear tf, idf, l2 norm) then the argmax of the
+linear scores, exactly what the fitted scikit-learn pipeline computes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import pickle
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from stage_io.manifest import config_fingerprint
 from stage_io.records import RecordSourceError, load_records
 
-MODEL_FILE = "classifier.pkl"
+MODEL_FILE = "classifier.npz"
 INFO_FILE = "classifier.json"
+# The word n-grams the vectorizer counts (also used to count them again from the stored vocabulary).
+NGRAM_RANGE = (1, 2)
+
+
+class LinearTextJudge:
+    """TF-IDF features and a linear classifier, from arrays only (what ``classifier.npz`` holds)."""
+
+    def __init__(self, vocabulary: np.ndarray, idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                 classes: np.ndarray) -> None:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        self.arrays = {"vocabulary": vocabulary, "idf": idf, "coef": coef, "intercept": intercept, "classes": classes}
+        self.counter = CountVectorizer(ngram_range=NGRAM_RANGE, vocabulary=[str(t) for t in vocabulary])
+        self.idf, self.coef, self.intercept, self.classes = idf, coef, intercept, classes
+
+    @classmethod
+    def from_pipeline(cls, pipeline) -> "LinearTextJudge":
+        vectorizer, model = pipeline[0], pipeline[-1]
+        terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+        return cls(np.array(terms, dtype=str), vectorizer.idf_.astype(np.float64), model.coef_.astype(np.float64),
+                   model.intercept_.astype(np.float64), np.array([str(c) for c in model.classes_], dtype=str))
+
+    @classmethod
+    def load(cls, path: Path) -> "LinearTextJudge":
+        """Read the arrays; a file that is not plain arrays (a pickle, object arrays) raises ValueError."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in ("vocabulary", "idf", "coef", "intercept", "classes")}
+        except (OSError, KeyError, ValueError, EOFError) as err:
+            raise ValueError(f"{path}: not a stored attribute classifier ({type(err).__name__}: {err})") from None
+        coef = arrays["coef"]
+        if coef.ndim != 2 or not coef.shape[1] == len(arrays["vocabulary"]) == len(arrays["idf"]):
+            raise ValueError(f"{path}: its arrays do not fit together")
+        return cls(**arrays)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **self.arrays)
+        tmp.replace(path)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        from sklearn.preprocessing import normalize
+
+        features = self.counter.transform(texts).astype(np.float64)
+        features.data = np.log(features.data) + 1.0  # sublinear tf
+        features = normalize(features.multiply(self.idf).tocsr(), norm="l2")
+        scores = np.asarray(features @ self.coef.T) + self.intercept
+        if scores.shape[1] == 1:  # two classes: one score, positive for the second
+            return [str(self.classes[int(s > 0)]) for s in scores[:, 0]]
+        return [str(self.classes[i]) for i in scores.argmax(axis=1)]
 
 
 class AttributeClassifier:
@@ -64,18 +121,20 @@ def load_or_fit(config, default_dir: Path) -> AttributeClassifier:
     if info_path.is_file() and model_path.is_file():
         info = json.loads(info_path.read_text(encoding="utf-8"))
         if info.get("identity") == identity:
-            with open(model_path, "rb") as handle:
-                return AttributeClassifier(pickle.load(handle), info, config.max_chars)
-        print(f"eval: {folder}: the attribute classifier there was fitted under other settings; refitting", flush=True)
+            try:
+                return AttributeClassifier(LinearTextJudge.load(model_path), info, config.max_chars)
+            except ValueError as err:
+                print(f"eval: {err}; refitting", flush=True)
+        else:
+            print(f"eval: {folder}: the attribute classifier there was fitted under other settings; refitting",
+                  flush=True)
     pipeline, info = fit(config)
     info["identity"] = identity
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = model_path.with_suffix(".tmp")
-    with open(tmp, "wb") as handle:
-        pickle.dump(pipeline, handle)
-    tmp.replace(model_path)
+    judge = LinearTextJudge.from_pipeline(pipeline)
+    judge.save(model_path)
     info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    return AttributeClassifier(pipeline, info, config.max_chars)
+    return AttributeClassifier(judge, info, config.max_chars)
 
 
 def fit(config) -> tuple[object, dict]:

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 from posttrain.prompt_format import PromptFormat
 from stage_io.conversation import DEFAULT_ROLE_MAP
 from stage_io.records import RecordSource
-from stage_io.config import Domain, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
+from stage_io.config import (Domain, LearningRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
+                              UnitInterval)
 
 
 @dataclass
@@ -51,11 +52,11 @@ class DataConfig:
 @dataclass
 class TrainingConfig:
     # Peak learning rate.
-    learning_rate: PositiveFloat = 2e-5
+    learning_rate: LearningRate = 2e-5
     # Passes over the SFT set (the paper: 1).
     epochs: PositiveFloat = 1.0
     # Stop after this many optimizer steps (-1: run all epochs).
-    max_steps: Annotated[int, Domain(ge=-1, note="-1: train for `epochs`")] = -1
+    max_steps: Annotated[int, Domain(ge=-1, ne=0, note="-1: train for `epochs`")] = -1
     # Sequences per device per micro-batch.
     per_device_batch_size: PositiveInt = 8
     # Micro-batches accumulated per optimizer step.

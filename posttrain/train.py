@@ -37,6 +37,7 @@ writes no weights at all, and a run must never write its manifest without them
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from contextlib import contextmanager
@@ -45,7 +46,7 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
@@ -242,6 +243,7 @@ SFT_FIELDS_SET = {
     "model_init_kwargs": "the stage (fp32 master weights)",
     "dataloader_pin_memory": "the stage (on when CUDA is available)",
     "prediction_loss_only": "the stage (evaluation reports the loss)",
+    "logging_nan_inf_filter": "the stage (a diverged run must be seen and stopped)",
 }
 
 
@@ -287,6 +289,9 @@ def sft_args(config: PosttrainConfig, evaluate: bool = False) -> SFTConfig:
         eval_strategy="steps" if periodic_eval else "no",
         eval_steps=t.eval_steps if periodic_eval else None,
         prediction_loss_only=True,
+        # Log a NaN/inf loss as it is (the default filter replaces it by the running mean), so
+        # StopOnNonFinite sees a diverged run.
+        logging_nan_inf_filter=False,
         report_to=list(config.report_to) or "none",
         bf16=t.bf16,
         dataloader_num_workers=t.dataloader_num_workers,
@@ -306,6 +311,25 @@ def sft_args(config: PosttrainConfig, evaluate: bool = False) -> SFTConfig:
     return SFTConfig(**kwargs, **t.sft_extra)
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """The logged loss or gradient norm became NaN or infinite: the run diverged."""
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stop training at the first logged NaN/inf loss or gradient norm, before the final model and
+    manifest are written (every rank sees the same gathered values, so every rank stops)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise NonFiniteTrainingError(
+                    f"step {state.global_step}: the {key.replace('_', ' ')} is {value}: training diverged and was "
+                    "stopped; no final model or manifest was written; lower training.learning_rate or set "
+                    "training.max_grad_norm, then run again in a new output_dir"
+                )
+
+
 def make_trainer(config: PosttrainConfig, tokenizer: Any, examples: list[SFTExample],
                  validation: list[SFTExample] | None = None) -> SFTTrainer:
     args = sft_args(config, evaluate=bool(validation))
@@ -320,7 +344,8 @@ def make_trainer(config: PosttrainConfig, tokenizer: Any, examples: list[SFTExam
         )
     trainer = SFTTrainer(
         model=config.model_path, args=args, train_dataset=examples_dataset(examples),
-        eval_dataset=examples_dataset(validation) if validation else None, processing_class=tokenizer, peft_config=peft_config,
+        eval_dataset=examples_dataset(validation) if validation else None, processing_class=tokenizer,
+        peft_config=peft_config, callbacks=[StopOnNonFinite()],
     )
     embeddings = trainer.model.get_input_embeddings().num_embeddings
     if len(tokenizer) > embeddings:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
-from stage_io.config import Beta, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
+from stage_io.config import (Beta, LearningRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
+                              UnitInterval)
 
 ARMS = ("plain", "anchored")
 
@@ -76,7 +77,7 @@ class ModelSection:
     # Round the embedding rows up to a multiple of this (faster matmuls; extra rows are never used).
     pad_vocab_to_multiple: PositiveInt = 64
     # auto: flash_attention_2 on CUDA when flash-attn is installed, else sdpa; or sdpa, eager, flash_attention_2.
-    attn_implementation: str = "auto"
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
     # Recompute activations in the backward pass (less memory, about 30% more compute).
     gradient_checkpointing: bool = False
 
@@ -84,7 +85,7 @@ class ModelSection:
 @dataclass
 class OptimSection:
     # Peak learning rate of AdamW.
-    lr: PositiveFloat = 1e-3
+    lr: LearningRate = 1e-3
     # AdamW beta1 and beta2.
     betas: list[Beta] = field(default_factory=lambda: [0.9, 0.95])
     # AdamW epsilon.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -164,6 +165,7 @@ def _run(config: PretrainConfig) -> TrainResult:
             slice(rank * rows_per_process, (rank + 1) * rows_per_process))
         step_loss, grad_norm = train_step(accelerator, model, optimizer, scheduler, rows, t.micro_batch,
                                           t.grad_accum, config.optim.grad_clip, flatten)
+        check_finite(step + 1, step_loss, grad_norm, out)  # before anything of this step is saved
         seconds = time.perf_counter() - started
         result.losses.append(step_loss)
         result.step_seconds.append(seconds)
@@ -408,10 +410,36 @@ def truncate_metrics(out: Path, step: int) -> int:
     return dropped
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """The loss or gradient norm became NaN or infinite: the run diverged."""
+
+
+def check_finite(step: int, loss: float, grad_norm: float | None, out: Path) -> None:
+    """Stop a diverged run at once: no checkpoint, model or manifest is written after a NaN/inf."""
+    if math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm)):
+        return
+    raise NonFiniteTrainingError(
+        f"step {step}: the loss is {loss} and the gradient norm {grad_norm}: training diverged and was stopped; "
+        f"nothing of this step was saved and {out} holds no model or manifest from it; lower optim.lr or set "
+        "optim.grad_clip, then run again (it resumes from the last checkpoint, if any)"
+    )
+
+
+def json_safe(value):
+    """``value`` with every NaN or infinite float replaced by None (null), as strict JSON needs."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def append_metrics(out: Path, step: int, metrics: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"step": step, **metrics}) + "\n")
+        handle.write(json.dumps(json_safe({"step": step, **metrics}), allow_nan=False) + "\n")
 
 
 def write_run_manifest(config: PretrainConfig, out: Path, corpus: TokenizedCorpus, result: TrainResult,

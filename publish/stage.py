@@ -20,10 +20,11 @@ from publish.model_card import build_model_card, card_metadata as model_metadata
 from publish.preflight import PublishError, check_access, check_repo_id, resolve_token
 from publish.source_manifest import arm_label, find_arms, load_source_manifest
 from publish.staging import (
-    CARD_NAME, Staged, first_row, folder_digest, human_bytes, list_folder, prepare_staging, stage_dataset_files,
-    stage_model_files,
+    CARD_NAME, Staged, check_apart, first_row, folder_digest, human_bytes, list_folder, prepare_staging,
+    stage_dataset_files, stage_model_files,
 )
 from stage_io.manifest import fingerprint, git_commit, write_manifest
+from stage_io.run_lock import hold_lock
 
 EVAL_SUMMARY_NAME = "eval_summary.json"
 
@@ -45,6 +46,15 @@ def run(config: PublishConfig, *, hub_factory: HubFactory | None = None) -> dict
         who = check_access(hub, namespace)
         print(f"publish: token from {token_source}; hub user {who.get('name', 'unknown')}")
 
+    check_apart(staging_dir, source_dir)  # before the lock file is made there
+    # One publish per staging_dir: a second one would rebuild repo/ under the first one's upload.
+    with hold_lock(staging_dir, "publish", key="staging_dir"):
+        return _stage_and_send(config, source_dir, staging_dir, manifest, summary_path, summary, hub, who)
+
+
+def _stage_and_send(config: PublishConfig, source_dir: Path, staging_dir: Path, manifest: dict,
+                    summary_path: Path | None, summary: Any, hub, who: dict) -> dict[str, Any]:
+    """Stage the upload folder, write the publish manifest, and (not a dry run) send it."""
     folder = prepare_staging(staging_dir, source_dir)
     source_fingerprint = fingerprint(source_dir)
     if config.kind == "model":

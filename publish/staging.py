@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,16 @@ REPO_FOLDER = "repo"
 RECEIPT_NAME = "upload_receipt.json"
 CARD_NAME = "README.md"
 
-# Top-level files of a checkpoint directory that make up the published model.
-MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".jinja", ".tiktoken")
+# Top-level files of a checkpoint directory that make up the published model, by name: an
+# allow-list, so a stray notes.txt or secrets.json next to the weights is never uploaded.
+MODEL_FILES = frozenset({
+    "config.json", "generation_config.json", "adapter_config.json", MANIFEST_NAME,
+    "model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+    "merges.txt", "vocab.txt", "tokenizer.model", "spiece.model", "chat_template.jinja", "chat_template.json",
+})
+# Sharded safetensors weights as transformers names them.
+SHARDED_WEIGHTS = re.compile(r"(model|adapter_model)-\d{5}-of-\d{5}\.safetensors")
 # Pickle-based files: training state, or weights in a format that runs code on load.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
@@ -49,13 +58,8 @@ class Staged:
 
 def prepare_staging(staging_dir: Path, source_dir: Path) -> Path:
     """An empty ``staging_dir/repo`` (a previous publish run's is replaced) and no old receipt."""
+    check_apart(staging_dir, source_dir)
     staging_dir = staging_dir.resolve()
-    source = source_dir.resolve()
-    if staging_dir == source or source in staging_dir.parents or staging_dir in source.parents:
-        raise PublishError(
-            f"config key 'staging_dir': {staging_dir} overlaps config key 'source_dir' {source}; "
-            "stage outside the source so neither changes the other"
-        )
     folder = staging_dir / REPO_FOLDER
     if folder.exists() and any(folder.iterdir()):
         previous = staging_dir / MANIFEST_NAME
@@ -81,6 +85,17 @@ def prepare_staging(staging_dir: Path, source_dir: Path) -> Path:
     return folder
 
 
+def check_apart(staging_dir: Path, source_dir: Path) -> None:
+    """Refuse a staging_dir inside the source, or the other way round."""
+    staging_dir = staging_dir.resolve()
+    source = source_dir.resolve()
+    if staging_dir == source or source in staging_dir.parents or staging_dir in source.parents:
+        raise PublishError(
+            f"config key 'staging_dir': {staging_dir} overlaps config key 'source_dir' {source}; "
+            "stage outside the source so neither changes the other"
+        )
+
+
 def _manifest_stage(path: Path) -> str | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -89,7 +104,23 @@ def _manifest_stage(path: Path) -> str | None:
     return data.get("stage") if isinstance(data, dict) else None
 
 
-def _copy(files: list[tuple[Path, Path]], what: str) -> None:
+def check_inside(path: Path, source_dir: Path) -> None:
+    """Refuse a file or folder of the source that is a symbolic link to something outside it."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(source_dir.resolve()):
+        raise PublishError(
+            f"config key 'source_dir': {path} is a symbolic link to {resolved}, outside {source_dir}; "
+            "publish never follows links out of the source: replace the link with the file or remove it"
+        )
+
+
+def is_model_file(name: str) -> bool:
+    return name in MODEL_FILES or SHARDED_WEIGHTS.fullmatch(name) is not None
+
+
+def _copy(files: list[tuple[Path, Path]], what: str, source_dir: Path) -> None:
+    for src, _ in files:
+        check_inside(src, source_dir)
     for src, dst in tqdm(files, desc=f"staging {what}", unit="file", disable=len(files) < 2):
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
@@ -112,10 +143,10 @@ def stage_model_files(source_dir: Path, folder: Path) -> Staged:
             staged.skip(name, "replaced by the generated model card")
         elif name.endswith(PICKLE_SUFFIXES):
             staged.skip(name, "pickle-based file (training state or weights): only safetensors are published")
-        elif name.endswith(MODEL_FILE_SUFFIXES):
+        elif is_model_file(name):
             to_copy.append((path, folder / name))
         else:
-            staged.skip(name, "not a weights, config or tokenizer file")
+            staged.skip(name, "not a known weights, config, tokenizer or manifest file")
     names = {dst.name for _, dst in to_copy}
     is_adapter = "adapter_config.json" in names and "config.json" not in names
     weights = sorted(n for n in names if n.endswith(".safetensors"))
@@ -130,7 +161,7 @@ def stage_model_files(source_dir: Path, folder: Path) -> Staged:
         raise PublishError(
             f"config key 'source_dir': {source_dir} is not a complete checkpoint; missing {', '.join(missing)}"
         )
-    _copy(to_copy, "model files")
+    _copy(to_copy, "model files", source_dir)
     staged.info.update(is_adapter=is_adapter, weights=weights, parameters=count_parameters(folder, weights))
     staged.info.update(check_loads(folder, is_adapter))
     return staged
@@ -185,6 +216,7 @@ def stage_dataset_files(source_dir: Path, folder: Path, shard_rows: int) -> Stag
     data_dir = source_dir / "data"
     if not data_dir.is_dir():
         raise PublishError(f"config key 'source_dir': {source_dir} has no data/ directory (the annotate stage's output)")
+    check_inside(data_dir, source_dir)
     stats = source_dir / "annotation_stats.json"
     if not stats.is_file():
         raise PublishError(f"config key 'source_dir': {stats} is missing; the dataset card needs the annotation stats")
@@ -196,9 +228,10 @@ def stage_dataset_files(source_dir: Path, folder: Path, shard_rows: int) -> Stag
         splits = _write_shards_from_saved(data_dir, folder, shard_rows)
         staged.info["data_source"] = "datasets save_to_disk directory, converted to parquet"
     else:
-        splits = _copy_parquet_shards(data_dir, folder, staged)
+        splits = _copy_parquet_shards(data_dir, folder, staged, source_dir)
         staged.info["data_source"] = "parquet shards, copied as written"
-    _copy([(stats, folder / stats.name), (source_dir / MANIFEST_NAME, folder / MANIFEST_NAME)], "dataset files")
+    _copy([(stats, folder / stats.name), (source_dir / MANIFEST_NAME, folder / MANIFEST_NAME)], "dataset files",
+          source_dir)
     staged.info["splits"] = describe_splits(folder, splits)
     return staged
 
@@ -226,7 +259,7 @@ def _write_shards_from_saved(data_dir: Path, folder: Path, shard_rows: int) -> d
     return splits
 
 
-def _copy_parquet_shards(data_dir: Path, folder: Path, staged: Staged) -> dict[str, list[str]]:
+def _copy_parquet_shards(data_dir: Path, folder: Path, staged: Staged, source_dir: Path) -> dict[str, list[str]]:
     """Shards directly in data/ form split "train"; shards in data/NAME/ form split NAME."""
     splits: dict[str, list[str]] = {}
     to_copy = []
@@ -241,7 +274,7 @@ def _copy_parquet_shards(data_dir: Path, folder: Path, staged: Staged) -> dict[s
         to_copy.append((path, folder / name))
     if not to_copy:
         raise PublishError(f"{data_dir} holds neither a datasets save_to_disk directory nor parquet shards")
-    _copy(to_copy, "parquet shards")
+    _copy(to_copy, "parquet shards", source_dir)
     return splits
 
 

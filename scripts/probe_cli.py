@@ -172,7 +172,7 @@ HOLDER = ("import sys; from stage_io.run_lock import hold_lock\n"
 
 def while_locked(fx: Fixtures, argv: list[str]) -> tuple[int, str]:
     """Run ``argv`` while another process holds its output directory (``output_dir=`` in argv)."""
-    out = next(a.split("=", 1)[1] for a in argv if a.startswith("output_dir="))
+    out = next(a.split("=", 1)[1] for a in argv if a.startswith(("output_dir=", "staging_dir=")))
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, out], cwd=REPO, env=ENV, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert holder.stdout.readline().strip() == "locked"
@@ -265,7 +265,7 @@ def cases() -> list[Case]:
              expect_error="key 'sampling.temperatures[0]' must be >= 0"),
         Case("annotate: source.limit=-5", lambda fx: ["annotate", "configs/annotate/tiny.yaml", "source.limit=-5",
                                                        f"output_dir={fx.fresh('limit')}"],
-             expect_error="key 'source.limit' must be >= 0"),
+             expect_error="key 'source.limit' must be >= 1"),
         Case("annotate: executor.tasks=0", lambda fx: ["annotate", "configs/annotate/tiny.yaml", "executor.tasks=0",
                                                         f"output_dir={fx.fresh('tasks')}"],
              expect_error="key 'executor.tasks' must be >= 1"),
@@ -334,7 +334,159 @@ def cases() -> list[Case]:
              runner=then_rerun(lambda fx, argv: shutil.copy(fx.other_model / "model.safetensors",
                                                             fx.work / "swapped" / "model.safetensors"))),
     ]
-    return listed
+    return listed + hostile_cases()
+
+
+# Messages of the refusals the hostile cases expect.
+NOT_FINITE = "expects a finite number"
+EMPTY_DIR = "key 'output_dir' expects a non-empty path"
+UNWRITABLE = "/sys/probe_cli_out"  # mkdir there fails even for root (Operation not permitted)
+
+
+def hostile_cases() -> list[Case]:
+    """Non-finite and absurd numbers, empty and unusable output folders, duplicate YAML keys, SFT sets
+    without a reply, publish's allow-list and links, damaged model configs, over-long prompts."""
+    def annotate(fx, out, *extra):
+        return ["annotate", "configs/annotate/tiny.yaml", f"output_dir={out}", "source.limit=4", *extra]
+
+    def publish(fx, source, staging, *extra):
+        return ["publish", "configs/publish/model.yaml", f"source_dir={source}", "repo_id=me/probe",
+                f"staging_dir={staging}", *extra]
+
+    return [
+        Case("pretrain: optim.lr=.inf", lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=.inf"),
+             expect_error=f"'optim.lr' {NOT_FINITE}"),
+        Case("pretrain: optim.lr=.nan", lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=.nan"),
+             expect_error=f"'optim.lr' {NOT_FINITE}"),
+        Case("pretrain: optim.weight_decay=.inf",
+             lambda fx: fx.pretrain_args(fx.fresh("wd"), "train.max_steps=2", "optim.weight_decay=.inf"),
+             expect_error=f"'optim.weight_decay' {NOT_FINITE}"),
+        Case("pretrain: optim.lr=1e30", lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=1e30"),
+             expect_error="key 'optim.lr' must be > 0 and <= 1"),
+        Case("posttrain: training.learning_rate=.inf",
+             lambda fx: fx.posttrain_args(fx.fresh("lr"), "training.learning_rate=.inf"),
+             expect_error=f"'training.learning_rate' {NOT_FINITE}"),
+        Case("posttrain: training.max_steps=0", lambda fx: fx.posttrain_args(fx.fresh("steps"), "training.max_steps=0"),
+             expect_error="key 'training.max_steps' must be >= -1 and != 0"),
+        Case("eval: sampling.temperatures=[.inf]",
+             lambda fx: fx.eval_args(fx.fresh("t"), "x", "sampling.temperatures=[.inf]"),
+             expect_error=f"'sampling.temperatures[0]' {NOT_FINITE}"),
+        Case("annotate: source.limit=0", lambda fx: annotate(fx, fx.fresh("limit0"), "source.limit=0"),
+             expect_error="key 'source.limit' must be >= 1"),
+        Case("pretrain: model.attn_implementation=bogus",
+             lambda fx: fx.pretrain_args(fx.fresh("attn"), "train.max_steps=2", "model.attn_implementation=bogus"),
+             expect_error="key 'model.attn_implementation' expects one of"),
+        Case("pretrain: an override breaks a rule across keys",
+             lambda fx: ["pretrain", "configs/pretrain/tiny.yaml", f"data.annotations={fx.annotations}",
+                         f"output_dir={fx.fresh('both')}", "train.max_steps=3"],
+             expect_error="'train.max_steps=3' (on configs/pretrain/tiny.yaml): set exactly one of"),
+        Case("pretrain: a YAML file with neither budget, completed by an override",
+             lambda fx: ["pretrain", str(no_budget_yaml(fx)), *fx.pretrain_args(fx.fresh("nobudget"), "train.max_steps=2")[2:]]),
+        Case("pretrain: a YAML file setting a key twice",
+             lambda fx: ["pretrain", str(duplicate_key_yaml(fx)), f"output_dir={fx.fresh('dup')}"],
+             expect_error="key 'max_steps' is set twice"),
+        *[Case(f"{stage}: output_dir= (empty)", (lambda fx, make=make: make(fx)), expect_error=EMPTY_DIR)
+          for stage, make in (("pretrain", lambda fx: fx.pretrain_args("", "train.max_steps=2")),
+                              ("posttrain", lambda fx: fx.posttrain_args("")),
+                              ("eval", lambda fx: fx.eval_args("", "x")),
+                              ("annotate", lambda fx: annotate(fx, "")))],
+        Case("publish: staging_dir= (empty)", lambda fx: publish(fx, fx.model, ""),
+             expect_error="key 'staging_dir' expects a non-empty path"),
+        Case("pretrain: output_dir is an existing file",
+             lambda fx: fx.pretrain_args(a_file(fx), "train.max_steps=2"), expect_error="is an existing file"),
+        Case("eval: output_dir is an existing file", lambda fx: fx.eval_args(a_file(fx), "x"),
+             expect_error="output_dir '"),
+        Case("publish: staging_dir is an existing file", lambda fx: publish(fx, fx.model, a_file(fx)),
+             expect_error="staging_dir '"),
+        *[Case(f"{stage}: output folder in an unwritable directory", (lambda fx, make=make: make(fx)),
+               expect_error="cannot create or write it")
+          for stage, make in (("pretrain", lambda fx: fx.pretrain_args(f"{UNWRITABLE}/p", "train.max_steps=2")),
+                              ("annotate", lambda fx: annotate(fx, f"{UNWRITABLE}/a")),
+                              ("eval", lambda fx: fx.eval_args(f"{UNWRITABLE}/e", "x")),
+                              ("publish", lambda fx: publish(fx, fx.model, f"{UNWRITABLE}/s")))],
+        Case("annotate: second writer while one holds the directory",
+             lambda fx: annotate(fx, fx.fresh("lock")), expect_error="holds its lock", runner=while_locked),
+        Case("publish: second publish into one staging_dir", lambda fx: publish(fx, fx.model, fx.fresh("pubslock")),
+             expect_error="holds its lock", runner=while_locked),
+        Case("annotate: SFT file with no assistant turn anywhere",
+             lambda fx: annotate(fx, fx.fresh("noreply"), "mode=sft", f"source.source={no_reply_sft(fx)}",
+                                 "source.limit=null", "source.id_field=id", "keep_columns=[]"),
+             expect_error="none of its 3 SFT examples has a response"),
+        Case("publish: notes.txt beside the weights is not staged",
+             lambda fx: publish(fx, model_with_extras(fx, "notes"), fx.fresh("pubnotes")),
+             check=lambda fx, output: ("notes.txt was staged" if (fx.work / "out" / last_out(fx, "pubnotes") / "repo"
+                                                                   / "notes.txt").exists() else None)),
+        Case("publish: a file linked out of the source",
+             lambda fx: publish(fx, model_with_extras(fx, "link"), fx.fresh("publink")),
+             expect_error="is a symbolic link to"),
+        Case("eval: arm with a damaged config.json",
+             lambda fx: fx.eval_args(fx.fresh("badcfg"), model_with_extras(fx, "badconfig")),
+             expect_error="damaged config.json"),
+        Case("eval: a prompt longer than the model's positions (transformers backend)",
+             lambda fx: fx.eval_args(fx.fresh("longprompt"), fx.model, f"prompts.source.source={long_prompts(fx)}",
+                                     "sampling.samples_per_prompt=1"),
+             check=lambda fx, output: long_prompt_skipped(fx)),
+    ]
+
+
+def a_file(fx: Fixtures) -> Path:
+    path = fx.fresh("file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("a file where a directory should be\n")
+    return path
+
+
+def no_budget_yaml(fx: Fixtures) -> Path:
+    path = fx.work / "no_budget.yaml"
+    text = (REPO / "configs/pretrain/tiny.yaml").read_text()
+    path.write_text(re.sub(r"(?m)^(\s*)train_tokens: .*$", r"\1train_tokens: null", text))
+    return path
+
+
+def duplicate_key_yaml(fx: Fixtures) -> Path:
+    path = fx.work / "duplicate.yaml"
+    path.write_text("train:\n  max_steps: 2\n  seq_len: 64\n  max_steps: 4\n")
+    return path
+
+
+def no_reply_sft(fx: Fixtures) -> Path:
+    path = fx.work / "no_reply.jsonl"
+    rows = [{"id": "a", "messages": [{"role": "user", "content": "Anyone?"}]},
+            {"id": "b", "messages": [{"role": "system", "content": "Be brief."}]},
+            {"id": "c", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " "}]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def model_with_extras(fx: Fixtures, kind: str) -> Path:
+    """A copy of the tiny model with a notes.txt, a link out of it, or a cut config.json."""
+    target = fx.work / f"model-{kind}"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(fx.model, target, ignore=shutil.ignore_patterns("checkpoints", ".lock"))
+    if kind == "notes":
+        (target / "notes.txt").write_text("hf_not_a_real_secret\n")
+    elif kind == "link":
+        (fx.work / "outside.json").write_text('{"secret": true}\n')
+        (target / "tokenizer_config.json").unlink()
+        (target / "tokenizer_config.json").symlink_to(fx.work / "outside.json")
+    else:
+        damage(target / "config.json")
+    return target
+
+
+def long_prompts(fx: Fixtures) -> Path:
+    path = fx.work / "long_prompts.jsonl"
+    rows = [{"id": "short", "prompt": "Write about the match."},
+            {"id": "long", "prompt": "Write about " + "the election and the vote " * 200}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def long_prompt_skipped(fx: Fixtures) -> str | None:
+    run_dir = max((fx.work / "out" / last_out(fx, "longprompt")).rglob("manifest.json"), key=lambda p: len(p.parts))
+    counts = json.loads(run_dir.read_text())["counts"]["generate"]
+    return None if counts.get("prompts_too_long") == {"a": 1} else f"the long prompt was not skipped: {counts}"
 
 
 def sft_annotated(fx: Fixtures) -> str | None:

@@ -10,11 +10,19 @@ A numeric key with a domain declares it once, in its type:
 ``temperature: Annotated[float, Domain(ge=0)]`` (or the aliases below, ``NonNegativeInt``,
 ``PositiveInt`` ...). ``load_config`` checks the value (each item of a list) and names the
 key, the file and the allowed range; nothing downstream sees an out-of-domain value.
+
+Some rules hold for every config, whatever its type says: a float must be finite (``.inf``
+and ``.nan`` are refused), a key whose name ends in ``_dir`` must not be empty (an empty
+path would write into the current directory), and a YAML file must not set one key twice
+(the last value would win silently). The file is checked with the overrides applied, so an
+override may complete it; an error that only the overrides cause names them.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -31,22 +39,26 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Domain:
-    """The values a numeric key may take: bounds, inclusive (``ge``/``le``) or not (``gt``/``lt``)."""
+    """The values a numeric key may take: bounds, inclusive (``ge``/``le``) or not (``gt``/``lt``),
+    and one excluded value (``ne``)."""
 
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
+    # A single value excluded from the range (e.g. 0 where -1 means "no limit").
+    ne: float | None = None
     # Why the bound exists, appended to the error (e.g. "0 means greedy").
     note: str = ""
 
     def admits(self, value: float) -> bool:
         return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt)
+                and (self.ne is None or value != self.ne))
 
     def describe(self) -> str:
-        parts = [f"{op} {bound:g}" for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
-                 if bound is not None]
+        bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt), ("!=", self.ne))
+        parts = [f"{op} {bound:g}" for op, bound in bounds if bound is not None]
         return " and ".join(parts) + (f" ({self.note})" if self.note else "")
 
 
@@ -63,31 +75,71 @@ UnitInterval = Annotated[float, Domain(ge=0, le=1)]
 ProperFraction = Annotated[float, Domain(gt=0, le=1)]
 # An Adam beta: a decay rate in [0, 1).
 Beta = Annotated[float, Domain(ge=0, lt=1)]
+# A peak learning rate: above 1 every optimizer here diverges, so a larger value is a typo.
+LearningRate = Annotated[float, Domain(gt=0, le=1, note="a learning rate above 1 diverges")]
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides."""
-    raw: dict[str, Any] = {}
-    origin = "<defaults>"
-    if path is not None:
-        path = Path(path)
-        origin = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
-        raw = loaded
-    _build(cls, raw, prefix="", origin=origin)  # file errors name the file
+    """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides.
+
+    Each override is checked on its own first (its key and type, naming the override). The
+    whole config is then built once, with the overrides applied: a file that is incomplete on
+    its own but completed by an override is fine; an error in the file that the overrides do
+    not fix names the file; an error the overrides cause (a rule across keys) names them.
+    """
+    raw: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    origin = str(path) if path is not None else "<defaults>"
+    if not overrides:
+        return _build(cls, raw, prefix="", origin=origin)
+    try:
+        _build(cls, copy.deepcopy(raw), prefix="", origin=origin)
+        file_is_valid = True
+    except ConfigError:
+        file_is_valid = False
     for override in overrides:
         key, value = _split_override(override)
         _set_dotted(raw, key, value, cls, origin=f"command-line override '{override}'")
+    if file_is_valid:
+        listed = " ".join(f"'{o}'" for o in overrides)
+        origin = f"command-line override{'s' if len(overrides) > 1 else ''} {listed} (on {origin})"
     return _build(cls, raw, prefix="", origin=origin)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a mapping setting one key twice (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, typing.Hashable) and key in seen:
+                    raise ConfigError(f"{self.name}: line {line}: key '{key}' is set twice "
+                                      f"(first on line {seen[key]}); remove one")
+                if isinstance(key, typing.Hashable):
+                    seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    loader = _UniqueKeyLoader(path.read_text(encoding="utf-8"))
+    loader.name = str(path)
+    try:
+        loaded = loader.get_single_data()
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    finally:
+        loader.dispose()
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+    return loaded
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -255,15 +307,23 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 raise fail("a number") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail("a number")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise fail("a finite number") from None
+        if not math.isfinite(number):
+            raise fail("a finite number")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
             raise fail("a string")
+        if key.rsplit(".", 1)[-1].endswith("_dir") and not str(value).strip():
+            raise fail("a non-empty path (an empty one means the current directory)")
         return str(value)
     if origin_tp in (Union, types.UnionType):
         for option in typing.get_args(tp):

@@ -44,6 +44,7 @@ def check_model(reference: str, key: str, revision: str | None = None) -> None:
     _check_local_dir(path, key, "model")
     if not (path / "config.json").is_file():
         raise ModelPathError(f"{key}: '{reference}' is {describe_directory(path)}, not a model (no config.json)")
+    _check_config_json(path / "config.json", key, reference)
     weights = [p for pattern in WEIGHT_PATTERNS for p in path.glob(pattern)]
     if not weights:
         raise ModelPathError(f"{key}: '{reference}' has config.json but no weights (*.safetensors or pytorch_model.bin)")
@@ -88,6 +89,17 @@ def describe_directory(path: Path) -> str:
         return "an empty directory"
     shown = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
     return f"a directory holding {shown}"
+
+
+def _check_config_json(config: Path, key: str, reference: str) -> None:
+    """config.json must be a JSON object naming its ``model_type`` (what transformers reads first)."""
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelPathError(f"{key}: '{reference}': damaged config.json (not valid JSON: {err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise ModelPathError(f"{key}: '{reference}': config.json is not a transformers model config "
+                             "(no \"model_type\")")
 
 
 def _check_local_dir(path: Path, key: str, what: str) -> None:

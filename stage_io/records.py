@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import datasets
-from stage_io.config import NonNegativeInt
+from stage_io.config import PositiveInt
 
 from stage_io import held_out
 
@@ -48,8 +48,8 @@ class RecordSource:
     # Column holding each record's id; None: the records' own `id` column when they have one, else their
     # position (0, 1, ...). Ids must be unique.
     id_field: str | None = None
-    # Read at most this many records (None: all), in source order.
-    limit: NonNegativeInt | None = None
+    # Read at most this many records (None: all), in source order; 0 would read nothing, so it is refused.
+    limit: PositiveInt | None = None
 
 
 def load_records(src: RecordSource, required_fields: Sequence[str] | Mapping[str, str] = ()) -> datasets.Dataset:

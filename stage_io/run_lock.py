@@ -29,18 +29,23 @@ class RunLockError(RuntimeError):
     """Another process holds the output directory's lock."""
 
 
+class OutputDirError(OSError):
+    """The output directory cannot be made or written (a file is in the way, no permission)."""
+
+
 class DirectoryLock:
     """An exclusive, non-blocking ``flock`` on ``path``; ``acquire`` raises if it is held."""
 
-    def __init__(self, path: str | Path, what: str):
+    def __init__(self, path: str | Path, what: str, key: str = "output_dir"):
         self.path = Path(path)
         # What this process holds it for, for the message ("annotating this shard", "running eval in it").
         self.what = what
+        # The config key that chose the directory, for the message when it cannot be made.
+        self.key = key
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")
+        handle = self._open()
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -57,6 +62,19 @@ class DirectoryLock:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._handle = handle
+
+    def _open(self) -> IO[str]:
+        """Make the directory and open the lock file, or say in one line why that is impossible."""
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise OutputDirError(f"{self.key} '{folder}' is an existing file, not a directory: choose another "
+                                 f"{self.key} or move the file")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return open(self.path, "a+", encoding="utf-8")
+        except OSError as err:
+            raise OutputDirError(f"{self.key} '{folder}': cannot create or write it ({type(err).__name__}: "
+                                 f"{err.strerror or err}): choose a {self.key} this user can write") from None
 
     def release(self) -> None:
         if self._handle is not None:
@@ -78,10 +96,15 @@ def is_main_rank() -> bool:
 
 
 @contextlib.contextmanager
-def hold_lock(output_dir: str | Path, stage: str) -> Iterator[None]:
-    """Hold ``output_dir``'s lock for the ``with`` block (main rank only; see the module doc)."""
+def hold_lock(output_dir: str | Path, stage: str, key: str = "output_dir",
+              lock_name: str = LOCK_NAME) -> Iterator[None]:
+    """Hold ``output_dir``'s lock for the ``with`` block (main rank only; see the module doc).
+
+    ``key`` is the config key that chose the directory (named when it cannot be made);
+    ``lock_name`` another hidden file for a stage with several writers per directory.
+    """
     if not is_main_rank():
         yield
         return
-    with DirectoryLock(Path(output_dir) / LOCK_NAME, f"running {stage} in it"):
+    with DirectoryLock(Path(output_dir) / lock_name, f"running {stage} in it", key=key):
         yield

@@ -27,5 +27,5 @@ def test_a_few_cases_end_to_end(tmp_path):
                            "eval: sampling.temperatures", "annotate: source.limit", "publish: source_dir"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok 3 | silent_failure 0 | library_traceback 0 | own_message_traceback 0 | rows_lost_or_duplicated 0" \
+    assert "ok 5 | silent_failure 0 | library_traceback 0 | own_message_traceback 0 | rows_lost_or_duplicated 0" \
         in proc.stdout

@@ -73,8 +73,9 @@ class TransformersBackend:
         ).to(self.device)
         self.model.eval()
         self.batch_size = batch_size
-        # Longest prompt + generation (None: no limit); prompts over the budget are skipped upstream, as with vLLM.
-        self.max_model_len = max_model_len
+        # Longest prompt + generation: the model's positions, or max_model_len when that is smaller (None:
+        # neither is known); prompts over the budget are skipped and counted upstream, as with vLLM.
+        self.max_model_len = context_length(self.model.config, max_model_len)
         self._cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self._syntax: AnnotationSyntaxTable | None = None  # built on the first constrained request
@@ -203,6 +204,17 @@ class TransformersBackend:
     def _decode(self, ids: list[int]) -> str:
         # Special tokens are kept: annotation delimiters must stay visible to be parsed/stripped.
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def context_length(model_config, max_model_len: int | None) -> int | None:
+    """The tokens one sequence may hold: the model's position limit, capped by ``max_model_len``.
+
+    A prompt past the positions is not refused by transformers (only a warning) and samples
+    from position embeddings the model never learned, so the limit is the model's own.
+    """
+    positions = getattr(model_config, "max_position_embeddings", None) or getattr(model_config, "n_positions", None)
+    known = [int(n) for n in (positions, max_model_len) if n]
+    return min(known) if known else None
 
 
 def sample_next(

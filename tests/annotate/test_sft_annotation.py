@@ -89,3 +89,16 @@ def test_response_extraction_errors():
     with pytest.raises(MalformedExample, match="'completion' is int"):
         response_of({"completion": 3}, completion)
     assert response_of({"completion": "fine"}, completion) == "fine"
+
+
+@pytest.mark.parametrize("messages", [
+    [chat(("user", "Anyone?")), chat(("user", "Still there?"))],
+    [chat(("system", "Be brief.")), []],
+    [chat(("user", "Say nothing"), ("assistant", "  ")), chat(("user", "Hi"), ("assistant", ""))],
+])
+def test_an_sft_file_without_any_response_is_refused_naming_the_file(tmp_path, tiny_config, messages):
+    data = write_jsonl(tmp_path / "sft.jsonl", [{"id": f"r{i}", "messages": m} for i, m in enumerate(messages)])
+    out = tmp_path / "out"
+    with pytest.raises(MalformedExample, match=rf"{data}: none of its 2 SFT examples has a response"):
+        run(tiny_config(out, "mode=sft", f"source.source={data}", "source.limit=null", "keep_columns=[]"))
+    assert not (out / "data").exists()

@@ -75,3 +75,57 @@ def test_preservation_against_a_reference_arm():
     from collections import Counter
 
     assert js_divergence_bits(Counter(a=1), Counter(b=1)) == pytest.approx(1.0)
+
+
+def test_the_stored_judge_predicts_as_the_fitted_pipeline_and_holds_no_pickle(tmp_path):
+    from sklearn.pipeline import Pipeline
+
+    from eval.attribute_classifier import MODEL_FILE, LinearTextJudge, fit
+
+    path = tmp_path / "three.jsonl"
+    words = {"a": "goal match striker league", "b": "shares profit bank market", "c": "film actor award stage"}
+    rows = [{"id": f"{k}{i}", "text": f"{words[k]} {words[k].split()[i % 4]} day {i}", "label": k}
+            for i in range(30) for k in words]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = ClassifierJudgeConfig(source=RecordSource(source=str(path)), label_field="label", min_accuracy=0.0)
+    pipeline, _ = fit(cfg)
+    assert isinstance(pipeline, Pipeline)
+    texts = ["the striker and the league", "bank shares fell", "an actor won an award", "nothing known here"]
+    stored = load_or_fit(cfg, tmp_path / "judge")
+    assert stored.predict(texts) == [str(p) for p in pipeline.predict(texts)]
+    assert LinearTextJudge.load(tmp_path / "judge" / MODEL_FILE).predict(texts) == stored.predict(texts)
+    assert b"\x80" not in (tmp_path / "judge" / MODEL_FILE).read_bytes()[:2]  # not a pickle stream
+
+
+class Payload:
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_replaced_judge_file_runs_no_code_and_is_refitted(tmp_path, capsys):
+    import pickle
+
+    import numpy as np
+
+    from eval.attribute_classifier import MODEL_FILE
+
+    path = tmp_path / "two.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": f"{'cat dog' if i % 2 else 'sun moon'} {i}",
+                                        "label": str(i % 2)}) + "\n" for i in range(20)))
+    cfg = ClassifierJudgeConfig(source=RecordSource(source=str(path)), label_field="label", min_accuracy=0.0)
+    folder = tmp_path / "judge"
+    first = load_or_fit(cfg, folder)
+    marker = tmp_path / "pwned"
+    Payload.marker = str(marker)
+    for crafted in (pickle.dumps(Payload()), None):
+        if crafted is None:  # an npz whose array is a pickled object
+            np.savez(folder / MODEL_FILE, vocabulary=np.array([Payload()], dtype=object), idf=np.ones(1),
+                     coef=np.ones((1, 1)), intercept=np.zeros(1), classes=np.array(["0", "1"]))
+        else:
+            (folder / MODEL_FILE).write_bytes(crafted)
+        again = load_or_fit(cfg, folder)
+        assert not marker.exists()
+        assert "not a stored attribute classifier" in capsys.readouterr().out
+        assert again.predict(["cat dog 3", "sun moon 4"]) == first.predict(["cat dog 3", "sun moon 4"])

@@ -111,3 +111,24 @@ def test_vllm_engine_is_shut_down_explicitly():
     shutdown_engine(OlderLLM())
     shutdown_engine(NewerLLM())
     assert calls == ["engine_core", "llm"]
+
+
+def test_prompts_past_the_models_positions_are_skipped_on_the_transformers_backend(tmp_path, tiny_models):
+    from eval.backends.transformers_backend import TransformersBackend
+    from eval.stage import run
+
+    backend = TransformersBackend(tiny_models["plain"], device="cpu")
+    assert backend.max_model_len == 256  # the tiny model's max_position_embeddings, with no max_model_len set
+    assert TransformersBackend(tiny_models["plain"], device="cpu", max_model_len=9999).max_model_len == 256
+    prompts = tmp_path / "prompts.jsonl"
+    texts = ["Write about the match.", "Write about " + "the election and the vote " * 120]
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": t}) + "\n" for i, t in enumerate(texts)))
+    config = load_config(EvalConfig, REPO / "configs" / "eval" / "tiny.yaml",
+                         [f"output_dir={tmp_path / 'run'}", f"prompts.source.source={prompts}"])
+    sampling = dataclasses.replace(config.sampling, temperatures=[1.0], samples_per_prompt=1, max_model_len=None,
+                                   max_new_tokens=8)
+    arms = [ArmConfig(name="plain", model=tiny_models["plain"], mode="plain")]
+    run_dir = run(dataclasses.replace(config, arms=arms, sampling=sampling, stages=["generate"]))
+    rows = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
+    assert {r["prompt_id"] for r in rows} == {"p0"}
+    assert json.loads((run_dir / "manifest.json").read_text())["counts"]["generate"]["prompts_too_long"] == {"plain": 1}

@@ -47,5 +47,5 @@ def test_a_negative_limit_stops_before_work_run_json(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "annotate", str(CONFIGS / "annotate/tiny.yaml"), "source.limit=-5",
                            f"output_dir={out}"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True)
-    assert proc.returncode == 2 and "key 'source.limit' must be >= 0, got -5" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "key 'source.limit' must be >= 1, got -5" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()

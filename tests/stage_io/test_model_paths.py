@@ -61,3 +61,15 @@ def test_torch_archives_and_json_cut_short_are_found(tmp_path):
     (tmp_path / "state.json").write_text('{"step": ')
     assert file_problem(tmp_path / "random_states_0.pkl").startswith("random_states_0.pkl: truncated")
     assert len(tree_problems(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"model_type": "lla', r"damaged config.json \(not valid JSON"),
+    ("[1, 2]", r"config.json is not a transformers model config"),
+    ('{"hidden_size": 8}', r"config.json is not a transformers model config"),
+])
+def test_a_damaged_config_json_is_named(tmp_path, text, expected):
+    model = fake_model(tmp_path / "m")
+    (model / "config.json").write_text(text)
+    with pytest.raises(ModelPathError, match=r"arms\[0\].model: .*" + expected):
+        check_model(str(model), "arms[0].model")

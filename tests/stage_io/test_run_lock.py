@@ -64,3 +64,42 @@ def test_only_the_main_rank_takes_the_lock(tmp_path, monkeypatch):
         monkeypatch.setenv("RANK", "1")
         with hold_lock(tmp_path, "rank 1"):  # the same job's other ranks write through rank 0's lock
             pass
+
+
+def test_an_output_dir_that_is_a_file_is_one_line_naming_the_key(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory\n")
+    proc = subprocess.run([sys.executable, "-m", "eval", "configs/eval/tiny.yaml", f"output_dir={taken}"], cwd=REPO,
+                          env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == (f"eval: error: output_dir '{taken}' is an existing file, not a directory: "
+                                   "choose another output_dir or move the file")
+
+
+def test_an_output_dir_that_cannot_be_made_names_the_key(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError, match=rf"staging_dir '{tmp_path}/file/run': cannot create or write it "
+                                      r"\(NotADirectoryError"):
+        with hold_lock(tmp_path / "file" / "run", "publish", key="staging_dir"):
+            pass
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+def test_an_output_dir_in_an_unwritable_folder_names_the_key(tmp_path):
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(OSError, match=r"output_dir '.*ro/run': cannot create or write it \(PermissionError"):
+        with hold_lock(locked / "run", "pretrain"):
+            pass
+
+
+def test_a_second_annotate_of_the_same_shard_is_refused(tmp_path):
+    from annotate import AnnotateConfig, run
+    from stage_io.config import load_config
+
+    out = tmp_path / "ann"
+    config = load_config(AnnotateConfig, REPO / "configs/annotate/tiny.yaml", [f"output_dir={out}", "source.limit=2"])
+    with hold_lock(out, "annotate"):
+        with pytest.raises(RunLockError, match="holds its lock"):
+            run(config)
+    assert not (out / "work").exists()
