@@ -1,4 +1,4 @@
-"""Eval resumes only samples of the same weights; model paths are checked before loading (issue 16)."""
+"""Eval resumes only samples of the same weights; model paths are checked before loading."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""posttrain checks its inputs and its checkpoints before training (issue 16)."""
+"""posttrain checks its inputs and its checkpoints before training."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Resume checks what it resumes: metrics rows, damaged checkpoints, damaged final weights (issue 16)."""
+"""Resume checks what it resumes: metrics rows, damaged checkpoints, damaged final weights."""
 
 from __future__ import annotations
 

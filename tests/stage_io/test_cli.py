@@ -1,4 +1,4 @@
-"""The one error path of every stage CLI: one line, exit 2, no traceback; --debug shows it (issue 16)."""
+"""The one error path of every stage CLI: one line, exit 2, no traceback; --debug shows it."""
 
 from __future__ import annotations
 

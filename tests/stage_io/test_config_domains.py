@@ -1,4 +1,4 @@
-"""Numeric keys with a domain are checked when the config loads, naming the key (issue 16)."""
+"""Numeric keys with a domain are checked when the config loads, naming the key."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One rule in both SFT paths: roles mapped, the last assistant turn is the reply (issue 16)."""
+"""One rule in both SFT paths: roles mapped, the last assistant turn is the reply."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""One writer per output directory, with real processes; a killed holder leaves no stale lock (issue 16).
+"""One writer per output directory, with real processes; a killed holder leaves no stale lock.
 
 The holder is a child process that takes the lock and says so on its stdout; the stages
 are started only after that line is read, so nothing depends on timing.
