@@ -163,3 +163,14 @@ def annotate_output(tiny_annotated_corpus) -> str:
     """An annotate output dir (ANN/data with tags and status, ANN/annotator): the real annotate
     stage's tiny run, shared with the annotate tests."""
     return str(tiny_annotated_corpus[0])
+
+
+@pytest.fixture(scope="session")
+def attribute_judge(tmp_path_factory):
+    """The section classifier with default settings (what configs/eval/tiny.yaml judges with), fitted once
+    per session on the BBC gold labels: (its folder, the judge). Copy the folder to reuse it elsewhere."""
+    from eval.attribute_classifier import load_or_fit
+    from eval.config import ClassifierJudgeConfig
+
+    folder = tmp_path_factory.mktemp("attribute_judge")
+    return folder, load_or_fit(ClassifierJudgeConfig(), folder)

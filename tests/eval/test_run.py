@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def read_jsonl(path):
 
 
 def test_end_to_end_run_writes_every_file_and_a_report(tmp_path, tiny_models, prompts_file, annotate_output,
-                                                       annotator_for_eval, capsys):
+                                                       annotator_for_eval, attribute_judge, capsys):
     config = tiny_config(tmp_path, tiny_models, prompts_file, all_arms(tiny_models))
     metrics = dataclasses.replace(
         config.metrics,
@@ -126,6 +127,8 @@ def test_end_to_end_run_writes_every_file_and_a_report(tmp_path, tiny_models, pr
     # The independent judge: a section classifier trained on the BBC gold labels labels the
     # responses; the annotator's labels are kept as the secondary figure; the anchored arms'
     # annotations are checked for preservation and fidelity. Only scoring changed: rescored.
+    # The session's classifier, fitted under the same settings, is put where eval looks by default.
+    shutil.copytree(attribute_judge[0], run_dir / "attribute_classifier", dirs_exist_ok=True)
     se = dataclasses.replace(config.metrics.semantic_entropy, labels="classifier", primary=None,
                              annotator_secondary=True, estimator="miller_madow")
     judged = dataclasses.replace(config, stages=["score", "report"], metrics=dataclasses.replace(
