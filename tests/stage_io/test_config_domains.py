@@ -41,7 +41,7 @@ def test_zero_temperature_is_greedy_and_allowed():
 
 
 def test_a_negative_limit_stops_before_work_run_json(tmp_path, capsys):
-    """Refused at load: otherwise "every record is empty", and a work/run.json left behind refuses the corrected rerun."""
+    """Refused at load: otherwise "every record is empty", and a work/run.json left behind refuses the rerun."""
     # The CLI's entry in this process (scripts/probe_cli.py runs the same case as a real `python -m annotate`).
     out = tmp_path / "out"
     code = stage_main("annotate", AnnotateConfig, annotate_run,
