@@ -1,4 +1,4 @@
-"""Probe every stage CLI with bad input, kills, concurrent writers and damaged files (issue 16).
+"""Probe every stage CLI with bad input, kills, concurrent writers and damaged files.
 
     python scripts/probe_cli.py [--work DIR] [--only NAME_PREFIX ...] [--list]
 

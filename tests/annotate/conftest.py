@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from annotate import AnnotateConfig, run
+from annotate import AnnotateConfig
 from stage_io.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,11 +23,9 @@ def tiny_config():
 
 
 @pytest.fixture(scope="session")
-def fitted_run(tmp_path_factory):
-    """A finished offline run on 12 BBC articles: (output dir, stats)."""
-    out = tmp_path_factory.mktemp("fitted") / "run"
-    stats = run(make_tiny_config(out, "source.limit=12"))
-    return out, stats
+def fitted_run(tiny_annotated_corpus):
+    """A finished offline run on 12 BBC articles: (output dir, stats); the session's shared one."""
+    return tiny_annotated_corpus
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,9 @@
 A byte-level BPE trained on BBC text, wrapped as PreTrainedTokenizerFast with eos/pad and
 the two annotation tokens; two tiny Llama models trained a few dozen steps on
 ``Instruction/Response`` text, one plain, one with an annotation before each response
-(so it learns to close annotations). The annotate output used for semantic entropy and drift comes
-from the real annotate stage (its tiny config) when ``annotate`` provides ``run`` and
-``load_annotator``; a keyword stand-in and a hand-built ANN/data are the fallback.
+(so it learns to close annotations). The annotate output used for semantic entropy and drift is the real annotate stage's tiny run
+(``tiny_annotated_corpus`` in tests/conftest.py, one per session); a keyword annotator stands in
+for ``annotate.load_annotator`` only where the annotate stage does not provide it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from annotate.format import SPECIAL_TOKENS, Tag, make_tags, render_annotation, tags_to_records
+from annotate.format import SPECIAL_TOKENS, Tag, make_tags, render_annotation
 from posttrain.prompt_format import PromptFormat
 from stage_io.records import RecordSource, load_records
 
@@ -159,24 +159,18 @@ def annotator_for_eval(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def annotate_output(tmp_path_factory) -> str:
-    """An annotate output dir (ANN/data with tags and status, ANN/annotator): the real
-    annotate stage's tiny run when it exists, else a hand-built ANN/data."""
-    root = tmp_path_factory.mktemp("ann")
-    stage = real_annotate_stage()
-    if stage is not None:
-        from stage_io.config import load_config
+def annotate_output(tiny_annotated_corpus) -> str:
+    """An annotate output dir (ANN/data with tags and status, ANN/annotator): the real annotate
+    stage's tiny run, shared with the annotate tests."""
+    return str(tiny_annotated_corpus[0])
 
-        config_cls, run = stage
-        config_file = Path(__file__).resolve().parents[2] / "configs" / "annotate" / "tiny.yaml"
-        run(load_config(config_cls, config_file, [f"output_dir={root}", "progress=false", "source.limit=12"]))
-        return str(root)
-    import datasets
 
-    rows = []
-    for r in bbc_rows(120):
-        rows.append({"id": r["id"], "text": r["text"][:200], "tags": tags_to_records(article_tags(r)), "status": "ok"})
-    rows.append({"id": "failed/1", "text": "x", "tags": [], "status": "failed"})
-    (root / "data").mkdir()
-    datasets.Dataset.from_list(rows).to_parquet(str(root / "data" / "shard-00000.parquet"))
-    return str(root)
+@pytest.fixture(scope="session")
+def attribute_judge(tmp_path_factory):
+    """The section classifier with default settings (what configs/eval/tiny.yaml judges with), fitted once
+    per session on the BBC gold labels: (its folder, the judge). Copy the folder to reuse it elsewhere."""
+    from eval.attribute_classifier import load_or_fit
+    from eval.config import ClassifierJudgeConfig
+
+    folder = tmp_path_factory.mktemp("attribute_judge")
+    return folder, load_or_fit(ClassifierJudgeConfig(), folder)

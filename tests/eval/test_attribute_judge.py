@@ -2,6 +2,7 @@
 
 import json
 import random
+import shutil
 
 import pytest
 
@@ -12,8 +13,8 @@ from stage_io.records import RecordSource, load_records
 
 
 @pytest.fixture(scope="module")
-def judge(tmp_path_factory):
-    return load_or_fit(ClassifierJudgeConfig(), tmp_path_factory.mktemp("judge"))
+def judge(attribute_judge):
+    return attribute_judge[1]
 
 
 @pytest.fixture(scope="module")
@@ -21,17 +22,19 @@ def bbc():
     return load_records(RecordSource(source="embedded:bbc_news"))
 
 
-def test_section_classifier_reaches_0_9_heldout_accuracy_and_records_it(judge, tmp_path):
+def test_section_classifier_reaches_0_9_heldout_accuracy_and_records_it(attribute_judge, tmp_path):
+    fitted, judge = attribute_judge
     info = judge.info
     assert info["heldout_accuracy"] >= 0.9
     assert info["n_test"] >= 400 and info["labels"] == ["business", "entertainment", "politics", "sports", "tech"]
     assert judge.predict(["The striker scored twice as United beat Chelsea in the league."]) == ["sports"]
-    # Saved once and reused: a second load reads the same file instead of refitting.
+    assert json.loads((fitted / INFO_FILE).read_text()) == info  # saved where it was asked to be
+    # Saved once and reused: a later load reads the same files instead of refitting.
     folder = tmp_path / "j"
-    first = load_or_fit(ClassifierJudgeConfig(), folder)
+    shutil.copytree(fitted, folder)
     written = (folder / INFO_FILE).stat().st_mtime_ns
     again = load_or_fit(ClassifierJudgeConfig(), folder)
-    assert (folder / INFO_FILE).stat().st_mtime_ns == written and again.info == first.info
+    assert (folder / INFO_FILE).stat().st_mtime_ns == written and again.info == info
     refit = load_or_fit(ClassifierJudgeConfig(max_chars=300), folder)  # other settings: fitted anew
     assert json.loads((folder / INFO_FILE).read_text())["max_chars"] == 300 == refit.info["max_chars"]
 

@@ -59,8 +59,8 @@ def _pair(values, plain="plain_sft", plain_base="base", anchored="anchored", anc
 
 
 def test_both_arms_gaining_diversity_gives_no_ratio():
-    # The case: base 0.5, plain SFT 0.6, anchored base 0.5, anchored 0.51. Both arms gained
-    # diversity (negative collapses); the old code returned ratio 10 and gap closed 0.9, "ok".
+    # Base 0.5, plain SFT 0.6, anchored base 0.5, anchored 0.51: both arms gained diversity (negative
+    # collapses), so a ratio (10) or a gap closed (0.9) would read as a success that means nothing.
     values = {"base": _by_prompt([0.5] * 6), "plain_sft": _by_prompt([0.6] * 6),
               "anchored_base": _by_prompt([0.5] * 6), "anchored": _by_prompt([0.51] * 6)}
     r = _pair(values)

@@ -1,4 +1,4 @@
-"""Eval resumes only samples of the same weights; model paths are checked before loading (issue 16)."""
+"""Eval resumes only samples of the same weights; model paths are checked before loading."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from test_run import tiny_config
 
 
 def test_new_weights_at_the_same_path_are_refused(tmp_path, tiny_models, prompts_file):
-    """Before: the resumed run mixed samples of the old and the new weights under one manifest."""
+    """Resuming would mix samples of the old and the new weights under one manifest."""
     model = tmp_path / "model"
     shutil.copytree(tiny_models["plain"], model)
     config = tiny_config(tmp_path, tiny_models, prompts_file, [ArmConfig(name="sft", model=str(model))],

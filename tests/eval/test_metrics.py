@@ -92,8 +92,8 @@ def test_semantic_entropy_per_key_with_coverage():
 
 
 def test_semantic_entropy_of_identical_labels_is_zero_whatever_the_coverage():
-    # The case: identical topics, a location on 0, 1 or 16 of 16 samples gave 0.99,
-    # 0.49, 2.49 bits when unlabelled samples were left out and absent keys dropped.
+    # Identical topics with a location on 0, 1 or 16 of 16 samples: leaving unlabelled samples out and
+    # dropping absent keys would give 0.99, 0.49 and 2.49 bits for what is one label.
     for with_location in (0, 1, 16):
         labels = [{"topic": "sport", "location": "London" if i < with_location else None} for i in range(16)]
         se = semantic_entropy(labels, ["topic", "location"])

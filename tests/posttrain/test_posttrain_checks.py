@@ -1,4 +1,4 @@
-"""posttrain checks its inputs and its checkpoints before training (issue 16)."""
+"""posttrain checks its inputs and its checkpoints before training."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def config(*overrides: str) -> PosttrainConfig:
 
 
 def test_max_seq_len_beyond_the_models_positions_is_an_error(tmp_path):
-    """Before: only a transformers warning about indexing errors, and training went on."""
+    """Otherwise transformers only warns about indexing errors, and training goes on."""
     model = fake_model(tmp_path / "m", positions=128)
     with pytest.raises(ValueError, match=r"max_seq_len=192 exceeds the 128 positions .*train_past_positions=true"):
         check_inputs(config(f"model_path={model}", "train_past_positions=false"))
@@ -57,7 +57,7 @@ def write_checkpoint(folder: Path) -> Path:
 
 
 def test_an_empty_or_damaged_newest_checkpoint_is_set_aside(tmp_path, capsys):
-    """Before: an empty checkpoint-N left by a kill mid-save was taken as latest on every rerun."""
+    """An empty checkpoint-N left by a kill mid-save must not be taken as the latest on every rerun."""
     root = tmp_path / "checkpoints"
     write_checkpoint(root / "checkpoint-2")
     damaged = write_checkpoint(root / "checkpoint-4")

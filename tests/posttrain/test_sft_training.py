@@ -168,7 +168,7 @@ def test_a_changed_config_with_checkpoints_is_refused_before_any_work(bbc, model
         raise AssertionError("the refusal must come before the tokenizer, the data and the trainer")
 
     monkeypatch.setattr(train, "load_tokenizer", no_work)
-    # Training longer used to "resume" the finished run; a new learning rate, 0 steps of it.
+    # Training longer must not "resume" the finished run, nor a new learning rate train 0 steps of it.
     for change, changed in [(dict(max_steps=4), "training.max_steps: 2 -> 4"),
                             (dict(max_steps=2, learning_rate=1e-3), "training.learning_rate: 0.003 -> 0.001")]:
         for resume in ("latest", None):  # a fresh start would mix its checkpoints with the old ones

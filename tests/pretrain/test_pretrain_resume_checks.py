@@ -1,4 +1,4 @@
-"""Resume checks what it resumes: metrics rows, damaged checkpoints, damaged final weights (issue 16)."""
+"""Resume checks what it resumes: metrics rows, damaged checkpoints, damaged final weights."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_a_killed_run_resumes_without_duplicate_metrics(ann_dir, tmp_path):
     """SIGKILL a real pretrain process once it has logged step 5 (checkpoints every 3 steps).
     Checkpoints newer than step 3 are removed, so the state is exactly that of a kill between
     step 5's log row and step 6's checkpoint, whatever the process did before the signal
-    landed. Before: the resumed run logged steps 4 and 5 again."""
+    landed. The resumed run must not log steps 4 and 5 again."""
     overrides = ["train.max_steps=40", "train.train_tokens=null", "train.checkpoint_every=3", "logging.log_every=1"]
     out = tmp_path / "run" / "anchored"
     cmd = [sys.executable, "-m", "pretrain", str(TINY_YAML), f"data.annotations={ann_dir}",
@@ -52,7 +52,7 @@ def test_damaged_checkpoints_and_weights_are_not_trusted(ann_dir, tmp_path):
     first = run(config)
     out = first.output_dir
     rng = out / "checkpoints" / "step_00000004" / "random_states_0.pkl"
-    rng.write_bytes(rng.read_bytes()[:100])  # cut short: before, accelerate skipped it without a word
+    rng.write_bytes(rng.read_bytes()[:100])  # cut short: accelerate alone would skip it without a word
     second = run(tiny_config(tmp_path, ann_dir, *overrides))
     assert second.finished and second.start_step == 2  # the newest was set aside, the one before used
     assert (out / "checkpoints" / "broken-step_00000004").is_dir()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from publish import PublishConfig
+from publish import PublishConfig, run
+from stage_io.cli import stage_main
 from stage_io.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,13 +30,13 @@ def test_bad_kind_is_a_config_error():
         load_config(PublishConfig, YAMLS[0], ["kind=space"])
 
 
-def test_cli_dry_run(checkpoint_dir, tmp_path):
+def test_cli_dry_run(checkpoint_dir, tmp_path, capsys):
+    """The CLI's entry in this process (a real `python -m publish` runs in tests/stage_io/test_cli.py)."""
     staging = tmp_path / "stage"
-    proc = subprocess.run(
-        [sys.executable, "-m", "publish", str(ROOT / "configs" / "publish" / "model.yaml"),
-         f"source_dir={checkpoint_dir}", f"staging_dir={staging}", "repo_id=lab/tiny"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "dry run" in proc.stdout and "nothing was uploaded" in proc.stdout
+    code = stage_main("publish", PublishConfig, run, [str(ROOT / "configs" / "publish" / "model.yaml"),
+                                                      f"source_dir={checkpoint_dir}", f"staging_dir={staging}",
+                                                      "repo_id=lab/tiny"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "dry run" in out and "nothing was uploaded" in out
     assert (staging / "repo" / "README.md").is_file()

@@ -50,7 +50,7 @@ def test_stored_token_is_used_when_hf_token_is_unset(checkpoint_dir, tmp_path, m
 
 
 def test_another_token_env_never_falls_back_to_hf_token(checkpoint_dir, tmp_path, monkeypatch, no_stored_token):
-    """token_env=UNSET with HF_TOKEN and a stored login present: refused, nothing sent (issue 16)."""
+    """token_env=UNSET with HF_TOKEN and a stored login present: refused, nothing sent."""
     from huggingface_hub import constants
 
     token_file = tmp_path / "stored_token"

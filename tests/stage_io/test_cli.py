@@ -1,4 +1,4 @@
-"""The one error path of every stage CLI: one line, exit 2, no traceback; --debug shows it (issue 16)."""
+"""The one error path of every stage CLI: one line, exit 2, no traceback; --debug shows it."""
 
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ def call(run, *extra, monkeypatch=None):
 
 def test_a_plain_error_raised_by_project_code_is_one_line(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv(DEBUG_ENV, raising=False)
-    # FileNotFoundError-free: a plain ValueError subclass raised in pretrain.checkpoint (before: exit 1 or traceback).
+    # FileNotFoundError-free: a plain ValueError subclass raised in pretrain.checkpoint, not exit 1 or a traceback.
     assert call(lambda c: checkpoint_to_resume(str(tmp_path / "nope"), tmp_path)) == 2
     err = capsys.readouterr().err
     assert err.startswith("stub: error: train.resume=") and "Traceback" not in err and err.count("\n") == 1
 
 
 def test_a_project_runtime_error_is_one_line(capsys, monkeypatch):
-    """PublishError is a RuntimeError: before, it was printed under a full traceback."""
+    """PublishError is a RuntimeError: one line, not a full traceback."""
     monkeypatch.delenv(DEBUG_ENV, raising=False)
     monkeypatch.delenv("NO_SUCH_TOKEN_VAR", raising=False)
     assert call(lambda c: resolve_token("NO_SUCH_TOKEN_VAR")) == 2

@@ -1,4 +1,4 @@
-"""One rule in both SFT paths: roles mapped, the last assistant turn is the reply (issue 16)."""
+"""One rule in both SFT paths: roles mapped, the last assistant turn is the reply."""
 
 import pytest
 
@@ -32,8 +32,8 @@ def test_a_custom_role_map_and_no_map():
 
 
 def test_turns_after_the_last_reply_are_cut_the_same_way_in_both_paths():
-    """Before: annotate stored "Hello." as the response and posttrain trained it as the answer
-    to "And the score?"; the raw path skipped the row. Now both take "Hello." as the reply to "Hi"."""
+    """A user turn after the last reply: both paths take "Hello." as the reply to "Hi" (not as the
+    answer to "And the score?", and the raw path does not skip the row)."""
     assert response_of({"messages": TRAILING_USER}, SFTConfig()) == "Hello."
     raw = record_from_row({"id": "r", "messages": TRAILING_USER}, DataConfig(), with_annotation=False)
     annotated_row = {"id": "r", "messages": TRAILING_USER, "response": "Hello."}

@@ -33,7 +33,7 @@ def test_fingerprints_change_with_content(tmp_path):
 
 
 def test_verify_outputs_finds_changed_missing_and_cut_files(tmp_path):
-    """"Already complete" is checked against the fingerprints recorded at the end (issue 16)."""
+    """"Already complete" is checked against the fingerprints recorded at the end."""
     import torch
     from safetensors.torch import save_file
 

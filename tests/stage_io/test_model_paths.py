@@ -1,4 +1,4 @@
-"""Model and tokenizer references are checked before a library loads them (issue 16)."""
+"""Model and tokenizer references are checked before a library loads them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One writer per output directory, with real processes; a killed holder leaves no stale lock (issue 16).
+"""One writer per output directory, with real processes; a killed holder leaves no stale lock.
 
 The holder is a child process that takes the lock and says so on its stdout; the stages
 are started only after that line is read, so nothing depends on timing.
@@ -34,7 +34,7 @@ def start_holder(directory: Path) -> subprocess.Popen:
                                            ("posttrain", "configs/posttrain/tiny_plain.yaml"),
                                            ("eval", "configs/eval/tiny.yaml")])
 def test_a_second_writer_is_refused_while_the_first_holds_the_directory(tmp_path, stage, config):
-    """Before: two pretrains (or evals) in one directory both exited 0 with interleaved rows."""
+    """Two pretrains (or evals) in one directory would both exit 0 with interleaved rows."""
     out = tmp_path / "run"
     holder = start_holder(out)
     try:

@@ -53,9 +53,8 @@ def test_sft_annotation_reuses_the_corpus_schema_and_annotator(tmp_path):
 
 
 @pytest.mark.slow
-def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(tmp_path):
-    out = tmp_path / "study"
-    result = run(micro_config(out))
+def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(micro_study):
+    out, result = micro_study.out, micro_study.result
     steps = [s.name for s in plan_steps(micro_config(out))]
     assert result["ran"] == steps
     for step in plan_steps(micro_config(out)):
@@ -73,7 +72,7 @@ def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(tmp
     capabilities = json.loads((eval_dir / "capabilities.json").read_text())
     assert {"base", "anchored_base", "plain_sft", "anchored"} == set(capabilities["arms"])
     assert all(0 <= t["value"] <= 1 for arm in capabilities["arms"].values() for t in arm.values())
-    report = (out / "report.md").read_text()
+    report = micro_study.report
     assert "Headline: judged collapse of the section" in report and "ablation (a)" in report
     assert "failures by reason" in report and "held-out accuracy" in report
     assert "Annotation preservation and fidelity" in report and "annotator_entropy" in report

@@ -77,11 +77,16 @@ def test_entropy_sweep_config_plans_the_paper_subsets(tmp_path):
 
 
 @pytest.mark.slow
-def test_micro_sweep_runs_and_reports_slopes(tmp_path):
-    out = tmp_path / "study"
+def test_micro_sweep_runs_on_the_studys_pretrained_models_and_reports_slopes(micro_study):
+    """The sweep alone (main_comparison=false) in the micro study's directory: the annotated corpus and
+    both pretrained models, made under the same configs, are reused; every sweep step runs."""
+    out = micro_study.out
     cfg = sweep_config(out, "main_comparison=false")
     result = run(cfg)
-    assert result["ran"] == [s.name for s in plan_steps(cfg)]
+    shared = ["annotate_corpus", "pretrain_plain", "pretrain_anchored"]
+    assert result["skipped"] == shared
+    assert result["ran"] == [s.name for s in plan_steps(cfg) if s.name not in shared]
+    assert all(name.startswith("sweep_") for name in result["ran"]) and len(result["ran"]) == 2 * 5
     for name in ("k1", "k2"):
         summary = json.loads((out / "sweep" / name / "eval" / "seed0" / "summary.json").read_text())
         assert set(summary["arms"]) == {"base", "anchored_base", "plain_sft", "anchored"}
