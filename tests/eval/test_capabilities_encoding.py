@@ -22,9 +22,11 @@ def hf_lm(tiny_models, tmp_path):
 
 def test_lm_eval_encodes_every_context_with_exactly_one_bos(tiny_models, tmp_path):
     lm = hf_lm(tiny_models, tmp_path)
-    bos, text = lm.tokenizer.bos_token_id, "The council met on Tuesday."
+    text = "The council met on Tuesday."
     plain = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert bos is not None
+    assert lm.tokenizer.bos_token_id is None and lm.tok_encode(text) == plain  # no BOS token, no prefix
+    lm.tokenizer.bos_token = lm.tokenizer.eos_token  # as OLMo-2's: a BOS the tokenizer itself never adds
+    bos = lm.tokenizer.bos_token_id
     assert lm.tok_encode(text) == [bos, *plain]
     assert lm.tok_encode(lm.tokenizer.decode([bos]) + text).count(bos) == 1  # a BOS already written is kept alone
     ids, mask = lm.tok_batch_encode([text, "Rain."])
