@@ -87,7 +87,8 @@ CHECKS = (
     Check("lora_zero3_merge", 75, ("cuda", "deepspeed")),
     Check("eval_sampling_bf16", 45),
 )
-DRY_LIMIT = 240
+# Generous: the dry run checks the script, not speed, and CI machines may be shared.
+DRY_LIMIT = 1200
 # A check is not started with fewer seconds than this left of the budget.
 MIN_SECONDS = 15
 
