@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import ArmConfig, CapabilitiesConfig, CapabilityTaskConfig, EvalConfig
+from posttrain.prompt_format import with_bos
 from stage_io.manifest import fingerprint, read_manifest, write_json_atomic
 
 CAPABILITIES = "capabilities.json"
@@ -219,7 +220,52 @@ def _make_lm(config: EvalConfig, arm: ArmConfig, backend: str):
         import torch
 
         device = s.device if s.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    return get_model(backend).create_from_arg_obj(args, {"batch_size": config.capabilities.batch_size, "device": device})
+    lm = get_model(backend).create_from_arg_obj(args, {"batch_size": config.capabilities.batch_size, "device": device})
+    follow_one_bos_rule(lm)
+    return lm
+
+
+def follow_one_bos_rule(lm) -> None:
+    """Make lm-eval encode as every other stage does: the text without the tokenizer's own special
+    tokens, then exactly one BOS (``posttrain.prompt_format.with_bos``; OLMo-2's tokenizer adds
+    none itself). Both lm-eval encoders are replaced on this instance: ``tok_encode``
+    (log-likelihoods, and vLLM's generation) and HF's ``tok_batch_encode`` (HF's generation)."""
+    tokenizer, encode = lm.tokenizer, lm.tok_encode
+
+    def one(text: str, left_truncate_len: int | None) -> list[int]:
+        ids = with_bos(tokenizer, encode(text, add_special_tokens=False))
+        return ids[-left_truncate_len:] if left_truncate_len else ids
+
+    def tok_encode(string, add_special_tokens=None, left_truncate_len=None, **_):
+        if isinstance(string, str):
+            return one(string, left_truncate_len)
+        return [one(text, left_truncate_len) for text in string]
+
+    def tok_batch_encode(strings, padding_side="left", left_truncate_len=None, truncation=False):
+        import torch
+
+        rows = [one(text, left_truncate_len if truncation or left_truncate_len else None) for text in strings]
+        width, pad = max(map(len, rows)), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pads = [[pad] * (width - len(r)) for r in rows]
+        ids = [p + r if padding_side == "left" else r + p for r, p in zip(rows, pads)]
+        mask = [[0] * len(p) + [1] * len(r) if padding_side == "left" else [1] * len(r) + [0] * len(p)
+                for r, p in zip(rows, pads)]
+        return torch.tensor(ids), torch.tensor(mask)
+
+    lm.tok_encode = tok_encode
+    if hasattr(lm, "tok_batch_encode"):
+        lm.tok_batch_encode = tok_batch_encode
+
+
+def release_lm(lm, backend: str) -> None:
+    """Free an arm's lm-eval model before the next one loads: lm-eval's vLLM engine (its ``model``)
+    is shut down like the sampling engines (worker processes and GPU memory), not only dropped."""
+    if backend == "vllm" and getattr(lm, "model", None) is not None:
+        from eval.backends.vllm_backend import release_engine
+
+        release_engine(lm.model)
+        lm.model = None
+    gc.collect()
 
 
 def _number(value: Any) -> float | None:
@@ -300,8 +346,8 @@ def run_capabilities(config: EvalConfig, run_dir: Path, tasks: dict[str, Resolve
             write_json_atomic(Path(run_dir) / CAPABILITIES, data)
             e = done[name]
             print(f"eval: capabilities {arm.name}/{name}: {e['metric']} {_value(e)} (n={e['n']}, {e['seconds']:.1f} s)")
+        release_lm(lm, backend)
         del lm
-        gc.collect()
     write_json_atomic(Path(run_dir) / CAPABILITIES, data)
     return counts
 

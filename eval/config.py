@@ -478,6 +478,11 @@ class EvalConfig:
     num_threads: PositiveInt = 2
     # Score stage: recompute every group even if scores.jsonl has it (after a metric change).
     rescore: bool = False
+    # Trackers the results go to at the end of the run (summary, plots, config; eval/tracking.py):
+    # tensorboard (OUTPUT_DIR/logs), wandb, trackio; [] for none.
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    # Project name in wandb / trackio.
+    tracker_project: str = "annotation-anchored-eval"
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]

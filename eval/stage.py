@@ -22,6 +22,7 @@ from eval.metrics.ngram import corpus_files
 from eval.report import REPORT, run_report
 from eval.score import SCORES, check_scores_current, run_score
 from eval.summary import SUMMARY
+from eval.tracking import check_trackers, log_results
 from stage_io.manifest import write_manifest
 from stage_io.model_paths import check_model
 from stage_io.run_lock import hold_lock
@@ -59,6 +60,7 @@ def _run(configured: EvalConfig) -> Path:
     # Data-derived settings resolved once, here; the manifest keeps the configured values (the study
     # compares its fingerprint) and records how each was derived.
     config, annotation_cap = resolve_max_annotation_tokens(configured)
+    check_trackers(config.report_to)  # before any work: the results go to them at the end
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for arm in config.arms:  # every stage reads the samples: refuse any drawn with other settings
@@ -90,6 +92,7 @@ def _run(configured: EvalConfig) -> Path:
         SUMMARY: (run_dir / SUMMARY).exists(), REPORT: (run_dir / REPORT).exists(),
         CAPABILITIES: (run_dir / CAPABILITIES).exists(),
     }
+    counts["tracking"] = log_results(config, run_dir)
     write_manifest(run_dir, stage="eval", config=configured, inputs=_local_inputs(config), counts=counts,
                    extra={"stages_run": list(config.stages), "max_annotation_tokens": annotation_cap},
                    outputs={name: name for name in (GENERATIONS, SCORES, SUMMARY) if (run_dir / name).is_file()})

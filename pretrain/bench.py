@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from pretrain.config import PretrainConfig
-from pretrain.model_configs import PRESETS, matmul_parameters, parameter_count
+from pretrain.memory_plan import MemoryInputs, estimate
+from pretrain.model_configs import matmul_parameters, parameter_count
 from pretrain.packing import PackedStream, forward_packed, uses_varlen_flash
 from pretrain.schedule import make_scheduler
 from pretrain.sequences import TokenizedCorpus
@@ -138,15 +139,27 @@ def cpu_benchmarks(work: Path, steps: int, repeats: int) -> None:
 
 def cuda_benchmark(preset: str, steps: int, seq_len: int, micro_batch: int, vocab: int | None = None,
                    mixed_precision: str = "bf16") -> dict:
-    """bf16 tokens/s and MFU of the stage's train step on synthetic packed documents, and the
-    peak memory it allocated against the memory plan (scripts/gpu_check.py also runs it on
-    CPU, at tiny sizes and in fp32, as a dry run)."""
+    """bf16 tokens/s and MFU of the stage's train step for one preset at one shape
+    (``python -m pretrain.bench --cuda-models``): ``config_benchmark`` on the tiny config's
+    optimizer and schedule with the preset swapped in."""
+    config = load_config(PretrainConfig, TINY_YAML, [f"model.preset={preset}", f"train.seq_len={seq_len}",
+                                                      f"train.micro_batch={micro_batch}", "train.grad_accum=1"])
+    return config_benchmark(config, steps, vocab=vocab, mixed_precision=mixed_precision)
+
+
+def config_benchmark(config: PretrainConfig, steps: int, vocab: int | None = None, mixed_precision: str = "bf16",
+                     measured_peak: float | None = None) -> dict:
+    """Tokens/s and MFU of the stage's train step at a pretrain config's shape (preset, sequence
+    length, micro-batch, gradient checkpointing, optimizer; one micro-batch per step) on synthetic
+    packed documents, and the peak memory torch allocated and reserved beside each term of the memory
+    plan. Under ``accelerate launch`` it runs in the launcher's setup (e.g. DeepSpeed ZeRO-2).
+    ``measured_peak``: a measured matmul rate, for an MFU against it besides the datasheet's.
+    scripts/gpu_check.py runs it at the paper's shapes (and on CPU, tiny and in fp32, as a dry run)."""
     from accelerate import Accelerator
 
-    from pretrain.config import ModelSection
-    from pretrain.memory_plan import MemoryInputs, estimate
-    from pretrain.model_configs import build_hf_config
-    from pretrain.train import attn_implementation, make_optimizer, train_step
+    from pretrain.memory_plan import launcher_sharding
+    from pretrain.model_configs import build_hf_config, resolve_preset
+    from pretrain.train import attn_implementation, configure_deepspeed, make_optimizer, train_step
     from transformers import AutoModelForCausalLM
 
     accelerator = Accelerator(mixed_precision=mixed_precision, step_scheduler_with_optimizer=False,
@@ -155,57 +168,73 @@ def cuda_benchmark(preset: str, steps: int, seq_len: int, micro_batch: int, voca
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    vocab = vocab or PRESETS[preset].vocab_size
-    hf_config = build_hf_config(ModelSection(preset=preset), vocab, seq_len, 1, 2, 0)
+    t = config.train
+    vocab = vocab or resolve_preset(config.model).vocab_size
+    hf_config = build_hf_config(config.model, vocab, t.seq_len, 1, 2, 0)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(hf_config, attn_implementation=attn_implementation("auto", accelerator.device))
-    config = load_config(PretrainConfig, TINY_YAML)  # its optimizer and schedule settings
+    if config.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = make_optimizer(model.to(accelerator.device), config)
     scheduler = make_scheduler(optimizer, config.schedule, steps)
-    n_matmul = matmul_parameters(model)
+    n_matmul, n_params = matmul_parameters(model), parameter_count(model)
     flatten = uses_varlen_flash(model.config)
+    configure_deepspeed(accelerator, config)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    # Documents of 50 to 3,000 tokens: several per row, some split across rows.
+    stream = PackedStream(synthetic_corpus(vocab), t.seq_len, seed=0)
+    seconds = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        rows = stream.next_rows(t.micro_batch)
+        train_step(accelerator, model, optimizer, scheduler, rows, t.micro_batch, 1, config.optim.grad_clip, flatten)
+        if cuda:
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - started)
+    tok_s = tokens_per_second(seconds, t.micro_batch * t.seq_len)
+    fpt = flops_per_token(n_matmul, hf_config.num_hidden_layers, hf_config.hidden_size, t.seq_len)
+    peak = peak_flops(None, accelerator.device)
+    utilisation = mfu(tok_s, fpt, peak)
+    sharding, world = launcher_sharding()
+    plan = estimate(MemoryInputs(
+        parameters=n_params, trainable_parameters=n_params, num_layers=hf_config.num_hidden_layers,
+        hidden_size=hf_config.hidden_size, intermediate_size=hf_config.intermediate_size, vocab_size=vocab,
+        tokens_per_micro_batch=t.micro_batch * t.seq_len, world_size=world, sharding=sharding,
+        bf16=mixed_precision == "bf16", gradient_checkpointing=config.model.gradient_checkpointing, cuda=cuda,
+    ))
+    device = device_name(accelerator.device)
+    print(f"{config.model.preset:>5} ({n_params / 1e6:.0f}M params, {model.config._attn_implementation}, {mixed_precision}, "
+          f"{t.micro_batch}x{t.seq_len} tokens/step, sharding {sharding}): {tok_s:,.0f} tokens/s, "
+          f"MFU {'n/a' if utilisation is None else f'{100 * utilisation:.1f}%'} "
+          f"(peak {f'{peak:.3g}' if peak else 'unknown'} FLOP/s, {device})", flush=True)
+    result = {
+        "preset": config.model.preset, "parameters": n_params, "attention": model.config._attn_implementation,
+        "precision": mixed_precision, "sharding": sharding, "world_size": world, "seq_len": t.seq_len,
+        "micro_batch": t.micro_batch, "gradient_checkpointing": config.model.gradient_checkpointing,
+        "tokens_per_step": t.micro_batch * t.seq_len, "steps": steps, "device": device,
+        "step_seconds": [round(s, 4) for s in seconds],
+        "tokens_per_second": tok_s, "flops_per_token": fpt, "mfu": utilisation, "peak_flops": peak,
+        "mfu_vs_measured_matmul": mfu(tok_s, fpt, measured_peak) if measured_peak else None,
+        "peak_memory_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+        "peak_memory_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
+        # Each term of the plan, to set beside the measured peaks (the allocator's peak excludes
+        # the CUDA context: compare it with the plan without its fixed overhead).
+        "memory_plan": plan.terms(), "memory_plan_bytes": plan.total,
+        "memory_plan_without_overhead_bytes": plan.total - plan.overhead,
+    }
+    del model, optimizer, scheduler
+    accelerator.free_memory()
+    if cuda:
+        torch.cuda.empty_cache()
+    return result
+
+
+def synthetic_corpus(vocab: int) -> TokenizedCorpus:
+    """Documents of 50 to 3,000 random tokens: several per row, some split across rows."""
     rng = np.random.default_rng(0)
     lengths = rng.integers(50, 3000, 4000)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     tokens = rng.integers(3, vocab, int(offsets[-1])).astype(np.uint32)
-    corpus = TokenizedCorpus(tokens, np.zeros(len(tokens), dtype=np.uint8), offsets)
-    stream = PackedStream(corpus, seq_len, seed=0)
-    seconds = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        rows = stream.next_rows(micro_batch)
-        train_step(accelerator, model, optimizer, scheduler, rows, micro_batch, 1, 1.0, flatten)
-        if accelerator.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - started)
-    tok_s = tokens_per_second(seconds, micro_batch * seq_len)
-    fpt = flops_per_token(n_matmul, hf_config.num_hidden_layers, hf_config.hidden_size, seq_len)
-    peak = peak_flops(None, accelerator.device)
-    utilisation = mfu(tok_s, fpt, peak)
-    n_params = parameter_count(model)
-    print(f"{preset:>5} ({n_params / 1e6:.0f}M params, {model.config._attn_implementation}, {mixed_precision}, "
-          f"{micro_batch}x{seq_len} tokens/step): {tok_s:,.0f} tokens/s, "
-          f"MFU {'n/a' if utilisation is None else f'{100 * utilisation:.1f}%'} "
-          f"(peak {f'{peak:.3g}' if peak else 'unknown'} FLOP/s, {device_name(accelerator.device)})")
-    plan = estimate(MemoryInputs(
-        parameters=n_params, trainable_parameters=n_params, num_layers=hf_config.num_hidden_layers,
-        hidden_size=hf_config.hidden_size, intermediate_size=hf_config.intermediate_size, vocab_size=vocab,
-        tokens_per_micro_batch=micro_batch * seq_len, bf16=mixed_precision == "bf16", cuda=cuda,
-    ))
-    result = {
-        "preset": preset, "parameters": n_params, "attention": model.config._attn_implementation,
-        "precision": mixed_precision, "tokens_per_step": micro_batch * seq_len, "steps": steps,
-        "tokens_per_second": tok_s, "mfu": utilisation, "peak_flops": peak, "device": device_name(accelerator.device),
-        # torch's allocator peak (no CUDA context): compare with the plan minus its fixed overhead.
-        "peak_memory_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
-        "memory_plan_bytes": plan.total, "memory_plan_without_overhead_bytes": plan.total - plan.overhead,
-    }
-    del model, optimizer
-    if cuda:
-        torch.cuda.empty_cache()
-    return result
+    return TokenizedCorpus(tokens, np.zeros(len(tokens), dtype=np.uint8), offsets)
 
 
 def device_name(device: torch.device) -> str:

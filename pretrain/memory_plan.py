@@ -9,7 +9,14 @@ five parts:
   single process), DeepSpeed ZeRO-1/2/3, FSDP. Mixed precision keeps fp32 master weights
   (accelerate's autocast; DeepSpeed keeps bf16 weights and an fp32 master copy in the
   optimizer partition) and, with autocast, the bf16 casts of the weights (up to 2 bytes per
-  parameter, held from forward to backward);
+  parameter, held from forward to backward). DDP (more than one process, no sharding) adds
+  its gradient buckets: a second fp32 copy of the gradients, 4 bytes per trainable parameter.
+  DeepSpeed ZeRO-1 under bf16 (its BF16_Optimizer) keeps an unsharded fp32 gradient
+  accumulation buffer beside the bf16 gradients: 6 bytes per trainable parameter, unsharded.
+  FSDP2 (accelerate's ``fully_shard`` per decoder layer, then on the root model) shards
+  the embeddings and lm_head at rest with the root, but the root is not resharded after
+  forward: they stay gathered, unsharded, from the forward to the end of backward, with their
+  unsharded gradients before the reduce-scatter; the plan counts them whole;
 - activations saved for backward, per token per decoder layer: ``63 h + 16 i`` bytes in fp32
   and ``56 h + 8 i`` bytes under bf16 autocast (h the width, i the MLP width), measured on CPU
   with OLMo-2 layers through ``saved_tensors_hooks`` (sdpa; the slopes in h and in i); with
@@ -20,8 +27,9 @@ five parts:
 - the rest of the model per token (embedding output, final norm): 16 h bytes;
 - logits: transformers upcasts them to fp32 before the loss. Per token and vocabulary
   entry, 8 bytes at the peak in fp32 (measured on CPU: the log-softmax output kept for
-  backward and one fp32 gradient); in bf16, 12 (not measured: the bf16 logits, their fp32
-  upcast kept by log-softmax, the fp32 gradient and its bf16 cast); TRL's SFT metrics
+  backward and one fp32 gradient); in bf16, 12, an ESTIMATE never measured (the bf16 logits,
+  their fp32 upcast kept by log-softmax, the fp32 gradient and its bf16 cast): the first
+  number scripts/gpu_check.sh measures (``MemoryPlan.estimated``); TRL's SFT metrics
   (entropy, token accuracy) add one fp32 copy (4);
 - on CUDA, a fixed 2 GiB for the CUDA context, NCCL and the allocator's fragmentation.
 
@@ -42,6 +50,10 @@ ACTIVATION_SLOPES = {"fp32": (63, 16), "bf16": (56, 8)}
 # Embedding output, final norm and their gradients per token, in units of hidden bytes.
 NON_LAYER_BYTES_PER_HIDDEN = 16
 CUDA_OVERHEAD_BYTES = 2 * GIB
+# Bytes per logit in fp32 (measured on CPU) and under bf16 autocast (estimated, not measured).
+LOGIT_BYTES = {"fp32": 8, "bf16": 12}
+# DDP's gradient buckets: one fp32 copy of the gradients (gradient_as_bucket_view off).
+DDP_BUCKET_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,8 @@ class MemoryInputs:
     extra_logit_bytes: int = 0
     # Whether the device is a GPU (adds the CUDA context and allocator overhead).
     cuda: bool = False
+    # Whether lm_head shares the embedding matrix (OLMo-2: no, two vocab x hidden matrices).
+    tied_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,14 +97,24 @@ class MemoryPlan:
     def total(self) -> float:
         return self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.overhead
 
+    def terms(self) -> dict[str, float]:
+        """Each term in bytes, and the total, by name."""
+        names = ("weights", "gradients", "optimizer", "activations", "logits", "overhead")
+        return {**{name: getattr(self, name) for name in names}, "total": self.total}
+
+    def estimated(self) -> list[str]:
+        """The terms that rest on an estimate rather than a measurement, for this plan."""
+        return ["logits (12 bytes per logit under bf16)"] if self.inputs.bf16 else []
+
     def describe(self) -> str:
         i = self.inputs
         parts = ", ".join(f"{name} {getattr(self, name) / GIB:.1f}" for name in
                           ("weights", "gradients", "optimizer", "activations", "logits", "overhead"))
+        unmeasured = f"; estimated, not measured: {', '.join(self.estimated())}" if self.estimated() else ""
         return (f"memory plan: {self.total / GIB:.1f} GiB per device ({parts} GiB; {i.parameters / 1e6:.0f}M "
                 f"parameters, {i.tokens_per_micro_batch:,} tokens per micro-batch, sharding {i.sharding} over "
                 f"{i.world_size}, {'bf16' if i.bf16 else 'fp32'}, gradient checkpointing "
-                f"{'on' if i.gradient_checkpointing else 'off'})")
+                f"{'on' if i.gradient_checkpointing else 'off'}{unmeasured})")
 
 
 def estimate(i: MemoryInputs) -> MemoryPlan:
@@ -100,10 +124,17 @@ def estimate(i: MemoryInputs) -> MemoryPlan:
     shard = {"none": 1, "zero1": 1, "zero2": 1, "zero3": W, "fsdp": W}[i.sharding]
     if i.sharding.startswith("zero") and i.bf16:  # DeepSpeed: bf16 weights, fp32 master copy in the optimizer partition
         weights = 2 * P / shard + 4 * T / W
-        gradients = 2 * T / (1 if i.sharding == "zero1" else W)
+        # ZeRO-1's BF16_Optimizer: bf16 gradients plus an unsharded fp32 accumulation buffer.
+        gradients = 6 * T if i.sharding == "zero1" else 2 * T / W
     else:  # fp32 master weights (+ autocast's bf16 casts), fp32 gradients
         weights = 4 * P / shard + (2 * P / shard if i.bf16 else 0)
         gradients = 4 * T / (W if i.sharding in ("zero2", "zero3", "fsdp") else 1)
+        if i.sharding == "none" and W > 1:
+            gradients += DDP_BUCKET_BYTES * T
+    if i.sharding == "fsdp" and W > 1:  # the root's embeddings and lm_head, gathered for the whole step
+        root = i.vocab_size * i.hidden_size * (1 if i.tied_embeddings else 2)
+        weights += (2 if i.bf16 else 4) * root * (1 - 1 / W)
+        gradients += 4 * min(root, T) * (1 - 1 / W)
     optimizer = 8 * T / (1 if i.sharding == "none" else W)
 
     precision = "bf16" if i.bf16 else "fp32"
@@ -115,7 +146,7 @@ def estimate(i: MemoryInputs) -> MemoryPlan:
         activations = i.num_layers * layer
     activations += layer  # backward's gradients inside the layer it is working through
     activations += i.tokens_per_micro_batch * NON_LAYER_BYTES_PER_HIDDEN * i.hidden_size
-    per_logit = (12 if i.bf16 else 8) + i.extra_logit_bytes
+    per_logit = LOGIT_BYTES[precision] + i.extra_logit_bytes
     logits = i.tokens_per_micro_batch * i.vocab_size * per_logit
     overhead = CUDA_OVERHEAD_BYTES if i.cuda else 0
     return MemoryPlan(weights, gradients, optimizer, activations, logits, overhead, i)

@@ -81,24 +81,8 @@ class VLLMBackend:
 
     def close(self) -> None:
         # Free the engine's GPU memory before the next arm's model loads.
-        import gc
-
-        shutdown_engine(self.llm)
+        release_engine(self.llm)
         del self.llm
-        try:  # vLLM keeps its parallel groups alive unless told; the next engine needs them gone
-            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
-
-            destroy_model_parallel()
-            destroy_distributed_environment()
-        except Exception:  # older/newer vLLM without these: best effort
-            pass
-        gc.collect()
-        try:
-            import torch
-
-            torch.cuda.empty_cache()
-        except Exception:  # no torch.cuda: nothing to free
-            pass
 
     def single_token_id(self, text: str) -> int | None:
         ids = self.tokenizer.encode(text, add_special_tokens=False)
@@ -149,6 +133,29 @@ class VLLMBackend:
 def token_prompts(tokenizer, requests: Sequence[GenerationRequest]) -> list[dict]:
     """vLLM ``TokensPrompt`` inputs: each request's ids exactly as ``encode_prompt`` builds them."""
     return [{"prompt_token_ids": encode_prompt(tokenizer, r.text)} for r in requests]
+
+
+def release_engine(llm) -> None:
+    """Shut an ``LLM`` down and free what it held: its engine, vLLM's parallel groups (the next
+    engine needs them gone) and the cached GPU memory. The sampling backend and lm-eval's vLLM
+    model (eval.capabilities) both end this way."""
+    import gc
+
+    shutdown_engine(llm)
+    try:  # vLLM keeps its parallel groups alive unless told
+        from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+        destroy_model_parallel()
+        destroy_distributed_environment()
+    except Exception:  # older/newer vLLM without these: best effort
+        pass
+    gc.collect()
+    try:
+        import torch
+
+        torch.cuda.empty_cache()
+    except Exception:  # no torch.cuda: nothing to free
+        pass
 
 
 def shutdown_engine(llm) -> None:
