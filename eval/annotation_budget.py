@@ -12,6 +12,7 @@ the corpus is not cut.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 
 from eval.config import EvalConfig
 from stage_io.model_paths import check_model
+
+logger = logging.getLogger(__name__)
 
 # Which quantile of the pretraining annotations' token lengths the cap covers.
 QUANTILE = 0.99
@@ -72,6 +75,6 @@ def resolve_max_annotation_tokens(config: EvalConfig) -> tuple[EvalConfig, dict 
         info = {"configured": "auto", "resolved": cap, "quantile": QUANTILE, "quantile_tokens": q,
                 "margin": MARGIN, "min_extra": MIN_EXTRA, "annotations": len(lengths), "max_tokens": max(lengths),
                 "tokenizer": anchored[0].model, "source": source}
-        print(f"eval: sampling.max_annotation_tokens=auto -> {cap} (p{round(QUANTILE * 100)} of {len(lengths)} "
-              f"pretraining annotations = {q:.1f} tokens, + margin; longest {max(lengths)})", flush=True)
+        logger.info(f"eval: sampling.max_annotation_tokens=auto -> {cap} (p{round(QUANTILE * 100)} of {len(lengths)} "
+                    f"pretraining annotations = {q:.1f} tokens, + margin; longest {max(lengths)})")
     return dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, max_annotation_tokens=cap)), info

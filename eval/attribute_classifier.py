@@ -29,10 +29,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+import logging
 import numpy as np
 
 from stage_io.manifest import config_fingerprint
 from stage_io.records import RecordSourceError, load_records
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = "classifier.npz"
 INFO_FILE = "classifier.json"
@@ -124,10 +127,9 @@ def load_or_fit(config, default_dir: Path) -> AttributeClassifier:
             try:
                 return AttributeClassifier(LinearTextJudge.load(model_path), info, config.max_chars)
             except ValueError as err:
-                print(f"eval: {err}; refitting", flush=True)
+                logger.info(f"eval: {err}; refitting")
         else:
-            print(f"eval: {folder}: the attribute classifier there was fitted under other settings; refitting",
-                  flush=True)
+            logger.info(f"eval: {folder}: the attribute classifier there was fitted under other settings; refitting")
     pipeline, info = fit(config)
     info["identity"] = identity
     folder.mkdir(parents=True, exist_ok=True)

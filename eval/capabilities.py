@@ -28,6 +28,7 @@ import functools
 import gc
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -38,6 +39,8 @@ from typing import Any
 from eval.config import ArmConfig, CapabilitiesConfig, CapabilityTaskConfig, EvalConfig
 from posttrain.prompt_format import with_bos
 from stage_io.manifest import fingerprint, read_manifest, write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 CAPABILITIES = "capabilities.json"
 # Two-sided 95% normal quantile, for the anchored - plain interval.
@@ -325,7 +328,7 @@ def run_capabilities(config: EvalConfig, run_dir: Path, tasks: dict[str, Resolve
                 continue
             if previous is not None:
                 changed = sorted(k for k in identity if previous.get("identity", {}).get(k) != identity[k])
-                print(f"eval: capabilities {arm.name}/{name}: redone ({', '.join(changed)} changed)")
+                logger.info(f"eval: capabilities {arm.name}/{name}: redone ({', '.join(changed)} changed)")
                 counts["redone"] += 1
             todo.append((name, identity))
         if not todo:
@@ -345,7 +348,7 @@ def run_capabilities(config: EvalConfig, run_dir: Path, tasks: dict[str, Resolve
             counts["evaluated"] += 1
             write_json_atomic(Path(run_dir) / CAPABILITIES, data)
             e = done[name]
-            print(f"eval: capabilities {arm.name}/{name}: {e['metric']} {_value(e)} (n={e['n']}, {e['seconds']:.1f} s)")
+            logger.info(f"eval: capabilities {arm.name}/{name}: {e['metric']} {_value(e)} (n={e['n']}, {e['seconds']:.1f} s)")
         release_lm(lm, backend)
         del lm
     write_json_atomic(Path(run_dir) / CAPABILITIES, data)

@@ -12,7 +12,11 @@ from typing import Annotated, Literal
 from annotate.format import DEFAULT_KEYS
 from posttrain.prompt_format import PromptFormat
 from stage_io.records import RecordSource
+from stage_io.vllm_engine import VLLMEngineConfig
 from stage_io.config import Domain, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, ProperFraction, Temperature, UnitInterval
+
+# A share strictly between 0 and 1 (held-out fractions, quantiles, confidence levels).
+OpenUnitInterval = Annotated[float, Domain(gt=0, lt=1)]
 
 ArmMode = Literal["plain", "anchored", "no_annotation"]
 Stage = Literal["generate", "score", "capabilities", "report"]
@@ -64,7 +68,10 @@ class PromptSetConfig:
 
 
 @dataclass
-class SamplingConfig:
+class SamplingConfig(VLLMEngineConfig):
+    """How samples are drawn; the engine keys (tensor_parallel_size, gpu_memory_utilization, dtype)
+    come from ``VLLMEngineConfig``, with batch_size and max_model_len redeclared for their meaning here."""
+
     # Generation backend: transformers (CPU, tests; batched loop with KV cache) or vllm (GPU).
     backend: Literal["transformers", "vllm"] = "transformers"
     # Samples drawn per prompt (per arm and temperature).
@@ -97,14 +104,8 @@ class SamplingConfig:
     stop: list[str] = field(default_factory=list)
     # Rows per forward batch (transformers) or per written chunk (vllm).
     batch_size: PositiveInt = 16
-    # Torch dtype for the transformers backend and vllm (auto, float32, bfloat16, float16).
-    dtype: str = "auto"
     # Device for the transformers backend (auto: cuda when available, else cpu).
     device: str = "auto"
-    # vllm: GPUs per model (tensor parallelism).
-    tensor_parallel_size: PositiveInt = 1
-    # vllm: fraction of GPU memory the engine may take.
-    gpu_memory_utilization: ProperFraction = 0.9
     # Longest prompt+generation in tokens, longer prompts skipped and counted (None: vllm's model limit; none).
     max_model_len: PositiveInt | None = None
     # Stop after writing this many new generations (a partial run, e.g. to test resuming; None: all).
@@ -113,14 +114,6 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if not self.temperatures:
             raise ValueError("sampling.temperatures must list at least one temperature")
-        if self.samples_per_prompt < 1:
-            raise ValueError("sampling.samples_per_prompt must be at least 1")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("sampling.top_p must be in (0, 1]")
-        if self.max_new_tokens < 1 or (self.max_annotation_tokens != "auto" and self.max_annotation_tokens < 1):
-            raise ValueError("sampling.max_new_tokens and sampling.max_annotation_tokens must be at least 1")
-        if self.batch_size < 1:
-            raise ValueError("sampling.batch_size must be at least 1")
         if self.annotation_syntax and self.backend != "transformers":
             raise ValueError("sampling.annotation_syntax: true is implemented for the transformers backend only "
                              f"(sampling.backend is {self.backend}); set it to false")
@@ -143,7 +136,10 @@ class EmbedderConfig:
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(VLLMEngineConfig):
+    """An LLM judge; its engine keys (tensor_parallel_size, gpu_memory_utilization, max_model_len,
+    dtype) come from ``VLLMEngineConfig``, with batch_size redeclared for its default here."""
+
     # Judge model path or hub id (None: no judge).
     model: str | None = None
     # Backend that runs the judge (vllm for real runs; transformers works on tiny models).
@@ -161,14 +157,6 @@ class JudgeConfig:
     seed: int = 0
     # Rows per judge batch.
     batch_size: PositiveInt = 64
-    # vllm: GPUs for the judge.
-    tensor_parallel_size: PositiveInt = 1
-    # vllm: fraction of GPU memory the judge engine may take.
-    gpu_memory_utilization: ProperFraction = 0.9
-    # vllm: longest prompt+judgement in tokens (None: the model's own limit).
-    max_model_len: PositiveInt | None = None
-    # Torch dtype for the judge.
-    dtype: str = "auto"
 
 
 QUALITY_JUDGE_TEMPLATE = (
@@ -221,7 +209,7 @@ class QualityConfig:
     # Scale-free bar: the bar is this quantile of `bar_reference_arm`'s quality scores (0.25: a sample passes
     # when it scores at least as well as the reference's lower quartile), so no constant is tuned to one
     # corpus; null uses the absolute `bar`.
-    bar_quantile: float | None = None
+    bar_quantile: OpenUnitInterval | None = None
     # The arm whose quality scores set the quantile bar (the base model: the diversity reference).
     bar_reference_arm: str = "base"
     # judge: the LLM judge (template needs {prompt} and {response}).
@@ -248,19 +236,13 @@ class ClassifierJudgeConfig:
     # Directory the fitted classifier is saved to and reused from (None: OUTPUT_DIR/attribute_classifier).
     dir: str | None = None
     # Characters of each text the classifier reads, when fitting and labelling (responses are short).
-    max_chars: int = 600
+    max_chars: PositiveInt = 600
     # Share of the records held out to measure the classifier's accuracy (never trained on).
-    test_fraction: float = 0.2
+    test_fraction: OpenUnitInterval = 0.2
     # Seed of the train/test split.
     seed: int = 0
     # Refuse to judge with a classifier whose held-out accuracy is below this.
-    min_accuracy: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.test_fraction < 1:
-            raise ValueError("metrics.semantic_entropy.classifier.test_fraction must be in (0, 1)")
-        if self.max_chars < 1:
-            raise ValueError("metrics.semantic_entropy.classifier.max_chars must be at least 1")
+    min_accuracy: UnitInterval = 0.0
 
 
 @dataclass
@@ -405,7 +387,7 @@ class BootstrapConfig:
     # Bootstrap resamples over prompts.
     resamples: PositiveInt = 1000
     # Confidence level of the percentile intervals.
-    confidence: Annotated[float, Domain(gt=0, lt=1)] = 0.95
+    confidence: OpenUnitInterval = 0.95
     # Seed of the bootstrap's random generator.
     seed: int = 0
 
@@ -417,7 +399,7 @@ class CapabilityTaskConfig:
     # Metric reported, as lm-eval names it (acc, acc_norm; a filtered one as metric,filter: exact_match,strict-match).
     metric: str = "acc"
     # Few-shot examples (null: the task's own default, e.g. lm-eval's gsm8k as it defines it).
-    num_fewshot: int | None = 0
+    num_fewshot: NonNegativeInt | None = 0
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -433,13 +415,13 @@ class CapabilitiesConfig:
     # lm-eval model backend: hf (transformers), vllm, or auto (vllm when it imports and a GPU is there, else hf).
     backend: Literal["hf", "vllm", "auto"] = "hf"
     # Requests per forward batch (hf) or passed to vllm.
-    batch_size: int = 16
+    batch_size: PositiveInt = 16
     # Items per task at most (null: all); recorded beside every number it changes.
-    limit: int | None = None
+    limit: PositiveInt | None = None
     # Arms evaluated (null: every arm but no_annotation ones, which are their anchored arm's checkpoint).
     arms: list[str] | None = None
     # Bootstrap resamples lm-eval uses for stderrs of non-mean metrics (mean metrics have a formula).
-    bootstrap_iters: int = 1000
+    bootstrap_iters: NonNegativeInt = 1000
     # lm-eval's random, numpy, torch and few-shot seeds.
     seed: int = 1234
 
@@ -448,10 +430,6 @@ class CapabilitiesConfig:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"capabilities.tasks: task '{duplicates[0]}' is listed twice")
-        if self.batch_size < 1:
-            raise ValueError("capabilities.batch_size must be at least 1")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError("capabilities.limit must be at least 1 (or null for all)")
 
 
 @dataclass
@@ -500,12 +478,9 @@ class EvalConfig:
             if name not in names:
                 raise ValueError(f"capabilities.arms: '{name}' is not one of the arms ({', '.join(names)})")
         q = self.metrics.quality
-        if q.bar_quantile is not None:
-            if not 0 < q.bar_quantile < 1:
-                raise ValueError("metrics.quality.bar_quantile must be in (0, 1) or null")
-            if names and q.bar_reference_arm not in names:
-                raise ValueError(f"metrics.quality.bar_reference_arm '{q.bar_reference_arm}' is not one of the arms "
-                                 f"({', '.join(names)})")
+        if q.bar_quantile is not None and names and q.bar_reference_arm not in names:
+            raise ValueError(f"metrics.quality.bar_reference_arm '{q.bar_reference_arm}' is not one of the arms "
+                             f"({', '.join(names)})")
 
     def arm(self, name: str) -> ArmConfig:
         for arm in self.arms:

@@ -18,7 +18,7 @@ add ids, so they resume.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -35,6 +35,8 @@ from stage_io.manifest import fingerprint_files, weight_files
 from stage_io.model_paths import check_model, check_tokenizer, looks_local
 from stage_io.run_identity import (RUN_FILE, Identity, RunIdentityError, check_run_identity, config_identity,
                                    read_identity)
+
+logger = logging.getLogger(__name__)
 
 GENERATIONS = "generations.jsonl"
 # Sampling keys a run may resume with changed: they decide which ids exist (more prompts,
@@ -203,9 +205,8 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
             fitting, too_long = prompts_that_fit(prompts, arm, backend.tokenizer, budget)
             if too_long:
                 counts["prompts_too_long"][arm.name] = len(too_long)
-                print(f"eval: arm '{arm.name}': {len(too_long)} prompts skipped, longer than {budget} tokens "
-                      f"(max_model_len {backend.max_model_len} minus generation): {', '.join(too_long[:5])}",
-                      file=sys.stderr, flush=True)
+                logger.warning(f"eval: arm '{arm.name}': {len(too_long)} prompts skipped, longer than {budget} tokens "
+                               f"(max_model_len {backend.max_model_len} minus generation): {', '.join(too_long[:5])}")
                 pending = [b for b in plan_batches(config, arm, fitting) if any(spec.id not in done for spec in b)]
             bar = tqdm(pending, desc=f"generate {arm.name}", unit="batch")
             for batch in bar:
@@ -240,11 +241,10 @@ def warn_truncated_annotations(config: EvalConfig, rows: list[dict]) -> dict[str
     cap = config.sampling.max_annotation_tokens
     for arm in sorted(totals):
         if truncated[arm] > TRUNCATION_WARN_SHARE * totals[arm]:
-            print(
+            logger.warning(
                 f"eval: warning: arm '{arm}': {truncated[arm]} of {totals[arm]} annotations reached "
                 f"sampling.max_annotation_tokens={cap} and count as parse failures ('truncated'). If this "
                 f"model's annotations are longer than that (compare the pretraining annotations' lengths "
                 f"under its tokenizer), raise sampling.max_annotation_tokens.",
-                file=sys.stderr, flush=True,
             )
     return {arm: truncated[arm] for arm in sorted(totals)}

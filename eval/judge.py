@@ -16,14 +16,16 @@ empty, so they count as unparsed, and ``too_long`` counts them.
 from __future__ import annotations
 
 import json
+import logging
 import re
-import sys
 from typing import Sequence
 
 from eval.backends import GenerationRequest, load_backend
 from eval.config import JudgeConfig
 from eval.seeds import stable_seed
 from posttrain.prompt_format import encode_prompt
+
+logger = logging.getLogger(__name__)
 
 
 def engine_key(config: JudgeConfig) -> tuple:
@@ -84,8 +86,8 @@ class Judge:
         skipped = fits.count(False)
         if skipped:
             self.too_long += skipped
-            print(f"eval: judge {self.config.model}: {skipped} inputs longer than {budget} tokens were not judged "
-                  "(counted as unparsed)", file=sys.stderr, flush=True)
+            logger.warning(f"eval: judge {self.config.model}: {skipped} inputs longer than {budget} tokens were not judged "
+                           "(counted as unparsed)")
         answers = iter(texts)
         return [next(answers) if ok else "" for ok in fits]
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ import yaml
 from stage_io.cli import stage_main
 from stage_io.manifest import write_manifest
 from stage_io.records import RecordSource, load_records
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -175,7 +178,7 @@ def run(config: NextPassageTaskConfig) -> Path:
         "labels": dict(sorted(Counter(i["label"] for i in items).items())),
         "skipped_by_reason": dict(skipped),
     })
-    print(f"eval.next_passage_task: {len(items)} items from {len(articles)} articles -> {out}")
+    logger.info(f"eval.next_passage_task: {len(items)} items from {len(articles)} articles -> {out}")
     return out
 
 

@@ -14,6 +14,7 @@ prompt) is scored again.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -31,6 +32,8 @@ from eval.metrics.entropy import semantic_entropy
 from eval.metrics.lexical import compression_ratio, distinct_n
 from stage_io.run_identity import (RUN_FILE, Identity, compare_identity, config_identity, describe_changes,
                                    read_identity, write_identity)
+
+logger = logging.getLogger(__name__)
 
 SCORES = "scores.jsonl"
 SCORING_PROVENANCE = "scoring_provenance.json"
@@ -258,8 +261,8 @@ class GroupScorer:
         self.bar = float(np.quantile(values, q.bar_quantile))
         self.bar_rule = {"kind": "quantile", "quantile": q.bar_quantile, "reference_arm": q.bar_reference_arm,
                          "reference_samples": len(values), "bar": self.bar}
-        print(f"eval: quality bar = {self.bar:.4f}, the {q.bar_quantile} quantile of {len(values)} "
-              f"'{q.bar_reference_arm}' samples' quality", flush=True)
+        logger.info(f"eval: quality bar = {self.bar:.4f}, the {q.bar_quantile} quantile of {len(values)} "
+                    f"'{q.bar_reference_arm}' samples' quality")
 
     def score_groups(self, groups: list[tuple[str, list[dict]]]) -> list[dict]:
         cfg = self.config.metrics
@@ -473,7 +476,7 @@ def _score_pending(config: EvalConfig, run_dir: Path, groups: dict, counts: dict
     path = run_dir / SCORES
     why = "rescore=true" if config.rescore and path.exists() else scoring_changes(config, run_dir)
     if why is not None:
-        print(f"eval: starting {path} over: {why}", flush=True)
+        logger.info(f"eval: starting {path} over: {why}")
         path.unlink()
     write_identity(run_dir / RUN_FILE, scoring_identity(config), SCORING_ENTRY)
     existing, torn = read_rows(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import logging
 import torch
 
 from eval.annotation_budget import resolve_max_annotation_tokens
@@ -26,6 +27,8 @@ from eval.tracking import check_trackers, log_results
 from stage_io.manifest import write_manifest
 from stage_io.model_paths import check_model
 from stage_io.run_lock import hold_lock
+
+logger = logging.getLogger(__name__)
 
 
 def _local_inputs(config: EvalConfig) -> dict[str, str]:
@@ -84,7 +87,7 @@ def _run(configured: EvalConfig) -> Path:
             counts["capabilities"] = run_capabilities(config, run_dir, capability_tasks)
         elif stage == "report":
             counts["report"] = run_report(config, run_dir)
-        print(f"eval: {stage} done: {counts[stage]}")
+        logger.info(f"eval: {stage} done: {counts[stage]}")
     gen_rows, _ = read_rows(run_dir / GENERATIONS, repair=False)
     score_rows, _ = read_rows(run_dir / SCORES, repair=False)
     counts["files"] = {

@@ -13,7 +13,7 @@ from posttrain.prompt_format import PromptFormat
 from stage_io.conversation import DEFAULT_ROLE_MAP
 from stage_io.records import RecordSource
 from stage_io.config import (Domain, LearningRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                              UnitInterval)
+                              SequenceLength, UnitInterval)
 
 
 @dataclass
@@ -133,7 +133,7 @@ class PosttrainConfig:
     # skip it, or train it as plain SFT. Counted either way.
     invalid_annotation_policy: Literal["skip", "plain"] = "skip"
     # Longest training sequence in tokens; a longer example is skipped and counted (never truncated).
-    max_seq_len: PositiveInt = 1024
+    max_seq_len: SequenceLength = 1024
     # Allow max_seq_len above the model's max_position_embeddings (rotary models run past their
     # pretraining length on positions they never saw); false: that is an error naming both.
     train_past_positions: bool = False
@@ -149,12 +149,6 @@ class PosttrainConfig:
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.keys_only_fraction <= 1.0:
-            raise ValueError(f"keys_only_fraction must be in [0, 1], got {self.keys_only_fraction}")
-        if not 0.0 <= self.max_skip_fraction <= 1.0:
-            raise ValueError(f"max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
         if self.data.replay_chunks and not self.data.replay_annotations:
             raise ValueError(f"data.replay_chunks={self.data.replay_chunks} needs data.replay_annotations "
                              "(the annotate output directory of the pretraining corpus)")
-        if self.max_seq_len < 2:
-            raise ValueError(f"max_seq_len must be at least 2, got {self.max_seq_len}")

@@ -37,6 +37,7 @@ writes no weights at all, and a run must never write its manifest without them
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -64,6 +65,8 @@ from stage_io.model_paths import check_model, check_tokenizer
 from stage_io.run_identity import (RUN_FILE, RunIdentityError, check_run_identity, config_identity, read_identity,
                                    write_identity)
 from stage_io.run_lock import hold_lock, is_main_rank
+
+logger = logging.getLogger(__name__)
 
 ISSUES_FILE = "example_issues.jsonl"
 LOG_HISTORY_FILE = "log_history.json"
@@ -102,7 +105,7 @@ def _run(config: PosttrainConfig) -> Path:
     annotation_match = None
     if config.arm == "anchored" and config.data.annotations:
         annotation_match = check_annotation_match(config.model_path, config.data.annotations)
-        print(f"posttrain: annotations vs pretraining: {annotation_match}", flush=True)
+        logger.info(f"posttrain: annotations vs pretraining: {annotation_match}")
     tokenizer = load_tokenizer(config)
     rows = load_sft_rows(config.data, need_annotations=config.arm == "anchored")
     built = build_examples(rows, tokenizer, config, total=len(rows))
@@ -207,9 +210,9 @@ def load_tokenizer(config: PosttrainConfig) -> Any:
         # The tokenizer carries the pretraining context length; SFT examples up to max_seq_len are cut at
         # max_seq_len by build_examples, not by the tokenizer, so its "sequence length is longer than the
         # specified maximum" warning on every run would be noise. Said once, here, with what it means.
-        print(f"posttrain: max_seq_len={config.max_seq_len} is longer than the model's pretraining context "
-              f"({tokenizer.model_max_length} tokens): positions beyond it were never trained (RoPE extrapolates); "
-              "set max_seq_len to at most that to stay within it", flush=True)
+        logger.info(f"posttrain: max_seq_len={config.max_seq_len} is longer than the model's pretraining context "
+                    f"({tokenizer.model_max_length} tokens): positions beyond it were never trained (RoPE extrapolates); "
+                    "set max_seq_len to at most that to stay within it")
         tokenizer.model_max_length = config.max_seq_len
     return tokenizer
 
@@ -396,8 +399,8 @@ def latest_whole_checkpoint(folder: Path) -> str | None:
             os.replace(latest, target)
         else:  # the main rank renames it; this rank only needs the answer
             return _latest_whole_unrenamed(folder)
-        print(f"posttrain: checkpoint {latest} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
-              "resuming from the one before it", flush=True)
+        logger.info(f"posttrain: checkpoint {latest} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
+                    "resuming from the one before it")
     return None
 
 

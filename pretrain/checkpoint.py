@@ -16,6 +16,7 @@ path is checked the same way and refused if damaged.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -25,6 +26,8 @@ from transformers import GenerationConfig
 from pretrain.tokenizer import save_tokenizer
 from stage_io.file_integrity import tree_problems
 from stage_io.run_lock import is_main_rank
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 TRAINING_STATE = "training_state.json"
@@ -76,8 +79,8 @@ def set_aside(checkpoint: Path, problems: list[str]) -> None:
         if target.exists():
             shutil.rmtree(target)
         os.replace(checkpoint, target)
-    print(f"pretrain: checkpoint {checkpoint} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
-          "resuming from the one before it", flush=True)
+    logger.info(f"pretrain: checkpoint {checkpoint} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
+                "resuming from the one before it")
 
 
 def save_checkpoint(accelerator, output_dir: Path, step: int, training_state: dict, keep: int) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 from stage_io.config import (Beta, LearningRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                              UnitInterval)
+                              SequenceLength, UnitInterval)
 
 ARMS = ("plain", "anchored")
 
@@ -115,7 +115,7 @@ class ScheduleSection:
 @dataclass
 class TrainSection:
     # Tokens per sequence slot (documents are packed into rows of this length).
-    seq_len: PositiveInt = 256
+    seq_len: SequenceLength = 256
     # Rows per process per forward pass.
     micro_batch: PositiveInt = 8
     # Forward passes per optimizer step (tokens per step = seq_len * micro_batch * grad_accum * processes).
@@ -177,15 +177,8 @@ class PretrainConfig:
         t = self.train
         if (t.train_tokens is None) == (t.max_steps is None):
             raise ValueError("set exactly one of train.train_tokens and train.max_steps")
-        for key in ("seq_len", "micro_batch", "grad_accum"):
-            if getattr(t, key) < 1:
-                raise ValueError(f"train.{key} must be at least 1")
-        if t.seq_len < 2:
-            raise ValueError("train.seq_len must be at least 2")
         if len(self.optim.betas) != 2:
             raise ValueError("optim.betas must hold two numbers")
-        if self.logging.log_every < 1:
-            raise ValueError("logging.log_every must be at least 1")
 
     @property
     def resolved_output_dir(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -50,6 +51,8 @@ from stage_io.manifest import (config_fingerprint, read_manifest, set_aside_mani
 from stage_io.records import RecordSource, load_records
 from stage_io.run_identity import compare_identity, config_identity, flatten
 from stage_io.run_lock import hold_lock, is_main_rank
+
+logger = logging.getLogger(__name__)
 
 # Keys that may change between an interrupted invocation and its resume.
 RESUMABLE_CHANGES = ("output_dir", "data.cache_dir", "data.tokenize_batch_size", "train.resume", "train.stop_after_steps", "train.checkpoint_every", "train.keep_checkpoints",
@@ -84,13 +87,13 @@ def _run(config: PretrainConfig) -> TrainResult:
     if done is not None and done.get("config_fingerprint") == config_fingerprint(config):
         problems = verify_outputs(out, done)
         if not problems:
-            print(f"pretrain: {out} is already complete for this config (delete its manifest.json to retrain)")
+            logger.info(f"pretrain: {out} is already complete for this config (delete its manifest.json to retrain)")
             c = done["counts"]
             return TrainResult(out, True, c["steps"], c["tokens_per_step"], c["steps"], c["steps"], counters=c)
         if is_main_rank():
             set_aside_manifest(out)
-        print(f"pretrain: {out} has a manifest but its outputs do not match it ({'; '.join(problems)}); "
-              "its manifest is set aside and the run resumes from its latest checkpoint", flush=True)
+        logger.info(f"pretrain: {out} has a manifest but its outputs do not match it ({'; '.join(problems)}); "
+                    "its manifest is set aside and the run resumes from its latest checkpoint")
 
     accelerator = make_accelerator(config, out)
     world = accelerator.num_processes
@@ -137,22 +140,24 @@ def _run(config: PretrainConfig) -> TrainResult:
         state = ckpt.load_checkpoint(accelerator, resume_from)
         stream.load_state_dict(state["stream"])
         start_step = state["step"]
-        accelerator.print(f"pretrain: resumed from {resume_from} at step {start_step}")
+        if main:
+            logger.info(f"pretrain: resumed from {resume_from} at step {start_step}")
     if main:  # rows a killed run logged after its last checkpoint are logged again below
         dropped = truncate_metrics(out, start_step)
         if dropped:
-            print(f"pretrain: removed {dropped} rows of metrics.jsonl logged after step {start_step} "
-                  "(they are logged again as the steps are redone)", flush=True)
+            logger.info(f"pretrain: removed {dropped} rows of metrics.jsonl logged after step {start_step} "
+                        "(they are logged again as the steps are redone)")
     end_step = total_steps if t.stop_after_steps is None else min(total_steps, t.stop_after_steps)
 
     if config.logging.report_to:
         accelerator.init_trackers(config.logging.project, config=flat_config(config))
     peak = peak_flops(config.logging.peak_flops, accelerator.device)
-    accelerator.print(
-        f"pretrain: arm={config.data.arm} params={n_params / 1e6:.2f}M processes={world} "
-        f"steps={total_steps} tokens/step={tokens_per_step:,} budget={total_steps * tokens_per_step:,} tokens "
-        f"corpus={corpus.n_tokens:,} tokens/epoch ({corpus.info.get('annotation_tokens', 0):,} annotation)"
-    )
+    if main:
+        logger.info(
+            f"pretrain: arm={config.data.arm} params={n_params / 1e6:.2f}M processes={world} "
+            f"steps={total_steps} tokens/step={tokens_per_step:,} budget={total_steps * tokens_per_step:,} tokens "
+            f"corpus={corpus.n_tokens:,} tokens/epoch ({corpus.info.get('annotation_tokens', 0):,} annotation)"
+        )
 
     result = TrainResult(out, False, total_steps, tokens_per_step, start_step, end_step)
     rank = accelerator.process_index
@@ -307,8 +312,8 @@ def build_model(config: PretrainConfig, tokenizer, device: torch.device):
     preset = resolve_preset(config.model)
     vocab = padded_vocab_size(len(tokenizer), config.model.pad_vocab_to_multiple)
     if preset.vocab_size is not None and vocab != preset.vocab_size:
-        print(f"pretrain: note: vocabulary {vocab} differs from the preset's {preset.vocab_size}; "
-              "the parameter count differs from the nominal size accordingly")
+        logger.info(f"pretrain: note: vocabulary {vocab} differs from the preset's {preset.vocab_size}; "
+                    "the parameter count differs from the nominal size accordingly")
     hf_config = build_hf_config(config.model, vocab, config.train.seq_len, tokenizer.bos_token_id,
                                 tokenizer.eos_token_id, tokenizer.pad_token_id)
     model = AutoModelForCausalLM.from_config(
@@ -484,9 +489,9 @@ def write_run_manifest(config: PretrainConfig, out: Path, corpus: TokenizedCorpu
         "annotation_share": c["annotation_tokens"] / max(1, c["tokens"]),
         "content_tokens_lost_to_annotations": c["annotation_tokens"],
     }
-    print(f"pretrain: arm={config.data.arm}: annotations are {100 * counts['annotation_share']:.1f}% of the "
-          f"{c['tokens']:,} trained tokens; {c['annotation_tokens']:,} content tokens fewer than a plain arm "
-          f"at the same budget ({c['content_tokens']:,} content tokens)", flush=True)
+    logger.info(f"pretrain: arm={config.data.arm}: annotations are {100 * counts['annotation_share']:.1f}% of the "
+                f"{c['tokens']:,} trained tokens; {c['annotation_tokens']:,} content tokens fewer than a plain arm "
+                f"at the same budget ({c['content_tokens']:,} content tokens)")
     throughput = {"tokens_per_second": tok_s, "flops_per_token": fpt, "peak_flops_per_device": peak,
                   "mfu": mfu(tok_s / world, fpt, peak) if tok_s else None}
     write_manifest(

@@ -49,5 +49,3 @@ class PublishConfig:
             raise ValueError("staging_dir must name a directory to stage the upload in")
         if not self.token_env:
             raise ValueError("token_env must name an environment variable (e.g. HF_TOKEN)")
-        if self.shard_rows < 1:
-            raise ValueError("shard_rows must be at least 1")

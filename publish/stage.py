@@ -8,6 +8,7 @@ the receipt is written only after the hub reported the commit.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from publish.staging import (
 )
 from stage_io.manifest import fingerprint, git_commit, write_manifest
 from stage_io.run_lock import hold_lock
+
+logger = logging.getLogger(__name__)
 
 EVAL_SUMMARY_NAME = "eval_summary.json"
 
@@ -44,7 +47,7 @@ def run(config: PublishConfig, *, hub_factory: HubFactory | None = None) -> dict
         token, token_source = resolve_token(config.token_env)
         hub = (hub_factory or hf_api)(token)
         who = check_access(hub, namespace)
-        print(f"publish: token from {token_source}; hub user {who.get('name', 'unknown')}")
+        logger.info(f"publish: token from {token_source}; hub user {who.get('name', 'unknown')}")
 
     check_apart(staging_dir, source_dir)  # before the lock file is made there
     # One publish per staging_dir: a second one would rebuild repo/ under the first one's upload.
@@ -75,12 +78,12 @@ def _stage_and_send(config: PublishConfig, source_dir: Path, staging_dir: Path, 
                "staged_fingerprint": staged_fingerprint, "files": files, "skipped": staged.skipped},
     )
     for skip in staged.skipped:
-        print(f"publish: not uploaded: {skip['path']} ({skip['reason']})")
+        logger.info(f"publish: not uploaded: {skip['path']} ({skip['reason']})")
     result: dict[str, Any] = {"folder": folder, "files": files, "skipped": staged.skipped,
                               "staged_fingerprint": staged_fingerprint, "receipt": None}
     if config.dry_run:
-        print(f"publish: dry run: staged {len(files)} files ({human_bytes(total)}) for {config.kind} repo "
-              f"{config.repo_id} in {folder}; nothing was uploaded")
+        logger.info(f"publish: dry run: staged {len(files)} files ({human_bytes(total)}) for {config.kind} repo "
+                    f"{config.repo_id} in {folder}; nothing was uploaded")
         return result
 
     commit_message = config.commit_message or _default_commit_message(config, manifest, staged, source_fingerprint)
@@ -92,8 +95,8 @@ def _stage_and_send(config: PublishConfig, source_dir: Path, staging_dir: Path, 
         "files": len(files), "bytes": total, "source_dir": str(source_dir), "source_fingerprint": source_fingerprint,
     }
     result["receipt"] = write_receipt(staging_dir, receipt)
-    print(f"publish: uploaded {len(files)} files ({human_bytes(total)}) to {sent['repo_url']}: commit "
-          f"{sent['commit_url']}; receipt {result['receipt']}")
+    logger.info(f"publish: uploaded {len(files)} files ({human_bytes(total)}) to {sent['repo_url']}: commit "
+                f"{sent['commit_url']}; receipt {result['receipt']}")
     return result
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import shutil
@@ -25,6 +26,8 @@ from tqdm import tqdm
 
 from publish.preflight import PublishError
 from stage_io.manifest import MANIFEST_NAME
+
+logger = logging.getLogger(__name__)
 
 REPO_FOLDER = "repo"
 RECEIPT_NAME = "upload_receipt.json"
@@ -80,7 +83,7 @@ def prepare_staging(staging_dir: Path, source_dir: Path) -> Path:
             earlier = json.loads(receipt.read_text(encoding="utf-8")).get("commit_url", "?")
         except (OSError, json.JSONDecodeError, AttributeError):
             earlier = "unreadable"
-        print(f"publish: removed {receipt} of an earlier upload ({earlier}); a new one is written only on success")
+        logger.info(f"publish: removed {receipt} of an earlier upload ({earlier}); a new one is written only on success")
         receipt.unlink()
     return folder
 

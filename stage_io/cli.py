@@ -10,8 +10,10 @@ import typing
 from typing import Any, Callable, Sequence
 
 from stage_io.config import ConfigError, field_comments, load_config
+from stage_io.log import PROJECT_PACKAGES, Verbosity, set_verbosity
 
-PROJECT_PACKAGES = ("stage_io", "annotate", "pretrain", "posttrain", "eval", "publish", "study")
+# Flags read anywhere on the line, besides CONFIG and key=value.
+VERBOSITY_FLAGS: dict[str, Verbosity] = {"--quiet": "quiet", "--verbose": "verbose"}
 # Set to 1 to see the traceback behind an error message (same as --debug).
 DEBUG_ENV = "ANCHORED_DEBUG"
 
@@ -56,13 +58,15 @@ def stage_main(
     The one error path of every stage: an error the project raises or recognises (see
     ``is_project_error``) prints one line, ``PROG: error: MESSAGE``, and returns 2;
     ``--debug`` (anywhere on the line) or ``DEBUG_ENV=1`` shows the traceback instead.
-    Anything else is a bug and keeps its traceback.
+    Anything else is a bug and keeps its traceback. ``--quiet`` shows warnings only,
+    ``--verbose`` debug lines too (stage_io/log.py); the error line shows either way.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    args = [a for a in args if a != "--debug"]
+    set_verbosity(verbosity_of(args))
+    args = [a for a in args if a != "--debug" and a not in VERBOSITY_FLAGS]
     if not args or args[0] in ("-h", "--help"):
-        print(f"usage: python -m {prog} CONFIG.yaml [key=value ...] [--debug]\n")
+        print(f"usage: python -m {prog} CONFIG.yaml [key=value ...] [--debug] [--quiet | --verbose]\n")
         print(f"Keys of {config_cls.__name__} (dotted for nested sections):")
         print("\n".join(describe_config(config_cls)))
         return 0 if args else 2
@@ -89,6 +93,12 @@ def stage_main(
         print(f"{prog}: error: {describe_error(err)}", file=sys.stderr)
         return 2
     return 0
+
+
+def verbosity_of(args: Sequence[str]) -> Verbosity:
+    """``quiet`` or ``verbose`` when the flag is on the line (the last one wins), else ``normal``."""
+    flags = [VERBOSITY_FLAGS[a] for a in args if a in VERBOSITY_FLAGS]
+    return flags[-1] if flags else "normal"
 
 
 def is_project_error(err: BaseException) -> bool:

@@ -73,6 +73,8 @@ Temperature = Annotated[float, Domain(ge=0, note="0 means greedy")]
 UnitInterval = Annotated[float, Domain(ge=0, le=1)]
 # A share that must not be 0 (top_p, GPU memory utilisation).
 ProperFraction = Annotated[float, Domain(gt=0, le=1)]
+# Tokens in a training sequence: at least one input and the next token it predicts.
+SequenceLength = Annotated[int, Domain(ge=2, note="a sequence needs an input and its next token")]
 # An Adam beta: a decay rate in [0, 1).
 Beta = Annotated[float, Domain(ge=0, lt=1)]
 # A peak learning rate: above 1 every optimizer here diverges, so a larger value is a typo.
@@ -147,11 +149,22 @@ def field_comments(cls: type) -> dict[str, str]:
     rule: every config field has one), joined into one line; "" where there is none."""
     import inspect
 
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
     fields = {f.name for f in dataclasses.fields(cls)}
+    comments: dict[str, str] = {}
+    # A field inherited from a base config (stage_io.vllm_engine) has its comment there; a
+    # subclass that redeclares it has the last word.
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        comments.update(_comments_in_source(source, fields))
+    return comments
+
+
+def _comments_in_source(source: str, fields: set[str]) -> dict[str, str]:
     comments: dict[str, str] = {}
     pending: list[str] = []
     for line in source.splitlines()[1:]:

@@ -78,4 +78,4 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
 
 def study_file(args: Sequence[str]) -> Path | None:
     """The study YAML on a ``python -m study`` command line (None when only overrides are given)."""
-    return next((Path(a) for a in args if a != "--debug" and "=" not in a), None)
+    return next((Path(a) for a in args if not a.startswith("--") and "=" not in a), None)

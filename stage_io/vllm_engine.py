@@ -1,0 +1,26 @@
+"""The vLLM engine settings every stage that runs vLLM shares (annotate's LLM, eval's sampling and judge).
+
+A stage's section inherits these fields, so its YAML keys stay flat (``llm.batch_size``,
+``sampling.tensor_parallel_size``, ``metrics.quality.judge.gpu_memory_utilization`` ...); a
+section may redeclare a field to change its default or say what it means there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stage_io.config import PositiveInt, ProperFraction
+
+
+@dataclass
+class VLLMEngineConfig:
+    # Prompts per generate call.
+    batch_size: PositiveInt = 16
+    # vLLM: GPUs per engine (tensor parallelism).
+    tensor_parallel_size: PositiveInt = 1
+    # vLLM: fraction of GPU memory the engine may take.
+    gpu_memory_utilization: ProperFraction = 0.9
+    # vLLM: longest prompt+generation in tokens (None: the model's own limit).
+    max_model_len: PositiveInt | None = None
+    # Weight dtype ("auto", "bfloat16", "float16", "float32").
+    dtype: str = "auto"
