@@ -40,6 +40,11 @@ class DataConfig:
     # Share of the SFT examples held out for validation, chosen by a hash of the example id alone
     # (both arms hold out the same ids); OUT/validation.json holds their response loss.
     validation_fraction: Annotated[float, Domain(ge=0, lt=0.5)] = 0.0
+    # Anchored arm: annotations sampled per held-out example for validation.json's loss_marginal, the
+    # Monte-Carlo upper bound on -log p(response | prompt) that tightens as this grows.
+    validation_annotation_samples: PositiveInt = 8
+    # Anchored arm: annotation tokens sampled at most for loss_marginal before the close is forced (eval's default).
+    validation_annotation_max_tokens: PositiveInt = 64
     # Pretraining chunks replayed inside SFT (0: none), the same chunk ids in both arms: anchored
     # `<z> x` with loss on every token, plain `x`; a deviation from the paper, off by default.
     replay_chunks: NonNegativeInt = 0

@@ -57,7 +57,7 @@ from posttrain.config import PosttrainConfig
 from posttrain.examples import BuiltExamples, SFTExample, build_examples
 from posttrain.replay import add_replay, load_replay
 from posttrain.sft_records import load_sft_rows
-from posttrain.validation import validation_report, write_validation
+from posttrain.validation import AnnotationSampling, annotation_sampling, validation_report, write_validation
 from pretrain.memory_plan import MemoryInputs, MemoryPlan, check_plan, estimate, launcher_sharding
 from stage_io.file_integrity import tree_problems
 from stage_io.manifest import weight_files, write_manifest
@@ -79,7 +79,8 @@ BROKEN_PREFIX = "broken-"
 # Keys that may change between an interrupted run and its resume, because what is trained does
 # not depend on them: where and how often things are written (output_dir, save and logging
 # cadence, report_to), whether to resume, CPU threads and loader workers, and activation
-# checkpointing (memory traded for compute, same gradients), whether the memory plan is enforced.
+# checkpointing (memory traded for compute, same gradients), whether the memory plan is enforced,
+# and how the held-out loss_marginal is estimated (scored after training, never trained on).
 # Everything else (model, data, arm, masking, every optimisation and schedule setting, max_steps
 # and epochs, which set the schedule's length) is the run identity; to train longer, fine-tune
 # the finished model anew.
@@ -87,6 +88,7 @@ RESUMABLE_KEYS = (
     "output_dir", "report_to", "training.resume_from_checkpoint", "training.save_steps", "training.save_total_limit",
     "training.logging_steps", "training.dataloader_num_workers", "training.torch_threads",
     "training.gradient_checkpointing", "training.memory_plan",
+    "data.validation_annotation_samples", "data.validation_annotation_max_tokens",
 )
 
 
@@ -138,7 +140,8 @@ def _run(config: PosttrainConfig) -> Path:
             out, stage="posttrain", config=config, inputs=inputs,
             counts={**built.counts, "optimizer_steps": trainer.state.global_step,
                     "epochs": config.training.epochs, "validation_loss": validation["loss"],
-                    "validation_loss_no_annotation": validation["loss_no_annotation"]},
+                    "validation_loss_no_annotation": validation["loss_no_annotation"],
+                    "validation_loss_marginal": validation["loss_marginal"]},
             extra={"train": {"first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                              "train_loss": result.training_loss, "runtime_s": result.metrics.get("train_runtime"),
                              "loss_definitions": {"first_loss": "the first logged loss (step 1)",
@@ -161,7 +164,16 @@ def evaluate_held_out(trainer: SFTTrainer, config: PosttrainConfig, tokenizer: A
         if not any("eval_loss" in e and e.get("step") == trainer.state.global_step for e in history):
             trainer.evaluate()
     return validation_report(trainer.model, built.validation, config.arm, tokenizer.pad_token_id,
-                             trainer.args.device, config.training.per_device_batch_size, config.training.bf16)
+                             trainer.args.device, config.training.per_device_batch_size, config.training.bf16,
+                             marginal_rules(config, tokenizer))
+
+
+def marginal_rules(config: PosttrainConfig, tokenizer: Any) -> AnnotationSampling | None:
+    """How validation's loss_marginal samples annotations (None for the plain arm)."""
+    if config.arm != "anchored":
+        return None
+    return annotation_sampling(tokenizer, config.prompt_format.end_of_turn_text(tokenizer),
+                               config.data.validation_annotation_samples, config.data.validation_annotation_max_tokens)
 
 
 def check_inputs(config: PosttrainConfig) -> None:

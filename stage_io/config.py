@@ -144,6 +144,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def config_from_dict(cls: type[T], raw: Mapping[str, Any], origin: str) -> T:
+    """Build ``cls`` from plain data (a manifest's resolved config); errors name ``origin``."""
+    return _build(cls, raw, prefix="", origin=origin)
+
+
 def field_comments(cls: type) -> dict[str, str]:
     """Each field's comment, as written on the lines above it in the dataclass source (the house
     rule: every config field has one), joined into one line; "" where there is none."""

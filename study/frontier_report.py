@@ -5,15 +5,21 @@ Reads, per seed, ``frontier/eval/seedS/scores.jsonl`` (per arm and prompt: the d
 quality, restricted share, parse counts, length stops) and ``summary.json`` (bootstrap settings, the
 parsed/failed split), and per arm, point and seed ``frontier/POINT/ARM/seedS/validation.json`` (the
 held-out SFT loss on response tokens: ``loss`` in the arm's training format, ``loss_no_annotation``
-after the prompt only). A field that is missing is reported as "not measured", never guessed.
+after the prompt only, ``loss_marginal`` the anchored model's marginal -log p(y|x) estimated with K
+annotations it samples itself, an upper bound that tightens with K; for runs trained before posttrain
+wrote it, ``validation_marginal.json`` from scripts/score_marginal_validation.py, used only when its
+held-out ids are those of validation.json). A field that is missing is reported as "not measured",
+never guessed.
 
 Collapse of an arm on a prompt = D(its base arm) - D(arm), D the judged section entropy
 (semantic_entropy) of that seed's samples; the bases are those of study.plan.frontier_eval_arms.
-The headline (study.frontier) places every point by its validation loss (the anchored arms by
-``loss_no_annotation``: they are not credited with what the true annotation tells them about the
-response), joins plain SFT's points into a frontier and reports, per anchored point inside plain's
-loss range, plain's interpolated collapse minus the anchored collapse, with the hierarchical bootstrap
-and seed t intervals. A second table places the anchored points by ``loss`` instead.
+The headline (study.frontier) places every point by its validation loss, joins plain SFT's points into
+a frontier and reports, per anchored point inside plain's loss range, plain's interpolated collapse
+minus the anchored collapse, with the hierarchical bootstrap and seed t intervals. The anchored points
+are placed by ``loss_marginal`` when every one of them has it (the quantity comparable with plain's
+loss: the response's likelihood under the model's own annotations), else by ``loss_no_annotation``;
+the tables by ``loss_no_annotation`` (a context the anchored model never trained on: pessimistic) and
+by ``loss`` (credited with the true annotation: optimistic) stay beside it as bounds on either side.
 
 Writes OUT/frontier/report.md, OUT/frontier/frontier.json, OUT/frontier/plots/frontier.png; returns
 the lines the study report carries.
@@ -48,7 +54,25 @@ METRIC = "semantic_entropy"
 FAMILIES = ("plain_sft", "anchored", "anchored_sft_on_plain", "anchored_no_annotation")
 ANCHORED_FAMILIES = FAMILIES[1:]
 VALIDATION = "validation.json"
-LOSS_KINDS = ("loss_no_annotation", "loss")
+# Written by scripts/score_marginal_validation.py for runs whose validation.json has no loss_marginal.
+VALIDATION_MARGINAL = "validation_marginal.json"
+LOSS_KINDS = ("loss_marginal", "loss_no_annotation", "loss")
+PLACEMENT_WHY = {
+    "loss_marginal": "It is the quantity comparable with plain SFT's loss: the anchored model's -log p(response | "
+                     "prompt), estimated as -log of the mean over K annotations the model samples itself of "
+                     "p(response | prompt, annotation); its expectation is an upper bound on the true marginal "
+                     "loss that tightens as K grows, so it errs against the anchored arm (placed at a worse fit).",
+    "loss_no_annotation": "A lower bound on the anchored arm's fit: the response straight after the prompt is a "
+                          "context the anchored model never trained on, so this loss places it at a worse fit "
+                          "than it has.",
+    "loss": "An upper bound on the anchored arm's fit: the loss given the example's own annotation credits the "
+            "model with what the true annotation says about the response.",
+}
+LOSS_TITLES = {
+    "loss_marginal": "their marginal validation loss (annotations sampled by the model, K per example)",
+    "loss_no_annotation": "their validation loss with NO annotation in the context",
+    "loss": "their validation loss given the example's own annotation (training format)",
+}
 
 
 def _read_json(path: Path) -> dict | None:
@@ -117,16 +141,31 @@ def _summary_entry(seed_data: dict, arm: str, t: str) -> dict:
     return next((e for k, e in temps.items() if str(float(k)) == t), {}) or {}
 
 
+def read_validation(run_dir: Path, family: str) -> dict:
+    """A run's validation losses: validation.json, with ``loss_marginal`` (and ``k``) from
+    validation_marginal.json when validation.json lacks it and the held-out ids agree; plain SFT's
+    marginal loss is its loss."""
+    validation = dict(_read_json(run_dir / VALIDATION) or {})
+    if family == "plain_sft":
+        validation.setdefault("loss_marginal", validation.get("loss"))
+    elif validation.get("loss_marginal") is None:
+        extra = _read_json(run_dir / VALIDATION_MARGINAL) or {}
+        if extra.get("ids_sha256") is not None and extra.get("ids_sha256") == validation.get("ids_sha256"):
+            validation.update(loss_marginal=extra.get("loss_marginal"), k=extra.get("k"))
+    return validation
+
+
 def point_figures(point: dict, seeds: dict[int, dict], out: Path, t: str, b: dict) -> dict:
     """Every figure of one (arm, point): validation losses, ending share, collapse, restricted share, quality, parse."""
     arm = point["arm"]
     figures: dict = {k: point[k] for k in ("family", "point", "arm", "base_arm")}
-    validation = {s: _read_json(frontier_arm_dir(out, point["point"], point["model_arm"], s) / VALIDATION) or {}
+    validation = {s: read_validation(frontier_arm_dir(out, point["point"], point["model_arm"], s), point["family"])
                   for s in seeds}
     for kind in LOSS_KINDS:
         per_seed = {s: _finite(v.get(kind)) for s, v in validation.items()}
         known = [v for v in per_seed.values() if v is not None]
         figures[kind] = {"per_seed": per_seed, "mean": float(np.mean(known)) if known else None}
+    figures["marginal_k"] = sorted({v["k"] for v in validation.values() if v.get("k") is not None})
     rows = [r for s in seeds for r in seeds[s]["rows"].get((arm, t), [])]
     samples = sum(int(r.get("n_samples", 0)) for r in rows)
     stops = sum(int(r.get("length_stops", 0)) for r in rows)
@@ -206,9 +245,20 @@ def collect(cfg: StudyConfig, out: Path) -> dict:
             figures = point_figures(point, seeds, out, t, b)
             figures["collapse_per_seed"] = {s: collapse_values(d, point["arm"], point["base_arm"], t) for s, d in seeds.items()}
             points.append(figures)
-        data["temperatures"][t] = {"points": points,
+        data["temperatures"][t] = {"points": points, "headline_kind": headline_kind(points),
                                    "headline": {k: headline(points, seeds, t, b, k) for k in LOSS_KINDS}}
     return data
+
+
+def headline_kind(points: list[dict]) -> str:
+    """The headline placement of the anchored points: ``loss_marginal`` when every anchored point has it
+    wherever it has ``loss_no_annotation`` (one placement for the whole table; a point never trained has
+    neither), else ``loss_no_annotation``."""
+    anchored = [p for p in points if p["family"] in ANCHORED_FAMILIES]
+    complete = all(p["loss_marginal"]["per_seed"].get(s) is not None
+                   for p in anchored for s, v in p["loss_no_annotation"]["per_seed"].items() if v is not None)
+    measured = any(p["loss_marginal"]["mean"] is not None for p in anchored)
+    return "loss_marginal" if complete and measured else "loss_no_annotation"
 
 
 def _fmt(x, digits: int = 3) -> str:
@@ -259,16 +309,19 @@ def status_rows(points: list[dict]) -> list[str]:
 
 
 def point_rows(points: list[dict]) -> list[str]:
-    lines = ["| arm | point | validation loss (training format) | validation loss, no annotation | ended by themselves | "
+    lines = ["| arm | point | validation loss (training format) | validation loss, no annotation | "
+             "validation loss, marginal (K) | ended by themselves | "
              "collapse [hierarchical CI] (t CI) | restricted share [CI] (t CI) | quality | parse rate |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         ended = p["ended"]
         ended_text = "not measured" if ended["share"] is None else \
             f"{ended['share']:.3f} ({ended['n_samples'] - ended['length_stops']} of {ended['n_samples']})"
         parse = "-" if p["family"] in ("plain_sft", "anchored_no_annotation") else _fmt(p["parse_rate"])
+        k = ", ".join(str(v) for v in p.get("marginal_k", []))
+        marginal = _fmt(p["loss_marginal"]["mean"]) + (f" (K={k})" if k and p["loss_marginal"]["mean"] is not None else "")
         lines.append(f"| {p['family']} | {p['point']} | {_fmt(p['loss']['mean'])} | {_fmt(p['loss_no_annotation']['mean'])} | "
-                     f"{ended_text} | {_with_intervals(p['collapse'])} | {_with_intervals(p['restricted_share'])} | "
+                     f"{marginal} | {ended_text} | {_with_intervals(p['collapse'])} | {_with_intervals(p['restricted_share'])} | "
                      f"{_fmt(p['quality'])} | {parse} |")
     return lines
 
@@ -321,7 +374,7 @@ def verdict_sentences(results: list[dict]) -> list[str]:
     return sentences
 
 
-def plot(points: list[dict], path: Path, temperature: str) -> None:
+def plot(points: list[dict], path: Path, temperature: str, anchored_kind: str = "loss_no_annotation") -> None:
     """Collapse against validation loss, one line per arm, seed t intervals as error bars."""
     import matplotlib
 
@@ -331,7 +384,7 @@ def plot(points: list[dict], path: Path, temperature: str) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, family in enumerate(FAMILIES):
         xs, ys, lows, highs = [], [], [], []
-        kind = "loss" if family == "plain_sft" else "loss_no_annotation"
+        kind = "loss" if family == "plain_sft" else anchored_kind
         for p in points:
             if p["family"] != family or p[kind]["mean"] is None or p["collapse"].get("value") is None:
                 continue
@@ -347,7 +400,8 @@ def plot(points: list[dict], path: Path, temperature: str) -> None:
         ax.errorbar(np.array(xs)[order], np.array(ys)[order], yerr=[np.array(lows)[order], np.array(highs)[order]],
                     fmt="-o", ms=4, capsize=3, color=f"C{i}", label=family)
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("held-out SFT validation loss (nats/token; anchored arms: no annotation)")
+    placed = {"loss_marginal": "marginal", "loss_no_annotation": "no annotation", "loss": "true annotation"}[anchored_kind]
+    ax.set_xlabel(f"held-out SFT validation loss (nats/token; anchored arms: {placed})")
     ax.set_ylabel(f"collapse of {METRIC} (bits)")
     ax.set_title(f"Fit frontier, temperature {temperature} (error bars: seed t 95%)")
     ax.legend(fontsize=8)
@@ -378,19 +432,21 @@ def write_frontier(cfg: StudyConfig, out: Path) -> list[str]:
         lines += ["No frontier evaluation was found: no result to report.", ""]
     for t, per_t in data["temperatures"].items():
         plot_path = root / "plots" / ("frontier.png" if len(data["temperatures"]) == 1 else f"frontier_t{t}.png")
-        plot(per_t["points"], plot_path, t)
-        main = per_t["headline"]["loss_no_annotation"]
+        kind = per_t["headline_kind"]
+        plot(per_t["points"], plot_path, t, kind)
+        main = per_t["headline"][kind]
         lines += [f"## Temperature {t}", "",
                   "### Headline: collapse at equal validation loss", "",
                   "Plain SFT's points (validation loss, collapse) joined by straight lines; for each anchored point "
                   "inside plain's loss range, plain's collapse there minus the anchored collapse (positive: the anchored "
-                  "arm collapses less at the same fit). The anchored points are placed by their validation loss with "
-                  "NO annotation in the context: the conservative choice, since the loss given the example's own "
-                  "annotation credits the model with what the true annotation says about the response.", "",
+                  f"arm collapses less at the same fit). The anchored points are placed by {LOSS_TITLES[kind]}. "
+                  + PLACEMENT_WHY[kind], "",
                   *verdict_sentences(main), "", *headline_rows(main), "",
-                  f"![collapse against validation loss]({plot_path.relative_to(root)})", "",
-                  "### The same, anchored points placed by their loss given the annotation (training format)", "",
-                  *verdict_sentences(per_t["headline"]["loss"]), "", *headline_rows(per_t["headline"]["loss"]), "",
+                  f"![collapse against validation loss]({plot_path.relative_to(root)})", ""]
+        for other in (k for k in LOSS_KINDS if k != kind):
+            lines += [f"### The same, anchored points placed by {LOSS_TITLES[other]}", "", PLACEMENT_WHY[other], "",
+                      *verdict_sentences(per_t["headline"][other]), "", *headline_rows(per_t["headline"][other]), ""]
+        lines += [
                   "### Every arm and point", "",
                   "Ended by themselves: responses that stopped before the length cap (what SFT teaches here: to "
                   "answer with an article and end it). Restricted share: share of samples the independent judge gives "
@@ -401,6 +457,7 @@ def write_frontier(cfg: StudyConfig, out: Path) -> list[str]:
     (root / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     section = ["## Fit frontier", "", "Full tables and plot: `frontier/report.md`.", ""]
     for t, per_t in data["temperatures"].items():
-        section += [f"Temperature {t}, anchored points placed by their validation loss with no annotation:", "",
-                    *verdict_sentences(per_t["headline"]["loss_no_annotation"]), ""]
+        kind = per_t["headline_kind"]
+        section += [f"Temperature {t}, anchored points placed by {LOSS_TITLES[kind]}:", "",
+                    *verdict_sentences(per_t["headline"][kind]), ""]
     return section

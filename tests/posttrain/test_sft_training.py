@@ -203,7 +203,9 @@ def test_paired_arms_hold_out_the_same_ids_and_report_their_validation_loss(bbc,
         evals[arm] = [(e["step"], e["eval_loss"]) for e in json.loads((out / "log_history.json").read_text())
                       if "eval_loss" in e]
     plain, anchored = report["plain"], report["anchored"]
-    assert set(plain) == {"loss", "loss_no_annotation", "n_examples", "n_response_tokens", "ids_sha256", "format"}
+    assert set(plain) == {"loss", "loss_no_annotation", "loss_marginal", "k", "n_examples", "n_response_tokens",
+                          "ids_sha256", "format"}
+    assert plain["loss_marginal"] == plain["loss"] and plain["k"] is None and anchored["k"] == 8
     assert plain["n_examples"] == anchored["n_examples"] == len(held)
     assert plain["ids_sha256"] == anchored["ids_sha256"] == trained_ids_fingerprint(held)
     assert plain["n_response_tokens"] == anchored["n_response_tokens"] > 0  # the same responses

@@ -239,25 +239,38 @@ def write_scores(eval_dir: Path, values: dict[str, list[float]], seed: int, stop
         {"provenance": {"bootstrap": {"resamples": 200, "confidence": 0.95, "seed": seed}}, "arms": arms}))
 
 
-def test_frontier_report_from_a_synthetic_run_dir(tmp_path, interface):
+# Plain: lr_low (loss 3.0, collapse 0.2), lr_high (1.0, 1.0). Anchored: lr_high at loss 2.0 (no annotation)
+# collapsing 0.1: plain's frontier there is 0.6, the anchored arm is 0.5 above it. lr_low: outside the range.
+# Values: (loss, loss_no_annotation, collapse, loss_marginal).
+SYNTHETIC_PLAN = {("plain_sft", "lr_low"): (3.0, 3.0, 0.2, None), ("plain_sft", "lr_high"): (1.0, 1.0, 1.0, None),
+                  ("anchored", "lr_low"): (3.1, 3.5, 0.0, 3.3), ("anchored", "lr_high"): (1.6, 2.0, 0.1, 1.8),
+                  ("anchored_sft_on_plain", "lr_high"): (1.7, 2.0, 0.5, 1.9)}
+
+
+def write_synthetic_frontier(tmp_path: Path, marginal: bool = False, marginal_ids: str = "sha256:aa") -> StudyConfig:
+    """Three evaluated seeds of SYNTHETIC_PLAN; with ``marginal``, validation_marginal.json beside every anchored run."""
     cfg = frontier_config(tmp_path, "seeds=[0,1,2]", "main_comparison=false")
-    # Plain: lr_low (loss 3.0, collapse 0.2), lr_high (1.0, 1.0). Anchored: lr_high at loss 2.0 (no annotation)
-    # collapsing 0.1: plain's frontier there is 0.6, the anchored arm is 0.5 above it. lr_low: outside the range.
-    plan = {("plain_sft", "lr_low"): (3.0, 3.0, 0.2), ("plain_sft", "lr_high"): (1.0, 1.0, 1.0),
-            ("anchored", "lr_low"): (3.1, 3.5, 0.0), ("anchored", "lr_high"): (1.6, 2.0, 0.1),
-            ("anchored_sft_on_plain", "lr_high"): (1.7, 2.0, 0.5)}
     for seed in cfg.seeds:
         jitter = 0.01 * (seed - 1)
         values = {"base": [2.0] * 5, "anchored_base": [2.0] * 5, "anchored_base_no_annotation": [2.0] * 5}
-        for (arm, point), (loss, loss_none, collapse) in plan.items():
+        for (arm, point), (loss, loss_none, collapse, loss_marginal) in SYNTHETIC_PLAN.items():
             values[f"{arm}@{point}"] = [2.0 - collapse - jitter + 0.05 * (i - 2) for i in range(5)]
             path = tmp_path / "frontier" / point / arm / f"seed{seed}"
             path.mkdir(parents=True, exist_ok=True)
             (path / "validation.json").write_text(json.dumps(
                 {"loss": loss, "loss_no_annotation": loss_none, "n_examples": 10, "n_response_tokens": 900,
                  "ids_sha256": "sha256:aa", "format": "plain" if arm == "plain_sft" else "anchored"}))
+            if marginal and loss_marginal is not None:
+                (path / "validation_marginal.json").write_text(json.dumps(
+                    {"loss_marginal": loss_marginal, "k": 8, "n_examples": 10, "n_response_tokens": 900,
+                     "ids_sha256": marginal_ids}))
         values["anchored_no_annotation@lr_high"] = [1.5] * 5
         write_scores(tmp_path / "frontier" / "eval" / f"seed{seed}", values, seed, status=seed == 0)
+    return cfg
+
+
+def test_frontier_report_from_a_synthetic_run_dir(tmp_path, interface):
+    cfg = write_synthetic_frontier(tmp_path)
     section = write_frontier(cfg, tmp_path)
     report = (tmp_path / "frontier" / "report.md").read_text()
     data = json.loads((tmp_path / "frontier" / "frontier.json").read_text())
@@ -272,10 +285,41 @@ def test_frontier_report_from_a_synthetic_run_dir(tmp_path, interface):
     by_loss = {r["arm"]: r for r in data["temperatures"]["1.0"]["headline"]["loss"]}
     assert by_loss["anchored@lr_high"]["intervals"]["value"] == pytest.approx(0.66)
     assert "- **anchored** collapses LESS than plain SFT at equal validation loss" in report
-    assert "| plain_sft | lr_low | 3.000 | 3.000 | 0.750 (45 of 60) | 0.200 [" in report
+    assert "| plain_sft | lr_low | 3.000 | 3.000 | 3.000 | 0.750 (45 of 60) | 0.200 [" in report
+    assert "| anchored | lr_high | 1.600 | 2.000 | not measured |" in report
+    assert data["temperatures"]["1.0"]["headline_kind"] == "loss_no_annotation"  # no marginal loss measured
     assert "| anchored | lr_high | 1.600 | 2.000 |" in report and "| 0.750 |" in report  # parse rate 3 of 4
     assert "| anchored@lr_high | 0 | 18 | 1.100 | 0.600 | -5.100 | 6 | 1.900 | 0.400 | -5.400 |" in report
     assert "## Fit frontier" in section[0] and any("anchored" in line for line in section)
+
+
+def test_marginal_loss_becomes_the_headline_placement_when_every_anchored_point_has_it(tmp_path, interface):
+    cfg = write_synthetic_frontier(tmp_path, marginal=True)
+    section = write_frontier(cfg, tmp_path)
+    report = (tmp_path / "frontier" / "report.md").read_text()
+    data = json.loads((tmp_path / "frontier" / "frontier.json").read_text())["temperatures"]["1.0"]
+    assert data["headline_kind"] == "loss_marginal"
+    # Marginal loss 1.8: plain's frontier there is 1.0 - 0.4 * 0.8 = 0.68, the anchored collapse 0.1.
+    results = {r["arm"]: r for r in data["headline"]["loss_marginal"]}
+    assert results["anchored@lr_high"]["intervals"]["value"] == pytest.approx(0.58)
+    assert results["anchored_sft_on_plain@lr_high"]["intervals"]["value"] == pytest.approx(0.14)
+    # The other two placements stay, as bounds on either side.
+    assert {r["arm"]: r for r in data["headline"]["loss_no_annotation"]}["anchored@lr_high"]["intervals"]["value"] \
+        == pytest.approx(0.5)
+    assert "anchored points are placed by their marginal validation loss" in report
+    assert "### The same, anchored points placed by their validation loss with NO annotation" in report
+    assert "### The same, anchored points placed by their validation loss given the example's own annotation" in report
+    assert "| anchored | lr_high | 1.600 | 2.000 | 1.800 (K=8) |" in report
+    assert "| plain_sft | lr_low | 3.000 | 3.000 | 3.000 |" in report  # plain's marginal loss is its loss
+    assert any("marginal validation loss" in line for line in section)
+
+
+def test_marginal_file_for_other_held_out_ids_is_not_used(tmp_path, interface):
+    cfg = write_synthetic_frontier(tmp_path, marginal=True, marginal_ids="sha256:other")
+    write_frontier(cfg, tmp_path)
+    data = json.loads((tmp_path / "frontier" / "frontier.json").read_text())["temperatures"]["1.0"]
+    assert data["headline_kind"] == "loss_no_annotation"
+    assert all(p["loss_marginal"]["mean"] is None for p in data["points"] if p["family"] != "plain_sft")
 
 
 def test_frontier_report_says_not_measured_when_nothing_was_evaluated(tmp_path):
