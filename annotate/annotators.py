@@ -11,7 +11,6 @@ This module depends on nothing but the format; ``annotate.loading.load_annotator
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence

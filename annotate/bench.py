@@ -48,7 +48,7 @@ def main(argv: list[str]) -> None:
 
         start, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(texts), config.batch_size):
-            annotator.annotate_batch(ids[i:i + config.batch_size], texts[i:i + config.batch_size])
+            annotator.annotate_batch(ids[i : i + config.batch_size], texts[i : i + config.batch_size])
         annotate_s, annotate_cpu = time.perf_counter() - start, time.process_time() - cpu
 
         start = time.perf_counter()
@@ -56,15 +56,23 @@ def main(argv: list[str]) -> None:
             annotator.tags_for(text, annotator.topic_names[0], annotator.domain_names[0])
         features_s = time.perf_counter() - start
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f} (other processes share it)")
-    print(f"corpus: {config.source.source}, {len(source)} documents, {len(texts)} chunks; "
-          f"embedder {offline.embedder} at {offline.embed_max_tokens} tokens")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f} (other processes share it)"
+    )
+    print(
+        f"corpus: {config.source.source}, {len(source)} documents, {len(texts)} chunks; "
+        f"embedder {offline.embedder} at {offline.embed_max_tokens} tokens"
+    )
     print(f"embedder load: {load_s:.1f} s")
-    print(f"fit: {fit_s:.1f} s wall ({fit_cpu:.1f} s CPU) for {len(texts)} chunks "
-          f"({offline.topic_clusters} topic / {offline.domain_clusters} domain clusters)")
-    print(f"annotate: {len(texts) / annotate_s:.1f} chunks/s ({annotate_s:.1f} s wall, {annotate_cpu:.1f} s CPU, "
-          "embedding included)")
+    print(
+        f"fit: {fit_s:.1f} s wall ({fit_cpu:.1f} s CPU) for {len(texts)} chunks "
+        f"({offline.topic_clusters} topic / {offline.domain_clusters} domain clusters)"
+    )
+    print(
+        f"annotate: {len(texts) / annotate_s:.1f} chunks/s ({annotate_s:.1f} s wall, {annotate_cpu:.1f} s CPU, "
+        "embedding included)"
+    )
     print(f"text features alone: {len(texts) / features_s:.0f} chunks/s")
 
 

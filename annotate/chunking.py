@@ -59,7 +59,11 @@ class Chunker:
         pieces = [p for para in paragraphs(text) for p in self._split_overlong(para)]
         merged: list[str] = []
         for piece in pieces:
-            if merged and len(merged[-1]) < self.config.min_chars and self.fits(merged[-1] + PARAGRAPH_SEPARATOR + piece):
+            if (
+                merged
+                and len(merged[-1]) < self.config.min_chars
+                and self.fits(merged[-1] + PARAGRAPH_SEPARATOR + piece)
+            ):
                 merged[-1] = merged[-1] + PARAGRAPH_SEPARATOR + piece
             else:
                 merged.append(piece)

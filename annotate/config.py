@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 from annotate.format import AnnotationSchema
+from stage_io.config import NonNegativeInt, PositiveInt, ProperFraction, Temperature
 from stage_io.conversation import DEFAULT_ROLE_MAP
 from stage_io.records import RecordSource
-from stage_io.config import NonNegativeInt, PositiveInt, ProperFraction, Temperature
 from stage_io.vllm_engine import VLLMEngineConfig
 
 DEFAULT_PROMPT = (

@@ -28,13 +28,31 @@ def build_executors(config: AnnotateConfig, schema: pa.Schema, inputs: dict[str,
     if executor.kind == "local":
         return LocalPipelineExecutor(pipeline, tasks=executor.tasks, workers=workers, logging_dir=logs), None
     slurm = executor.slurm
-    common = dict(time=slurm.time, partition=slurm.partition, cpus_per_task=slurm.cpus_per_task,
-                  mem_per_cpu_gb=slurm.mem_per_cpu_gb, qos=slurm.qos, env_command=slurm.env_command,
-                  sbatch_args=dict(slurm.sbatch_args))
-    annotate = SlurmPipelineExecutor(pipeline, tasks=executor.tasks, workers=workers,
-                                     gpus_per_task=slurm.gpus_per_task, job_name=slurm.job_name,
-                                     logging_dir=logs, **common)
-    finalize = SlurmPipelineExecutor([FinalizeStep(config, inputs)], tasks=1, gpus_per_task=0,
-                                     job_name=f"{slurm.job_name}-finalize", logging_dir=f"{logs}-finalize",
-                                     depends=annotate, **common)
+    common = dict(
+        time=slurm.time,
+        partition=slurm.partition,
+        cpus_per_task=slurm.cpus_per_task,
+        mem_per_cpu_gb=slurm.mem_per_cpu_gb,
+        qos=slurm.qos,
+        env_command=slurm.env_command,
+        sbatch_args=dict(slurm.sbatch_args),
+    )
+    annotate = SlurmPipelineExecutor(
+        pipeline,
+        tasks=executor.tasks,
+        workers=workers,
+        gpus_per_task=slurm.gpus_per_task,
+        job_name=slurm.job_name,
+        logging_dir=logs,
+        **common,
+    )
+    finalize = SlurmPipelineExecutor(
+        [FinalizeStep(config, inputs)],
+        tasks=1,
+        gpus_per_task=0,
+        job_name=f"{slurm.job_name}-finalize",
+        logging_dir=f"{logs}-finalize",
+        depends=annotate,
+        **common,
+    )
     return annotate, finalize

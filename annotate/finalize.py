@@ -35,8 +35,12 @@ STATS_FILE = "annotation_stats.json"
 
 TAGS_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
 ANNOTATION_FIELDS = [
-    pa.field("tags", TAGS_TYPE), pa.field("annotation", pa.string()), pa.field("status", pa.string()),
-    pa.field("error", pa.string()), pa.field("raw_output", pa.string()), pa.field("annotator", pa.string()),
+    pa.field("tags", TAGS_TYPE),
+    pa.field("annotation", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("raw_output", pa.string()),
+    pa.field("annotator", pa.string()),
     pa.field("annotator_version", pa.string()),
 ]
 
@@ -49,8 +53,12 @@ def output_schema(config: AnnotateConfig, source: datasets.Dataset) -> pa.Schema
     """Column order and types of data/ (see the README's output contract)."""
     source_schema = source.features.arrow_schema
     if config.mode == "corpus":
-        fields = [pa.field("id", pa.string()), pa.field("doc_id", pa.string()), pa.field("chunk_index", pa.int64()),
-                  pa.field("text", pa.string())]
+        fields = [
+            pa.field("id", pa.string()),
+            pa.field("doc_id", pa.string()),
+            pa.field("chunk_index", pa.int64()),
+            pa.field("text", pa.string()),
+        ]
         fields += ANNOTATION_FIELDS
         fields += [pa.field(f"doc_{c}", source_schema.field(c).type) for c in config.keep_columns]
     else:
@@ -73,7 +81,8 @@ def finalize(config: AnnotateConfig, source: datasets.Dataset, inputs: dict[str,
     if missing:
         raise FinalizeError(
             f"{logging_dir(config) / 'completions'}: tasks {missing[:10]} of {config.executor.tasks} have not "
-            "completed; run `python -m annotate CONFIG` again (completed tasks are skipped)")
+            "completed; run `python -m annotate CONFIG` again (completed tasks are skipped)"
+        )
     parts = out / PARTS_DIR if (out / PARTS_DIR).is_dir() else out / DATA_DIR
     files = sorted(parts.glob("data-*.parquet"))
     stats = _check_and_count(config, source, files)
@@ -83,18 +92,26 @@ def finalize(config: AnnotateConfig, source: datasets.Dataset, inputs: dict[str,
     (out / STATS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     logger.info(format_table(summary))
     write_manifest(
-        out, stage="annotate", config=config, inputs=inputs,
+        out,
+        stage="annotate",
+        config=config,
+        inputs=inputs,
         counts={k: v for k, v in summary["overall"].items() if k != "failure_reasons"},
-        extra={"finalized_by": finalized_by, "data_dir": DATA_DIR, "stats_file": STATS_FILE,
-               "tasks": config.executor.tasks},
+        extra={
+            "finalized_by": finalized_by,
+            "data_dir": DATA_DIR,
+            "stats_file": STATS_FILE,
+            "tasks": config.executor.tasks,
+        },
     )
     return summary
 
 
 def _check_and_count(config: AnnotateConfig, source: datasets.Dataset, files: list[Path]) -> StatsAccumulator:
     """Stats over every row; an id seen twice, or a record without units, is an error."""
-    stats = StatsAccumulator(keys=list(config.schema.keys),
-                             length_unit="tokens" if config.chunking.tokenizer else "characters")
+    stats = StatsAccumulator(
+        keys=list(config.schema.keys), length_unit="tokens" if config.chunking.tokenizer else "characters"
+    )
     chunker = make_chunker(config) if config.chunking.tokenizer else None
     text = "text" if config.mode == "corpus" else "response"
     document = "doc_id" if config.mode == "corpus" else "id"
@@ -110,8 +127,10 @@ def _check_and_count(config: AnnotateConfig, source: datasets.Dataset, files: li
                 stats.add(row["status"], row["tags"], length, row[document], row["error"])
     absent = set(map(str, source["id"])) - stats.documents
     if absent:
-        raise FinalizeError(f"{files[0].parent if files else config.output_dir}: {len(absent)} input records have "
-                            f"no annotated units (e.g. {sorted(absent)[:3]}); annotate into a new output_dir")
+        raise FinalizeError(
+            f"{files[0].parent if files else config.output_dir}: {len(absent)} input records have "
+            f"no annotated units (e.g. {sorted(absent)[:3]}); annotate into a new output_dir"
+        )
     return stats
 
 

@@ -33,7 +33,16 @@ KEY_VALUE_SEPARATOR = ":"
 
 # Keys seen in the paper's annotations (method.md, step 1).
 DEFAULT_KEYS = (
-    "topic", "domain", "genre", "entity", "action", "location", "time", "sentiment", "style", "language",
+    "topic",
+    "domain",
+    "genre",
+    "entity",
+    "action",
+    "location",
+    "time",
+    "sentiment",
+    "style",
+    "language",
 )
 
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -137,8 +146,10 @@ def parse_tags(body: str) -> Tags:
 def parse_annotation(text: str) -> Tags:
     """Parse a whole annotation, delimiters included, as ``render_annotation`` writes it."""
     if not (text.startswith(ANNOTATION_OPEN) and text.endswith(ANNOTATION_CLOSE)):
-        raise AnnotationError(f"annotation must start with {ANNOTATION_OPEN} and end with {ANNOTATION_CLOSE}: {text[:80]!r}")
-    body = text[len(ANNOTATION_OPEN): len(text) - len(ANNOTATION_CLOSE)]
+        raise AnnotationError(
+            f"annotation must start with {ANNOTATION_OPEN} and end with {ANNOTATION_CLOSE}: {text[:80]!r}"
+        )
+    body = text[len(ANNOTATION_OPEN) : len(text) - len(ANNOTATION_CLOSE)]
     if ANNOTATION_OPEN in body or ANNOTATION_CLOSE in body:
         raise AnnotationError(f"nested or repeated delimiters in {text[:80]!r}")
     return parse_tags(body)
@@ -168,7 +179,7 @@ def split_generation(text: str) -> SplitGeneration:
     if close < 0:
         return SplitGeneration(None, stripped, "", f"no {ANNOTATION_CLOSE} after {ANNOTATION_OPEN}")
     annotation_text = stripped[: close + len(ANNOTATION_CLOSE)]
-    response = _without_delimiters(stripped[close + len(ANNOTATION_CLOSE):])
+    response = _without_delimiters(stripped[close + len(ANNOTATION_CLOSE) :])
     try:
         tags = parse_annotation(annotation_text)
     except AnnotationError as err:

@@ -8,14 +8,25 @@ distribution over semantic choices, not a perfect tagger).
 from __future__ import annotations
 
 MONTHS = (
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 SEASONS = ("spring", "summer", "autumn", "winter")
 
 # Countries, regions and large cities; multi-word names are matched as phrases.
-LOCATIONS = frozenset("""
+LOCATIONS = frozenset(
+    """
 Afghanistan Albania Algeria Angola Argentina Armenia Australia Austria Azerbaijan Bahrain Bangladesh
 Belarus Belgium Bolivia Bosnia Brazil Bulgaria Burma Cambodia Cameroon Canada Chile China Colombia
 Congo Croatia Cuba Cyprus Czech_Republic Denmark Ecuador Egypt England Estonia Ethiopia Europe Finland
@@ -44,10 +55,12 @@ Nairobi Lagos Johannesburg Cape_Town Durban Harare Khartoum Darfur Addis_Ababa K
 Melbourne Brisbane Perth Auckland Wellington Chechnya Kashmir Punjab Bengal Yorkshire Lancashire
 Kent Surrey Essex Devon Cornwall Midlands Highlands Ulster Westminster Whitehall Downing_Street
 Wall_Street Brussels Strasbourg Davos Wimbledon Twickenham Anfield Old_Trafford Highbury Stamford_Bridge
-""".split())
+""".split()
+)
 
 # Sentiment lexicon: general evaluative words plus news vocabulary of gain and loss.
-POSITIVE_WORDS = frozenset("""
+POSITIVE_WORDS = frozenset(
+    """
 good great best better excellent superb brilliant outstanding wonderful fantastic amazing happy
 glad pleased delighted love loved loves enjoy enjoyed success successful succeed succeeded win won
 wins winner winning victory triumph champion boost boosted boosts gain gains gained growth grow grew
@@ -58,8 +71,10 @@ celebration agreement agree agreed welcome welcomed support supported backing pr
 innovative popular favourite favorite hit impressive perfect safe secure peace peaceful free freedom
 opportunity opportunities advantage easy helpful healthy beautiful bright fun exciting excited thrilled
 top leading surge surged soared soar rally rallied upbeat robust thriving boom booming fair friendly
-""".split())
-NEGATIVE_WORDS = frozenset("""
+""".split()
+)
+NEGATIVE_WORDS = frozenset(
+    """
 bad worse worst poor terrible awful horrible sad unhappy angry anger fear feared fears afraid worry
 worried worries concern concerns concerned fail failed failure fails loss losses lost lose losing
 defeat defeated decline declined declining fall fell falling falls drop dropped dropping slump slumped
@@ -73,7 +88,8 @@ disaster tragedy bomb bombing terror terrorist terrorism conflict fighting fight
 negative pessimistic disappointed disappointing disappointment controversial controversy shortage
 unemployment layoffs sacked resign resigned resignation deny denied reject rejected refused oppose
 opposed opposition hurt pain suffer suffering struggle struggling struggled doubt doubts sued lawsuit
-""".split())
+""".split()
+)
 NEGATIONS = frozenset("not no never without cannot nor n't".split())
 
 # Action verbs: inflected form -> lemma (the value of the `action` key).
@@ -112,7 +128,8 @@ for _group in _ACTION_FORMS.replace("\n", " ").split("|"):
         ACTION_LEMMAS.setdefault(_form.lower(), _forms[0].lower())
 
 # Capitalised words that start sentences or titles but name nothing.
-NON_ENTITY_WORDS = frozenset("""
+NON_ENTITY_WORDS = frozenset(
+    """
 The A An And But Or If In On At Of For To From By With As It Its It's He She They We You I His Her
 Their Our Your My This That These Those There Here When While Where What Which Who Whom Why How
 However Meanwhile Although Though After Before During Since Until Because So Yet Also Then Now
@@ -125,13 +142,16 @@ August September October November December Christmas Easter
 Me Him Them Us Mine Yours Hers Ours Theirs Myself Yourself Himself Herself Itself Ourselves Themselves
 Everyone Everybody Someone Somebody Anyone Anybody Nobody Nothing Something Everything Anything
 Oh Hey Hi Hello Yeah Okay Ok Please Thanks Just Never Always Maybe Perhaps Let Very Even Only
-""".split())
+""".split()
+)
 
 # Titles in front of a name ("Prime Minister Tony Blair" -> Tony_Blair).
-TITLE_WORDS = frozenset("""
+TITLE_WORDS = frozenset(
+    """
 Prime Minister Chancellor President Vice Secretary Foreign Home Deputy Shadow Senator Judge Captain Coach
 Executive Chief Chairman Chairwoman Director Governor Mayor King Queen Prince Princess Pope Bishop
 Archbishop Sir Lord Lady Mr Mrs Ms Miss Dr Prof Professor Detective Inspector Officer Sergeant Colonel
 Ambassador Commissioner Economist Analyst Spokesman Spokeswoman Manager Boss Striker Midfielder Defender
 Goalkeeper Actor Actress Singer Star Producer Presenter Reporter Editor Author Writer Veteran
-""".split())
+""".split()
+)

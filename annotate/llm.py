@@ -29,8 +29,7 @@ GRAMMAR_SEPARATORS = " \n"
 class GenerationBackend(Protocol):
     """Anything that turns prompts into completions, one seed per prompt."""
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int], temperature: float) -> list[str]:
-        ...
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int], temperature: float) -> list[str]: ...
 
 
 def request_seed(base_seed: int, chunk_id: str, attempt: int) -> int:
@@ -40,8 +39,13 @@ def request_seed(base_seed: int, chunk_id: str, attempt: int) -> int:
 
 
 class LLMAnnotator:
-    def __init__(self, config: LLMConfig, schema: AnnotationSchema, engine: GenerationBackend | None = None,
-                 progress: bool = True):
+    def __init__(
+        self,
+        config: LLMConfig,
+        schema: AnnotationSchema,
+        engine: GenerationBackend | None = None,
+        progress: bool = True,
+    ):
         self.config = config = config.resolved()
         self.schema = schema
         # The engine that generates; None builds the configured backend (vllm | transformers).
@@ -50,8 +54,9 @@ class LLMAnnotator:
         self.name = f"llm:{config.model}"
         prompt_digest = hashlib.sha256(config.prompt_template.encode()).hexdigest()[:8]
         grammar = "+grammar" if self.grammar() else ""
-        self.version = (f"{VERSION}+{config.backend}{grammar}+prompt:{prompt_digest}"
-                        f"+code:{code_digest('llm', 'llm_output')}")
+        self.version = (
+            f"{VERSION}+{config.backend}{grammar}+prompt:{prompt_digest}+code:{code_digest('llm', 'llm_output')}"
+        )
 
     def grammar(self) -> str | None:
         """The regex vLLM constrains each output to (None: unconstrained)."""
@@ -61,8 +66,10 @@ class LLMAnnotator:
 
     def prompt(self, text: str) -> str:
         return self.config.prompt_template.format(
-            text=text[: self.config.max_input_chars], keys=", ".join(self.schema.keys),
-            min_tags=self.schema.min_tags, max_tags=self.schema.max_tags,
+            text=text[: self.config.max_input_chars],
+            keys=", ".join(self.schema.keys),
+            min_tags=self.schema.min_tags,
+            max_tags=self.schema.max_tags,
         )
 
     def annotate(self, texts: Sequence[str]) -> list[Tags]:
@@ -79,8 +86,11 @@ class LLMAnnotator:
                 break
             # Greedy decoding would repeat a malformed output: retries always sample.
             temperature = self.config.temperature if attempt == 0 else max(self.config.temperature, 0.7)
-            outputs = self._generate([prompts[i] for i in pending],
-                                     [request_seed(self.config.seed, ids[i], attempt) for i in pending], temperature)
+            outputs = self._generate(
+                [prompts[i] for i in pending],
+                [request_seed(self.config.seed, ids[i], attempt) for i in pending],
+                temperature,
+            )
             still = []
             for i, raw in zip(pending, outputs):
                 try:
@@ -99,7 +109,9 @@ class LLMAnnotator:
         size = self.config.batch_size
         outputs: list[str] = []
         for start in range(0, len(prompts), size):
-            outputs.extend(self.engine.generate(prompts[start:start + size], seeds[start:start + size], temperature))
+            outputs.extend(
+                self.engine.generate(prompts[start : start + size], seeds[start : start + size], temperature)
+            )
         if len(outputs) != len(prompts):
             raise RuntimeError(f"backend returned {len(outputs)} outputs for {len(prompts)} prompts")
         return outputs
@@ -108,13 +120,18 @@ class LLMAnnotator:
         """What it takes to rebuild this annotator (the model is referenced, not copied)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        info = {"kind": "llm", "version": self.version, "config": dataclasses.asdict(self.config),
-                "schema": dataclasses.asdict(self.schema)}
+        info = {
+            "kind": "llm",
+            "version": self.version,
+            "config": dataclasses.asdict(self.config),
+            "schema": dataclasses.asdict(self.schema),
+        }
         (directory / ANNOTATOR_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: str | Path, progress: bool = True, engine: GenerationBackend | None = None,
-             **config_overrides) -> "LLMAnnotator":
+    def load(
+        cls, directory: str | Path, progress: bool = True, engine: GenerationBackend | None = None, **config_overrides
+    ) -> "LLMAnnotator":
         """The saved annotator; ``config_overrides`` replace LLMConfig fields (e.g. backend="vllm")."""
         info = json.loads((Path(directory) / ANNOTATOR_FILE).read_text(encoding="utf-8"))
         config = LLMConfig(**{**info["config"], **config_overrides})

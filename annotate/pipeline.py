@@ -15,10 +15,10 @@ machine) or ``SlurmPipelineExecutor`` (a job array, plus a dependent job that fi
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-import logging
 import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -27,7 +27,13 @@ from datatrove.pipeline.writers import ParquetWriter
 from annotate.annotators import ANNOTATOR_DIR, ANNOTATOR_FILE, Annotator
 from annotate.config import AnnotateConfig
 from annotate.units import (
-    annotate_units, carried_columns, input_columns, load_input, make_chunker, output_row, units_of,
+    annotate_units,
+    carried_columns,
+    input_columns,
+    load_input,
+    make_chunker,
+    output_row,
+    units_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -155,8 +161,10 @@ def task_annotator(config: AnnotateConfig) -> Annotator:
 
     directory = Path(config.output_dir) / ANNOTATOR_DIR
     if not (directory / ANNOTATOR_FILE).is_file():
-        raise AnnotatePipelineError(f"{directory / ANNOTATOR_FILE}: missing; `python -m annotate CONFIG` saves "
-                                    "the annotator there before the tasks start")
+        raise AnnotatePipelineError(
+            f"{directory / ANNOTATOR_FILE}: missing; `python -m annotate CONFIG` saves "
+            "the annotator there before the tasks start"
+        )
     saved = json.loads((directory / ANNOTATOR_FILE).read_text(encoding="utf-8"))["version"]
     key = f"{directory.resolve()}:{saved}"
     if key in _ANNOTATORS:
@@ -172,7 +180,8 @@ def task_annotator(config: AnnotateConfig) -> Annotator:
     if saved != annotator.version:
         raise AnnotatePipelineError(
             f"{directory}: the saved annotator is {saved}, but this code applies it as {annotator.version}; "
-            "annotate again into a new output_dir so one annotator tags everything")
+            "annotate again into a new output_dir so one annotator tags everything"
+        )
     _ANNOTATORS[key] = annotator
     return annotator
 
@@ -181,7 +190,10 @@ def build_pipeline(config: AnnotateConfig, schema: pa.Schema) -> list[Any]:
     """Read, chunk, annotate, write: the steps every task runs on its block."""
     writer = ParquetWriter(
         output_folder=str(Path(config.output_dir) / PARTS_DIR),
-        output_filename=part_name("${rank}", config.executor.tasks), adapter=_output_row, schema=schema,
-        batch_size=ROWS_PER_BATCH, max_file_size=-1,
+        output_filename=part_name("${rank}", config.executor.tasks),
+        adapter=_output_row,
+        schema=schema,
+        batch_size=ROWS_PER_BATCH,
+        max_file_size=-1,
     )
     return [ReadRecords(config), ChunkRecords(config), AnnotateUnits(config), writer]

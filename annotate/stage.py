@@ -30,8 +30,8 @@ from annotate.config import AnnotateConfig
 from annotate.executors import build_executors
 from annotate.finalize import finalize, output_schema
 from annotate.pipeline import logging_dir
-from annotate.units import input_columns, load_input, make_chunker, units_of
 from annotate.sft import require_a_response
+from annotate.units import input_columns, load_input, make_chunker, units_of
 from stage_io.run_identity import RUN_FILE, RunIdentityError, check_run_identity, config_identity
 from stage_io.run_lock import hold_lock
 
@@ -41,9 +41,18 @@ logger = logging.getLogger(__name__)
 # (work/run.json records the rest, stage_io.run_identity). executor.tasks is not one: it
 # decides which records each completed task holds.
 RESUMABLE_KEYS = (
-    "output_dir", "finalize_only", "progress", "num_threads", "batch_size", "llm.batch_size",
-    "llm.tensor_parallel_size", "llm.gpu_memory_utilization", "annotator.offline.embed_batch_size",
-    "executor.kind", "executor.workers", "executor.slurm",
+    "output_dir",
+    "finalize_only",
+    "progress",
+    "num_threads",
+    "batch_size",
+    "llm.batch_size",
+    "llm.tensor_parallel_size",
+    "llm.gpu_memory_utilization",
+    "annotator.offline.embed_batch_size",
+    "executor.kind",
+    "executor.workers",
+    "executor.slurm",
 )
 WORK_DIR = "work"
 
@@ -77,13 +86,17 @@ def _run(config: AnnotateConfig) -> dict | None:
         return finalize(config, source, inputs, finalized_by="finalize_only")
     annotator = prepare_annotator(config, source, make_chunker(config), out)
     executor = config.executor
-    logger.info(f"annotate: {len(source)} records in {executor.tasks} task(s) on the {executor.kind} executor "
-                f"(logs: {logging_dir(config)}); annotator {annotator.version}")
+    logger.info(
+        f"annotate: {len(source)} records in {executor.tasks} task(s) on the {executor.kind} executor "
+        f"(logs: {logging_dir(config)}); annotator {annotator.version}"
+    )
     annotate, final = build_executors(config, output_schema(config, source), inputs)
     if final is not None:
         final.run()  # submits the annotate job array first, then the finalize job that depends on it
-        logger.info(f"annotate: submitted {executor.tasks} Slurm task(s) and a finalize job; data/ appears in {out} "
-                    "when it ends (rerun the same command to resubmit only the tasks that did not complete)")
+        logger.info(
+            f"annotate: submitted {executor.tasks} Slurm task(s) and a finalize job; data/ appears in {out} "
+            "when it ends (rerun the same command to resubmit only the tasks that did not complete)"
+        )
         return None
     annotate.run()
     return finalize(config, source, inputs, finalized_by="local run")
@@ -91,8 +104,10 @@ def _run(config: AnnotateConfig) -> dict | None:
 
 # ---- the annotator ---------------------------------------------------------------------
 
-def prepare_annotator(config: AnnotateConfig, source: datasets.Dataset, chunker: Chunker | None,
-                      out: Path) -> Annotator:
+
+def prepare_annotator(
+    config: AnnotateConfig, source: datasets.Dataset, chunker: Chunker | None, out: Path
+) -> Annotator:
     """The run's annotator, saved once to ``out/annotator`` before the tasks start (they all load it)."""
     target = out / ANNOTATOR_DIR
     offline = config.annotator.offline
@@ -194,6 +209,7 @@ def _publish(target: Path, save) -> bool:
 
 
 # ---- resuming safely -------------------------------------------------------------------
+
 
 def _check_run_file(out: Path, config: AnnotateConfig, create: bool) -> None:
     """A work dir belongs to one config: resuming with another would mix annotations."""

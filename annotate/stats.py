@@ -88,7 +88,9 @@ def format_table(summary: dict) -> str:
     lines = [f"{'key':<12} {'coverage':>9} {'distinct':>9} {'entropy(bits)':>14}  top values"]
     for key, row in summary["keys"].items():
         top = ", ".join(f"{v} ({n})" for v, n in row["top_values"][:3])
-        lines.append(f"{key:<12} {row['coverage']:>9.3f} {row['distinct_values']:>9d} {row['entropy_bits']:>14.3f}  {top}")
+        lines.append(
+            f"{key:<12} {row['coverage']:>9.3f} {row['distinct_values']:>9d} {row['entropy_bits']:>14.3f}  {top}"
+        )
     unit = "tokens" if "tokens" in overall else "characters"
     lines.append(
         f"chunks {overall['chunks']} (ok {overall['ok']}, failed {overall['failed']}, skipped {overall['skipped']}), "

@@ -15,8 +15,16 @@ from typing import Collection, Iterable
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from annotate.lexicons import (
-    ACTION_LEMMAS, LOCATIONS, MONTHS, NEGATIONS, NEGATIVE_WORDS, NON_ENTITY_WORDS, POSITIVE_WORDS, SEASONS,
-    TITLE_WORDS, WEEKDAYS,
+    ACTION_LEMMAS,
+    LOCATIONS,
+    MONTHS,
+    NEGATIONS,
+    NEGATIVE_WORDS,
+    NON_ENTITY_WORDS,
+    POSITIVE_WORDS,
+    SEASONS,
+    TITLE_WORDS,
+    WEEKDAYS,
 )
 
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’-]*")
@@ -29,7 +37,9 @@ _LOCATION_RE = re.compile(
 _YEAR_RE = re.compile(r"\b(1[89]\d{2}|20\d{2})(s?)\b")
 _MONTH_RE = re.compile(r"\b(" + "|".join(m for m in MONTHS if m != "May") + r")\b")
 # "May" is a month only where a date or a time preposition makes it one.
-_MAY_RE = re.compile(r"\b(?:(?<=in )|(?<=of )|(?<=since )|(?<=until )|(?<=last )|(?<=next )|(?<=early )|(?<=late ))May\b|\bMay(?= \d)")
+_MAY_RE = re.compile(
+    r"\b(?:(?<=in )|(?<=of )|(?<=since )|(?<=until )|(?<=last )|(?<=next )|(?<=early )|(?<=late ))May\b|\bMay(?= \d)"
+)
 _WEEKDAY_RE = re.compile(r"\b(" + "|".join(WEEKDAYS) + r")\b")
 _SEASON_RE = re.compile(r"\b(" + "|".join(SEASONS) + r")\b", re.IGNORECASE)
 _RELATIVE_TIME_RE = re.compile(
@@ -51,7 +61,9 @@ ATTRIBUTION_RE = re.compile(
 # sentence start they open a span but name nothing.
 _FUNCTION_WORDS = frozenset(ENGLISH_STOP_WORDS)
 # A contraction (I'm, don't, we've, they'll, you're, I'd): shorthand for common words, never a name.
-_CONTRACTION_RE = re.compile(r"^[A-Za-z]+(?:n['’]t|['’](?:m|ve|ll|re|d))$|^(?:[Ll]et|[Hh]ere|[Tt]here|[Ww]ho|[Ww]hat|[Hh]e|[Ss]he|[Ii]t|[Tt]hat)['’]s$")
+_CONTRACTION_RE = re.compile(
+    r"^[A-Za-z]+(?:n['’]t|['’](?:m|ve|ll|re|d))$|^(?:[Ll]et|[Hh]ere|[Tt]here|[Ww]ho|[Ww]hat|[Hh]e|[Ss]he|[Ii]t|[Tt]hat)['’]s$"
+)
 
 
 def entities(text: str, common_lowercase: Collection[str]) -> list[str]:
@@ -79,8 +91,9 @@ def entities(text: str, common_lowercase: Collection[str]) -> list[str]:
         while words and words[-1] in ("of", "de", "del", "van", "von", "der", "du", "da", "al", "la", "le", "bin", "y"):
             words = words[:-1]
         # Contractions and pronouns name nothing: "I'm", "Don't", "He's Mary's" -> Mary; "Hello I'm Sam" -> Hello.
-        while words and (_CONTRACTION_RE.match(words[0]) or words[0] in NON_ENTITY_WORDS
-                         or words[0].lower() in _FUNCTION_WORDS):
+        while words and (
+            _CONTRACTION_RE.match(words[0]) or words[0] in NON_ENTITY_WORDS or words[0].lower() in _FUNCTION_WORDS
+        ):
             start += text[start:].index(words[0]) + len(words[0])
             words = words[1:]
         for i, word in enumerate(words):
@@ -123,7 +136,9 @@ def times(text: str) -> list[str]:
 
 def actions(text: str) -> list[str]:
     """Lemmas of action verbs from the lexicon, most frequent first."""
-    return _ranked(ACTION_LEMMAS[w] for w in (m.group(0).lower() for m in _WORD_RE.finditer(text)) if w in ACTION_LEMMAS)
+    return _ranked(
+        ACTION_LEMMAS[w] for w in (m.group(0).lower() for m in _WORD_RE.finditer(text)) if w in ACTION_LEMMAS
+    )
 
 
 def sentiment(text: str) -> str:
@@ -134,7 +149,7 @@ def sentiment(text: str) -> str:
         polarity = (word in POSITIVE_WORDS) - (word in NEGATIVE_WORDS)
         if not polarity:
             continue
-        if any(w in NEGATIONS or w.endswith("n't") for w in words[max(0, i - 2): i]):
+        if any(w in NEGATIONS or w.endswith("n't") for w in words[max(0, i - 2) : i]):
             polarity = -polarity
         positive += polarity > 0
         negative += polarity < 0
@@ -228,7 +243,7 @@ def genre(f: Form) -> str:
 
 
 def _at_sentence_start(text: str, start: int) -> bool:
-    prefix = text[max(0, start - 8): start].rstrip(" \t\"'“‘(")
+    prefix = text[max(0, start - 8) : start].rstrip(" \t\"'“‘(")
     return not prefix or prefix[-1] in ".!?:\n"
 
 

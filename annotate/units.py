@@ -66,8 +66,10 @@ def units_of(config: AnnotateConfig, row: Mapping[str, Any], doc_index: int, chu
         if not isinstance(text, str) or not text.strip():
             reason = "empty document" if isinstance(text, str) else f"'{config.text_field}' is {type(text).__name__}"
             return [Unit(chunk_id(doc_id, 0), doc_id, doc_index, 0, "", 0, reason)]
-        return [Unit(c.id, doc_id, doc_index, c.chunk_index, c.text, unit_length(chunker, c.text))
-                for c in chunker.chunk(doc_id, text)]
+        return [
+            Unit(c.id, doc_id, doc_index, c.chunk_index, c.text, unit_length(chunker, c.text))
+            for c in chunker.chunk(doc_id, text)
+        ]
     try:
         response = response_of(row, config.sft)
     except MalformedExample as err:
@@ -86,25 +88,38 @@ def annotate_units(units: list[Unit], annotator: Annotator) -> list[dict]:
     results = iter(annotator.annotate_batch([u.id for u in todo], [u.text for u in todo]) if todo else [])
     records = []
     for unit in units:
-        record = {"id": unit.id, "doc_id": unit.doc_id, "doc_index": unit.doc_index, "chunk_index": unit.chunk_index,
-                  "text": unit.text, "length": unit.length, "annotator": annotator.name,
-                  "annotator_version": annotator.version}
+        record = {
+            "id": unit.id,
+            "doc_id": unit.doc_id,
+            "doc_index": unit.doc_index,
+            "chunk_index": unit.chunk_index,
+            "text": unit.text,
+            "length": unit.length,
+            "annotator": annotator.name,
+            "annotator_version": annotator.version,
+        }
         if unit.skip_reason:
             record.update(tags=[], annotation="", status="skipped", error=unit.skip_reason, raw_output="")
         else:
             result = next(results)
             ok = result.status == "ok"
-            record.update(tags=tags_to_records(result.tags) if ok else [],
-                          annotation=render_annotation(result.tags) if ok else "",
-                          status=result.status, error=result.error, raw_output=result.raw_output)
+            record.update(
+                tags=tags_to_records(result.tags) if ok else [],
+                annotation=render_annotation(result.tags) if ok else "",
+                status=result.status,
+                error=result.error,
+                raw_output=result.raw_output,
+            )
         records.append(record)
     return records
 
 
 def output_row(config: AnnotateConfig, record: dict, carried: Mapping[str, Any]) -> dict:
     """The data/ row of a unit's record (the columns of the README's output contract)."""
-    row = {name: record[name] for name in
-           ("id", "tags", "annotation", "status", "error", "raw_output", "annotator", "annotator_version")}
+    row = {
+        name: record[name]
+        for name in ("id", "tags", "annotation", "status", "error", "raw_output", "annotator", "annotator_version")
+    }
     if config.mode == "corpus":
         row.update(doc_id=record["doc_id"], chunk_index=record["chunk_index"], text=record["text"])
     else:

@@ -37,8 +37,10 @@ def annotation_token_lengths(annotate_dir: str, tokenizer, max_rows: int | None)
 
     data = Path(annotate_dir) / "data"
     if not data.exists():
-        raise ValueError(f"metrics.drift.pretraining_annotations={annotate_dir}: no data/ there (it must be the "
-                         "annotate output dir; sampling.max_annotation_tokens=auto reads it)")
+        raise ValueError(
+            f"metrics.drift.pretraining_annotations={annotate_dir}: no data/ there (it must be the "
+            "annotate output dir; sampling.max_annotation_tokens=auto reads it)"
+        )
     records = load_records(RecordSource(source=str(data), limit=max_rows), required_fields=("annotation",))
     texts = [r["annotation"] for r in records if r.get("status", "ok") == "ok" and r["annotation"]]
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
@@ -56,8 +58,10 @@ def resolve_max_annotation_tokens(config: EvalConfig) -> tuple[EvalConfig, dict 
         return config, None
     source = config.metrics.drift.pretraining_annotations
     if not source:
-        raise ValueError("sampling.max_annotation_tokens=auto derives the cap from the pretraining annotations: "
-                         "set metrics.drift.pretraining_annotations to their annotate output dir (or set an integer)")
+        raise ValueError(
+            "sampling.max_annotation_tokens=auto derives the cap from the pretraining annotations: "
+            "set metrics.drift.pretraining_annotations to their annotate output dir (or set an integer)"
+        )
     anchored = [arm for arm in config.arms if arm.mode == "anchored"]
     if not anchored:  # no arm samples an annotation: the cap is never read
         cap, info = 1, {"configured": "auto", "resolved": 1, "reason": "no anchored arm samples an annotation"}
@@ -69,12 +73,25 @@ def resolve_max_annotation_tokens(config: EvalConfig) -> tuple[EvalConfig, dict 
         tokenizer = AutoTokenizer.from_pretrained(arm.model)
         lengths = annotation_token_lengths(source, tokenizer, config.metrics.drift.max_rows)
         if not lengths:
-            raise ValueError(f"metrics.drift.pretraining_annotations={source}: no annotated chunk to derive "
-                             "sampling.max_annotation_tokens=auto from")
+            raise ValueError(
+                f"metrics.drift.pretraining_annotations={source}: no annotated chunk to derive "
+                "sampling.max_annotation_tokens=auto from"
+            )
         cap, q = cap_from_lengths(lengths)
-        info = {"configured": "auto", "resolved": cap, "quantile": QUANTILE, "quantile_tokens": q,
-                "margin": MARGIN, "min_extra": MIN_EXTRA, "annotations": len(lengths), "max_tokens": max(lengths),
-                "tokenizer": anchored[0].model, "source": source}
-        logger.info(f"eval: sampling.max_annotation_tokens=auto -> {cap} (p{round(QUANTILE * 100)} of {len(lengths)} "
-                    f"pretraining annotations = {q:.1f} tokens, + margin; longest {max(lengths)})")
+        info = {
+            "configured": "auto",
+            "resolved": cap,
+            "quantile": QUANTILE,
+            "quantile_tokens": q,
+            "margin": MARGIN,
+            "min_extra": MIN_EXTRA,
+            "annotations": len(lengths),
+            "max_tokens": max(lengths),
+            "tokenizer": anchored[0].model,
+            "source": source,
+        }
+        logger.info(
+            f"eval: sampling.max_annotation_tokens=auto -> {cap} (p{round(QUANTILE * 100)} of {len(lengths)} "
+            f"pretraining annotations = {q:.1f} tokens, + margin; longest {max(lengths)})"
+        )
     return dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, max_annotation_tokens=cap)), info

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from annotate.format import (ANNOTATION_CLOSE, SYNTAX_ACCEPTING, SYNTAX_KEY_START, SYNTAX_STATES,
-                             syntax_advance)
+from annotate.format import ANNOTATION_CLOSE, SYNTAX_ACCEPTING, SYNTAX_KEY_START, SYNTAX_STATES, syntax_advance
 
 
 class AnnotationSyntaxTable:
@@ -56,4 +55,3 @@ class AnnotationSyntaxTable:
     def advance(self, state: int, token_id: int) -> int:
         """The state after a sampled, allowed token (the close token ends the annotation)."""
         return state if token_id == self.close_id else int(self.next_state[state, token_id])
-

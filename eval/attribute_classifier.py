@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-import logging
 import numpy as np
 
 from stage_io.manifest import config_fingerprint
@@ -46,8 +46,9 @@ NGRAM_RANGE = (1, 2)
 class LinearTextJudge:
     """TF-IDF features and a linear classifier, from arrays only (what ``classifier.npz`` holds)."""
 
-    def __init__(self, vocabulary: np.ndarray, idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
-                 classes: np.ndarray) -> None:
+    def __init__(
+        self, vocabulary: np.ndarray, idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray
+    ) -> None:
         from sklearn.feature_extraction.text import CountVectorizer
 
         self.arrays = {"vocabulary": vocabulary, "idf": idf, "coef": coef, "intercept": intercept, "classes": classes}
@@ -58,8 +59,13 @@ class LinearTextJudge:
     def from_pipeline(cls, pipeline) -> "LinearTextJudge":
         vectorizer, model = pipeline[0], pipeline[-1]
         terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
-        return cls(np.array(terms, dtype=str), vectorizer.idf_.astype(np.float64), model.coef_.astype(np.float64),
-                   model.intercept_.astype(np.float64), np.array([str(c) for c in model.classes_], dtype=str))
+        return cls(
+            np.array(terms, dtype=str),
+            vectorizer.idf_.astype(np.float64),
+            model.coef_.astype(np.float64),
+            model.intercept_.astype(np.float64),
+            np.array([str(c) for c in model.classes_], dtype=str),
+        )
 
     @classmethod
     def load(cls, path: Path) -> "LinearTextJudge":
@@ -158,13 +164,16 @@ def fit(config) -> tuple[object, dict]:
         labels.append(str(label))
     counts = Counter(labels)
     if len(counts) < 2:
-        raise RecordSourceError(f"{where}: label_field '{config.label_field}' has {len(counts)} distinct value(s); "
-                                "a classifier needs at least 2")
+        raise RecordSourceError(
+            f"{where}: label_field '{config.label_field}' has {len(counts)} distinct value(s); "
+            "a classifier needs at least 2"
+        )
     rare = sorted(label for label, n in counts.items() if n < 2)
     if rare:
         raise RecordSourceError(f"{where}: labels {rare} occur once; each label needs 2 or more records to be split")
     train_x, test_x, train_y, test_y = train_test_split(
-        texts, labels, test_size=config.test_fraction, random_state=config.seed, stratify=labels)
+        texts, labels, test_size=config.test_fraction, random_state=config.seed, stratify=labels
+    )
     pipeline = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
         LogisticRegression(max_iter=2000, C=10.0),
@@ -173,13 +182,22 @@ def fit(config) -> tuple[object, dict]:
     predicted = pipeline.predict(test_x)
     accuracy = sum(p == y for p, y in zip(predicted, test_y)) / len(test_y)
     info = {
-        "attribute": config.attribute, "labels": sorted(counts), "label_counts": dict(sorted(counts.items())),
-        "heldout_accuracy": accuracy, "n_train": len(train_x), "n_test": len(test_x), "records_skipped": skipped,
+        "attribute": config.attribute,
+        "labels": sorted(counts),
+        "label_counts": dict(sorted(counts.items())),
+        "heldout_accuracy": accuracy,
+        "n_train": len(train_x),
+        "n_test": len(test_x),
+        "records_skipped": skipped,
         "model": "tfidf(word 1-2-grams, sublinear tf, min_df 2) + logistic regression (C=10)",
-        "source": config.source.source, "text_field": config.text_field, "label_field": config.label_field,
+        "source": config.source.source,
+        "text_field": config.text_field,
+        "label_field": config.label_field,
         "max_chars": config.max_chars,
     }
     if accuracy < config.min_accuracy:
-        raise ValueError(f"{where}: held-out accuracy {accuracy:.3f} is under "
-                         f"metrics.semantic_entropy.classifier.min_accuracy={config.min_accuracy}")
+        raise ValueError(
+            f"{where}: held-out accuracy {accuracy:.3f} is under "
+            f"metrics.semantic_entropy.classifier.min_accuracy={config.min_accuracy}"
+        )
     return pipeline, info

@@ -22,7 +22,10 @@ import time
 import numpy as np
 
 from eval.metrics.embedding import (
-    mean_pairwise_dissimilarity, mean_pairwise_dissimilarity_bruteforce, vendi_score, vendi_score_bruteforce,
+    mean_pairwise_dissimilarity,
+    mean_pairwise_dissimilarity_bruteforce,
+    vendi_score,
+    vendi_score_bruteforce,
 )
 
 
@@ -51,17 +54,31 @@ def main(argv=None) -> None:
     X = rng.normal(size=(args.n, args.d))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     groups = np.array_split(X, args.groups)
-    print(f"{args.n} unit vectors, d={args.d}; grouped: {args.groups} prompts x {args.n // args.groups} samples; "
-          f"best of {args.repeat}")
+    print(
+        f"{args.n} unit vectors, d={args.d}; grouped: {args.groups} prompts x {args.n // args.groups} samples; "
+        f"best of {args.repeat}"
+    )
     print(f"{'layout':<28}{'metric':<26}{'fast s':>10}{'brute s':>10}{'brute/fast':>12}{'max |diff|':>12}")
     cases = [
-        ("one group", "pairwise dissimilarity", lambda: [mean_pairwise_dissimilarity(X)],
-         lambda: [mean_pairwise_dissimilarity_bruteforce(X)]),
+        (
+            "one group",
+            "pairwise dissimilarity",
+            lambda: [mean_pairwise_dissimilarity(X)],
+            lambda: [mean_pairwise_dissimilarity_bruteforce(X)],
+        ),
         ("one group", "vendi", lambda: [vendi_score(X)], lambda: [vendi_score_bruteforce(X)]),
-        (f"{args.groups} groups", "pairwise dissimilarity", lambda: [mean_pairwise_dissimilarity(g) for g in groups],
-         lambda: [mean_pairwise_dissimilarity_bruteforce(g) for g in groups]),
-        (f"{args.groups} groups", "vendi", lambda: [vendi_score(g) for g in groups],
-         lambda: [vendi_score_bruteforce(g) for g in groups]),
+        (
+            f"{args.groups} groups",
+            "pairwise dissimilarity",
+            lambda: [mean_pairwise_dissimilarity(g) for g in groups],
+            lambda: [mean_pairwise_dissimilarity_bruteforce(g) for g in groups],
+        ),
+        (
+            f"{args.groups} groups",
+            "vendi",
+            lambda: [vendi_score(g) for g in groups],
+            lambda: [vendi_score_bruteforce(g) for g in groups],
+        ),
     ]
     for layout, metric, fast, brute in cases:
         t_fast, v_fast = best_of(fast, args.repeat)

@@ -109,8 +109,14 @@ def hierarchical_statistic_ci(
     if any(a.shape != shape for a in arrays):
         raise ValueError(f"hierarchical_statistic_ci: columns are not aligned (shapes {[a.shape for a in arrays]})")
     n_seeds, n_prompts = shape
-    out = {"value": None, "ci_low": None, "ci_high": None, "n_seeds": n_seeds, "n_prompts": n_prompts,
-           "undefined_resamples": 0}
+    out = {
+        "value": None,
+        "ci_low": None,
+        "ci_high": None,
+        "n_seeds": n_seeds,
+        "n_prompts": n_prompts,
+        "undefined_resamples": 0,
+    }
     if n_seeds == 0 or n_prompts == 0:
         return out
     point = statistic(*arrays)

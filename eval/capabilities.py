@@ -83,7 +83,9 @@ def evaluated_arms(config: EvalConfig) -> tuple[list[ArmConfig], dict[str, str]]
             else:
                 left_out[arm.name] = "not in capabilities.arms"
         elif arm.mode == "no_annotation":
-            left_out[arm.name] = "mode no_annotation: the same checkpoint as its anchored arm (lm-eval forces no annotation)"
+            left_out[arm.name] = (
+                "mode no_annotation: the same checkpoint as its anchored arm (lm-eval forces no annotation)"
+            )
         else:
             chosen.append(arm)
     return chosen, left_out
@@ -119,7 +121,9 @@ def _indexed(paths: tuple[str, ...], include_defaults: bool):
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 def _config_sha256(task: Any, local_dir: Path | None) -> str:
@@ -158,13 +162,21 @@ def load_tasks(cap: CapabilitiesConfig, manager=None) -> dict[str, ResolvedTask]
                 + (f"; close names: {', '.join(close)}" if close else "")
             )
         if entry.kind.name not in ("TASK", "PY_TASK"):
-            raise CapabilityTaskError(f"{where}: an lm-eval {entry.kind.name.lower()}, not a task; list its tasks one by one")
+            raise CapabilityTaskError(
+                f"{where}: an lm-eval {entry.kind.name.lower()}, not a task; list its tasks one by one"
+            )
         try:
             loaded = manager.load([spec.name])["tasks"]
         except Exception as err:  # datasets/hub raise many types; the user needs the task's name
-            hint = (" The hub is off (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) and the data is not in the local"
-                    " cache: run once with network, or drop the task." if _offline() else "")
-            raise CapabilityTaskError(f"{where}: its data could not be loaded ({type(err).__name__}: {err}).{hint}") from err
+            hint = (
+                " The hub is off (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) and the data is not in the local"
+                " cache: run once with network, or drop the task."
+                if _offline()
+                else ""
+            )
+            raise CapabilityTaskError(
+                f"{where}: its data could not be loaded ({type(err).__name__}: {err}).{hint}"
+            ) from err
         task = loaded[spec.name]
         if not isinstance(task, Task):
             raise CapabilityTaskError(f"{where}: lm-eval built a {type(task).__name__}, not a task")
@@ -177,8 +189,14 @@ def load_tasks(cap: CapabilitiesConfig, manager=None) -> dict[str, ResolvedTask]
             raise CapabilityTaskError(f"{where}: no metric '{spec.metric}' (lm-eval reports: {', '.join(available)})")
         yaml_path = Path(entry.yaml_path).resolve() if entry.yaml_path else None
         local = yaml_path is not None and any(d in yaml_path.parents for d in include_dirs)
-        resolved[spec.name] = ResolvedTask(spec, task, _config_sha256(task, yaml_path.parent if local else None),
-                                           str(yaml_path) if yaml_path else None, local, manager)
+        resolved[spec.name] = ResolvedTask(
+            spec,
+            task,
+            _config_sha256(task, yaml_path.parent if local else None),
+            str(yaml_path) if yaml_path else None,
+            local,
+            manager,
+        )
     return resolved
 
 
@@ -195,12 +213,18 @@ def _backend(cap: CapabilitiesConfig) -> str:
 def _identity(config: EvalConfig, arm: ArmConfig, task: ResolvedTask, backend: str) -> dict:
     manifest = read_manifest(arm.model) if Path(arm.model).is_dir() else None
     return {
-        "model": arm.model, "tokenizer": arm.tokenizer, "revision": arm.revision,
+        "model": arm.model,
+        "tokenizer": arm.tokenizer,
+        "revision": arm.revision,
         # A retrained checkpoint at the same path has another manifest.
         "model_manifest": f"{manifest.get('config_fingerprint')}@{manifest.get('created')}" if manifest else None,
-        "task_config_sha256": task.config_sha256, "metric": task.spec.metric,
-        "limit": config.capabilities.limit, "backend": backend, "dtype": config.sampling.dtype,
-        "seed": config.capabilities.seed, "lm_eval_version": lm_eval_version(),
+        "task_config_sha256": task.config_sha256,
+        "metric": task.spec.metric,
+        "limit": config.capabilities.limit,
+        "backend": backend,
+        "dtype": config.sampling.dtype,
+        "seed": config.capabilities.seed,
+        "lm_eval_version": lm_eval_version(),
     }
 
 
@@ -214,8 +238,11 @@ def _make_lm(config: EvalConfig, arm: ArmConfig, backend: str):
     if arm.revision:
         args["revision"] = arm.revision
     if backend == "vllm":
-        args.update(tensor_parallel_size=s.tensor_parallel_size, gpu_memory_utilization=s.gpu_memory_utilization,
-                    seed=config.capabilities.seed)
+        args.update(
+            tensor_parallel_size=s.tensor_parallel_size,
+            gpu_memory_utilization=s.gpu_memory_utilization,
+            seed=config.capabilities.seed,
+        )
         if s.max_model_len:
             args["max_model_len"] = s.max_model_len
         device = None
@@ -251,8 +278,10 @@ def follow_one_bos_rule(lm) -> None:
         width, pad = max(map(len, rows)), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         pads = [[pad] * (width - len(r)) for r in rows]
         ids = [p + r if padding_side == "left" else r + p for r, p in zip(rows, pads)]
-        mask = [[0] * len(p) + [1] * len(r) if padding_side == "left" else [1] * len(r) + [0] * len(p)
-                for r, p in zip(rows, pads)]
+        mask = [
+            [0] * len(p) + [1] * len(r) if padding_side == "left" else [1] * len(r) + [0] * len(p)
+            for r, p in zip(rows, pads)
+        ]
         return torch.tensor(ids), torch.tensor(mask)
 
     lm.tok_encode = tok_encode
@@ -340,15 +369,25 @@ def run_capabilities(config: EvalConfig, run_dir: Path, tasks: dict[str, Resolve
             start = time.perf_counter()
             # Our TaskManager: without one, simple_evaluate indexes all of lm-eval's tasks again (tens of seconds).
             result = lm_eval.simple_evaluate(
-                model=lm, tasks=[task.task], num_fewshot=None, limit=cap.limit, bootstrap_iters=cap.bootstrap_iters,
-                log_samples=False, task_manager=task.manager, random_seed=cap.seed, numpy_random_seed=cap.seed,
-                torch_random_seed=cap.seed, fewshot_random_seed=cap.seed,
+                model=lm,
+                tasks=[task.task],
+                num_fewshot=None,
+                limit=cap.limit,
+                bootstrap_iters=cap.bootstrap_iters,
+                log_samples=False,
+                task_manager=task.manager,
+                random_seed=cap.seed,
+                numpy_random_seed=cap.seed,
+                torch_random_seed=cap.seed,
+                fewshot_random_seed=cap.seed,
             )
             done[name] = _entry(result, task, identity, time.perf_counter() - start)
             counts["evaluated"] += 1
             write_json_atomic(Path(run_dir) / CAPABILITIES, data)
             e = done[name]
-            logger.info(f"eval: capabilities {arm.name}/{name}: {e['metric']} {_value(e)} (n={e['n']}, {e['seconds']:.1f} s)")
+            logger.info(
+                f"eval: capabilities {arm.name}/{name}: {e['metric']} {_value(e)} (n={e['n']}, {e['seconds']:.1f} s)"
+            )
         release_lm(lm, backend)
         del lm
     write_json_atomic(Path(run_dir) / CAPABILITIES, data)
@@ -395,7 +434,9 @@ def _diff_text(d: dict | None) -> str:
     return f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
 
 
-def render_capabilities(data: dict, plain_arm: str, anchored_arm: str, arms_evaluated: list[str] | None = None) -> list[str]:
+def render_capabilities(
+    data: dict, plain_arm: str, anchored_arm: str, arms_evaluated: list[str] | None = None
+) -> list[str]:
     """The report's capabilities section: per arm and task value ± stderr, and anchored - plain.
 
     ``arms_evaluated``: the arms this config evaluates (an arm dropped from the config keeps its
@@ -404,19 +445,28 @@ def render_capabilities(data: dict, plain_arm: str, anchored_arm: str, arms_eval
     arms = {a: t for a, t in data.get("arms", {}).items() if t and (arms_evaluated is None or a in arms_evaluated)}
     if not arms:
         return []
-    lines = ["## Capabilities (lm-evaluation-harness)", "",
-             f"lm-eval {data.get('lm_eval_version')}; value ± its stderr as lm-eval reports it. Anchored models answer "
-             "without an annotation (none forced or sampled: lm-eval's prompts as they are). "
-             "Difference intervals: 95% normal, se = sqrt(se_a² + se_p²) (conservative: the arms share the items).", "",
-             "| arm | task | metric | value ± stderr | n | few-shot | limit |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Capabilities (lm-evaluation-harness)",
+        "",
+        f"lm-eval {data.get('lm_eval_version')}; value ± its stderr as lm-eval reports it. Anchored models answer "
+        "without an annotation (none forced or sampled: lm-eval's prompts as they are). "
+        "Difference intervals: 95% normal, se = sqrt(se_a² + se_p²) (conservative: the arms share the items).",
+        "",
+        "| arm | task | metric | value ± stderr | n | few-shot | limit |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for arm, tasks in arms.items():
         for task, e in tasks.items():
-            lines.append(f"| {arm} | {task} | {e['metric']} | {_value(e)} | {e.get('n')} | {e.get('num_fewshot')} | "
-                         f"{e.get('limit')} |")
+            lines.append(
+                f"| {arm} | {task} | {e['metric']} | {_value(e)} | {e.get('n')} | {e.get('num_fewshot')} | "
+                f"{e.get('limit')} |"
+            )
     lines.append("")
     if plain_arm in arms and anchored_arm in arms:
-        lines += [f"| task | metric | {anchored_arm} | {plain_arm} | {anchored_arm} - {plain_arm} [95% CI] |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"| task | metric | {anchored_arm} | {plain_arm} | {anchored_arm} - {plain_arm} [95% CI] |",
+            "|---|---|---|---|---|",
+        ]
         for task, a in arms[anchored_arm].items():
             p = arms[plain_arm].get(task)
             lines.append(f"| {task} | {a['metric']} | {_value(a)} | {_value(p)} | {_diff_text(difference(a, p))} |")

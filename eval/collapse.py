@@ -57,11 +57,19 @@ def _aligned(values_by_arm: dict[str, dict[str, float | None]], arms: list[str])
     return prompts, [np.array([values_by_arm[a][p] for p in prompts], dtype=np.float64) for a in arms]
 
 
-def collapse(values_by_arm: dict[str, dict[str, float | None]], arm: str, base: str, resamples: int, confidence: float, seed: int) -> dict:
+def collapse(
+    values_by_arm: dict[str, dict[str, float | None]], arm: str, base: str, resamples: int, confidence: float, seed: int
+) -> dict:
     """collapse(arm) = mean(D_base - D_arm) over shared prompts, with a paired interval."""
     prompts, (base_col, arm_col) = _aligned(values_by_arm, [base, arm])
     result = paired_statistic_ci([base_col - arm_col], lambda d: float(d.mean()), resamples, confidence, seed)
-    return {"base_arm": base, "mean": result["value"], "ci_low": result["ci_low"], "ci_high": result["ci_high"], "n_prompts": len(prompts)}
+    return {
+        "base_arm": base,
+        "mean": result["value"],
+        "ci_low": result["ci_low"],
+        "ci_high": result["ci_high"],
+        "n_prompts": len(prompts),
+    }
 
 
 def pair_status(plain: tuple[float, float], anchored: tuple[float, float], min_denominator: float) -> str:
@@ -76,7 +84,11 @@ def pair_status(plain: tuple[float, float], anchored: tuple[float, float], min_d
 
 
 def pair_statistics(
-    strata: Sequence[tuple[np.ndarray, np.ndarray]], min_denominator: float, resamples: int, confidence: float, seed: int,
+    strata: Sequence[tuple[np.ndarray, np.ndarray]],
+    min_denominator: float,
+    resamples: int,
+    confidence: float,
+    seed: int,
 ) -> dict:
     """Collapses, their difference, and the ratio or the status saying why there is none.
 
@@ -108,13 +120,23 @@ def pair_statistics(
     diff_ci = ci(point_plain - point_anchored, draws_plain - draws_anchored)
     status = pair_status(plain_ci, anchored_ci, min_denominator)
     out = {
-        "n_prompts": int(sum(len(p) for p, _ in strata)), "n_strata": len(strata),
-        "collapse_plain": point_plain, "collapse_plain_ci": list(plain_ci),
-        "collapse_anchored": point_anchored, "collapse_anchored_ci": list(anchored_ci),
-        "difference": point_plain - point_anchored, "difference_ci": list(diff_ci),
-        "status": status, "reason": STATUS_TEXT[status],
-        "ratio": None, "ci_low": None, "ci_high": None, "gap_closed": None, "gap_closed_ci": None,
-        "undefined_resamples": 0, "resamples": resamples,
+        "n_prompts": int(sum(len(p) for p, _ in strata)),
+        "n_strata": len(strata),
+        "collapse_plain": point_plain,
+        "collapse_plain_ci": list(plain_ci),
+        "collapse_anchored": point_anchored,
+        "collapse_anchored_ci": list(anchored_ci),
+        "difference": point_plain - point_anchored,
+        "difference_ci": list(diff_ci),
+        "status": status,
+        "reason": STATUS_TEXT[status],
+        "ratio": None,
+        "ci_low": None,
+        "ci_high": None,
+        "gap_closed": None,
+        "gap_closed_ci": None,
+        "undefined_resamples": 0,
+        "resamples": resamples,
     }
     if status == "ok":
         usable = draws_anchored > min_denominator
@@ -122,7 +144,8 @@ def pair_statistics(
         ratios = draws_plain[usable] / draws_anchored[usable]
         gaps = 1.0 - draws_anchored / draws_plain
         out.update(
-            ratio=point_plain / point_anchored, gap_closed=1.0 - point_anchored / point_plain,
+            ratio=point_plain / point_anchored,
+            gap_closed=1.0 - point_anchored / point_plain,
             gap_closed_ci=list(ci(1.0 - point_anchored / point_plain, gaps)),
         )
         out["ci_low"], out["ci_high"] = ci(out["ratio"], ratios)
@@ -131,8 +154,14 @@ def pair_statistics(
 
 def collapse_ratio(
     values_by_arm: dict[str, dict[str, float | None]],
-    plain: str, plain_base: str, anchored: str, anchored_base: str,
-    min_denominator: float, resamples: int, confidence: float, seed: int,
+    plain: str,
+    plain_base: str,
+    anchored: str,
+    anchored_base: str,
+    min_denominator: float,
+    resamples: int,
+    confidence: float,
+    seed: int,
 ) -> dict:
     """``pair_statistics`` of one seed's (plain, anchored) pair, with the per-prompt collapses
     kept (``per_prompt``) so that seeds can be pooled later."""
@@ -143,12 +172,19 @@ def collapse_ratio(
     denominator = col[anchored_base] - col[anchored]
     out = {"plain_arm": plain, "plain_base": plain_base, "anchored_arm": anchored, "anchored_base": anchored_base}
     out.update(pair_statistics([(numerator, denominator)], min_denominator, resamples, confidence, seed))
-    out["per_prompt"] = {"prompt_ids": prompts, "collapse_plain": numerator.tolist(), "collapse_anchored": denominator.tolist()}
+    out["per_prompt"] = {
+        "prompt_ids": prompts,
+        "collapse_plain": numerator.tolist(),
+        "collapse_anchored": denominator.tolist(),
+    }
     return out
 
 
-def pooled_pair_statistics(per_seed: Sequence[dict], min_denominator: float, resamples: int, confidence: float, seed: int) -> dict:
+def pooled_pair_statistics(
+    per_seed: Sequence[dict], min_denominator: float, resamples: int, confidence: float, seed: int
+) -> dict:
     """``pair_statistics`` over seeds from each seed's ``collapse_ratio(...)["per_prompt"]``."""
-    strata = [(np.array(s["collapse_plain"]), np.array(s["collapse_anchored"])) for s in per_seed if s and s.get("prompt_ids")]
+    strata = [
+        (np.array(s["collapse_plain"]), np.array(s["collapse_anchored"])) for s in per_seed if s and s.get("prompt_ids")
+    ]
     return pair_statistics(strata, min_denominator, resamples, confidence, seed)
-

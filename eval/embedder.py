@@ -30,8 +30,12 @@ class Embedder:
 
     def describe(self) -> dict:
         return {
-            "model": self.config.model, "resolved": self.path, "dimension": self.dimension,
-            "max_seq_length": self.model.max_seq_length, "prompt_name": self.config.prompt_name, "normalized": True,
+            "model": self.config.model,
+            "resolved": self.path,
+            "dimension": self.dimension,
+            "max_seq_length": self.model.max_seq_length,
+            "prompt_name": self.config.prompt_name,
+            "normalized": True,
         }
 
     @property
@@ -45,6 +49,10 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         kwargs = {"prompt_name": self.config.prompt_name} if self.config.prompt_name else {}
         return self.model.encode(
-            list(texts), batch_size=self.config.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=progress, **kwargs,
+            list(texts),
+            batch_size=self.config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+            **kwargs,
         ).astype(np.float32)

@@ -33,8 +33,14 @@ from eval.sampling import SampleSpec, sample_batch
 from eval.seeds import sample_seed
 from stage_io.manifest import fingerprint_files, weight_files
 from stage_io.model_paths import check_model, check_tokenizer, looks_local
-from stage_io.run_identity import (RUN_FILE, Identity, RunIdentityError, check_run_identity, config_identity,
-                                   read_identity)
+from stage_io.run_identity import (
+    RUN_FILE,
+    Identity,
+    RunIdentityError,
+    check_run_identity,
+    config_identity,
+    read_identity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +50,23 @@ GENERATIONS = "generations.jsonl"
 # batches samples are drawn (a sample's seed and settings do not depend on them; the rows
 # are bit-exact to an uninterrupted run only with the same batch size and device).
 RESUMABLE_SAMPLING = (
-    "samples_per_prompt", "temperatures", "limit", "batch_size", "device", "tensor_parallel_size",
+    "samples_per_prompt",
+    "temperatures",
+    "limit",
+    "batch_size",
+    "device",
+    "tensor_parallel_size",
     "gpu_memory_utilization",
 )
 # Sampling keys an arm's mode never reads (changing them leaves its samples as they are).
 UNREAD_BY_MODE = {
-    "plain": ("annotation_temperature", "annotation_top_p", "max_annotation_tokens", "no_annotation",
-              "annotation_syntax"),
+    "plain": (
+        "annotation_temperature",
+        "annotation_top_p",
+        "max_annotation_tokens",
+        "no_annotation",
+        "annotation_syntax",
+    ),
     "anchored": ("no_annotation",),
     "no_annotation": ("annotation_temperature", "annotation_top_p", "max_annotation_tokens", "annotation_syntax"),
 }
@@ -74,23 +90,35 @@ def plan_batches(config: EvalConfig, arm: ArmConfig, prompts: list[Prompt]) -> l
     for temperature in config.sampling.temperatures:
         specs = [
             SampleSpec(
-                id=sample_id(arm.name, temperature, p.id, k), prompt_id=p.id, prompt=p.text, sample_index=k,
-                seed=sample_seed(config.sampling.seed, p.id, k), temperature=temperature,
+                id=sample_id(arm.name, temperature, p.id, k),
+                prompt_id=p.id,
+                prompt=p.text,
+                sample_index=k,
+                seed=sample_seed(config.sampling.seed, p.id, k),
+                temperature=temperature,
             )
             for p in prompts
             for k in range(config.sampling.samples_per_prompt)
         ]
         size = config.sampling.batch_size
-        batches.extend(specs[i: i + size] for i in range(0, len(specs), size))
+        batches.extend(specs[i : i + size] for i in range(0, len(specs), size))
     return batches
 
 
 def open_backend(config: EvalConfig, arm: ArmConfig):
     s = config.sampling
     return load_backend(
-        s.backend, arm.model, tokenizer=arm.tokenizer, revision=arm.revision, dtype=s.dtype, device=s.device,
-        batch_size=s.batch_size, tensor_parallel_size=s.tensor_parallel_size,
-        gpu_memory_utilization=s.gpu_memory_utilization, max_model_len=s.max_model_len, seed=s.seed,
+        s.backend,
+        arm.model,
+        tokenizer=arm.tokenizer,
+        revision=arm.revision,
+        dtype=s.dtype,
+        device=s.device,
+        batch_size=s.batch_size,
+        tensor_parallel_size=s.tensor_parallel_size,
+        gpu_memory_utilization=s.gpu_memory_utilization,
+        max_model_len=s.max_model_len,
+        seed=s.seed,
     )
 
 
@@ -111,8 +139,10 @@ def weights_fingerprint(model: str, revision: str | None) -> str:
     if not path.is_dir():
         return f"hub:{model}@{revision or 'default'}"
     files = weight_files(path)
-    key = (str(path.resolve()), tuple((name, (path / name).stat().st_size, (path / name).stat().st_mtime_ns)
-                                      for name in files))
+    key = (
+        str(path.resolve()),
+        tuple((name, (path / name).stat().st_size, (path / name).stat().st_mtime_ns) for name in files),
+    )
     if key not in _WEIGHTS_FINGERPRINTS:
         _WEIGHTS_FINGERPRINTS[key] = fingerprint_files(path, files.values())
     return _WEIGHTS_FINGERPRINTS[key]
@@ -129,8 +159,11 @@ def arm_identity(config: EvalConfig, arm: ArmConfig) -> Identity:
     and the sampling settings its mode reads.
     ``base_arm`` only pairs arms in the summary, so it is not part of it."""
     sampling = config_identity(config.sampling, RESUMABLE_SAMPLING + UNREAD_BY_MODE[arm.mode])
-    return {**config_identity(arm, ("name", "base_arm")), **{f"sampling.{k}": v for k, v in sampling.items()},
-            "model_weights": weights_fingerprint(arm.model, arm.revision)}
+    return {
+        **config_identity(arm, ("name", "base_arm")),
+        **{f"sampling.{k}": v for k, v in sampling.items()},
+        "model_weights": weights_fingerprint(arm.model, arm.revision),
+    }
 
 
 def check_arm_identity(config: EvalConfig, arm: ArmConfig, run_dir: Path, *, record: bool) -> None:
@@ -147,9 +180,12 @@ def check_arm_identity(config: EvalConfig, arm: ArmConfig, run_dir: Path, *, rec
         saved = read_identity(run_dir / RUN_FILE, f"arm:{arm.name}") or {}
         identity["model_weights"] = saved.get("model_weights", identity["model_weights"])
     check_run_identity(
-        run_dir / RUN_FILE, identity, entry=f"arm:{arm.name}", create=record,
+        run_dir / RUN_FILE,
+        identity,
+        entry=f"arm:{arm.name}",
+        create=record,
         start_over=f"its samples are resumed by id, so old and new ones would mix: use a new output_dir, "
-                   f"give the changed arm a new name, or delete {run_dir} to start over",
+        f"give the changed arm a new name, or delete {run_dir} to start over",
     )
 
 
@@ -182,9 +218,15 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
             check_arm_identity(config, arm, run_dir, record=True)
     done = {row["id"] for row in existing}
     counts = {
-        "prompts": len(prompts), "prompts_skipped": prompt_skips, "rows_present_before": len(done),
-        "torn_lines_removed": torn, "duplicate_rows_ignored": duplicates, "rows_written": 0,
-        "batches_skipped": 0, "batches_run": 0, "stopped_at_limit": False,
+        "prompts": len(prompts),
+        "prompts_skipped": prompt_skips,
+        "rows_present_before": len(done),
+        "torn_lines_removed": torn,
+        "duplicate_rows_ignored": duplicates,
+        "rows_written": 0,
+        "batches_skipped": 0,
+        "batches_run": 0,
+        "stopped_at_limit": False,
         # Per arm: prompts left out because they do not fit the engine's max_model_len (eval.prompt_budget).
         "prompts_too_long": {},
     }
@@ -205,8 +247,10 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
             fitting, too_long = prompts_that_fit(prompts, arm, backend.tokenizer, budget)
             if too_long:
                 counts["prompts_too_long"][arm.name] = len(too_long)
-                logger.warning(f"eval: arm '{arm.name}': {len(too_long)} prompts skipped, longer than {budget} tokens "
-                               f"(max_model_len {backend.max_model_len} minus generation): {', '.join(too_long[:5])}")
+                logger.warning(
+                    f"eval: arm '{arm.name}': {len(too_long)} prompts skipped, longer than {budget} tokens "
+                    f"(max_model_len {backend.max_model_len} minus generation): {', '.join(too_long[:5])}"
+                )
                 pending = [b for b in plan_batches(config, arm, fitting) if any(spec.id not in done for spec in b)]
             bar = tqdm(pending, desc=f"generate {arm.name}", unit="batch")
             for batch in bar:
@@ -226,7 +270,9 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
             break
     counts["rows_total"] = len(done)
     counts["annotations_truncated"] = warn_truncated_annotations(config, existing)  # every row, old and new
-    counts["rows_expected"] = len(config.arms) * len(config.sampling.temperatures) * len(prompts) * config.sampling.samples_per_prompt
+    counts["rows_expected"] = (
+        len(config.arms) * len(config.sampling.temperatures) * len(prompts) * config.sampling.samples_per_prompt
+    )
     return counts
 
 

@@ -54,7 +54,7 @@ def read_rows(path: str | Path, repair: bool = True) -> tuple[list[dict], int]:
             break
         rows.append(row)
         good_bytes += len(line) + 1
-    needs_newline = good_bytes > 0 and data[good_bytes - 1: good_bytes] != b"\n"
+    needs_newline = good_bytes > 0 and data[good_bytes - 1 : good_bytes] != b"\n"
     if repair and (good_bytes != len(data) or needs_newline):
         with open(path, "r+b") as handle:
             handle.truncate(good_bytes)

@@ -30,8 +30,14 @@ logger = logging.getLogger(__name__)
 
 def engine_key(config: JudgeConfig) -> tuple:
     """What decides the judge engine itself (not how it is asked): requesters with the same key share one."""
-    return (config.model, config.backend, config.dtype, config.tensor_parallel_size, config.max_model_len,
-            config.gpu_memory_utilization)
+    return (
+        config.model,
+        config.backend,
+        config.dtype,
+        config.tensor_parallel_size,
+        config.max_model_len,
+        config.gpu_memory_utilization,
+    )
 
 
 def load_engine(config: JudgeConfig):
@@ -39,9 +45,14 @@ def load_engine(config: JudgeConfig):
     if not config.model:
         raise ValueError("the judge has no model (set metrics.*.judge.model)")
     return load_backend(
-        config.backend, config.model, dtype=config.dtype, batch_size=config.batch_size,
-        tensor_parallel_size=config.tensor_parallel_size, gpu_memory_utilization=config.gpu_memory_utilization,
-        max_model_len=config.max_model_len, seed=config.seed,
+        config.backend,
+        config.model,
+        dtype=config.dtype,
+        batch_size=config.batch_size,
+        tensor_parallel_size=config.tensor_parallel_size,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        max_model_len=config.max_model_len,
+        seed=config.seed,
     )
 
 
@@ -71,8 +82,10 @@ class Judge:
         """The judge's raw answer to each filled template (``keys`` seed each request)."""
         requests = [
             GenerationRequest(
-                text=self.render(content), seed=stable_seed("judge", self.config.seed, key),
-                temperature=self.config.temperature, max_new_tokens=self.config.max_new_tokens,
+                text=self.render(content),
+                seed=stable_seed("judge", self.config.seed, key),
+                temperature=self.config.temperature,
+                max_new_tokens=self.config.max_new_tokens,
             )
             for content, key in zip(contents, keys)
         ]
@@ -82,12 +95,14 @@ class Judge:
         sent = [r for r, ok in zip(requests, fits) if ok]
         texts = []
         for start in range(0, len(sent), self.config.batch_size):
-            texts.extend(c.text for c in self.backend.generate(sent[start: start + self.config.batch_size]))
+            texts.extend(c.text for c in self.backend.generate(sent[start : start + self.config.batch_size]))
         skipped = fits.count(False)
         if skipped:
             self.too_long += skipped
-            logger.warning(f"eval: judge {self.config.model}: {skipped} inputs longer than {budget} tokens were not judged "
-                           "(counted as unparsed)")
+            logger.warning(
+                f"eval: judge {self.config.model}: {skipped} inputs longer than {budget} tokens were not judged "
+                "(counted as unparsed)"
+            )
         answers = iter(texts)
         return [next(answers) if ok else "" for ok in fits]
 
@@ -99,7 +114,8 @@ def fill_template(template: str, key: str, **values: str) -> str:
     except (KeyError, IndexError, ValueError) as err:
         raise ValueError(
             f"{key}: cannot fill the template ({type(err).__name__}: {err}); it may use "
-            + ", ".join("{" + k + "}" for k in values) + " (write literal braces as {{ }})"
+            + ", ".join("{" + k + "}" for k in values)
+            + " (write literal braces as {{ }})"
         ) from err
 
 
@@ -134,7 +150,7 @@ def parse_attribute_labels(answer: str, attributes: Sequence[str]) -> dict[str, 
                 depth -= 1
                 if depth == 0:
                     try:
-                        obj = json.loads(answer[match.start(): end + 1])
+                        obj = json.loads(answer[match.start() : end + 1])
                     except json.JSONDecodeError:
                         break
                     if isinstance(obj, dict):

@@ -43,10 +43,16 @@ class AnnotatorLabels:
         pass
 
     def describe(self) -> dict:
-        return {"kind": "annotator", "annotator_dir": self.annotator_dir, "keys": self.keys,
-                "note": "not independent of the anchored arm's training (the annotator wrote its annotations)"}
+        return {
+            "kind": "annotator",
+            "annotator_dir": self.annotator_dir,
+            "keys": self.keys,
+            "note": "not independent of the anchored arm's training (the annotator wrote its annotations)",
+        }
 
-    def label(self, prompts: Sequence[str], responses: Sequence[str], ids: Sequence[str]) -> tuple[list[dict], list[list[dict]], int]:
+    def label(
+        self, prompts: Sequence[str], responses: Sequence[str], ids: Sequence[str]
+    ) -> tuple[list[dict], list[list[dict]], int]:
         """Per response: key -> label (None if absent); the raw tags; failures (always 0 here)."""
         tag_sets = self.annotator.annotate(list(responses))
         raw = [[{"key": t.key, "value": t.value} for t in tags] for tags in tag_sets]
@@ -66,7 +72,9 @@ class JudgeLabels:
     def describe(self) -> dict:
         return {"kind": "judge", "model": self.config.judge.model, "attributes": self.keys}
 
-    def label(self, prompts: Sequence[str], responses: Sequence[str], ids: Sequence[str]) -> tuple[list[dict], list, int]:
+    def label(
+        self, prompts: Sequence[str], responses: Sequence[str], ids: Sequence[str]
+    ) -> tuple[list[dict], list, int]:
         listing = "\n".join(f"- {a}" for a in self.keys)
         template = self.config.judge.template or ATTRIBUTE_JUDGE_TEMPLATE
         contents = [
@@ -97,11 +105,21 @@ class ClassifierLabels:
 
     def describe(self) -> dict:
         info = self.classifier.info
-        return {"kind": "classifier", "attribute": info["attribute"], "heldout_accuracy": info["heldout_accuracy"],
-                "n_train": info["n_train"], "n_test": info["n_test"], "labels": info["labels"], "model": info["model"],
-                "source": info["source"], "label_field": info["label_field"]}
+        return {
+            "kind": "classifier",
+            "attribute": info["attribute"],
+            "heldout_accuracy": info["heldout_accuracy"],
+            "n_train": info["n_train"],
+            "n_test": info["n_test"],
+            "labels": info["labels"],
+            "model": info["model"],
+            "source": info["source"],
+            "label_field": info["label_field"],
+        }
 
-    def label(self, prompts: Sequence[str], responses: Sequence[str], ids: Sequence[str]) -> tuple[list[dict], list, int]:
+    def label(
+        self, prompts: Sequence[str], responses: Sequence[str], ids: Sequence[str]
+    ) -> tuple[list[dict], list, int]:
         predicted = self.classifier.predict(list(responses))
         return [{self.keys[0]: label} for label in predicted], predicted, 0
 

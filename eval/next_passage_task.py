@@ -62,7 +62,9 @@ class NextPassageTaskConfig:
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.task_name):
-            raise ValueError(f"task_name '{self.task_name}' must match [a-z][a-z0-9_]* (an lm-eval task name and a file name)")
+            raise ValueError(
+                f"task_name '{self.task_name}' must match [a-z][a-z0-9_]* (an lm-eval task name and a file name)"
+            )
         if self.choices < 2:
             raise ValueError("choices must be at least 2")
         if self.passages_per_article < 1:
@@ -79,7 +81,7 @@ def paragraphs(title: str, text: str) -> list[str]:
     """The article's body paragraphs (the title line removed), split at blank lines."""
     body = text.strip()
     if body.startswith(title.strip()):
-        body = body[len(title.strip()):]
+        body = body[len(title.strip()) :]
     return [" ".join(p.split()) for p in re.split(r"\n\s*\n", body) if p.strip()]
 
 
@@ -129,8 +131,16 @@ def build_items(articles: list[dict], config: NextPassageTaskConfig) -> tuple[li
             continue
         label = _hash(config.seed, "label", item_id) % config.choices
         endings = distractors[:label] + [ending] + distractors[label:]
-        items.append({"id": item_id, "article_id": article["id"], "topic": article["topic"],
-                      "context": context, "endings": endings, "label": label})
+        items.append(
+            {
+                "id": item_id,
+                "article_id": article["id"],
+                "topic": article["topic"],
+                "context": context,
+                "endings": endings,
+                "label": label,
+            }
+        )
     return items, skipped
 
 
@@ -159,25 +169,35 @@ def run(config: NextPassageTaskConfig) -> Path:
     articles = list(load_records(config.source, required_fields=("topic", "title", "text")))
     items, skipped = build_items(articles, config)
     if not items:
-        raise ValueError(f"{config.source.source}: no item built from {len(articles)} articles (skipped: {dict(skipped)})")
+        raise ValueError(
+            f"{config.source.source}: no item built from {len(articles)} articles (skipped: {dict(skipped)})"
+        )
     data_file = out / f"{config.task_name}.jsonl"
     with open(data_file, "w", encoding="utf-8") as handle:
         for item in items:
             handle.write(json.dumps(item, ensure_ascii=False) + "\n")
-    header = (f"# lm-eval task written by `python -m eval.next_passage_task` from {config.source.source}:\n"
-              "# pick the paragraph that follows the context among endings from other held-out articles.\n")
+    header = (
+        f"# lm-eval task written by `python -m eval.next_passage_task` from {config.source.source}:\n"
+        "# pick the paragraph that follows the context among endings from other held-out articles.\n"
+    )
     # The ending is the next paragraph: a blank line separates it from the context (written by
     # hand: PyYAML would fold the two newlines over three lines).
     delimiter = 'target_delimiter: "\\n\\n"\n'
     body = yaml.safe_dump(task_yaml(config, data_file), sort_keys=False, width=1000)
     (out / f"{config.task_name}.yaml").write_text(header + body + delimiter, encoding="utf-8")
-    write_manifest(out, stage="eval.next_passage_task", config=config, inputs={"articles": config.source.source}, counts={
-        "articles": len(articles),
-        "items": len(items),
-        "items_by_topic": dict(sorted(Counter(i["topic"] for i in items).items())),
-        "labels": dict(sorted(Counter(i["label"] for i in items).items())),
-        "skipped_by_reason": dict(skipped),
-    })
+    write_manifest(
+        out,
+        stage="eval.next_passage_task",
+        config=config,
+        inputs={"articles": config.source.source},
+        counts={
+            "articles": len(articles),
+            "items": len(items),
+            "items_by_topic": dict(sorted(Counter(i["topic"] for i in items).items())),
+            "labels": dict(sorted(Counter(i["label"] for i in items).items())),
+            "skipped_by_reason": dict(skipped),
+        },
+    )
     logger.info(f"eval.next_passage_task: {len(items)} items from {len(articles)} articles -> {out}")
     return out
 

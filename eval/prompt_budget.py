@@ -34,8 +34,9 @@ def prompt_token_budget(max_model_len: int | None, sampling: SamplingConfig, mod
     return max_model_len - sampling.max_new_tokens - before_response
 
 
-def prompts_that_fit(prompts: Sequence[Prompt], arm: ArmConfig, tokenizer: Any,
-                     budget: int | None) -> tuple[list[Prompt], list[str]]:
+def prompts_that_fit(
+    prompts: Sequence[Prompt], arm: ArmConfig, tokenizer: Any, budget: int | None
+) -> tuple[list[Prompt], list[str]]:
     """The prompts whose rendered ids fit ``budget``, and the ids of those that do not."""
     if budget is None:
         return list(prompts), []

@@ -41,8 +41,10 @@ def load_prompts(config: PromptSetConfig) -> tuple[list[Prompt], dict[str, int]]
             continue
         intent = "all" if config.intent_field is None else field_at(row, config.intent_field)
         if intent is None:
-            raise RecordSourceError(f"{config.source.source}: prompt {row['id']} has no field '{config.intent_field}' "
-                                    "(prompts.intent_field)")
+            raise RecordSourceError(
+                f"{config.source.source}: prompt {row['id']} has no field '{config.intent_field}' "
+                "(prompts.intent_field)"
+            )
         prompts.append(Prompt(id=str(row["id"]), text=text, intent=str(intent)))
     if not prompts:
         raise RecordSourceError(

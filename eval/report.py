@@ -13,7 +13,7 @@ PLOTS = "plots"
 QUALITY_NOTES = {
     "proxy": " (a PROXY: reference-model log-likelihood minus a repetition penalty, not a judgement)",
     "ngram": " (mean per-word log-prob under a trigram model of the corpus text minus a repetition penalty: "
-             "favours neither arm, measures local fluency, not a judgement)",
+    "favours neither arm, measures local fluency, not a judgement)",
 }
 
 
@@ -42,8 +42,9 @@ def run_report(config: EvalConfig, run_dir: Path) -> dict:
         "drift": plot_drift(summary, plot_dir / "drift.png"),
     }
     evaluated = [arm.name for arm in evaluated_arms(config)[0]]
-    capabilities = render_capabilities(read_capabilities(run_dir), config.collapse.plain_arm, config.collapse.anchored_arm,
-                                       evaluated)
+    capabilities = render_capabilities(
+        read_capabilities(run_dir), config.collapse.plain_arm, config.collapse.anchored_arm, evaluated
+    )
     (run_dir / REPORT).write_text(render_report(summary, plots, capabilities), encoding="utf-8")
     return {"plots": [str(p.relative_to(run_dir)) for p in plots.values() if p is not None]}
 
@@ -51,26 +52,42 @@ def run_report(config: EvalConfig, run_dir: Path) -> dict:
 def restricted_and_status_lines(arms: dict, t: str) -> list[str]:
     """The restricted-value share per arm, and the anchored arms' figures by annotation status."""
     lines: list[str] = []
-    shares = [(n, a["temperatures"][t]["restricted_share"]) for n, a in arms.items()
-              if "restricted_share" in a["temperatures"].get(t, {})]
+    shares = [
+        (n, a["temperatures"][t]["restricted_share"])
+        for n, a in arms.items()
+        if "restricted_share" in a["temperatures"].get(t, {})
+    ]
     if shares:
         r = shares[0][1]
-        lines += [f"Share of samples judged {r['attribute']} = {r['value']} (the value the SFT set is restricted to):", "",
-                  "| arm | share (mean over prompts) | samples judged |", "|---|---|---|"]
+        lines += [
+            f"Share of samples judged {r['attribute']} = {r['value']} (the value the SFT set is restricted to):",
+            "",
+            "| arm | share (mean over prompts) | samples judged |",
+            "|---|---|---|",
+        ]
         lines += [f"| {n} | {fmt_ci(r)} | {r['samples_with_value']}/{r['samples_judged']} |" for n, r in shares]
         lines.append("")
-    splits = [(n, a["temperatures"][t]["by_annotation_status"]) for n, a in arms.items()
-              if "by_annotation_status" in a["temperatures"].get(t, {})]
+    splits = [
+        (n, a["temperatures"][t]["by_annotation_status"])
+        for n, a in arms.items()
+        if "by_annotation_status" in a["temperatures"].get(t, {})
+    ]
     if splits:
-        lines += ["Anchored arms by annotation status (failed: the sampler closed the annotation; the continuation is "
-                  "scored). Diversity is within each part's samples per prompt.", "",
-                  "| arm | annotation | samples | diversity (primary) | restricted share | quality |", "|---|---|---|---|---|---|"]
+        lines += [
+            "Anchored arms by annotation status (failed: the sampler closed the annotation; the continuation is "
+            "scored). Diversity is within each part's samples per prompt.",
+            "",
+            "| arm | annotation | samples | diversity (primary) | restricted share | quality |",
+            "|---|---|---|---|---|---|",
+        ]
         for n, split in splits:
             for status in ("parsed", "failed"):
                 e = split[status]
-                lines.append(f"| {n} | {status} | {e['n_samples']} ({fmt(e['share_of_samples'])}) | "
-                             f"{e['primary_metric']} {fmt_ci(e.get('primary'))} | {fmt_ci(e.get('restricted_share'))} | "
-                             f"{fmt_ci(e.get('quality'))} |")
+                lines.append(
+                    f"| {n} | {status} | {e['n_samples']} ({fmt(e['share_of_samples'])}) | "
+                    f"{e['primary_metric']} {fmt_ci(e.get('primary'))} | {fmt_ci(e.get('restricted_share'))} | "
+                    f"{fmt_ci(e.get('quality'))} |"
+                )
         lines.append("")
     return lines
 
@@ -85,17 +102,24 @@ def render_report(summary: dict, plots: dict[str, Path | None], capabilities: li
         "Diversity is measured on responses with their annotations stripped. Intervals are "
         f"{prov['bootstrap']['confidence']:.0%} percentile bootstrap intervals over prompts "
         f"({prov['bootstrap']['resamples']} resamples, seed {prov['bootstrap']['seed']}). "
-        "Metric definitions: eval/README.md.", "",
+        "Metric definitions: eval/README.md.",
+        "",
         f"- embedder: `{scoring.get('embedder_details', {}).get('model', scoring.get('embedder', 'n/a'))}`",
         f"- quality: `{(scoring.get('quality') or {}).get('kind', 'n/a')}`"
         + QUALITY_NOTES.get((scoring.get("quality") or {}).get("kind"), ""),
         f"- semantic entropy labels: `{(scoring.get('semantic_entropy') or {}).get('labels', 'n/a')}`"
-        + (f", primary attribute `{(scoring.get('semantic_entropy') or {}).get('primary')}`"
-           if (scoring.get('semantic_entropy') or {}).get('primary') else "")
+        + (
+            f", primary attribute `{(scoring.get('semantic_entropy') or {}).get('primary')}`"
+            if (scoring.get("semantic_entropy") or {}).get("primary")
+            else ""
+        )
         + f", estimator `{(scoring.get('semantic_entropy') or {}).get('estimator', 'plugin')}`",
         judge_line(summary.get("judge")),
-        *([f"- **restricted value: {summary['restricted_value']['warning']}**"]
-          if (summary.get("restricted_value") or {}).get("warning") else []),
+        *(
+            [f"- **restricted value: {summary['restricted_value']['warning']}**"]
+            if (summary.get("restricted_value") or {}).get("warning")
+            else []
+        ),
         f"- sampling: {prov['sampling']['backend']}, {prov['sampling']['samples_per_prompt']} samples/prompt, "
         f"temperatures {prov['sampling']['temperatures']}, top_p {prov['sampling']['top_p']}",
         f"- git commit `{prov.get('git_commit')}`, config `{prov['config_fingerprint'][:19]}`",
@@ -112,9 +136,15 @@ def render_report(summary: dict, plots: dict[str, Path | None], capabilities: li
             e = arm["temperatures"].get(t)
             if e is None:
                 continue
-            lines.append(f"| {name} | {arm['mode']} | {e['n_prompts']} | " + " | ".join(fmt_ci(e["metrics"][m]) for m in cols) + " |")
+            lines.append(
+                f"| {name} | {arm['mode']} | {e['n_prompts']} | "
+                + " | ".join(fmt_ci(e["metrics"][m]) for m in cols)
+                + " |"
+            )
         lines.append("")
-        lines.append("| arm | annotations parsed | parse failures (by reason) | inner annotations stripped | empty responses | stopped at length |")
+        lines.append(
+            "| arm | annotations parsed | parse failures (by reason) | inner annotations stripped | empty responses | stopped at length |"
+        )
         lines.append("|---|---|---|---|---|---|")
         for name, arm in arms.items():
             e = arm["temperatures"].get(t)
@@ -123,10 +153,16 @@ def render_report(summary: dict, plots: dict[str, Path | None], capabilities: li
             p = e["parse"]
             parsed = f"{p['ok']}/{p['attempted']}" if p["expected"] else "not expected"
             failed = f"{p['failed']} {p['by_reason']}" if p["expected"] else "-"
-            lines.append(f"| {name} | {parsed} | {failed} | {e['inner_annotations']} | {e['empty_responses']} | {e['length_stops']} |")
+            lines.append(
+                f"| {name} | {parsed} | {failed} | {e['inner_annotations']} | {e['empty_responses']} | {e['length_stops']} |"
+            )
         lines.append("")
         lines += restricted_and_status_lines(arms, t)
-        collapse_rows = [(n, a["temperatures"][t]) for n, a in arms.items() if t in a["temperatures"] and "collapse" in a["temperatures"][t]]
+        collapse_rows = [
+            (n, a["temperatures"][t])
+            for n, a in arms.items()
+            if t in a["temperatures"] and "collapse" in a["temperatures"][t]
+        ]
         if collapse_rows:
             lines.append("Collapse = D(base) - D(arm), paired over prompts (positive: less diverse than its base).")
             lines.append("")
@@ -134,14 +170,18 @@ def render_report(summary: dict, plots: dict[str, Path | None], capabilities: li
             lines.append("|" + "---|" * (2 + len(names["diversity"])))
             for n, e in collapse_rows:
                 base = next(iter(e["collapse"].values()))["base_arm"]
-                lines.append(f"| {n} | {base} | " + " | ".join(fmt_ci(e["collapse"][m]) for m in names["diversity"]) + " |")
+                lines.append(
+                    f"| {n} | {base} | " + " | ".join(fmt_ci(e["collapse"][m]) for m in names["diversity"]) + " |"
+                )
             lines.append("")
         for label, per_t in summary["collapse_ratios"]["pairs"].items():
             ratios = per_t.get(t)
             if not ratios:
                 continue
-            lines.append(f"Pair {label}: collapse = D(base) - D(arm); difference = collapse(plain) - collapse(anchored); "
-                         "the ratio only where both collapses are positive with intervals excluding 0 (eval/collapse.py).")
+            lines.append(
+                f"Pair {label}: collapse = D(base) - D(arm); difference = collapse(plain) - collapse(anchored); "
+                "the ratio only where both collapses are positive with intervals excluding 0 (eval/collapse.py)."
+            )
             lines.append("")
             lines.append("| metric | " + " | ".join(PAIR_COLUMNS) + " |")
             lines.append("|---|" + "---|" * len(PAIR_COLUMNS))
@@ -159,22 +199,33 @@ def render_report(summary: dict, plots: dict[str, Path | None], capabilities: li
     if drift.get("status") != "ok":
         lines += [f"Not computed: {drift.get('status')}.", ""]
     else:
-        lines.append(f"Sampled annotations vs the pretraining annotations ({drift['pretraining']['rows_read']} chunks read; "
-                     f"KL in bits with additive smoothing {drift['smoothing']}).")
+        lines.append(
+            f"Sampled annotations vs the pretraining annotations ({drift['pretraining']['rows_read']} chunks read; "
+            f"KL in bits with additive smoothing {drift['smoothing']})."
+        )
         lines.append("")
         for arm, per_t in drift["arms"].items():
             for t, d in per_t.items():
-                lines.append(f"**{arm}, temperature {t}** ({d['annotations_used']} parsed annotations; "
-                             f"{d['annotations_unparsed_excluded']} unparsed, excluded)")
+                lines.append(
+                    f"**{arm}, temperature {t}** ({d['annotations_used']} parsed annotations; "
+                    f"{d['annotations_unparsed_excluded']} unparsed, excluded)"
+                )
                 lines.append("")
-                lines.append("| key | entropy sampled | entropy pretraining | KL(sampled‖pretraining) | n sampled | n pretraining |")
+                lines.append(
+                    "| key | entropy sampled | entropy pretraining | KL(sampled‖pretraining) | n sampled | n pretraining |"
+                )
                 lines.append("|---|---|---|---|---|---|")
                 for key, k in d["per_key"].items():
-                    lines.append(f"| {key} | {fmt(k['entropy_sampled'])} | {fmt(k['entropy_pretraining'])} | "
-                                 f"{fmt(k['kl_sampled_vs_pretraining'])} | {k['n_sampled']} | {k['n_pretraining']} |")
+                    lines.append(
+                        f"| {key} | {fmt(k['entropy_sampled'])} | {fmt(k['entropy_pretraining'])} | "
+                        f"{fmt(k['kl_sampled_vs_pretraining'])} | {k['n_sampled']} | {k['n_pretraining']} |"
+                    )
                 lines.append("")
                 if d["sampled_keys_not_in_pretraining"]:
-                    lines += [f"Sampled keys pretraining never used (counts): {d['sampled_keys_not_in_pretraining']}", ""]
+                    lines += [
+                        f"Sampled keys pretraining never used (counts): {d['sampled_keys_not_in_pretraining']}",
+                        "",
+                    ]
     lines += ["## Plots", ""]
     for name, path in plots.items():
         if path is None:
@@ -184,7 +235,13 @@ def render_report(summary: dict, plots: dict[str, Path | None], capabilities: li
     return "\n".join(lines) + "\n"
 
 
-PAIR_COLUMNS = ("collapse plain [CI]", "collapse anchored [CI]", "difference [CI]", "ratio [CI] or status", "gap closed [CI]")
+PAIR_COLUMNS = (
+    "collapse plain [CI]",
+    "collapse anchored [CI]",
+    "difference [CI]",
+    "ratio [CI] or status",
+    "gap closed [CI]",
+)
 
 
 def _interval(value, ci) -> str:
@@ -201,18 +258,24 @@ def pair_cells(r: dict) -> list[str]:
         gap = _interval(r.get("gap_closed"), r.get("gap_closed_ci"))
     else:
         ratio, gap = f"no ratio: {r.get('reason', r.get('status'))}", "-"
-    return [_interval(r.get("collapse_plain"), r.get("collapse_plain_ci")),
-            _interval(r.get("collapse_anchored"), r.get("collapse_anchored_ci")),
-            _interval(r.get("difference"), r.get("difference_ci")), ratio, gap]
+    return [
+        _interval(r.get("collapse_plain"), r.get("collapse_plain_ci")),
+        _interval(r.get("collapse_anchored"), r.get("collapse_anchored_ci")),
+        _interval(r.get("difference"), r.get("difference_ci")),
+        ratio,
+        gap,
+    ]
 
 
 def judge_line(judge: dict | None) -> str:
     if not judge:
         return "- attribute judge: none"
     if judge.get("kind") == "classifier":
-        return (f"- attribute judge: a classifier of `{judge['attribute']}` trained on the gold labels "
-                f"(`{judge['source']}`, column `{judge['label_field']}`), held-out accuracy "
-                f"{judge['heldout_accuracy']:.3f} on {judge['n_test']} records; independent of the annotations")
+        return (
+            f"- attribute judge: a classifier of `{judge['attribute']}` trained on the gold labels "
+            f"(`{judge['source']}`, column `{judge['label_field']}`), held-out accuracy "
+            f"{judge['heldout_accuracy']:.3f} on {judge['n_test']} records; independent of the annotations"
+        )
     if judge.get("kind") == "annotator":
         return f"- attribute labels: the offline annotator ({judge.get('note')})"
     return f"- attribute judge: `{judge.get('model')}`"
@@ -220,15 +283,21 @@ def judge_line(judge: dict | None) -> str:
 
 def semantic_lines(arms: dict, t: str) -> list[str]:
     """Per labelled key: the per-prompt entropy and the entropy pooled over prompts of one intent."""
-    rows = [(name, arm["temperatures"][t]) for name, arm in arms.items()
-            if t in arm["temperatures"] and arm["temperatures"][t].get("semantic_per_key")]
+    rows = [
+        (name, arm["temperatures"][t])
+        for name, arm in arms.items()
+        if t in arm["temperatures"] and arm["temperatures"][t].get("semantic_per_key")
+    ]
     if not rows:
         return []
     keys = sorted({k for _, e in rows for k in e["semantic_per_key"]})
-    lines = ["Label entropy per key (bits; a sample without a label counts as `<absent>`): per prompt, and pooled "
-             "over the prompts of one intent; coverage = share of samples with a label.", "",
-             "| arm | " + " | ".join(f"{k}: per prompt | {k}: pooled | {k}: coverage" for k in keys) + " |",
-             "|---|" + "---|---|---|" * len(keys)]
+    lines = [
+        "Label entropy per key (bits; a sample without a label counts as `<absent>`): per prompt, and pooled "
+        "over the prompts of one intent; coverage = share of samples with a label.",
+        "",
+        "| arm | " + " | ".join(f"{k}: per prompt | {k}: pooled | {k}: coverage" for k in keys) + " |",
+        "|---|" + "---|---|---|" * len(keys),
+    ]
     for name, e in rows:
         cells = []
         for k in keys:
@@ -243,12 +312,16 @@ def fidelity_lines(fid: dict) -> list[str]:
     if fid.get("status") != "ok":
         return lines + [f"Not computed: {fid.get('status', 'n/a')}.", ""]
     vm = fid["value_map"]
-    lines += [f"Annotation key `{fid['annotation_key']}`; each value stands for the `{fid['judged_attribute']}` label "
-              f"of most of its pretraining chunks ({vm['how']}; {vm['values']} values, purity {fmt(vm['purity'])}). "
-              "Preservation: the arm's values against its reference's (its base, before SFT); fidelity: share of "
-              "samples whose judged response label is the one its annotation stands for, beside chance.", "",
-              "| arm | T | reference | value in pretraining | value entropy (ref) | mapped entropy (ref) | JS values | "
-              "JS mapped | fidelity [CI] | chance | n |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"Annotation key `{fid['annotation_key']}`; each value stands for the `{fid['judged_attribute']}` label "
+        f"of most of its pretraining chunks ({vm['how']}; {vm['values']} values, purity {fmt(vm['purity'])}). "
+        "Preservation: the arm's values against its reference's (its base, before SFT); fidelity: share of "
+        "samples whose judged response label is the one its annotation stands for, beside chance.",
+        "",
+        "| arm | T | reference | value in pretraining | value entropy (ref) | mapped entropy (ref) | JS values | "
+        "JS mapped | fidelity [CI] | chance | n |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for arm, per_t in fid["arms"].items():
         for t, e in per_t.items():
             p, f = e["preservation"], e["fidelity"]
@@ -257,7 +330,8 @@ def fidelity_lines(fid: dict) -> list[str]:
                 f"{fmt(p['value_entropy'])} ({fmt(p.get('reference_value_entropy'))}) | "
                 f"{fmt(p['mapped_entropy'])} ({fmt(p.get('reference_mapped_entropy'))}) | {fmt(p.get('js_divergence'))} | "
                 f"{fmt(p.get('mapped_js_divergence'))} | {_interval(f['fidelity'], (f.get('ci_low'), f.get('ci_high')))} | "
-                f"{fmt(f['chance'])} | {f['n']} |")
+                f"{fmt(f['chance'])} | {f['n']} |"
+            )
     return lines + [""]
 
 
@@ -298,7 +372,7 @@ def plot_diversity(summary: dict, path: Path) -> Path | None:
         ax.set_xticklabels(arms, rotation=30, ha="right", fontsize=8)
         ax.set_title(metric, fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("Diversity per arm (mean over prompts, bootstrap CI)", fontsize=10)
@@ -327,10 +401,13 @@ def plot_frontier(summary: dict, path: Path) -> Path | None:
                 continue
             drawn = True
             ax.errorbar(
-                [p[1]["mean"] for p in pts], [p[2]["mean"] for p in pts],
+                [p[1]["mean"] for p in pts],
+                [p[2]["mean"] for p in pts],
                 xerr=[[p[1]["mean"] - p[1]["ci_low"] for p in pts], [p[1]["ci_high"] - p[1]["mean"] for p in pts]],
                 yerr=[[p[2]["mean"] - p[2]["ci_low"] for p in pts], [p[2]["ci_high"] - p[2]["mean"] for p in pts]],
-                fmt="-o", capsize=2, label=arm,
+                fmt="-o",
+                capsize=2,
+                label=arm,
             )
             for t, q, d in pts:
                 ax.annotate(f"T={t}", (q["mean"], d["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")

@@ -76,8 +76,13 @@ def sample_batch(backend: Backend, arm: ArmConfig, sampling: SamplingConfig, spe
 
     def response_request(spec: SampleSpec, text: str, banned: tuple[str, ...] = ()) -> GenerationRequest:
         return GenerationRequest(
-            text=text, seed=phase_seed(spec.seed, "response"), temperature=spec.temperature,
-            top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens, stop=stops, banned=banned,
+            text=text,
+            seed=phase_seed(spec.seed, "response"),
+            temperature=spec.temperature,
+            top_p=sampling.top_p,
+            max_new_tokens=sampling.max_new_tokens,
+            stop=stops,
+            banned=banned,
         )
 
     annotations: list[str] = [""] * len(specs)
@@ -88,10 +93,14 @@ def sample_batch(backend: Backend, arm: ArmConfig, sampling: SamplingConfig, spe
     if arm.mode == "anchored":
         requests = [
             GenerationRequest(
-                text=prompt + ANNOTATION_OPEN, seed=phase_seed(spec.seed, "annotation"),
-                temperature=spec.temperature if sampling.annotation_temperature is None else sampling.annotation_temperature,
+                text=prompt + ANNOTATION_OPEN,
+                seed=phase_seed(spec.seed, "annotation"),
+                temperature=spec.temperature
+                if sampling.annotation_temperature is None
+                else sampling.annotation_temperature,
                 top_p=sampling.top_p if sampling.annotation_top_p is None else sampling.annotation_top_p,
-                max_new_tokens=sampling.max_annotation_tokens, stop=(ANNOTATION_CLOSE,) + stops,
+                max_new_tokens=sampling.max_annotation_tokens,
+                stop=(ANNOTATION_CLOSE,) + stops,
                 annotation_syntax=sampling.annotation_syntax,
             )
             for spec, prompt in zip(specs, prompts)
@@ -101,9 +110,13 @@ def sample_batch(backend: Backend, arm: ArmConfig, sampling: SamplingConfig, spe
             annotation_finish[i] = done.finish_reason if done.stop_reason != ANNOTATION_CLOSE else "close"
             mass_outside_syntax[i] = done.extra.get("mass_outside_syntax")
             if done.finish_reason == "length":
-                annotation_notes[i] = f"annotation truncated at max_annotation_tokens={sampling.max_annotation_tokens} (close forced)"
+                annotation_notes[i] = (
+                    f"annotation truncated at max_annotation_tokens={sampling.max_annotation_tokens} (close forced)"
+                )
             elif done.stop_reason != ANNOTATION_CLOSE:
-                annotation_notes[i] = f"the model ended its turn inside the annotation ({done.stop_reason!r}; close forced)"
+                annotation_notes[i] = (
+                    f"the model ended its turn inside the annotation ({done.stop_reason!r}; close forced)"
+                )
             annotations[i] = ANNOTATION_OPEN + body + ANNOTATION_CLOSE
     elif arm.mode == "no_annotation":
         if sampling.no_annotation == "empty_annotation":
@@ -112,16 +125,27 @@ def sample_batch(backend: Backend, arm: ArmConfig, sampling: SamplingConfig, spe
             banned = (ANNOTATION_OPEN, ANNOTATION_CLOSE)
 
     completions = backend.generate(
-        [response_request(spec, prompt + annotation, banned) for spec, prompt, annotation in zip(specs, prompts, annotations)]
+        [
+            response_request(spec, prompt + annotation, banned)
+            for spec, prompt, annotation in zip(specs, prompts, annotations)
+        ]
     )
     rows = []
     for i, (spec, prompt, done) in enumerate(zip(specs, prompts, completions)):
         raw = annotations[i] + done.text
         row = {
-            "id": spec.id, "arm": arm.name, "mode": arm.mode, "temperature": spec.temperature,
-            "prompt_id": spec.prompt_id, "sample_index": spec.sample_index, "seed": spec.seed,
-            "prompt": spec.prompt, "input_text": prompt, "raw": raw,
-            "finish_reason": done.finish_reason, "num_tokens": done.num_tokens,
+            "id": spec.id,
+            "arm": arm.name,
+            "mode": arm.mode,
+            "temperature": spec.temperature,
+            "prompt_id": spec.prompt_id,
+            "sample_index": spec.sample_index,
+            "seed": spec.seed,
+            "prompt": spec.prompt,
+            "input_text": prompt,
+            "raw": raw,
+            "finish_reason": done.finish_reason,
+            "num_tokens": done.num_tokens,
         }
         row.update(parse_sample(raw, arm.mode, annotation_notes[i]))
         row["annotation_finish"] = annotation_finish[i]
@@ -142,16 +166,24 @@ def parse_sample(raw: str, mode: str, note: str | None = None) -> dict:
     if mode != "anchored":
         empty = ANNOTATION_OPEN + ANNOTATION_CLOSE
         annotation = empty if raw.startswith(empty) else ""
-        response, inner = strip_annotations(raw[len(annotation):])
+        response, inner = strip_annotations(raw[len(annotation) :])
         return {
-            "annotation": annotation, "tags": None, "parse_ok": None, "parse_error": None,
-            "response": response.strip(), "inner_annotations": inner,
+            "annotation": annotation,
+            "tags": None,
+            "parse_ok": None,
+            "parse_error": None,
+            "response": response.strip(),
+            "inner_annotations": inner,
         }
     split = split_generation(raw)
     # Strip from the raw text (split.response has lost the delimiters of later
     # annotations, not their tag text, which must not reach scoring).
     stripped = raw.lstrip()
-    rest = stripped[len(split.annotation_text):] if split.annotation_text and stripped.startswith(split.annotation_text) else raw
+    rest = (
+        stripped[len(split.annotation_text) :]
+        if split.annotation_text and stripped.startswith(split.annotation_text)
+        else raw
+    )
     response, inner = strip_annotations(rest)
     error = note or split.error
     return {

@@ -26,12 +26,23 @@ from eval.config import EvalConfig
 from eval.generate import GENERATIONS, temperature_key
 from eval.jsonl_store import append_rows, dedupe, read_rows, replace_rows, write_json
 from eval.metrics.embedding import (
-    classifier_partition, distinct_k, mean_pairwise_dissimilarity, threshold_partition, vendi_score,
+    classifier_partition,
+    distinct_k,
+    mean_pairwise_dissimilarity,
+    threshold_partition,
+    vendi_score,
 )
 from eval.metrics.entropy import semantic_entropy
 from eval.metrics.lexical import compression_ratio, distinct_n
-from stage_io.run_identity import (RUN_FILE, Identity, compare_identity, config_identity, describe_changes,
-                                   read_identity, write_identity)
+from stage_io.run_identity import (
+    RUN_FILE,
+    Identity,
+    compare_identity,
+    config_identity,
+    describe_changes,
+    read_identity,
+    write_identity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +54,16 @@ SCORING_ENTRY = "scoring"
 # metrics keys that change no score: batch sizes, devices, judge engine placement, and
 # drift (the report computes it from generations.jsonl).
 RESUMABLE_METRICS = (
-    "drift", "embedder.batch_size", "embedder.device", "quality.batch_size", "quality.judge.batch_size",
-    "quality.judge.tensor_parallel_size", "quality.judge.gpu_memory_utilization", "semantic_entropy.judge.batch_size",
-    "semantic_entropy.judge.tensor_parallel_size", "semantic_entropy.judge.gpu_memory_utilization",
+    "drift",
+    "embedder.batch_size",
+    "embedder.device",
+    "quality.batch_size",
+    "quality.judge.batch_size",
+    "quality.judge.tensor_parallel_size",
+    "quality.judge.gpu_memory_utilization",
+    "semantic_entropy.judge.batch_size",
+    "semantic_entropy.judge.tensor_parallel_size",
+    "semantic_entropy.judge.gpu_memory_utilization",
 )
 
 
@@ -128,8 +146,11 @@ class GroupScorer:
             from eval.labels import load_labeller
 
             se = self.config.metrics.semantic_entropy
-            self._labeller = load_labeller(se, self.judge_for(se.judge) if se.labels == "judge" else None,
-                                           classifier_dir=Path(self.config.output_dir) / "attribute_classifier")
+            self._labeller = load_labeller(
+                se,
+                self.judge_for(se.judge) if se.labels == "judge" else None,
+                classifier_dir=Path(self.config.output_dir) / "attribute_classifier",
+            )
         return self._labeller
 
     @property
@@ -162,7 +183,9 @@ class GroupScorer:
             else:
                 from eval.metrics.quality import ProxyQuality
 
-                self._quality[key] = ProxyQuality(key, q, device=self.config.sampling.device, dtype=self.config.sampling.dtype)
+                self._quality[key] = ProxyQuality(
+                    key, q, device=self.config.sampling.device, dtype=self.config.sampling.dtype
+                )
         return self._quality[key]
 
     def same_class(self, a: str, b: str) -> bool:
@@ -181,24 +204,33 @@ class GroupScorer:
             quality.update(
                 reference_model=m.quality.reference_model or "<each arm's own model>",
                 note="PROXY: mean token log-likelihood minus a repetition penalty, not a judgement of quality",
-                degeneration_ngram=m.quality.degeneration_ngram, degeneration_weight=m.quality.degeneration_weight,
+                degeneration_ngram=m.quality.degeneration_ngram,
+                degeneration_weight=m.quality.degeneration_weight,
             )
         elif m.quality.kind == "ngram":
             quality.update(
-                corpus=m.quality.ngram.corpus, max_rows=m.quality.ngram.max_rows,
+                corpus=m.quality.ngram.corpus,
+                max_rows=m.quality.ngram.max_rows,
                 note="mean per-word log-prob (nats) under an interpolated Kneser-Ney word trigram model of the corpus "
-                     "text minus a repetition penalty; no arm's model is involved",
-                degeneration_ngram=m.quality.degeneration_ngram, degeneration_weight=m.quality.degeneration_weight,
+                "text minus a repetition penalty; no arm's model is involved",
+                degeneration_ngram=m.quality.degeneration_ngram,
+                degeneration_weight=m.quality.degeneration_weight,
             )
         elif m.quality.kind == "judge":
             quality.update(judge=m.quality.judge.model, backend=m.quality.judge.backend)
         quality["bar"] = self.bar
         quality["bar_rule"] = self.bar_rule
-        labels = {"labels": m.semantic_entropy.labels, "primary": m.semantic_entropy.primary_key(),
-                  "estimator": m.semantic_entropy.estimator}
+        labels = {
+            "labels": m.semantic_entropy.labels,
+            "primary": m.semantic_entropy.primary_key(),
+            "estimator": m.semantic_entropy.estimator,
+        }
         if m.semantic_entropy.annotator_secondary:
-            labels["secondary"] = {"labels": "annotator", "annotator_dir": m.semantic_entropy.annotator_dir,
-                                   "note": "not independent of the anchored arm"}
+            labels["secondary"] = {
+                "labels": "annotator",
+                "annotator_dir": m.semantic_entropy.annotator_dir,
+                "note": "not independent of the anchored arm",
+            }
         if m.semantic_entropy.labels == "classifier":
             c = m.semantic_entropy.classifier
             labels["classifier"] = {"source": c.source.source, "label_field": c.label_field, "attribute": c.attribute}
@@ -208,8 +240,11 @@ class GroupScorer:
             labels["judge"] = m.semantic_entropy.judge.model
         out = {
             "embedder": m.embedder.model,
-            "distinct_k": {"classifier": m.distinct_k.classifier} if m.distinct_k.classifier else {"threshold": m.distinct_k.threshold},
-            "quality": quality, "semantic_entropy": labels,
+            "distinct_k": {"classifier": m.distinct_k.classifier}
+            if m.distinct_k.classifier
+            else {"threshold": m.distinct_k.threshold},
+            "quality": quality,
+            "semantic_entropy": labels,
         }
         if m.restricted_value.attribute is not None:
             out["restricted_value"] = {"attribute": m.restricted_value.attribute, "value": m.restricted_value.value}
@@ -256,13 +291,22 @@ class GroupScorer:
             self._quality_by_id.update({row["id"]: v for row, v in zip(todo, fresh)})
             values += [v for v in fresh if v is not None]
         if not values:
-            raise ValueError(f"metrics.quality.bar_quantile: arm '{q.bar_reference_arm}' (metrics.quality."
-                             "bar_reference_arm) has no scored samples to take the quantile of")
+            raise ValueError(
+                f"metrics.quality.bar_quantile: arm '{q.bar_reference_arm}' (metrics.quality."
+                "bar_reference_arm) has no scored samples to take the quantile of"
+            )
         self.bar = float(np.quantile(values, q.bar_quantile))
-        self.bar_rule = {"kind": "quantile", "quantile": q.bar_quantile, "reference_arm": q.bar_reference_arm,
-                         "reference_samples": len(values), "bar": self.bar}
-        logger.info(f"eval: quality bar = {self.bar:.4f}, the {q.bar_quantile} quantile of {len(values)} "
-                    f"'{q.bar_reference_arm}' samples' quality")
+        self.bar_rule = {
+            "kind": "quantile",
+            "quantile": q.bar_quantile,
+            "reference_arm": q.bar_reference_arm,
+            "reference_samples": len(values),
+            "bar": self.bar,
+        }
+        logger.info(
+            f"eval: quality bar = {self.bar:.4f}, the {q.bar_quantile} quantile of {len(values)} "
+            f"'{q.bar_reference_arm}' samples' quality"
+        )
 
     def score_groups(self, groups: list[tuple[str, list[dict]]]) -> list[dict]:
         cfg = self.config.metrics
@@ -290,11 +334,18 @@ class GroupScorer:
         describe = self.describe()
         for gid, rows in groups:
             stop = start + len(rows)
-            out.append(self._group_row(gid, rows, embeddings[start:stop],
-                                       None if quality is None else quality[start:stop],
-                                       None if labels is None else labels[start:stop],
-                                       None if labels is None else label_failures_per_row[start:stop],
-                                       None if secondary is None else secondary[start:stop], describe))
+            out.append(
+                self._group_row(
+                    gid,
+                    rows,
+                    embeddings[start:stop],
+                    None if quality is None else quality[start:stop],
+                    None if labels is None else labels[start:stop],
+                    None if labels is None else label_failures_per_row[start:stop],
+                    None if secondary is None else secondary[start:stop],
+                    describe,
+                )
+            )
             start = stop
         return out
 
@@ -315,8 +366,12 @@ class GroupScorer:
             metrics[f"distinct_{n}"] = distinct_n(texts, n)
         metrics["compression_ratio"] = compression_ratio(texts)
         row = {
-            "id": gid, "arm": first["arm"], "mode": first["mode"], "temperature": first["temperature"],
-            "prompt_id": first["prompt_id"], "n_samples": len(rows),
+            "id": gid,
+            "arm": first["arm"],
+            "mode": first["mode"],
+            "temperature": first["temperature"],
+            "prompt_id": first["prompt_id"],
+            "n_samples": len(rows),
             "complete": len(rows) == self.config.sampling.samples_per_prompt,
             "distinct_k_classes": classes,
         }
@@ -334,8 +389,12 @@ class GroupScorer:
             se = semantic_entropy(labels, list(self.labeller.keys), se_config.estimator)
             primary = se_config.primary_key()
             metrics["semantic_entropy"] = se["per_key"][primary] if primary else se["mean"]
-            row["semantic"] = {"per_key": se["per_key"], "coverage": se["coverage"], "labels": labels,
-                               "label_failures": int(sum(label_failed))}
+            row["semantic"] = {
+                "per_key": se["per_key"],
+                "coverage": se["coverage"],
+                "labels": labels,
+                "label_failures": int(sum(label_failed)),
+            }
         if secondary is not None:
             se = semantic_entropy(secondary, list(self.secondary_labeller.keys), cfg.semantic_entropy.estimator)
             metrics["annotator_entropy"] = se["mean"]
@@ -379,8 +438,10 @@ class GroupScorer:
             return
         known = [str(v) for v in self.labeller.describe().get("labels") or ()]
         if known and r.value not in known:
-            raise ValueError(f"metrics.restricted_value.value={r.value!r} is not a label the {r.attribute} classifier "
-                             f"gives ({', '.join(sorted(known))})")
+            raise ValueError(
+                f"metrics.restricted_value.value={r.value!r} is not a label the {r.attribute} classifier "
+                f"gives ({', '.join(sorted(known))})"
+            )
 
     def _restricted_flags(self, labels: list[dict] | None) -> list[bool | None] | None:
         """Per sample: whether its judged label is the restricted value (None: not labelled)."""
@@ -397,8 +458,10 @@ class GroupScorer:
         out = {}
         for status, flag in (("parsed", True), ("failed", False)):
             idx = [i for i, r in enumerate(rows) if bool(r.get("parse_ok")) == flag]
-            part: dict = {"n_samples": len(idx),
-                          "pairwise_dissimilarity": _finite_or_none(mean_pairwise_dissimilarity(E[idx]))}
+            part: dict = {
+                "n_samples": len(idx),
+                "pairwise_dissimilarity": _finite_or_none(mean_pairwise_dissimilarity(E[idx])),
+            }
             if labels is not None:
                 entropy = None
                 if idx:
@@ -431,15 +494,21 @@ def load_generation_groups(run_dir: Path) -> tuple[dict[str, list[dict]], dict]:
         groups[group_id(row["arm"], row["temperature"], row["prompt_id"])].append(row)
     for members in groups.values():
         members.sort(key=lambda r: r["sample_index"])
-    return dict(groups), {"generation_rows": len(rows), "torn_generation_lines": torn, "duplicate_generation_rows": duplicates}
+    return dict(groups), {
+        "generation_rows": len(rows),
+        "torn_generation_lines": torn,
+        "duplicate_generation_rows": duplicates,
+    }
 
 
 def scoring_identity(config: EvalConfig) -> Identity:
     """What a score row depends on besides its group's samples: the metric settings, and
     samples_per_prompt (each row says whether its group is complete)."""
     metrics = config_identity(config.metrics, RESUMABLE_METRICS)
-    return {**{f"metrics.{k}": v for k, v in metrics.items()},
-            "sampling.samples_per_prompt": config.sampling.samples_per_prompt}
+    return {
+        **{f"metrics.{k}": v for k, v in metrics.items()},
+        "sampling.samples_per_prompt": config.sampling.samples_per_prompt,
+    }
 
 
 def scoring_changes(config: EvalConfig, run_dir: Path) -> str | None:
@@ -458,8 +527,12 @@ def check_scores_current(config: EvalConfig, run_dir: Path) -> None:
     settings (scores from before run.json recorded them are taken as they are)."""
     saved = read_identity(run_dir / RUN_FILE, SCORING_ENTRY)
     if saved is not None:
-        compare_identity(str(run_dir / SCORES), saved, scoring_identity(config),
-                         start_over="run the score stage too (stages=[score,report]) to rescore")
+        compare_identity(
+            str(run_dir / SCORES),
+            saved,
+            scoring_identity(config),
+            start_over="run the score stage too (stages=[score,report]) to rescore",
+        )
 
 
 def run_score(config: EvalConfig, run_dir: Path) -> dict:
@@ -493,8 +566,11 @@ def _score_pending(config: EvalConfig, run_dir: Path, groups: dict, counts: dict
     # Group by arm so a per-arm quality model loads once.
     pending.sort(key=lambda gid: (arm_order[groups[gid][0]["arm"]], groups[gid][0]["temperature"], gid))
     counts.update(
-        groups_total=len(groups), groups_already_scored=len(done), torn_score_lines_removed=torn,
-        duplicate_score_rows_ignored=duplicates, groups_scored=0,
+        groups_total=len(groups),
+        groups_already_scored=len(done),
+        torn_score_lines_removed=torn,
+        duplicate_score_rows_ignored=duplicates,
+        groups_scored=0,
         groups_skipped_unknown_arm=sum(1 for rows in groups.values() if rows[0]["arm"] in unknown),
         unknown_arms=unknown,
         incomplete_groups=sum(1 for rows in groups.values() if len(rows) != config.sampling.samples_per_prompt),
@@ -503,7 +579,11 @@ def _score_pending(config: EvalConfig, run_dir: Path, groups: dict, counts: dict
     counts["quality_bar"] = scorer.bar_rule
     chunks = []
     for gid in pending:
-        if not chunks or len(chunks[-1]) >= GROUPS_PER_CHUNK or groups[chunks[-1][0]][0]["arm"] != groups[gid][0]["arm"]:
+        if (
+            not chunks
+            or len(chunks[-1]) >= GROUPS_PER_CHUNK
+            or groups[chunks[-1][0]][0]["arm"] != groups[gid][0]["arm"]
+        ):
             chunks.append([])
         chunks[-1].append(gid)
     for chunk in tqdm(chunks, desc="score", unit="chunk"):

@@ -9,9 +9,9 @@ settings (a change starts scores.jsonl over, ``eval.score.run_score``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-import logging
 import torch
 
 from eval.annotation_budget import resolve_max_annotation_tokens
@@ -91,12 +91,20 @@ def _run(configured: EvalConfig) -> Path:
     gen_rows, _ = read_rows(run_dir / GENERATIONS, repair=False)
     score_rows, _ = read_rows(run_dir / SCORES, repair=False)
     counts["files"] = {
-        GENERATIONS: len(gen_rows), SCORES: len(score_rows),
-        SUMMARY: (run_dir / SUMMARY).exists(), REPORT: (run_dir / REPORT).exists(),
+        GENERATIONS: len(gen_rows),
+        SCORES: len(score_rows),
+        SUMMARY: (run_dir / SUMMARY).exists(),
+        REPORT: (run_dir / REPORT).exists(),
         CAPABILITIES: (run_dir / CAPABILITIES).exists(),
     }
     counts["tracking"] = log_results(config, run_dir)
-    write_manifest(run_dir, stage="eval", config=configured, inputs=_local_inputs(config), counts=counts,
-                   extra={"stages_run": list(config.stages), "max_annotation_tokens": annotation_cap},
-                   outputs={name: name for name in (GENERATIONS, SCORES, SUMMARY) if (run_dir / name).is_file()})
+    write_manifest(
+        run_dir,
+        stage="eval",
+        config=configured,
+        inputs=_local_inputs(config),
+        counts=counts,
+        extra={"stages_run": list(config.stages), "max_annotation_tokens": annotation_cap},
+        outputs={name: name for name in (GENERATIONS, SCORES, SUMMARY) if (run_dir / name).is_file()},
+    )
     return run_dir

@@ -50,11 +50,15 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
     for arm in config.arms:
         per_t = {}
         for t in temperatures:
-            group = [s for s in scores if s["arm"] == arm.name and temperature_key(s["temperature"]) == temperature_key(t)]
+            group = [
+                s for s in scores if s["arm"] == arm.name and temperature_key(s["temperature"]) == temperature_key(t)
+            ]
             if not group:
                 continue
             entry = {
-                "temperature": t, "n_prompts": len(group), "n_samples": sum(s["n_samples"] for s in group),
+                "temperature": t,
+                "n_prompts": len(group),
+                "n_samples": sum(s["n_samples"] for s in group),
                 "incomplete_groups": sum(1 for s in group if not s.get("complete", True)),
                 "metrics": {
                     m: mean_ci([s["metrics"].get(m) for s in group], b.resamples, b.confidence, b.seed)
@@ -66,8 +70,10 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
                 "length_stops": sum(s.get("length_stops", 0) for s in group),
             }
             # Per-prompt values, so that runs over several training seeds can build (seed, prompt) columns.
-            entry["per_prompt"] = {m: {s["prompt_id"]: s["metrics"].get(m) for s in sorted(group, key=lambda s: s["prompt_id"])}
-                                   for m in diversity + quality + restricted}
+            entry["per_prompt"] = {
+                m: {s["prompt_id"]: s["metrics"].get(m) for s in sorted(group, key=lambda s: s["prompt_id"])}
+                for m in diversity + quality + restricted
+            }
             if restricted:
                 entry["restricted_share"] = _restricted_share(config, group)
             if arm.mode == "anchored":
@@ -82,7 +88,11 @@ def build_summary(config: EvalConfig, run_dir: Path) -> dict:
                 entry["collapse"] = {
                     m: collapse(
                         {arm.base_arm: _values(scores, arm.base_arm, t, m), arm.name: _values(scores, arm.name, t, m)},
-                        arm.name, arm.base_arm, b.resamples, b.confidence, b.seed,
+                        arm.name,
+                        arm.base_arm,
+                        b.resamples,
+                        b.confidence,
+                        b.seed,
                     )
                     for m in diversity
                 }
@@ -110,13 +120,18 @@ def _parse_totals(group: list[dict]) -> dict:
         reasons.update(s["parse"]["by_reason"])
     constrained = sum(s["parse"].get("syntax_constrained", 0) for s in group)
     return {
-        "expected": expected, "attempted": ok + failed, "ok": ok, "failed": failed,
-        "failure_rate": failed / (ok + failed) if ok + failed else None, "by_reason": dict(reasons),
+        "expected": expected,
+        "attempted": ok + failed,
+        "ok": ok,
+        "failed": failed,
+        "failure_rate": failed / (ok + failed) if ok + failed else None,
+        "by_reason": dict(reasons),
         "syntax_constrained": constrained,
         # Of the constrained annotations, the share where the model put over half its probability
         # outside the syntax at some step (eval.annotation_syntax).
-        "mostly_outside_syntax_rate": (sum(s["parse"].get("mostly_outside_syntax", 0) for s in group) / constrained
-                                       if constrained else None),
+        "mostly_outside_syntax_rate": (
+            sum(s["parse"].get("mostly_outside_syntax", 0) for s in group) / constrained if constrained else None
+        ),
     }
 
 
@@ -126,9 +141,11 @@ def _restricted_share(config: EvalConfig, group: list[dict]) -> dict:
     r, b = config.metrics.restricted_value, config.bootstrap
     flags = [f for s in group for f in s.get("restricted_per_sample") or () if f is not None]
     return {
-        "attribute": r.attribute, "value": r.value,
+        "attribute": r.attribute,
+        "value": r.value,
         **mean_ci([s["metrics"].get("restricted_share") for s in group], b.resamples, b.confidence, b.seed),
-        "samples_judged": len(flags), "samples_with_value": int(sum(flags)),
+        "samples_judged": len(flags),
+        "samples_with_value": int(sum(flags)),
     }
 
 
@@ -141,8 +158,9 @@ def _restricted_value_check(config: EvalConfig, scores: list[dict]) -> dict | No
     seen = Counter(lab.get(r.attribute) for s in scores if "semantic" in s for lab in s["semantic"]["labels"])
     out = {"attribute": r.attribute, "value": r.value, "value_seen": seen.get(r.value, 0) > 0}
     if not out["value_seen"]:
-        out["warning"] = (f"no sample of any arm was judged {r.attribute} = {r.value!r}; labels seen: "
-                          + ", ".join(f"{k} ({v})" for k, v in seen.most_common() if k is not None))
+        out["warning"] = f"no sample of any arm was judged {r.attribute} = {r.value!r}; labels seen: " + ", ".join(
+            f"{k} ({v})" for k, v in seen.most_common() if k is not None
+        )
     return out
 
 
@@ -150,8 +168,13 @@ def _pooled_ratio(numerators: list[float], denominators: list[float], b) -> dict
     """sum(numerators) / sum(denominators) over prompts, with a prompt bootstrap interval."""
     num, den = np.array(numerators, dtype=np.float64), np.array(denominators, dtype=np.float64)
     keep = den > 0
-    stat = paired_statistic_ci([num[keep], den[keep]], lambda x, n: float(x.sum() / n.sum()) if n.sum() else None,
-                               b.resamples, b.confidence, b.seed)
+    stat = paired_statistic_ci(
+        [num[keep], den[keep]],
+        lambda x, n: float(x.sum() / n.sum()) if n.sum() else None,
+        b.resamples,
+        b.confidence,
+        b.seed,
+    )
     return {"mean": stat["value"], "ci_low": stat["ci_low"], "ci_high": stat["ci_high"], "n": stat["n"]}
 
 
@@ -174,18 +197,26 @@ def _by_annotation_status(config: EvalConfig, group: list[dict], diversity: list
         n = sum(p["n_samples"] for p in parts)
         entry = {
             # groups: prompts whose score row carries the split (rows scored by older code do not: rescore=true).
-            "n_samples": n, "share_of_samples": n / total if total else None, "groups": len(rows),
-            "parse_rate": parsed / total if total else None, "primary_metric": primary,
-            "metrics": {m: mean_ci([p.get(m) for p in parts], b.resamples, b.confidence, b.seed)
-                        for m in ("semantic_entropy", "pairwise_dissimilarity") if any(m in p for p in parts)},
+            "n_samples": n,
+            "share_of_samples": n / total if total else None,
+            "groups": len(rows),
+            "parse_rate": parsed / total if total else None,
+            "primary_metric": primary,
+            "metrics": {
+                m: mean_ci([p.get(m) for p in parts], b.resamples, b.confidence, b.seed)
+                for m in ("semantic_entropy", "pairwise_dissimilarity")
+                if any(m in p for p in parts)
+            },
         }
         entry["primary"] = entry["metrics"].get(primary)
         if any("restricted_judged" in p for p in parts):
-            entry["restricted_share"] = _pooled_ratio([p.get("restricted_hits", 0) for p in parts],
-                                                      [p.get("restricted_judged", 0) for p in parts], b)
+            entry["restricted_share"] = _pooled_ratio(
+                [p.get("restricted_hits", 0) for p in parts], [p.get("restricted_judged", 0) for p in parts], b
+            )
         if any("quality_n" in p for p in parts):
-            entry["quality"] = _pooled_ratio([p.get("quality_sum", 0.0) for p in parts],
-                                             [p.get("quality_n", 0) for p in parts], b)
+            entry["quality"] = _pooled_ratio(
+                [p.get("quality_sum", 0.0) for p in parts], [p.get("quality_n", 0) for p in parts], b
+            )
         out[status] = entry
     return out
 
@@ -220,13 +251,28 @@ def _semantic_pooled(config: EvalConfig, group: list[dict], intents: dict[str, s
     keys = sorted({k for s in rows for k in s["semantic"]["per_key"]})
     out = {}
     for key in keys:
-        groups = [(intents.get(s["prompt_id"], "all"),
-                   Counter(ABSENT if lab.get(key) is None else lab[key] for lab in s["semantic"]["labels"])) for s in rows]
+        groups = [
+            (
+                intents.get(s["prompt_id"], "all"),
+                Counter(ABSENT if lab.get(key) is None else lab[key] for lab in s["semantic"]["labels"]),
+            )
+            for s in rows
+        ]
         index = np.arange(len(groups), dtype=np.float64)
-        stat = paired_statistic_ci([index], lambda i: pooled_entropy([groups[int(k)] for k in i], estimator),
-                                   b.resamples, b.confidence, b.seed)
-        out[key] = {"mean": stat["value"], "ci_low": stat["ci_low"], "ci_high": stat["ci_high"], "n": stat["n"],
-                    "intents": len({g[0] for g in groups})}
+        stat = paired_statistic_ci(
+            [index],
+            lambda i, groups=groups: pooled_entropy([groups[int(k)] for k in i], estimator),
+            b.resamples,
+            b.confidence,
+            b.seed,
+        )
+        out[key] = {
+            "mean": stat["value"],
+            "ci_low": stat["ci_low"],
+            "ci_high": stat["ci_high"],
+            "n": stat["n"],
+            "intents": len({g[0] for g in groups}),
+        }
     return out
 
 
@@ -254,7 +300,14 @@ def _ratios(config: EvalConfig, scores: list[dict], temperatures: list[float], d
             per_t[temperature_key(t)] = {
                 m: collapse_ratio(
                     {a: _values(scores, a, t, m) for a in {plain, anchored, bases[plain], bases[anchored]}},
-                    plain, bases[plain], anchored, bases[anchored], c.min_denominator, b.resamples, b.confidence, b.seed,
+                    plain,
+                    bases[plain],
+                    anchored,
+                    bases[anchored],
+                    c.min_denominator,
+                    b.resamples,
+                    b.confidence,
+                    b.seed,
                 )
                 for m in diversity
             }
@@ -287,7 +340,8 @@ def _drift(config: EvalConfig, generations: list[dict], temperatures: list[float
             if key not in by_arm_t and key not in unparsed:
                 continue
             arms[arm][key[1]] = {
-                "annotations_used": len(by_arm_t[key]), "annotations_unparsed_excluded": unparsed[key],
+                "annotations_used": len(by_arm_t[key]),
+                "annotations_unparsed_excluded": unparsed[key],
                 **annotation_drift(tag_counts(by_arm_t[key]), pretraining, d.smoothing),
             }
     return {"status": "ok", "smoothing": d.smoothing, "pretraining": info, "arms": arms}
@@ -310,13 +364,19 @@ def _fidelity(config: EvalConfig, generations: list[dict], scores: list[dict], t
         samples[(row["arm"], temperature_key(row["temperature"]), row["prompt_id"])].append(row)
     for rows in samples.values():
         rows.sort(key=lambda r: r["sample_index"])
-    judged = {(s["arm"], temperature_key(s["temperature"]), s["prompt_id"]): s["semantic"]["labels"]
-              for s in scores if "semantic" in s}
+    judged = {
+        (s["arm"], temperature_key(s["temperature"]), s["prompt_id"]): s["semantic"]["labels"]
+        for s in scores
+        if "semantic" in s
+    }
 
     def values_of(arm: str, t: str) -> dict[str, list[str | None]]:
         """prompt id -> each sample's annotation value of the key (None: unparsed or absent)."""
-        return {p: annotation_values([r.get("tags") if r.get("parse_ok") else None for r in rows], f.annotation_key)
-                for (a, tt, p), rows in sorted(samples.items()) if a == arm and tt == t}
+        return {
+            p: annotation_values([r.get("tags") if r.get("parse_ok") else None for r in rows], f.annotation_key)
+            for (a, tt, p), rows in sorted(samples.items())
+            if a == arm and tt == t
+        }
 
     arms: dict = {}
     for arm in anchored:
@@ -327,16 +387,25 @@ def _fidelity(config: EvalConfig, generations: list[dict], scores: list[dict], t
             if not by_prompt:
                 continue
             asked = [[mapping.get(v) for v in vs] for vs in by_prompt.values()]
-            told = [[None] * len(vs) if judged.get((arm.name, t, p)) is None or judged_key is None
-                    else [lab.get(judged_key) for lab in judged[(arm.name, t, p)]] for p, vs in by_prompt.items()]
+            told = [
+                [None] * len(vs)
+                if judged.get((arm.name, t, p)) is None or judged_key is None
+                else [lab.get(judged_key) for lab in judged[(arm.name, t, p)]]
+                for p, vs in by_prompt.items()
+            ]
             ref = None if reference is None else [v for vs in values_of(reference, t).values() for v in vs]
             arms[arm.name][t] = {
                 "reference_arm": reference,
                 "preservation": preservation([v for vs in by_prompt.values() for v in vs], ref, known, mapping),
                 "fidelity": _fidelity_with_interval(asked, told, config.bootstrap),
             }
-    return {"status": "ok", "annotation_key": f.annotation_key, "judged_attribute": judged_key, "value_map": map_info,
-            "arms": arms}
+    return {
+        "status": "ok",
+        "annotation_key": f.annotation_key,
+        "judged_attribute": judged_key,
+        "value_map": map_info,
+        "arms": arms,
+    }
 
 
 def _fidelity_with_interval(asked: list[list[str | None]], told: list[list[str | None]], b) -> dict:
@@ -345,8 +414,9 @@ def _fidelity_with_interval(asked: list[list[str | None]], told: list[list[str |
     pairs = [[(a, j) for a, j in zip(ar, jr) if a is not None and j is not None] for ar, jr in zip(asked, told)]
     hits = np.array([sum(a == j for a, j in row) for row in pairs], dtype=np.float64)
     counts = np.array([len(row) for row in pairs], dtype=np.float64)
-    ci = paired_statistic_ci([hits, counts], lambda h, n: float(h.sum() / n.sum()) if n.sum() else None,
-                             b.resamples, b.confidence, b.seed)
+    ci = paired_statistic_ci(
+        [hits, counts], lambda h, n: float(h.sum() / n.sum()) if n.sum() else None, b.resamples, b.confidence, b.seed
+    )
     return out | {"ci_low": ci["ci_low"], "ci_high": ci["ci_high"]}
 
 
@@ -365,7 +435,9 @@ def _value_map(config: EvalConfig, f) -> tuple[dict[str, str], dict, set[str]]:
     else:
         from eval.attribute_classifier import load_or_fit
 
-        classifier = load_or_fit(config.metrics.semantic_entropy.classifier, Path(config.output_dir) / "attribute_classifier")
+        classifier = load_or_fit(
+            config.metrics.semantic_entropy.classifier, Path(config.output_dir) / "attribute_classifier"
+        )
         gold = classifier.predict([r["text"] for r in rows])
         how = "majority of the attribute classifier's labels of the chunk texts"
     mapping, info = value_label_map(zip((r["tags"] for r in rows), gold), f.annotation_key)
@@ -388,18 +460,28 @@ def _provenance(config: EvalConfig, run_dir: Path, scores: list[dict]) -> dict:
     s = config.sampling
     return {
         "note": "every number in this file was computed with the scorers below; 'scorers_seen' lists more than one "
-                "if scores.jsonl mixes rows scored under different settings (rescore=true to redo them)",
+        "if scores.jsonl mixes rows scored under different settings (rescore=true to redo them)",
         "scoring": scoring,
         "scorers_seen": scorers_seen,
         "sampling": {
-            "backend": s.backend, "samples_per_prompt": s.samples_per_prompt, "temperatures": s.temperatures,
-            "top_p": s.top_p, "max_new_tokens": s.max_new_tokens, "annotation_temperature": s.annotation_temperature,
-            "max_annotation_tokens": s.max_annotation_tokens, "no_annotation": s.no_annotation, "seed": s.seed,
+            "backend": s.backend,
+            "samples_per_prompt": s.samples_per_prompt,
+            "temperatures": s.temperatures,
+            "top_p": s.top_p,
+            "max_new_tokens": s.max_new_tokens,
+            "annotation_temperature": s.annotation_temperature,
+            "max_annotation_tokens": s.max_annotation_tokens,
+            "no_annotation": s.no_annotation,
+            "seed": s.seed,
             "seed_rule": "blake2b(sample, run seed, prompt id, sample index); phases derive their own",
         },
-        "arms": {a.name: {"model": a.model, "revision": a.revision, "mode": a.mode, "base_arm": a.base_arm} for a in config.arms},
+        "arms": {
+            a.name: {"model": a.model, "revision": a.revision, "mode": a.mode, "base_arm": a.base_arm}
+            for a in config.arms
+        },
         "prompts": config_to_dict(config.prompts),
-        "bootstrap": config_to_dict(config.bootstrap) | {"method": "percentile, prompts resampled (paired across arms)"},
+        "bootstrap": config_to_dict(config.bootstrap)
+        | {"method": "percentile, prompts resampled (paired across arms)"},
         "collapse": config_to_dict(config.collapse),
         "versions": package_versions(),
         "git_commit": git_commit(),

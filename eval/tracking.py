@@ -30,7 +30,8 @@ def check_trackers(report_to: list[str]) -> None:
             raise TrackingError(f"report_to: '{name}' is not one of {', '.join(TRACKERS)}")
         module = "torch.utils.tensorboard" if name == "tensorboard" else name
         if importlib.util.find_spec(module.split(".")[0]) is None or (
-                name == "tensorboard" and importlib.util.find_spec("tensorboard") is None):
+            name == "tensorboard" and importlib.util.find_spec("tensorboard") is None
+        ):
             raise TrackingError(f"report_to: '{name}' is not installed (pip install .[trackers])")
 
 
@@ -60,7 +61,8 @@ def log_results(config, run_dir: Path, summary_name: str = "summary.json", plots
     settings = dataclasses.asdict(config)
     for name in config.report_to:
         {"tensorboard": _tensorboard, "wandb": _wandb, "trackio": _trackio}[name](
-            config, run_dir, numbers, plots, settings)
+            config, run_dir, numbers, plots, settings
+        )
     return {"trackers": list(config.report_to), "scalars": len(numbers), "plots": len(plots)}
 
 

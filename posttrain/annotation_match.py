@@ -67,7 +67,9 @@ def check_annotation_match(model_path: str, sft_annotations: str) -> dict:
         return {"checked": False, "reason": f"{missing}: no annotate manifest with a schema"}
     differences = []
     if corpus["schema"] != sft["schema"]:
-        differences.append(f"schema {_schema_text(sft['schema'])} (SFT) vs {_schema_text(corpus['schema'])} (pretraining)")
+        differences.append(
+            f"schema {_schema_text(sft['schema'])} (SFT) vs {_schema_text(corpus['schema'])} (pretraining)"
+        )
     if corpus["annotator"] != sft["annotator"]:
         differences.append(f"annotator {sft['annotator']} (SFT) vs {corpus['annotator']} (pretraining)")
     if differences:
@@ -77,10 +79,16 @@ def check_annotation_match(model_path: str, sft_annotations: str) -> dict:
             f"corpus's schema and annotator (annotate mode=sft with its schema and "
             f"annotator.offline.fitted_state_from={corpus_dir}, as the study does)"
         )
-    return {"checked": True, "pretraining_annotations": str(corpus_dir), "schema": corpus["schema"],
-            "annotator": corpus["annotator"]}
+    return {
+        "checked": True,
+        "pretraining_annotations": str(corpus_dir),
+        "schema": corpus["schema"],
+        "annotator": corpus["annotator"],
+    }
 
 
 def _schema_text(schema: dict) -> str:
-    return (f"keys=[{','.join(schema.get('keys', []))}] min_tags={schema.get('min_tags')} "
-            f"max_tags={schema.get('max_tags')} max_value_chars={schema.get('max_value_chars')}")
+    return (
+        f"keys=[{','.join(schema.get('keys', []))}] min_tags={schema.get('min_tags')} "
+        f"max_tags={schema.get('max_tags')} max_value_chars={schema.get('max_value_chars')}"
+    )

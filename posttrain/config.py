@@ -10,10 +10,18 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from posttrain.prompt_format import PromptFormat
+from stage_io.config import (
+    Domain,
+    LearningRate,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SequenceLength,
+    UnitInterval,
+)
 from stage_io.conversation import DEFAULT_ROLE_MAP
 from stage_io.records import RecordSource
-from stage_io.config import (Domain, LearningRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                              SequenceLength, UnitInterval)
 
 
 @dataclass
@@ -155,5 +163,7 @@ class PosttrainConfig:
 
     def __post_init__(self) -> None:
         if self.data.replay_chunks and not self.data.replay_annotations:
-            raise ValueError(f"data.replay_chunks={self.data.replay_chunks} needs data.replay_annotations "
-                             "(the annotate output directory of the pretraining corpus)")
+            raise ValueError(
+                f"data.replay_chunks={self.data.replay_chunks} needs data.replay_annotations "
+                "(the annotate output directory of the pretraining corpus)"
+            )

@@ -41,9 +41,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from stage_io.cli import stage_main
+from stage_io.config import NonNegativeInt, PositiveInt
 from stage_io.manifest import write_manifest
 from stage_io.records import RecordSource, load_records
-from stage_io.config import NonNegativeInt, PositiveInt
 
 SFT_FILE = "sft.jsonl"
 EVAL_PROMPTS_FILE = "eval_prompts.jsonl"
@@ -95,7 +95,9 @@ class EmbeddedSFTConfig:
             raise ValueError("instructions and eval_instructions must both be non-empty")
         overlap = {_normalise(i) for i in self.instructions} & {_normalise(i) for i in self.eval_instructions}
         if overlap:
-            raise ValueError(f"eval_instructions repeat training instructions: {sorted(overlap)}; eval prompts must be held out")
+            raise ValueError(
+                f"eval_instructions repeat training instructions: {sorted(overlap)}; eval prompts must be held out"
+            )
         if self.max_response_chars < 50:
             raise ValueError(f"max_response_chars={self.max_response_chars} is too small for a title and a paragraph")
         if self.max_documents is not None and self.max_documents < 1:
@@ -104,10 +106,14 @@ class EmbeddedSFTConfig:
             if not self.topics or self.max_documents is None:
                 raise ValueError("balance_topics=true needs both topics and max_documents set")
             if len(set(self.topics)) != len(self.topics):
-                raise ValueError(f"topics: {self.topics} repeats a topic; balance_topics splits max_documents over distinct topics")
+                raise ValueError(
+                    f"topics: {self.topics} repeats a topic; balance_topics splits max_documents over distinct topics"
+                )
             if self.max_documents < len(self.topics):
-                raise ValueError(f"max_documents={self.max_documents} is below one document per topic "
-                                 f"({len(self.topics)} topics) with balance_topics=true")
+                raise ValueError(
+                    f"max_documents={self.max_documents} is below one document per topic "
+                    f"({len(self.topics)} topics) with balance_topics=true"
+                )
 
 
 def _normalise(instruction: str) -> str:
@@ -126,7 +132,7 @@ def article_response(title: str, text: str, max_chars: int) -> tuple[str | None,
     title = title.strip()
     body = text.strip()
     if body.startswith(title):
-        body = body[len(title):]
+        body = body[len(title) :]
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", body) if p.strip()]
     response = title
     budget = max_chars - len(title) - 2
@@ -154,7 +160,9 @@ def run(config: EmbeddedSFTConfig) -> Path:
     if config.topics is not None:
         unknown = [t for t in config.topics if t not in available]
         if unknown:
-            raise ValueError(f"topics: '{unknown[0]}' is not a topic of {config.source.source} (topics: {', '.join(available)})")
+            raise ValueError(
+                f"topics: '{unknown[0]}' is not a topic of {config.source.source} (topics: {', '.join(available)})"
+            )
     wanted = set(available if config.topics is None else config.topics)
     docs = [row for row in corpus if row["topic"] in wanted]
     in_topics = len(docs)
@@ -175,12 +183,14 @@ def run(config: EmbeddedSFTConfig) -> Path:
             continue
         cut_first_paragraph += was_cut
         instruction = config.instructions[_rank(config.seed + 1, doc["id"]) % len(config.instructions)]
-        rows.append({
-            "id": f"sft/{doc['id']}",
-            "messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}],
-            "source_doc_id": doc["id"],
-            "topic": doc["topic"],
-        })
+        rows.append(
+            {
+                "id": f"sft/{doc['id']}",
+                "messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}],
+                "source_doc_id": doc["id"],
+                "topic": doc["topic"],
+            }
+        )
     if not rows:
         raise ValueError(f"no SFT example built from {len(docs)} documents (skipped: {dict(skipped)})")
     _write_jsonl(out / SFT_FILE, rows)
@@ -190,13 +200,17 @@ def run(config: EmbeddedSFTConfig) -> Path:
     topics = Counter(row["topic"] for row in rows)
     lengths = [len(row["messages"][1]["content"]) for row in rows]
     write_manifest(
-        out, stage="posttrain.embedded_sft", config=config,
+        out,
+        stage="posttrain.embedded_sft",
+        config=config,
         inputs={"corpus": config.source.source},
         counts={
             "documents_in_corpus": len(corpus),
             "documents_in_topics": in_topics,
             "documents_selected": len(docs),
-            "documents_per_topic_balanced": config.max_documents // len(config.topics) if config.balance_topics else None,
+            "documents_per_topic_balanced": config.max_documents // len(config.topics)
+            if config.balance_topics
+            else None,
             "examples": len(rows),
             "skipped_by_reason": dict(skipped),
             "first_paragraph_cut": cut_first_paragraph,
@@ -218,9 +232,11 @@ def _balanced(ranked_docs: list, config: EmbeddedSFTConfig) -> list:
     for topic in config.topics:
         of_topic = [row for row in ranked_docs if row["topic"] == topic]
         if len(of_topic) < per_topic:
-            raise ValueError(f"topics: '{topic}' has {len(of_topic)} articles in {config.source.source}, fewer than the "
-                             f"{per_topic} that balance_topics needs (max_documents={config.max_documents} over "
-                             f"{len(config.topics)} topics)")
+            raise ValueError(
+                f"topics: '{topic}' has {len(of_topic)} articles in {config.source.source}, fewer than the "
+                f"{per_topic} that balance_topics needs (max_documents={config.max_documents} over "
+                f"{len(config.topics)} topics)"
+            )
         kept += of_topic[:per_topic]
     return kept
 

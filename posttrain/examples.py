@@ -117,8 +117,10 @@ def keys_only_mask(tokenizer: Any, annotation: str) -> tuple[list[int], list[int
     """Ids of ``annotation`` and a mask training every token but those overlapping a value."""
     encoded = tokenizer(annotation, add_special_tokens=False, return_offsets_mapping=True)
     values = [(s, e) for s, e, role in annotation_char_spans(parse_annotation(annotation)) if role == "value"]
-    mask = [0 if any(start < v_end and end > v_start for v_start, v_end in values) else 1
-            for start, end in encoded["offset_mapping"]]
+    mask = [
+        0 if any(start < v_end and end > v_start for v_start, v_end in values) else 1
+        for start, end in encoded["offset_mapping"]
+    ]
     return encoded["input_ids"], mask
 
 
@@ -136,7 +138,7 @@ def is_held_out(example_id: str, fraction: float) -> bool:
     if fraction <= 0:
         return False
     digest = hashlib.sha256(b"validation\0" + example_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < fraction
+    return int.from_bytes(digest[:8], "big") / 2.0**64 < fraction
 
 
 def trained_ids_fingerprint(ids: Iterable[str]) -> str:
@@ -147,7 +149,9 @@ def trained_ids_fingerprint(ids: Iterable[str]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def build_examples(rows: Iterable[dict], tokenizer: Any, config: PosttrainConfig, total: int | None = None) -> BuiltExamples:
+def build_examples(
+    rows: Iterable[dict], tokenizer: Any, config: PosttrainConfig, total: int | None = None
+) -> BuiltExamples:
     """Token ids and label masks for every trainable row; counts and issues for the rest."""
     anchored_arm = config.arm == "anchored"
     if anchored_arm:
@@ -186,15 +190,22 @@ class _Builder:
             self.records_in += 1
             record_id = str(row.get("id"))
             try:
-                record = record_from_row(row, self.config.data, with_annotation=self.config.arm == "anchored" or self.paired)
+                record = record_from_row(
+                    row, self.config.data, with_annotation=self.config.arm == "anchored" or self.paired
+                )
             except MalformedRecord as err:
                 self._skip(record_id, err.reason, err.detail)
                 continue
             if record.turns_cut:
                 self.turns_cut += 1
-                self.issues.append({"id": record.id, "reason": "turns_after_last_reply",
-                                    "detail": f"{record.turns_cut} turns after the last assistant turn cut",
-                                    "action": "cut"})
+                self.issues.append(
+                    {
+                        "id": record.id,
+                        "reason": "turns_after_last_reply",
+                        "detail": f"{record.turns_cut} turns after the last assistant turn cut",
+                        "action": "cut",
+                    }
+                )
             kind = self._kind(record)
             if kind is not None:
                 planned.append((record, kind))
@@ -204,15 +215,24 @@ class _Builder:
     def _kind(self, record: SFTRecord) -> ExampleKind | None:
         if self.config.arm == "plain":
             if self.paired and record.annotation is None and self.config.invalid_annotation_policy == "skip":
-                self._skip(record.id, "invalid_annotation",
-                           f"{record.annotation_problem or ''} (dropped as the anchored arm drops it: data.pair_with_anchored)")
+                self._skip(
+                    record.id,
+                    "invalid_annotation",
+                    f"{record.annotation_problem or ''} (dropped as the anchored arm drops it: data.pair_with_anchored)",
+                )
                 return None
             return "plain"
         if record.annotation is not None:
             return "anchored"
         if self.config.invalid_annotation_policy == "plain":
-            self.issues.append({"id": record.id, "reason": "invalid_annotation", "detail": record.annotation_problem or "",
-                                "action": "trained_plain"})
+            self.issues.append(
+                {
+                    "id": record.id,
+                    "reason": "invalid_annotation",
+                    "detail": record.annotation_problem or "",
+                    "action": "trained_plain",
+                }
+            )
             return "plain_fallback"
         self._skip(record.id, "invalid_annotation", record.annotation_problem or "")
         return None
@@ -225,15 +245,21 @@ class _Builder:
         annotations = [r.annotation if kind == "anchored" else "" for r, kind in planned]
         annotation_ids = tok(annotations, add_special_tokens=False)["input_ids"]
         # Paired plain arm: the length the anchored arm's example has decides whether it fits.
-        paired_lengths = ([len(ids) for ids in tok([r.annotation or "" for r, _ in planned], add_special_tokens=False)["input_ids"]]
-                          if self.paired else [0] * len(planned))
+        paired_lengths = (
+            [len(ids) for ids in tok([r.annotation or "" for r, _ in planned], add_special_tokens=False)["input_ids"]]
+            if self.paired
+            else [0] * len(planned)
+        )
         eot_text = fmt.end_of_turn_text(tok)
         for i, (record, kind) in enumerate(planned):
             ids = prompt_ids[i] + annotation_ids[i] + response_ids[i] + self.eot_ids
             if len(ids) + paired_lengths[i] > self.config.max_seq_len:
                 paired = " with its annotation (data.pair_with_anchored)" if paired_lengths[i] else ""
-                self._skip(record.id, "too_long",
-                           f"{len(ids) + paired_lengths[i]} tokens{paired} > max_seq_len={self.config.max_seq_len}")
+                self._skip(
+                    record.id,
+                    "too_long",
+                    f"{len(ids) + paired_lengths[i]} tokens{paired} > max_seq_len={self.config.max_seq_len}",
+                )
                 continue
             n_prompt, n_ann = len(prompt_ids[i]), len(annotation_ids[i])
             mask = [0] * (n_prompt + n_ann) + [1] * (len(response_ids[i]) + len(self.eot_ids))
@@ -241,12 +267,17 @@ class _Builder:
                 mask[n_prompt + n_ann - 1] = 1  # the annotation's last token is its closing delimiter
             joint = encode_prompt(tok, prompts[i] + annotations[i] + record.response + eot_text)
             self.joint_differs += joint != ids
-            self.examples.append(SFTExample(
-                record.id, ids, mask, kind,
-                annotation_start=n_prompt if kind == "anchored" else None,
-                annotation=annotations[i] if kind == "anchored" else None,
-                response_start=n_prompt + n_ann,
-            ))
+            self.examples.append(
+                SFTExample(
+                    record.id,
+                    ids,
+                    mask,
+                    kind,
+                    annotation_start=n_prompt if kind == "anchored" else None,
+                    annotation=annotations[i] if kind == "anchored" else None,
+                    response_start=n_prompt + n_ann,
+                )
+            )
 
     def _skip(self, record_id: str, reason: str, detail: str) -> None:
         self.skipped[reason] += 1
@@ -268,7 +299,9 @@ class _Builder:
             "trained": len(self.examples),
             "validation_examples": len(validation),
             "validation_ids_sha256": trained_ids_fingerprint(e.id for e in validation),
-            "trained_by_kind": {k: kinds.get(k, 0) for k in ("plain", "anchored", "keys_only", "plain_fallback", "replay")},
+            "trained_by_kind": {
+                k: kinds.get(k, 0) for k in ("plain", "anchored", "keys_only", "plain_fallback", "replay")
+            },
             "keys_only": kinds.get("keys_only", 0),
             "skipped": skipped_total,
             "skipped_by_reason": dict(sorted(self.skipped.items())),
@@ -286,9 +319,9 @@ class _Builder:
     def _make_keys_only(self, example: SFTExample) -> None:
         ids, mask = keys_only_mask(self.tokenizer, example.annotation)
         start = example.annotation_start
-        if example.input_ids[start: start + len(ids)] != ids:  # the same tokenizer, the same text: cannot differ
+        if example.input_ids[start : start + len(ids)] != ids:  # the same tokenizer, the same text: cannot differ
             raise AssertionError(f"{example.id}: annotation ids changed between tokenizations")
-        example.label_mask[start: start + len(ids)] = mask
+        example.label_mask[start : start + len(ids)] = mask
         example.kind = "keys_only"
 
     def _check_whole_dataset(self, counts: dict[str, Any]) -> None:

@@ -64,9 +64,12 @@ def load_replay(config: PosttrainConfig, tokenizer: Any) -> tuple[list[SFTExampl
     folder = Path(config.data.replay_annotations or "")
     data_dir = folder / "data" if (folder / "data").is_dir() else folder
     if not data_dir.is_dir():
-        raise SFTDataError(f"data.replay_annotations={config.data.replay_annotations}: no such annotate output directory")
-    rows = load_records(RecordSource(source=str(data_dir)),
-                        required_fields={f: "data.replay_annotations" for f in REPLAY_FIELDS})
+        raise SFTDataError(
+            f"data.replay_annotations={config.data.replay_annotations}: no such annotate output directory"
+        )
+    rows = load_records(
+        RecordSource(source=str(data_dir)), required_fields={f: "data.replay_annotations" for f in REPLAY_FIELDS}
+    )
     ids = [replay_id(d, c) for d, c in zip(rows["doc_id"], rows["chunk_index"])]
     order = sorted(range(len(ids)), key=lambda i: hashlib.sha256(b"replay\0" + ids[i].encode("utf-8")).digest())
     examples: list[SFTExample] = []
@@ -75,20 +78,32 @@ def load_replay(config: PosttrainConfig, tokenizer: Any) -> tuple[list[SFTExampl
     for start in range(0, len(order), CHUNK):
         if len(examples) == n:
             break
-        batch = rows.select(order[start: start + CHUNK])
+        batch = rows.select(order[start : start + CHUNK])
         _add_batch(batch, config, tokenizer, n, examples, passed, without)
     if len(examples) < n:
-        raise SFTDataError(f"data.replay_chunks={n}: only {len(examples)} usable chunks in {data_dir} "
-                           f"({len(ids)} chunks; passed over: {dict(passed)})")
-    counts = {"replay_chunks": len(examples), "replay_passed_over": dict(sorted(passed.items())),
-              "replay_without_annotation": dict(sorted(without.items())),
-              "replay_tokens": sum(len(e.input_ids) for e in examples),
-              "replay_ids_sha256": trained_ids_fingerprint(e.id for e in examples)}
+        raise SFTDataError(
+            f"data.replay_chunks={n}: only {len(examples)} usable chunks in {data_dir} "
+            f"({len(ids)} chunks; passed over: {dict(passed)})"
+        )
+    counts = {
+        "replay_chunks": len(examples),
+        "replay_passed_over": dict(sorted(passed.items())),
+        "replay_without_annotation": dict(sorted(without.items())),
+        "replay_tokens": sum(len(e.input_ids) for e in examples),
+        "replay_ids_sha256": trained_ids_fingerprint(e.id for e in examples),
+    }
     return examples, counts
 
 
-def _add_batch(batch, config: PosttrainConfig, tokenizer: Any, n: int, examples: list[SFTExample],
-               passed: Counter, without: Counter) -> None:
+def _add_batch(
+    batch,
+    config: PosttrainConfig,
+    tokenizer: Any,
+    n: int,
+    examples: list[SFTExample],
+    passed: Counter,
+    without: Counter,
+) -> None:
     texts, annotated, keep = [], [], []
     for row in batch:
         text, had_delimiters = chunk_text(row["text"])

@@ -80,7 +80,9 @@ def sft_source(data: DataConfig) -> RecordSource:
         return data.source
     folder = Path(data.annotations) / "data"
     if not folder.exists():
-        raise SFTDataError(f"data.annotations={data.annotations}: no data/ folder there (is it an annotate stage output?)")
+        raise SFTDataError(
+            f"data.annotations={data.annotations}: no data/ folder there (is it an annotate stage output?)"
+        )
     return RecordSource(source=str(folder), id_field=data.source.id_field, limit=data.source.limit)
 
 
@@ -131,7 +133,8 @@ def _conversation_and_response(row: Mapping[str, Any], data: DataConfig) -> tupl
     messages = row.get(data.messages_field)
     if messages is not None:
         has_assistant = isinstance(messages, (list, tuple)) and any(
-            isinstance(m, Mapping) and data.role_map.get(m.get("role"), m.get("role")) == "assistant" for m in messages)
+            isinstance(m, Mapping) and data.role_map.get(m.get("role"), m.get("role")) == "assistant" for m in messages
+        )
         if not has_assistant and explicit_response is not None:  # a conversation ending on the user's turn + reply
             return map_roles(messages, data.role_map, data.messages_field), explicit_response, 0
         try:
@@ -145,8 +148,11 @@ def _conversation_and_response(row: Mapping[str, Any], data: DataConfig) -> tupl
         raise MalformedRecord(
             "malformed_conversation", f"no '{data.messages_field}' and no '{data.prompt_field}' in this record"
         )
-    conversation = ([{"role": "user", "content": prompt}] if isinstance(prompt, str)
-                    else _as_messages(prompt, data.prompt_field, data.role_map))
+    conversation = (
+        [{"role": "user", "content": prompt}]
+        if isinstance(prompt, str)
+        else _as_messages(prompt, data.prompt_field, data.role_map)
+    )
     if explicit_response is not None:
         return conversation, explicit_response, 0
     completion = row.get(data.completion_field)

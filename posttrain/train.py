@@ -52,7 +52,6 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from posttrain.annotation_match import check_annotation_match
-from stage_io.hf_files import make_tokenizer_config_portable
 from posttrain.config import PosttrainConfig
 from posttrain.examples import BuiltExamples, SFTExample, build_examples
 from posttrain.replay import add_replay, load_replay
@@ -60,10 +59,17 @@ from posttrain.sft_records import load_sft_rows
 from posttrain.validation import AnnotationSampling, annotation_sampling, validation_report, write_validation
 from pretrain.memory_plan import MemoryInputs, MemoryPlan, check_plan, estimate, launcher_sharding
 from stage_io.file_integrity import tree_problems
+from stage_io.hf_files import make_tokenizer_config_portable
 from stage_io.manifest import weight_files, write_manifest
 from stage_io.model_paths import check_model, check_tokenizer
-from stage_io.run_identity import (RUN_FILE, RunIdentityError, check_run_identity, config_identity, read_identity,
-                                   write_identity)
+from stage_io.run_identity import (
+    RUN_FILE,
+    RunIdentityError,
+    check_run_identity,
+    config_identity,
+    read_identity,
+    write_identity,
+)
 from stage_io.run_lock import hold_lock, is_main_rank
 
 logger = logging.getLogger(__name__)
@@ -85,10 +91,18 @@ BROKEN_PREFIX = "broken-"
 # and epochs, which set the schedule's length) is the run identity; to train longer, fine-tune
 # the finished model anew.
 RESUMABLE_KEYS = (
-    "output_dir", "report_to", "training.resume_from_checkpoint", "training.save_steps", "training.save_total_limit",
-    "training.logging_steps", "training.dataloader_num_workers", "training.torch_threads",
-    "training.gradient_checkpointing", "training.memory_plan",
-    "data.validation_annotation_samples", "data.validation_annotation_max_tokens",
+    "output_dir",
+    "report_to",
+    "training.resume_from_checkpoint",
+    "training.save_steps",
+    "training.save_total_limit",
+    "training.logging_steps",
+    "training.dataloader_num_workers",
+    "training.torch_threads",
+    "training.gradient_checkpointing",
+    "training.memory_plan",
+    "data.validation_annotation_samples",
+    "data.validation_annotation_max_tokens",
 )
 
 
@@ -114,11 +128,14 @@ def _run(config: PosttrainConfig) -> Path:
     if config.data.replay_chunks:
         add_replay(built, *load_replay(config, tokenizer))
     # Every rank checks (the same estimate), so a refusal stops them all; rank 0 prints.
-    check_plan(memory_plan(config, AutoConfig.from_pretrained(config.model_path)),
-               config.training.memory_plan, "training.memory_plan",
-               "lower training.per_device_batch_size (raise training.grad_accum to keep the batch) or set "
-               "training.gradient_checkpointing=true",
-               print_fn=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _line: None))
+    check_plan(
+        memory_plan(config, AutoConfig.from_pretrained(config.model_path)),
+        config.training.memory_plan,
+        "training.memory_plan",
+        "lower training.per_device_batch_size (raise training.grad_accum to keep the batch) or set "
+        "training.gradient_checkpointing=true",
+        print_fn=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _line: None),
+    )
     trainer = make_trainer(config, tokenizer, built.examples, built.validation)
     result = trainer.train(resume_from_checkpoint=resume)
     validation = evaluate_held_out(trainer, config, tokenizer, built)
@@ -130,50 +147,80 @@ def _run(config: PosttrainConfig) -> Path:
         history = trainer.state.log_history
         (out / LOG_HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
         losses = [entry["loss"] for entry in history if "loss" in entry]
-        inputs: dict[str, Any] = {"model": config.model_path, "data": config.data.annotations or config.data.source.source}
+        inputs: dict[str, Any] = {
+            "model": config.model_path,
+            "data": config.data.annotations or config.data.source.source,
+        }
         if config.tokenizer_path:
             inputs["tokenizer"] = config.tokenizer_path
         if config.data.replay_annotations and config.data.replay_chunks:
             inputs["replay"] = config.data.replay_annotations
         write_validation(out, validation)
         write_manifest(
-            out, stage="posttrain", config=config, inputs=inputs,
-            counts={**built.counts, "optimizer_steps": trainer.state.global_step,
-                    "epochs": config.training.epochs, "validation_loss": validation["loss"],
-                    "validation_loss_no_annotation": validation["loss_no_annotation"],
-                    "validation_loss_marginal": validation["loss_marginal"]},
-            extra={"train": {"first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-                             "train_loss": result.training_loss, "runtime_s": result.metrics.get("train_runtime"),
-                             "loss_definitions": {"first_loss": "the first logged loss (step 1)",
-                                                  "final_loss": "the last logged loss (a mean over the last "
-                                                                "logging_steps steps, as in log_history.json)",
-                                                  "train_loss": "the mean loss over the whole run (TRL's)"}},
-                   "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None,
-                   "annotation_match": annotation_match},
+            out,
+            stage="posttrain",
+            config=config,
+            inputs=inputs,
+            counts={
+                **built.counts,
+                "optimizer_steps": trainer.state.global_step,
+                "epochs": config.training.epochs,
+                "validation_loss": validation["loss"],
+                "validation_loss_no_annotation": validation["loss_no_annotation"],
+                "validation_loss_marginal": validation["loss_marginal"],
+            },
+            extra={
+                "train": {
+                    "first_loss": losses[0] if losses else None,
+                    "final_loss": losses[-1] if losses else None,
+                    "train_loss": result.training_loss,
+                    "runtime_s": result.metrics.get("train_runtime"),
+                    "loss_definitions": {
+                        "first_loss": "the first logged loss (step 1)",
+                        "final_loss": "the last logged loss (a mean over the last "
+                        "logging_steps steps, as in log_history.json)",
+                        "train_loss": "the mean loss over the whole run (TRL's)",
+                    },
+                },
+                "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None,
+                "annotation_match": annotation_match,
+            },
             outputs=weight_files(out),
         )
     return out
 
 
-def evaluate_held_out(trainer: SFTTrainer, config: PosttrainConfig, tokenizer: Any,
-                      built: BuiltExamples) -> dict[str, Any]:
+def evaluate_held_out(
+    trainer: SFTTrainer, config: PosttrainConfig, tokenizer: Any, built: BuiltExamples
+) -> dict[str, Any]:
     """The held-out split after training: TRL's eval loss logged once more at the last step (unless
     training.eval_steps just logged it), and ``validation.json``'s two response losses."""
     if built.validation:
         history = trainer.state.log_history
         if not any("eval_loss" in e and e.get("step") == trainer.state.global_step for e in history):
             trainer.evaluate()
-    return validation_report(trainer.model, built.validation, config.arm, tokenizer.pad_token_id,
-                             trainer.args.device, config.training.per_device_batch_size, config.training.bf16,
-                             marginal_rules(config, tokenizer))
+    return validation_report(
+        trainer.model,
+        built.validation,
+        config.arm,
+        tokenizer.pad_token_id,
+        trainer.args.device,
+        config.training.per_device_batch_size,
+        config.training.bf16,
+        marginal_rules(config, tokenizer),
+    )
 
 
 def marginal_rules(config: PosttrainConfig, tokenizer: Any) -> AnnotationSampling | None:
     """How validation's loss_marginal samples annotations (None for the plain arm)."""
     if config.arm != "anchored":
         return None
-    return annotation_sampling(tokenizer, config.prompt_format.end_of_turn_text(tokenizer),
-                               config.data.validation_annotation_samples, config.data.validation_annotation_max_tokens)
+    return annotation_sampling(
+        tokenizer,
+        config.prompt_format.end_of_turn_text(tokenizer),
+        config.data.validation_annotation_samples,
+        config.data.validation_annotation_max_tokens,
+    )
 
 
 def check_inputs(config: PosttrainConfig) -> None:
@@ -189,9 +236,11 @@ def check_inputs(config: PosttrainConfig) -> None:
     model_config = AutoConfig.from_pretrained(config.model_path)
     positions = getattr(model_config, "max_position_embeddings", None)
     if positions is not None and config.max_seq_len > positions and not config.train_past_positions:
-        raise ValueError(f"max_seq_len={config.max_seq_len} exceeds the {positions} positions of {config.model_path} "
-                         f"(max_position_embeddings); set max_seq_len <= {positions}, or train_past_positions=true "
-                         "to train on positions the model never saw")
+        raise ValueError(
+            f"max_seq_len={config.max_seq_len} exceeds the {positions} positions of {config.model_path} "
+            f"(max_position_embeddings); set max_seq_len <= {positions}, or train_past_positions=true "
+            "to train on positions the model never saw"
+        )
 
 
 def memory_plan(config: PosttrainConfig, model_config: Any) -> MemoryPlan:
@@ -202,14 +251,23 @@ def memory_plan(config: PosttrainConfig, model_config: Any) -> MemoryPlan:
     sharding, world = launcher_sharding()
     n_params = count_parameters_meta(model_config)
     t = config.training
-    return estimate(MemoryInputs(
-        parameters=n_params, trainable_parameters=0 if config.lora.enabled else n_params,
-        num_layers=model_config.num_hidden_layers, hidden_size=model_config.hidden_size,
-        intermediate_size=model_config.intermediate_size, vocab_size=model_config.vocab_size,
-        tokens_per_micro_batch=t.per_device_batch_size * config.max_seq_len, world_size=world, sharding=sharding,
-        bf16=t.bf16, gradient_checkpointing=t.gradient_checkpointing, extra_logit_bytes=4,
-        cuda=torch.cuda.is_available(),
-    ))
+    return estimate(
+        MemoryInputs(
+            parameters=n_params,
+            trainable_parameters=0 if config.lora.enabled else n_params,
+            num_layers=model_config.num_hidden_layers,
+            hidden_size=model_config.hidden_size,
+            intermediate_size=model_config.intermediate_size,
+            vocab_size=model_config.vocab_size,
+            tokens_per_micro_batch=t.per_device_batch_size * config.max_seq_len,
+            world_size=world,
+            sharding=sharding,
+            bf16=t.bf16,
+            gradient_checkpointing=t.gradient_checkpointing,
+            extra_logit_bytes=4,
+            cuda=torch.cuda.is_available(),
+        )
+    )
 
 
 def load_tokenizer(config: PosttrainConfig) -> Any:
@@ -222,37 +280,57 @@ def load_tokenizer(config: PosttrainConfig) -> Any:
         # The tokenizer carries the pretraining context length; SFT examples up to max_seq_len are cut at
         # max_seq_len by build_examples, not by the tokenizer, so its "sequence length is longer than the
         # specified maximum" warning on every run would be noise. Said once, here, with what it means.
-        logger.info(f"posttrain: max_seq_len={config.max_seq_len} is longer than the model's pretraining context "
-                    f"({tokenizer.model_max_length} tokens): positions beyond it were never trained (RoPE extrapolates); "
-                    "set max_seq_len to at most that to stay within it")
+        logger.info(
+            f"posttrain: max_seq_len={config.max_seq_len} is longer than the model's pretraining context "
+            f"({tokenizer.model_max_length} tokens): positions beyond it were never trained (RoPE extrapolates); "
+            "set max_seq_len to at most that to stay within it"
+        )
         tokenizer.model_max_length = config.max_seq_len
     return tokenizer
 
 
 def examples_dataset(examples: list[SFTExample]) -> datasets.Dataset:
     """The pre-tokenized dataset TRL trains on: ids and the mask it turns into labels."""
-    return datasets.Dataset.from_dict({
-        "input_ids": [e.input_ids for e in examples],
-        "completion_mask": [e.label_mask for e in examples],
-    })
+    return datasets.Dataset.from_dict(
+        {
+            "input_ids": [e.input_ids for e in examples],
+            "completion_mask": [e.label_mask for e in examples],
+        }
+    )
 
 
 # SFTConfig fields this stage sets, and the key that sets them (training.sft_extra may not set them
 # again: one place per setting). "the stage" marks fields fixed by how the stage works.
 SFT_FIELDS_SET = {
-    "output_dir": "output_dir", "num_train_epochs": "training.epochs", "max_steps": "training.max_steps",
+    "output_dir": "output_dir",
+    "num_train_epochs": "training.epochs",
+    "max_steps": "training.max_steps",
     "per_device_train_batch_size": "training.per_device_batch_size",
-    "gradient_accumulation_steps": "training.grad_accum", "learning_rate": "training.learning_rate",
-    "lr_scheduler_type": "training.scheduler", "warmup_steps": "training.warmup", "warmup_ratio": "training.warmup",
-    "weight_decay": "training.weight_decay", "max_grad_norm": "training.max_grad_norm", "seed": "training.seed",
-    "data_seed": "training.seed", "save_strategy": "training.save_steps", "save_steps": "training.save_steps",
-    "save_total_limit": "training.save_total_limit", "logging_steps": "training.logging_steps",
-    "logging_first_step": "training.logging_steps", "report_to": "report_to", "bf16": "training.bf16",
+    "gradient_accumulation_steps": "training.grad_accum",
+    "learning_rate": "training.learning_rate",
+    "lr_scheduler_type": "training.scheduler",
+    "warmup_steps": "training.warmup",
+    "warmup_ratio": "training.warmup",
+    "weight_decay": "training.weight_decay",
+    "max_grad_norm": "training.max_grad_norm",
+    "seed": "training.seed",
+    "data_seed": "training.seed",
+    "save_strategy": "training.save_steps",
+    "save_steps": "training.save_steps",
+    "save_total_limit": "training.save_total_limit",
+    "logging_steps": "training.logging_steps",
+    "logging_first_step": "training.logging_steps",
+    "report_to": "report_to",
+    "bf16": "training.bf16",
     "dataloader_num_workers": "training.dataloader_num_workers",
     "gradient_checkpointing": "training.gradient_checkpointing",
     "activation_checkpointing": "training.gradient_checkpointing",
-    "max_length": "max_seq_len", "packing": "training.packing", "packing_strategy": "training.packing",
-    "padding_free": "training.packing", "eval_strategy": "training.eval_steps", "eval_steps": "training.eval_steps",
+    "max_length": "max_seq_len",
+    "packing": "training.packing",
+    "packing_strategy": "training.packing",
+    "padding_free": "training.packing",
+    "eval_strategy": "training.eval_steps",
+    "eval_steps": "training.eval_steps",
     "per_device_eval_batch_size": "training.per_device_batch_size",
     "completion_only_loss": "the stage (the label mask is the loss mask)",
     "model_init_kwargs": "the stage (fp32 master weights)",
@@ -345,8 +423,9 @@ class StopOnNonFinite(TrainerCallback):
                 )
 
 
-def make_trainer(config: PosttrainConfig, tokenizer: Any, examples: list[SFTExample],
-                 validation: list[SFTExample] | None = None) -> SFTTrainer:
+def make_trainer(
+    config: PosttrainConfig, tokenizer: Any, examples: list[SFTExample], validation: list[SFTExample] | None = None
+) -> SFTTrainer:
     args = sft_args(config, evaluate=bool(validation))
     peft_config = None
     if config.lora.enabled:
@@ -354,13 +433,20 @@ def make_trainer(config: PosttrainConfig, tokenizer: Any, examples: list[SFTExam
 
         targets = config.lora.target_modules
         peft_config = LoraConfig(
-            r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-            target_modules=targets[0] if targets == ["all-linear"] else targets, task_type="CAUSAL_LM",
+            r=config.lora.r,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=targets[0] if targets == ["all-linear"] else targets,
+            task_type="CAUSAL_LM",
         )
     trainer = SFTTrainer(
-        model=config.model_path, args=args, train_dataset=examples_dataset(examples),
-        eval_dataset=examples_dataset(validation) if validation else None, processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[StopOnNonFinite()],
+        model=config.model_path,
+        args=args,
+        train_dataset=examples_dataset(examples),
+        eval_dataset=examples_dataset(validation) if validation else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[StopOnNonFinite()],
     )
     embeddings = trainer.model.get_input_embeddings().num_embeddings
     if len(tokenizer) > embeddings:
@@ -411,14 +497,17 @@ def latest_whole_checkpoint(folder: Path) -> str | None:
             os.replace(latest, target)
         else:  # the main rank renames it; this rank only needs the answer
             return _latest_whole_unrenamed(folder)
-        logger.info(f"posttrain: checkpoint {latest} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
-                    "resuming from the one before it")
+        logger.info(
+            f"posttrain: checkpoint {latest} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
+            "resuming from the one before it"
+        )
     return None
 
 
 def _latest_whole_unrenamed(folder: Path) -> str | None:
-    names = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[-1]),
-                   reverse=True)
+    names = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[-1]), reverse=True
+    )
     return next((str(p) for p in names if not checkpoint_problems(p)), None)
 
 
@@ -439,8 +528,10 @@ def check_run_identity_of_checkpoints(config: PosttrainConfig) -> None:
     if not folder.is_dir() or latest_whole_checkpoint(folder) is None:
         write_identity(path, identity)
     elif read_identity(path) is None:
-        raise RunIdentityError(f"{folder}: holds checkpoints but no {RUN_FILE} saying which config trained them "
-                               f"(written by older code?); {start_over}")
+        raise RunIdentityError(
+            f"{folder}: holds checkpoints but no {RUN_FILE} saying which config trained them "
+            f"(written by older code?); {start_over}"
+        )
     else:
         check_run_identity(path, identity, start_over=start_over)
 
@@ -480,8 +571,10 @@ def full_state_dict_for_save(trainer: Any) -> None:
 def check_weights_written(folder: Path) -> None:
     """Refuse to call a run complete when the save wrote no weights."""
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
-        raise RuntimeError(f"{folder}: the final save wrote no weights (no *.safetensors); under FSDP the state "
-                           "dict must be FULL_STATE_DICT for the save (configs/accelerate/fsdp.yaml)")
+        raise RuntimeError(
+            f"{folder}: the final save wrote no weights (no *.safetensors); under FSDP the state "
+            "dict must be FULL_STATE_DICT for the save (configs/accelerate/fsdp.yaml)"
+        )
 
 
 @contextmanager
@@ -508,4 +601,3 @@ def merge_adapter(model_path: str, adapter: Path, out: Path, generation_config=N
     if generation_config is not None:
         merged.generation_config = generation_config
     merged.save_pretrained(str(out))
-

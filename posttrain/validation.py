@@ -55,7 +55,7 @@ def without_annotation(example: SFTExample) -> tuple[list[int], int]:
     """The example's ids with its annotation cut out, and where its response starts."""
     if example.annotation_start is None:
         return example.input_ids, example.response_start
-    ids = example.input_ids[: example.annotation_start] + example.input_ids[example.response_start:]
+    ids = example.input_ids[: example.annotation_start] + example.input_ids[example.response_start :]
     return ids, example.annotation_start
 
 
@@ -63,6 +63,7 @@ def without_annotation(example: SFTExample) -> tuple[list[int], int]:
 class AnnotationSampling:
     """How ``loss_marginal`` samples annotations: eval's anchored rules at temperature 1, top_p 1
     (the model's own p(z|x), which the bound needs)."""
+
     # Annotations sampled per held-out example (data.validation_annotation_samples).
     samples: int
     # Tokens sampled at most before the close is forced (eval's sampling.max_annotation_tokens).
@@ -92,8 +93,9 @@ def annotation_seed(example_id: str, k: int) -> int:
 
 
 @torch.no_grad()
-def sample_annotations(model: Any, prompt_ids: list[int], example_id: str, rules: AnnotationSampling,
-                       device: Any) -> list[list[int]]:
+def sample_annotations(
+    model: Any, prompt_ids: list[int], example_id: str, rules: AnnotationSampling, device: Any
+) -> list[list[int]]:
     """``rules.samples`` annotations (ids, both delimiters included) sampled by ``model`` after the prompt.
 
     As eval's anchored sampler does: the open delimiter is appended, tokens are drawn until the
@@ -128,8 +130,15 @@ def sample_annotations(model: Any, prompt_ids: list[int], example_id: str, rules
     return [[rules.open_id] + body + [rules.close_id] for body in bodies]
 
 
-def marginal_nll(model: Any, examples: Sequence[SFTExample], rules: AnnotationSampling, pad_id: int, device: Any,
-                 batch_size: int, bf16: bool = False) -> tuple[float, int]:
+def marginal_nll(
+    model: Any,
+    examples: Sequence[SFTExample],
+    rules: AnnotationSampling,
+    pad_id: int,
+    device: Any,
+    batch_size: int,
+    bf16: bool = False,
+) -> tuple[float, int]:
     """Sum over examples of -log(mean_k p(y|x,z_k)) with z_k sampled by the model, and the response tokens."""
     total, count = 0.0, 0
     was_training = model.training
@@ -149,15 +158,27 @@ def marginal_nll(model: Any, examples: Sequence[SFTExample], rules: AnnotationSa
     return total, count
 
 
-def response_nll(model: Any, sequences: Sequence[tuple[list[int], int]], pad_id: int, device: Any,
-                 batch_size: int, bf16: bool = False) -> tuple[float, int]:
+def response_nll(
+    model: Any,
+    sequences: Sequence[tuple[list[int], int]],
+    pad_id: int,
+    device: Any,
+    batch_size: int,
+    bf16: bool = False,
+) -> tuple[float, int]:
     """Sum of the NLL (nats) of every token from each sequence's response start on, and their count."""
     nlls = response_nlls(model, sequences, pad_id, device, batch_size, bf16)
     return sum(nll for nll, _ in nlls), sum(n for _, n in nlls)
 
 
-def response_nlls(model: Any, sequences: Sequence[tuple[list[int], int]], pad_id: int, device: Any,
-                  batch_size: int, bf16: bool = False) -> list[tuple[float, int]]:
+def response_nlls(
+    model: Any,
+    sequences: Sequence[tuple[list[int], int]],
+    pad_id: int,
+    device: Any,
+    batch_size: int,
+    bf16: bool = False,
+) -> list[tuple[float, int]]:
     """Per sequence (same order): the NLL (nats) of its tokens from its response start on, and their count."""
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
     result: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
@@ -166,16 +187,16 @@ def response_nlls(model: Any, sequences: Sequence[tuple[list[int], int]], pad_id
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16) if bf16 else nullcontext()
     try:
         for start in range(0, len(order), batch_size):
-            batch = [sequences[i] for i in order[start: start + batch_size]]
+            batch = [sequences[i] for i in order[start : start + batch_size]]
             width = max(len(ids) for ids, _ in batch)
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             attention = torch.zeros((len(batch), width), dtype=torch.long)
             targets = torch.zeros((len(batch), width), dtype=torch.bool)
-            rows = order[start: start + batch_size]
+            rows = order[start : start + batch_size]
             for row, (ids, response_start) in enumerate(batch):
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 attention[row, : len(ids)] = 1
-                targets[row, max(response_start, 1): len(ids)] = True  # the first token is never predicted
+                targets[row, max(response_start, 1) : len(ids)] = True  # the first token is never predicted
             with torch.no_grad(), autocast:
                 logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
             logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
@@ -189,21 +210,35 @@ def response_nlls(model: Any, sequences: Sequence[tuple[list[int], int]], pad_id
     return result
 
 
-def validation_report(model: Any, examples: Sequence[SFTExample], arm: str, pad_id: int, device: Any,
-                      batch_size: int, bf16: bool = False, rules: AnnotationSampling | None = None) -> dict[str, Any]:
+def validation_report(
+    model: Any,
+    examples: Sequence[SFTExample],
+    arm: str,
+    pad_id: int,
+    device: Any,
+    batch_size: int,
+    bf16: bool = False,
+    rules: AnnotationSampling | None = None,
+) -> dict[str, Any]:
     """``validation.json``'s content for ``examples`` (the held-out split) scored by ``model``;
     ``rules``: how ``loss_marginal`` samples annotations (anchored arm; None: not computed)."""
-    report: dict[str, Any] = {"loss": None, "loss_no_annotation": None, "loss_marginal": None,
-                              "k": rules.samples if rules is not None and arm == "anchored" else None,
-                              "n_examples": len(examples),
-                              "n_response_tokens": 0, "ids_sha256": trained_ids_fingerprint(e.id for e in examples),
-                              "format": arm}
+    report: dict[str, Any] = {
+        "loss": None,
+        "loss_no_annotation": None,
+        "loss_marginal": None,
+        "k": rules.samples if rules is not None and arm == "anchored" else None,
+        "n_examples": len(examples),
+        "n_response_tokens": 0,
+        "ids_sha256": trained_ids_fingerprint(e.id for e in examples),
+        "format": arm,
+    }
     if not examples:
         return report
     as_trained = [(e.input_ids, e.response_start) for e in examples]
     total, count = response_nll(model, as_trained, pad_id, device, batch_size, bf16)
-    report.update(loss=total / count, loss_no_annotation=total / count, loss_marginal=total / count,
-                  n_response_tokens=count)
+    report.update(
+        loss=total / count, loss_no_annotation=total / count, loss_marginal=total / count, n_response_tokens=count
+    )
     if arm == "anchored":
         bare = [without_annotation(e) for e in examples]
         total_bare, count_bare = response_nll(model, bare, pad_id, device, batch_size, bf16)

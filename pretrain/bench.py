@@ -50,11 +50,21 @@ def tokens_per_second(step_seconds: list[float], tokens_per_step: int) -> float:
 
 
 def tiny_config(work: Path, ann: Path, arm: str, steps: int, run_id: str) -> PretrainConfig:
-    return load_config(PretrainConfig, TINY_YAML, [
-        f"data.annotations={ann}", f"data.arm={arm}", f"output_dir={work}/{run_id}/{{arm}}",
-        f"tokenizer.path={work}/tokenizer", f"train.max_steps={steps}", "train.train_tokens=null",
-        "train.checkpoint_every=0", "logging.report_to=[]", f"logging.log_every={steps}",
-    ])
+    return load_config(
+        PretrainConfig,
+        TINY_YAML,
+        [
+            f"data.annotations={ann}",
+            f"data.arm={arm}",
+            f"output_dir={work}/{run_id}/{{arm}}",
+            f"tokenizer.path={work}/tokenizer",
+            f"train.max_steps={steps}",
+            "train.train_tokens=null",
+            "train.checkpoint_every=0",
+            "logging.report_to=[]",
+            f"logging.log_every={steps}",
+        ],
+    )
 
 
 def stage_run(config: PretrainConfig):
@@ -120,35 +130,55 @@ def cpu_benchmarks(work: Path, steps: int, repeats: int) -> None:
         assert plain.counters["tokens"] == result.counters["tokens"]  # equal tokens in both arms
 
     device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"\n== pretrain benchmark: tiny config, {steps} steps of {tokens_per_step:,} tokens, "
-          f"best of {repeats}, on {device} ==")
+    print(
+        f"\n== pretrain benchmark: tiny config, {steps} steps of {tokens_per_step:,} tokens, "
+        f"best of {repeats}, on {device} =="
+    )
     ratio = max(stage) / max(bare)
     print(f"stage loop   {max(stage):>10,.0f} tokens/s")
     print(f"bare PyTorch {max(bare):>10,.0f} tokens/s")
     print(f"ratio stage/bare            {ratio:.3f}   (goal >= 0.95)  {'ok' if ratio >= 0.95 else 'BELOW GOAL'}")
     eff = packing["packing_efficiency"]
-    print(f"packing efficiency          {eff:.4f}  (goal >= 0.99)  {'ok' if eff >= 0.99 else 'BELOW GOAL'}"
-          f"   [{packing['tokens']:,} real tokens / {packing['slots']:,} slots; "
-          f"{packing['loss_tokens'] / packing['slots']:.4f} of slots carry a loss; "
-          f"{packing['split_at_row_end']} of {packing['pieces']} pieces cut at a row end; "
-          f"{packing['annotation_in_view_share']:.3f} of content tokens see their annotation]")
+    print(
+        f"packing efficiency          {eff:.4f}  (goal >= 0.99)  {'ok' if eff >= 0.99 else 'BELOW GOAL'}"
+        f"   [{packing['tokens']:,} real tokens / {packing['slots']:,} slots; "
+        f"{packing['loss_tokens'] / packing['slots']:.4f} of slots carry a loss; "
+        f"{packing['split_at_row_end']} of {packing['pieces']} pieces cut at a row end; "
+        f"{packing['annotation_in_view_share']:.3f} of content tokens see their annotation]"
+    )
     slow = min(step_time["anchored"]) / min(step_time["plain"])
-    print(f"step time anchored/plain    {slow:.3f}   (goal <= 1.02)  {'ok' if slow <= 1.02 else 'ABOVE GOAL'}"
-          f"   [{1000 * min(step_time['anchored']):.1f} ms vs {1000 * min(step_time['plain']):.1f} ms per step]")
+    print(
+        f"step time anchored/plain    {slow:.3f}   (goal <= 1.02)  {'ok' if slow <= 1.02 else 'ABOVE GOAL'}"
+        f"   [{1000 * min(step_time['anchored']):.1f} ms vs {1000 * min(step_time['plain']):.1f} ms per step]"
+    )
 
 
-def cuda_benchmark(preset: str, steps: int, seq_len: int, micro_batch: int, vocab: int | None = None,
-                   mixed_precision: str = "bf16") -> dict:
+def cuda_benchmark(
+    preset: str, steps: int, seq_len: int, micro_batch: int, vocab: int | None = None, mixed_precision: str = "bf16"
+) -> dict:
     """bf16 tokens/s and MFU of the stage's train step for one preset at one shape
     (``python -m pretrain.bench --cuda-models``): ``config_benchmark`` on the tiny config's
     optimizer and schedule with the preset swapped in."""
-    config = load_config(PretrainConfig, TINY_YAML, [f"model.preset={preset}", f"train.seq_len={seq_len}",
-                                                      f"train.micro_batch={micro_batch}", "train.grad_accum=1"])
+    config = load_config(
+        PretrainConfig,
+        TINY_YAML,
+        [
+            f"model.preset={preset}",
+            f"train.seq_len={seq_len}",
+            f"train.micro_batch={micro_batch}",
+            "train.grad_accum=1",
+        ],
+    )
     return config_benchmark(config, steps, vocab=vocab, mixed_precision=mixed_precision)
 
 
-def config_benchmark(config: PretrainConfig, steps: int, vocab: int | None = None, mixed_precision: str = "bf16",
-                     measured_peak: float | None = None) -> dict:
+def config_benchmark(
+    config: PretrainConfig,
+    steps: int,
+    vocab: int | None = None,
+    mixed_precision: str = "bf16",
+    measured_peak: float | None = None,
+) -> dict:
     """Tokens/s and MFU of the stage's train step at a pretrain config's shape (preset, sequence
     length, micro-batch, gradient checkpointing, optimizer; one micro-batch per step) on synthetic
     packed documents, and the peak memory torch allocated and reserved beside each term of the memory
@@ -156,14 +186,15 @@ def config_benchmark(config: PretrainConfig, steps: int, vocab: int | None = Non
     ``measured_peak``: a measured matmul rate, for an MFU against it besides the datasheet's.
     scripts/gpu_check.py runs it at the paper's shapes (and on CPU, tiny and in fp32, as a dry run)."""
     from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM
 
     from pretrain.memory_plan import launcher_sharding
     from pretrain.model_configs import build_hf_config, resolve_preset
     from pretrain.train import attn_implementation, configure_deepspeed, make_optimizer, train_step
-    from transformers import AutoModelForCausalLM
 
-    accelerator = Accelerator(mixed_precision=mixed_precision, step_scheduler_with_optimizer=False,
-                              cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision, step_scheduler_with_optimizer=False, cpu=not torch.cuda.is_available()
+    )
     cuda = accelerator.device.type == "cuda"
     if cuda:
         torch.cuda.empty_cache()
@@ -172,7 +203,9 @@ def config_benchmark(config: PretrainConfig, steps: int, vocab: int | None = Non
     vocab = vocab or resolve_preset(config.model).vocab_size
     hf_config = build_hf_config(config.model, vocab, t.seq_len, 1, 2, 0)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(hf_config, attn_implementation=attn_implementation("auto", accelerator.device))
+    model = AutoModelForCausalLM.from_config(
+        hf_config, attn_implementation=attn_implementation("auto", accelerator.device)
+    )
     if config.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = make_optimizer(model.to(accelerator.device), config)
@@ -195,30 +228,55 @@ def config_benchmark(config: PretrainConfig, steps: int, vocab: int | None = Non
     peak = peak_flops(None, accelerator.device)
     utilisation = mfu(tok_s, fpt, peak)
     sharding, world = launcher_sharding()
-    plan = estimate(MemoryInputs(
-        parameters=n_params, trainable_parameters=n_params, num_layers=hf_config.num_hidden_layers,
-        hidden_size=hf_config.hidden_size, intermediate_size=hf_config.intermediate_size, vocab_size=vocab,
-        tokens_per_micro_batch=t.micro_batch * t.seq_len, world_size=world, sharding=sharding,
-        bf16=mixed_precision == "bf16", gradient_checkpointing=config.model.gradient_checkpointing, cuda=cuda,
-    ))
+    plan = estimate(
+        MemoryInputs(
+            parameters=n_params,
+            trainable_parameters=n_params,
+            num_layers=hf_config.num_hidden_layers,
+            hidden_size=hf_config.hidden_size,
+            intermediate_size=hf_config.intermediate_size,
+            vocab_size=vocab,
+            tokens_per_micro_batch=t.micro_batch * t.seq_len,
+            world_size=world,
+            sharding=sharding,
+            bf16=mixed_precision == "bf16",
+            gradient_checkpointing=config.model.gradient_checkpointing,
+            cuda=cuda,
+        )
+    )
     device = device_name(accelerator.device)
-    print(f"{config.model.preset:>5} ({n_params / 1e6:.0f}M params, {model.config._attn_implementation}, {mixed_precision}, "
-          f"{t.micro_batch}x{t.seq_len} tokens/step, sharding {sharding}): {tok_s:,.0f} tokens/s, "
-          f"MFU {'n/a' if utilisation is None else f'{100 * utilisation:.1f}%'} "
-          f"(peak {f'{peak:.3g}' if peak else 'unknown'} FLOP/s, {device})", flush=True)
+    print(
+        f"{config.model.preset:>5} ({n_params / 1e6:.0f}M params, {model.config._attn_implementation}, {mixed_precision}, "
+        f"{t.micro_batch}x{t.seq_len} tokens/step, sharding {sharding}): {tok_s:,.0f} tokens/s, "
+        f"MFU {'n/a' if utilisation is None else f'{100 * utilisation:.1f}%'} "
+        f"(peak {f'{peak:.3g}' if peak else 'unknown'} FLOP/s, {device})",
+        flush=True,
+    )
     result = {
-        "preset": config.model.preset, "parameters": n_params, "attention": model.config._attn_implementation,
-        "precision": mixed_precision, "sharding": sharding, "world_size": world, "seq_len": t.seq_len,
-        "micro_batch": t.micro_batch, "gradient_checkpointing": config.model.gradient_checkpointing,
-        "tokens_per_step": t.micro_batch * t.seq_len, "steps": steps, "device": device,
+        "preset": config.model.preset,
+        "parameters": n_params,
+        "attention": model.config._attn_implementation,
+        "precision": mixed_precision,
+        "sharding": sharding,
+        "world_size": world,
+        "seq_len": t.seq_len,
+        "micro_batch": t.micro_batch,
+        "gradient_checkpointing": config.model.gradient_checkpointing,
+        "tokens_per_step": t.micro_batch * t.seq_len,
+        "steps": steps,
+        "device": device,
         "step_seconds": [round(s, 4) for s in seconds],
-        "tokens_per_second": tok_s, "flops_per_token": fpt, "mfu": utilisation, "peak_flops": peak,
+        "tokens_per_second": tok_s,
+        "flops_per_token": fpt,
+        "mfu": utilisation,
+        "peak_flops": peak,
         "mfu_vs_measured_matmul": mfu(tok_s, fpt, measured_peak) if measured_peak else None,
         "peak_memory_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
         "peak_memory_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
         # Each term of the plan, to set beside the measured peaks (the allocator's peak excludes
         # the CUDA context: compare it with the plan without its fixed overhead).
-        "memory_plan": plan.terms(), "memory_plan_bytes": plan.total,
+        "memory_plan": plan.terms(),
+        "memory_plan_bytes": plan.total,
         "memory_plan_without_overhead_bytes": plan.total - plan.overhead,
     }
     del model, optimizer, scheduler
@@ -245,8 +303,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pretrain.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per timed run (CPU)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs; the best is reported")
-    parser.add_argument("--cuda-models", nargs="*", default=["150m", "0.6b"], choices=["150m", "0.6b", "1b", "2.5b"],
-                        help="model presets for the CUDA benchmark (ignored without a GPU)")
+    parser.add_argument(
+        "--cuda-models",
+        nargs="*",
+        default=["150m", "0.6b"],
+        choices=["150m", "0.6b", "1b", "2.5b"],
+        help="model presets for the CUDA benchmark (ignored without a GPU)",
+    )
     parser.add_argument("--cuda-steps", type=int, default=20, help="steps per CUDA model")
     parser.add_argument("--cuda-seq-len", type=int, default=4096, help="row length for the CUDA benchmark")
     parser.add_argument("--cuda-micro-batch", type=int, default=4, help="rows per step for the CUDA benchmark")

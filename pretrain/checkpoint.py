@@ -79,8 +79,10 @@ def set_aside(checkpoint: Path, problems: list[str]) -> None:
         if target.exists():
             shutil.rmtree(target)
         os.replace(checkpoint, target)
-    logger.info(f"pretrain: checkpoint {checkpoint} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
-                "resuming from the one before it")
+    logger.info(
+        f"pretrain: checkpoint {checkpoint} is damaged ({'; '.join(problems)}); set aside as {target.name}, "
+        "resuming from the one before it"
+    )
 
 
 def save_checkpoint(accelerator, output_dir: Path, step: int, training_state: dict, keep: int) -> Path:
@@ -92,7 +94,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, training_state: di
         tmp = target / (TRAINING_STATE + ".tmp")
         tmp.write_text(json.dumps(training_state, indent=2) + "\n", encoding="utf-8")
         tmp.rename(target / TRAINING_STATE)
-        for old in complete_checkpoints(output_dir)[:-max(1, keep)]:
+        for old in complete_checkpoints(output_dir)[: -max(1, keep)]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return target
@@ -119,8 +121,11 @@ def export_hf_checkpoint(accelerator, model, tokenizer, output_dir: Path) -> Non
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
     unwrapped.save_pretrained(
-        str(output_dir), state_dict=state_dict, is_main_process=accelerator.is_main_process,
-        save_function=accelerator.save, safe_serialization=True,
+        str(output_dir),
+        state_dict=state_dict,
+        is_main_process=accelerator.is_main_process,
+        save_function=accelerator.save,
+        safe_serialization=True,
     )
     if accelerator.is_main_process:
         add_transformers4_keys(output_dir / "config.json")

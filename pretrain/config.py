@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
-from stage_io.config import (Beta, LearningRate, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                              SequenceLength, UnitInterval)
+
+from stage_io.config import (
+    Beta,
+    LearningRate,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SequenceLength,
+    UnitInterval,
+)
 
 ARMS = ("plain", "anchored")
 

@@ -43,7 +43,7 @@ import json
 import os
 from dataclasses import dataclass
 
-GIB = 1024 ** 3
+GIB = 1024**3
 SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
 # Saved activations per token per decoder layer, bytes = H * hidden + I * intermediate (CPU-measured).
 ACTIVATION_SLOPES = {"fp32": (63, 16), "bf16": (56, 8)}
@@ -108,13 +108,17 @@ class MemoryPlan:
 
     def describe(self) -> str:
         i = self.inputs
-        parts = ", ".join(f"{name} {getattr(self, name) / GIB:.1f}" for name in
-                          ("weights", "gradients", "optimizer", "activations", "logits", "overhead"))
+        parts = ", ".join(
+            f"{name} {getattr(self, name) / GIB:.1f}"
+            for name in ("weights", "gradients", "optimizer", "activations", "logits", "overhead")
+        )
         unmeasured = f"; estimated, not measured: {', '.join(self.estimated())}" if self.estimated() else ""
-        return (f"memory plan: {self.total / GIB:.1f} GiB per device ({parts} GiB; {i.parameters / 1e6:.0f}M "
-                f"parameters, {i.tokens_per_micro_batch:,} tokens per micro-batch, sharding {i.sharding} over "
-                f"{i.world_size}, {'bf16' if i.bf16 else 'fp32'}, gradient checkpointing "
-                f"{'on' if i.gradient_checkpointing else 'off'}{unmeasured})")
+        return (
+            f"memory plan: {self.total / GIB:.1f} GiB per device ({parts} GiB; {i.parameters / 1e6:.0f}M "
+            f"parameters, {i.tokens_per_micro_batch:,} tokens per micro-batch, sharding {i.sharding} over "
+            f"{i.world_size}, {'bf16' if i.bf16 else 'fp32'}, gradient checkpointing "
+            f"{'on' if i.gradient_checkpointing else 'off'}{unmeasured})"
+        )
 
 
 def estimate(i: MemoryInputs) -> MemoryPlan:
@@ -177,22 +181,26 @@ def device_memory_bytes() -> int | None:
     return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
 
 
-def check_plan(plan: MemoryPlan, mode: str, key: str, fixes: str, device_bytes: int | None = None,
-               print_fn=print) -> None:
+def check_plan(
+    plan: MemoryPlan, mode: str, key: str, fixes: str, device_bytes: int | None = None, print_fn=print
+) -> None:
     """Print the plan; refuse (``mode`` enforce) when it exceeds the device's memory."""
     print_fn(plan.describe())
     device_bytes = device_memory_bytes() if device_bytes is None else device_bytes
     if device_bytes is None or plan.total <= device_bytes:
         return
-    message = (f"the memory plan ({plan.total / GIB:.1f} GiB) exceeds the device's {device_bytes / GIB:.1f} GiB; "
-               f"{fixes}, or set {key}=warn to start anyway")
+    message = (
+        f"the memory plan ({plan.total / GIB:.1f} GiB) exceeds the device's {device_bytes / GIB:.1f} GiB; "
+        f"{fixes}, or set {key}=warn to start anyway"
+    )
     if mode == "enforce":
         raise MemoryError(message)
     print_fn("warning: " + message)
 
 
-def plan_for_pretrain_config(config, world_size: int, sharding: str, bf16: bool = True, cuda: bool = True,
-                             vocab_size: int | None = None) -> MemoryPlan:
+def plan_for_pretrain_config(
+    config, world_size: int, sharding: str, bf16: bool = True, cuda: bool = True, vocab_size: int | None = None
+) -> MemoryPlan:
     """The plan of a pretrain config (``PretrainConfig``) before any model or tokenizer exists:
     the preset's sizes, counted on the meta device, with the preset's vocabulary (or ``vocab_size``)."""
     from pretrain.model_configs import build_hf_config, count_parameters_meta, resolve_preset
@@ -200,11 +208,23 @@ def plan_for_pretrain_config(config, world_size: int, sharding: str, bf16: bool 
     preset = resolve_preset(config.model)
     vocab = vocab_size or preset.vocab_size
     if vocab is None:
-        raise ValueError(f"model.preset '{config.model.preset}' takes its vocabulary from the tokenizer: pass vocab_size")
+        raise ValueError(
+            f"model.preset '{config.model.preset}' takes its vocabulary from the tokenizer: pass vocab_size"
+        )
     n_params = count_parameters_meta(build_hf_config(config.model, vocab, config.train.seq_len, 0, 0, 1))
-    return estimate(MemoryInputs(
-        parameters=n_params, trainable_parameters=n_params, num_layers=preset.num_layers,
-        hidden_size=preset.hidden_size, intermediate_size=preset.intermediate_size, vocab_size=vocab,
-        tokens_per_micro_batch=config.train.micro_batch * config.train.seq_len, world_size=world_size,
-        sharding=sharding, bf16=bf16, gradient_checkpointing=config.model.gradient_checkpointing, cuda=cuda,
-    ))
+    return estimate(
+        MemoryInputs(
+            parameters=n_params,
+            trainable_parameters=n_params,
+            num_layers=preset.num_layers,
+            hidden_size=preset.hidden_size,
+            intermediate_size=preset.intermediate_size,
+            vocab_size=vocab,
+            tokens_per_micro_batch=config.train.micro_batch * config.train.seq_len,
+            world_size=world_size,
+            sharding=sharding,
+            bf16=bf16,
+            gradient_checkpointing=config.model.gradient_checkpointing,
+            cuda=cuda,
+        )
+    )

@@ -56,9 +56,13 @@ def resolve_preset(model_cfg) -> Preset:
         raise ValueError(f"model.preset '{model_cfg.preset}' is unknown (known: {', '.join(PRESETS)})")
     base = PRESETS[model_cfg.preset]
     overrides = {
-        "hidden_size": model_cfg.hidden_size, "num_layers": model_cfg.num_layers, "num_heads": model_cfg.num_heads,
-        "num_kv_heads": model_cfg.num_kv_heads, "intermediate_size": model_cfg.intermediate_size,
-        "tie_word_embeddings": model_cfg.tie_word_embeddings, "rope_theta": model_cfg.rope_theta,
+        "hidden_size": model_cfg.hidden_size,
+        "num_layers": model_cfg.num_layers,
+        "num_heads": model_cfg.num_heads,
+        "num_kv_heads": model_cfg.num_kv_heads,
+        "intermediate_size": model_cfg.intermediate_size,
+        "tie_word_embeddings": model_cfg.tie_word_embeddings,
+        "rope_theta": model_cfg.rope_theta,
     }
     values = {**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
     if values["hidden_size"] % values["num_heads"] or values["num_heads"] % values["num_kv_heads"]:
@@ -70,8 +74,14 @@ def padded_vocab_size(n_tokens: int, multiple: int) -> int:
     return -(-n_tokens // multiple) * multiple if multiple > 1 else n_tokens
 
 
-def build_hf_config(model_cfg, vocab_size: int, max_position_embeddings: int,
-                    bos_token_id: int | None, eos_token_id: int, pad_token_id: int) -> PretrainedConfig:
+def build_hf_config(
+    model_cfg,
+    vocab_size: int,
+    max_position_embeddings: int,
+    bos_token_id: int | None,
+    eos_token_id: int,
+    pad_token_id: int,
+) -> PretrainedConfig:
     """A transformers config for ``model_cfg`` (a ``ModelSection``) and the tokenizer's ids."""
     p = resolve_preset(model_cfg)
     common = dict(

@@ -149,8 +149,16 @@ class StreamPosition:
 class PackedStream:
     """Rows cut from the corpus, epoch after epoch (``repeat``), deterministic given the seed."""
 
-    def __init__(self, corpus: TokenizedCorpus, seq_len: int, seed: int = 0, shuffle: bool = True,
-                 repeat: bool = True, pad_id: int = 0, rows_start_at_chunks: bool = False):
+    def __init__(
+        self,
+        corpus: TokenizedCorpus,
+        seq_len: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        repeat: bool = True,
+        pad_id: int = 0,
+        rows_start_at_chunks: bool = False,
+    ):
         self.corpus, self.seq_len, self.seed, self.shuffle = corpus, seq_len, seed, shuffle
         self.repeat, self.pad_id, self.rows_start_at_chunks = repeat, pad_id, rows_start_at_chunks
         self.position = StreamPosition()
@@ -195,12 +203,12 @@ class PackedStream:
             if take == 0:  # the document's next chunk starts the next row
                 c.chunks_moved_to_next_row += 1
                 break
-            piece = corpus.tokens[lo: lo + take]
-            rows.input_ids[r, pos: pos + take] = piece
-            rows.labels[r, pos + 1: pos + take] = piece[1:]  # the piece's first token has no context to predict it
-            rows.position_ids[r, pos: pos + take] = np.arange(take)
-            ann = np.asarray(corpus.is_annotation[lo: lo + take], dtype=bool)  # a plain array, not a memmap
-            rows.is_annotation[r, pos: pos + take] = ann
+            piece = corpus.tokens[lo : lo + take]
+            rows.input_ids[r, pos : pos + take] = piece
+            rows.labels[r, pos + 1 : pos + take] = piece[1:]  # the piece's first token has no context to predict it
+            rows.position_ids[r, pos : pos + take] = np.arange(take)
+            ann = np.asarray(corpus.is_annotation[lo : lo + take], dtype=bool)  # a plain array, not a memmap
+            rows.is_annotation[r, pos : pos + take] = ann
             c.tokens += take
             c.loss_tokens += take - 1
             c.annotation_tokens += int(ann.sum())
@@ -271,21 +279,34 @@ class PackedStream:
         return {"epoch": p.epoch, "index": p.index, "offset": p.offset, "counters": dict(p.counters.__dict__)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.position = StreamPosition(state["epoch"], state["index"], state["offset"], StreamCounters(**state["counters"]))
+        self.position = StreamPosition(
+            state["epoch"], state["index"], state["offset"], StreamCounters(**state["counters"])
+        )
 
 
-def pack_sequences(sequences: list[list[int]], seq_len: int, pad_id: int = 0, *,
-                   chunk_lengths: list[list[int]] | None = None, rows_start_at_chunks: bool = False,
-                   masks: list[list[bool]] | None = None) -> PackedRows:
+def pack_sequences(
+    sequences: list[list[int]],
+    seq_len: int,
+    pad_id: int = 0,
+    *,
+    chunk_lengths: list[list[int]] | None = None,
+    rows_start_at_chunks: bool = False,
+    masks: list[list[bool]] | None = None,
+) -> PackedRows:
     """Pack token sequences in the given order into as few rows as they need (padding the last)."""
     corpus = TokenizedCorpus.from_sequences(sequences, masks, chunk_lengths)
-    stream = PackedStream(corpus, seq_len, shuffle=False, repeat=False, pad_id=pad_id,
-                          rows_start_at_chunks=rows_start_at_chunks)
+    stream = PackedStream(
+        corpus, seq_len, shuffle=False, repeat=False, pad_id=pad_id, rows_start_at_chunks=rows_start_at_chunks
+    )
     rows = []
     while not stream.exhausted:
         rows.append(stream.next_rows(1))
-    return PackedRows(*(np.concatenate([getattr(row, f) for row in rows])
-                        for f in ("input_ids", "position_ids", "labels", "is_annotation")))
+    return PackedRows(
+        *(
+            np.concatenate([getattr(row, f) for row in rows])
+            for f in ("input_ids", "position_ids", "labels", "is_annotation")
+        )
+    )
 
 
 def uses_varlen_flash(model_config) -> bool:

@@ -64,15 +64,19 @@ def annotations_data_dir(annotations: str | Path) -> Path:
     if (path / "data").is_dir():
         return path / "data"
     if not path.exists():
-        raise FileNotFoundError(f"data.annotations={annotations}: no such directory (run the annotate stage first, "
-                                "or point data.annotations at its output directory)")
+        raise FileNotFoundError(
+            f"data.annotations={annotations}: no such directory (run the annotate stage first, "
+            "or point data.annotations at its output directory)"
+        )
     return path
 
 
 def iter_documents(annotations: str | Path, max_documents: int | None = None) -> Iterator[Document]:
     """Documents of the annotate output, chunks in order; out-of-order rows are an error."""
     data_dir = annotations_data_dir(annotations)
-    ds = load_records(RecordSource(source=str(data_dir)), required_fields=CHUNK_FIELDS).select_columns(list(CHUNK_FIELDS))
+    ds = load_records(RecordSource(source=str(data_dir)), required_fields=CHUNK_FIELDS).select_columns(
+        list(CHUNK_FIELDS)
+    )
     seen: set[str] = set()
     current: Document | None = None
     last_index = -1
@@ -86,13 +90,17 @@ def iter_documents(annotations: str | Path, max_documents: int | None = None) ->
                     if max_documents is not None and len(seen) >= max_documents:
                         return
                 if doc_id in seen:
-                    raise ValueError(f"{data_dir}: row {row}: chunks of document '{doc_id}' are not contiguous "
-                                     "(the annotate output must be ordered by document, then chunk_index)")
+                    raise ValueError(
+                        f"{data_dir}: row {row}: chunks of document '{doc_id}' are not contiguous "
+                        "(the annotate output must be ordered by document, then chunk_index)"
+                    )
                 seen.add(doc_id)
                 current, last_index = Document(doc_id), -1
             if chunk_index <= last_index:
-                raise ValueError(f"{data_dir}: row {row}: document '{doc_id}' has chunk_index {chunk_index} "
-                                 f"after {last_index} (expected increasing)")
+                raise ValueError(
+                    f"{data_dir}: row {row}: document '{doc_id}' has chunk_index {chunk_index} "
+                    f"after {last_index} (expected increasing)"
+                )
             last_index = chunk_index
             current.chunks.append(Chunk(text or "", annotation or "", status or ""))
             row += 1
@@ -168,8 +176,14 @@ def annotation_mask(ids: np.ndarray, open_id: int, close_id: int) -> np.ndarray:
 class TokenizedCorpus:
     """Documents as one flat token array plus boundaries (document i is tokens[offsets[i]:offsets[i+1]])."""
 
-    def __init__(self, tokens: np.ndarray, is_annotation: np.ndarray, offsets: np.ndarray, info: dict | None = None,
-                 chunk_starts: np.ndarray | None = None):
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        is_annotation: np.ndarray,
+        offsets: np.ndarray,
+        info: dict | None = None,
+        chunk_starts: np.ndarray | None = None,
+    ):
         if len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != len(tokens) or len(is_annotation) != len(tokens):
             raise ValueError("inconsistent corpus arrays (offsets, tokens and annotation mask disagree)")
         if np.any(np.diff(offsets) < 1):
@@ -177,8 +191,12 @@ class TokenizedCorpus:
         # Flat token index where each chunk starts (its annotation first; a document's first chunk at the
         # document's first token), increasing; every document start is one. None: one chunk per document.
         chunk_starts = offsets[:-1] if chunk_starts is None else np.asarray(chunk_starts, dtype=np.int64)
-        if (np.any(np.diff(chunk_starts) < 1) or len(chunk_starts) and chunk_starts[-1] >= len(tokens)
-                or not np.isin(offsets[:-1], chunk_starts).all()):
+        if (
+            np.any(np.diff(chunk_starts) < 1)
+            or len(chunk_starts)
+            and chunk_starts[-1] >= len(tokens)
+            or not np.isin(offsets[:-1], chunk_starts).all()
+        ):
             raise ValueError("chunk starts must increase, lie inside the corpus and include every document start")
         self.tokens, self.is_annotation, self.offsets, self.chunk_starts = tokens, is_annotation, offsets, chunk_starts
         self.info = info or {}
@@ -192,8 +210,12 @@ class TokenizedCorpus:
         return int(self.offsets[-1])
 
     @classmethod
-    def from_sequences(cls, sequences: list[list[int]], masks: list[list[bool]] | None = None,
-                       chunk_lengths: list[list[int]] | None = None) -> "TokenizedCorpus":
+    def from_sequences(
+        cls,
+        sequences: list[list[int]],
+        masks: list[list[bool]] | None = None,
+        chunk_lengths: list[list[int]] | None = None,
+    ) -> "TokenizedCorpus":
         """An in-memory corpus (tests, benchmarks); ``chunk_lengths`` splits each document into chunks
         (None: one chunk per document)."""
         lengths = [len(s) for s in sequences]
@@ -207,8 +229,9 @@ class TokenizedCorpus:
         if chunk_lengths is not None:
             if [sum(c) for c in chunk_lengths] != lengths:
                 raise ValueError("chunk_lengths must add up to each document's length")
-            starts = np.concatenate([base + np.concatenate([[0], np.cumsum(c[:-1])])
-                                     for base, c in zip(offsets[:-1], chunk_lengths)]).astype(np.int64)
+            starts = np.concatenate(
+                [base + np.concatenate([[0], np.cumsum(c[:-1])]) for base, c in zip(offsets[:-1], chunk_lengths)]
+            ).astype(np.int64)
         return cls(tokens, mask, offsets, chunk_starts=starts)
 
     @classmethod
@@ -248,9 +271,11 @@ def build_corpus(data_cfg, tokenizer, add_bos: bool, cache_dir: str | Path, key:
             return TokenizedCorpus.load(cache_dir)
     open_id, close_id = annotation_token_ids(tokenizer)
     if not add_bos and tokenizer.bos_token_id is not None:
-        raise ValueError("tokenizer.add_bos=false, but the tokenizer has a BOS token, which posttrain and eval put "
-                         "at the start of every prompt (posttrain.prompt_format.with_bos, the one BOS rule): "
-                         "pretraining documents must start with it too; set tokenizer.add_bos=true")
+        raise ValueError(
+            "tokenizer.add_bos=false, but the tokenizer has a BOS token, which posttrain and eval put "
+            "at the start of every prompt (posttrain.prompt_format.with_bos, the one BOS rule): "
+            "pretraining documents must start with it too; set tokenizer.add_bos=true"
+        )
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id]
     tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{os.getpid()}")

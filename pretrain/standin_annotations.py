@@ -31,15 +31,17 @@ def chunk_rows(articles, fail_every: int = 7) -> list[dict]:
             tags = make_tags(pairs, schema)
             n += 1
             failed = bool(fail_every) and n % fail_every == 0
-            rows.append({
-                "id": f"{article['id']}#{index}",
-                "doc_id": article["id"],
-                "chunk_index": index,
-                "text": text,
-                "tags": [] if failed else tags_to_records(tags),
-                "annotation": "" if failed else render_annotation(tags),
-                "status": "failed" if failed else "ok",
-            })
+            rows.append(
+                {
+                    "id": f"{article['id']}#{index}",
+                    "doc_id": article["id"],
+                    "chunk_index": index,
+                    "text": text,
+                    "tags": [] if failed else tags_to_records(tags),
+                    "annotation": "" if failed else render_annotation(tags),
+                    "status": "failed" if failed else "ok",
+                }
+            )
     return rows
 
 

@@ -42,8 +42,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN, SPECIAL_TOKENS
 from stage_io.hf_files import make_tokenizer_config_portable
 from stage_io.manifest import read_manifest, write_manifest
-from stage_io.run_identity import changed_keys
 from stage_io.model_paths import check_tokenizer
+from stage_io.run_identity import changed_keys
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 
@@ -82,8 +82,12 @@ def prepare_tokenizer(cfg, training_texts: Callable[[], Iterable[str]]) -> PreTr
     return _load_checked(path, identity)
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2,
-              special_tokens: Sequence[str] = (PAD, BOS, EOS, *SPECIAL_TOKENS)) -> PreTrainedTokenizerFast:
+def train_bpe(
+    texts: Iterable[str],
+    vocab_size: int,
+    min_frequency: int = 2,
+    special_tokens: Sequence[str] = (PAD, BOS, EOS, *SPECIAL_TOKENS),
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE trained on ``texts``, wrapped for transformers, with bos/eos/pad
     (``special_tokens`` get the first ids, in order; bos, eos and pad must be among them)."""
     core = Tokenizer(models.BPE())
@@ -135,16 +139,25 @@ def strip_delimiters(annotation: str) -> str:
 def _identity(cfg, training_texts: Callable[[], Iterable[str]]) -> dict:
     """What makes two tokenizers the same: the source, and for a trained one its text."""
     if cfg.pretrained is not None:
-        return {"kind": "pretrained", "pretrained": cfg.pretrained, "revision": cfg.revision,
-                "annotation_tokens": list(SPECIAL_TOKENS)}
+        return {
+            "kind": "pretrained",
+            "pretrained": cfg.pretrained,
+            "revision": cfg.revision,
+            "annotation_tokens": list(SPECIAL_TOKENS),
+        }
     digest = hashlib.sha256()
     count = 0
     for text in training_texts():
         digest.update(text.encode("utf-8") + b"\0")
         count += 1
-    identity = {"kind": "trained_bpe", "vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
-                "special_tokens": [PAD, BOS, EOS, *SPECIAL_TOKENS], "training_texts": count,
-                "training_text_sha256": digest.hexdigest()}
+    identity = {
+        "kind": "trained_bpe",
+        "vocab_size": cfg.vocab_size,
+        "min_frequency": cfg.min_frequency,
+        "special_tokens": [PAD, BOS, EOS, *SPECIAL_TOKENS],
+        "training_texts": count,
+        "training_text_sha256": digest.hexdigest(),
+    }
     # Named only when on, so tokenizers saved before the option existed (chunk text only) still match.
     if getattr(cfg, "train_on_annotations", False):
         identity["train_on_annotations"] = True

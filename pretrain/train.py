@@ -39,15 +39,26 @@ from transformers.utils import is_flash_attn_2_available
 from pretrain import checkpoint as ckpt
 from pretrain.config import PretrainConfig
 from pretrain.memory_plan import MemoryInputs, MemoryPlan, check_plan, estimate, launcher_sharding
-from pretrain.model_configs import (build_hf_config, matmul_parameters, padded_vocab_size, parameter_count,
-                                    resolve_preset)
+from pretrain.model_configs import (
+    build_hf_config,
+    matmul_parameters,
+    padded_vocab_size,
+    parameter_count,
+    resolve_preset,
+)
 from pretrain.packing import PackedRows, PackedStream, forward_packed, uses_varlen_flash
 from pretrain.schedule import make_scheduler
 from pretrain.sequences import TokenizedCorpus, annotations_data_dir, build_corpus, corpus_key
 from pretrain.throughput import flops_per_token, mfu, peak_flops
 from pretrain.tokenizer import prepare_tokenizer, strip_delimiters
-from stage_io.manifest import (config_fingerprint, read_manifest, set_aside_manifest, verify_outputs, weight_files,
-                               write_manifest)
+from stage_io.manifest import (
+    config_fingerprint,
+    read_manifest,
+    set_aside_manifest,
+    verify_outputs,
+    weight_files,
+    write_manifest,
+)
 from stage_io.records import RecordSource, load_records
 from stage_io.run_identity import compare_identity, config_identity, flatten
 from stage_io.run_lock import hold_lock, is_main_rank
@@ -55,8 +66,18 @@ from stage_io.run_lock import hold_lock, is_main_rank
 logger = logging.getLogger(__name__)
 
 # Keys that may change between an interrupted invocation and its resume.
-RESUMABLE_CHANGES = ("output_dir", "data.cache_dir", "data.tokenize_batch_size", "train.resume", "train.stop_after_steps", "train.checkpoint_every", "train.keep_checkpoints",
-                     "train.cpu_threads", "train.memory_plan", "logging")
+RESUMABLE_CHANGES = (
+    "output_dir",
+    "data.cache_dir",
+    "data.tokenize_batch_size",
+    "train.resume",
+    "train.stop_after_steps",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.cpu_threads",
+    "train.memory_plan",
+    "logging",
+)
 
 
 @dataclass
@@ -92,8 +113,10 @@ def _run(config: PretrainConfig) -> TrainResult:
             return TrainResult(out, True, c["steps"], c["tokens_per_step"], c["steps"], c["steps"], counters=c)
         if is_main_rank():
             set_aside_manifest(out)
-        logger.info(f"pretrain: {out} has a manifest but its outputs do not match it ({'; '.join(problems)}); "
-                    "its manifest is set aside and the run resumes from its latest checkpoint")
+        logger.info(
+            f"pretrain: {out} has a manifest but its outputs do not match it ({'; '.join(problems)}); "
+            "its manifest is set aside and the run resumes from its latest checkpoint"
+        )
 
     accelerator = make_accelerator(config, out)
     world = accelerator.num_processes
@@ -109,8 +132,9 @@ def _run(config: PretrainConfig) -> TrainResult:
     with accelerator.main_process_first():  # the main process builds, the others load what it saved
         tokenizer = prepare_tokenizer(config.tokenizer, lambda: chunk_texts(config))
         cache_dir = Path(config.data.cache_dir) if config.data.cache_dir else out / "data"
-        corpus = build_corpus(config.data, tokenizer, config.tokenizer.add_bos, cache_dir,
-                              corpus_key(config.data, config.tokenizer.path))
+        corpus = build_corpus(
+            config.data, tokenizer, config.tokenizer.add_bos, cache_dir, corpus_key(config.data, config.tokenizer.path)
+        )
 
     t = config.train
     rows_per_process = t.micro_batch * t.grad_accum
@@ -122,9 +146,13 @@ def _run(config: PretrainConfig) -> TrainResult:
     set_seed(config.train.seed)  # the initial weights depend on the seed only
     model = build_model(config, tokenizer, accelerator.device)
     # Every rank checks (the same estimate), so a refusal stops them all; the main one prints.
-    check_plan(memory_plan(config, model, accelerator), t.memory_plan, "train.memory_plan",
-               "lower train.micro_batch (raise train.grad_accum to keep the batch) or set "
-               "model.gradient_checkpointing=true", print_fn=accelerator.print)
+    check_plan(
+        memory_plan(config, model, accelerator),
+        t.memory_plan,
+        "train.memory_plan",
+        "lower train.micro_batch (raise train.grad_accum to keep the batch) or set model.gradient_checkpointing=true",
+        print_fn=accelerator.print,
+    )
     n_params = parameter_count(model)
     fpt = flops_per_token(matmul_parameters(model), model.config.num_hidden_layers, model.config.hidden_size, t.seq_len)
     flatten = uses_varlen_flash(model.config)
@@ -133,8 +161,14 @@ def _run(config: PretrainConfig) -> TrainResult:
     configure_deepspeed(accelerator, config)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
-    stream = PackedStream(corpus, t.seq_len, seed=t.seed, shuffle=config.data.shuffle, pad_id=tokenizer.pad_token_id,
-                          rows_start_at_chunks=config.data.rows_start_at_chunks)
+    stream = PackedStream(
+        corpus,
+        t.seq_len,
+        seed=t.seed,
+        shuffle=config.data.shuffle,
+        pad_id=tokenizer.pad_token_id,
+        rows_start_at_chunks=config.data.rows_start_at_chunks,
+    )
     start_step = 0
     if resume_from is not None:
         state = ckpt.load_checkpoint(accelerator, resume_from)
@@ -145,8 +179,10 @@ def _run(config: PretrainConfig) -> TrainResult:
     if main:  # rows a killed run logged after its last checkpoint are logged again below
         dropped = truncate_metrics(out, start_step)
         if dropped:
-            logger.info(f"pretrain: removed {dropped} rows of metrics.jsonl logged after step {start_step} "
-                        "(they are logged again as the steps are redone)")
+            logger.info(
+                f"pretrain: removed {dropped} rows of metrics.jsonl logged after step {start_step} "
+                "(they are logged again as the steps are redone)"
+            )
     end_step = total_steps if t.stop_after_steps is None else min(total_steps, t.stop_after_steps)
 
     if config.logging.report_to:
@@ -167,9 +203,11 @@ def _run(config: PretrainConfig) -> TrainResult:
     for step in bar:
         started = time.perf_counter()
         rows = stream.next_rows(rows_per_process * world).select(
-            slice(rank * rows_per_process, (rank + 1) * rows_per_process))
-        step_loss, grad_norm = train_step(accelerator, model, optimizer, scheduler, rows, t.micro_batch,
-                                          t.grad_accum, config.optim.grad_clip, flatten)
+            slice(rank * rows_per_process, (rank + 1) * rows_per_process)
+        )
+        step_loss, grad_norm = train_step(
+            accelerator, model, optimizer, scheduler, rows, t.micro_batch, t.grad_accum, config.optim.grad_clip, flatten
+        )
         check_finite(step + 1, step_loss, grad_norm, out)  # before anything of this step is saved
         seconds = time.perf_counter() - started
         result.losses.append(step_loss)
@@ -206,9 +244,13 @@ def _run(config: PretrainConfig) -> TrainResult:
 
         save_now = t.checkpoint_every and done_steps % t.checkpoint_every == 0 and done_steps < total_steps
         if save_now or (done_steps == end_step < total_steps):
-            ckpt.save_checkpoint(accelerator, out, done_steps,
-                                 {"step": done_steps, "identity": identity, "stream": stream.state_dict()},
-                                 t.keep_checkpoints)
+            ckpt.save_checkpoint(
+                accelerator,
+                out,
+                done_steps,
+                {"step": done_steps, "identity": identity, "stream": stream.state_dict()},
+                t.keep_checkpoints,
+            )
     bar.close()
     result.counters = stream.counters.as_dict()
 
@@ -221,8 +263,17 @@ def _run(config: PretrainConfig) -> TrainResult:
     return result
 
 
-def train_step(accelerator: Accelerator, model, optimizer, scheduler, rows: PackedRows, micro_batch: int,
-               grad_accum: int, grad_clip: float, flatten: bool) -> tuple[float, float | None]:
+def train_step(
+    accelerator: Accelerator,
+    model,
+    optimizer,
+    scheduler,
+    rows: PackedRows,
+    micro_batch: int,
+    grad_accum: int,
+    grad_clip: float,
+    flatten: bool,
+) -> tuple[float, float | None]:
     """One optimizer step on this process's ``rows`` (micro_batch * grad_accum of them).
 
     Returns the loss (mean over micro-batches and processes) and the gradient norm
@@ -262,8 +313,10 @@ def make_accelerator(config: PretrainConfig, out: Path) -> Accelerator:
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != launched:  # never let N processes each train alone
-        raise RuntimeError(f"launched as {launched} processes but accelerate formed a group of "
-                           f"{accelerator.num_processes} ({accelerator.distributed_type})")
+        raise RuntimeError(
+            f"launched as {launched} processes but accelerate formed a group of "
+            f"{accelerator.num_processes} ({accelerator.distributed_type})"
+        )
     return accelerator
 
 
@@ -284,8 +337,9 @@ def chunk_texts(config: PretrainConfig):
     annotation's tags (delimiters removed: they are special tokens) when tokenizer.train_on_annotations."""
     with_annotations = config.tokenizer.train_on_annotations
     fields = ["text", "annotation"] if with_annotations else ["text"]
-    ds = load_records(RecordSource(source=str(annotations_data_dir(config.data.annotations))),
-                      required_fields=tuple(fields))
+    ds = load_records(
+        RecordSource(source=str(annotations_data_dir(config.data.annotations))), required_fields=tuple(fields)
+    )
     limit = config.tokenizer.max_train_chunks
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
@@ -312,10 +366,18 @@ def build_model(config: PretrainConfig, tokenizer, device: torch.device):
     preset = resolve_preset(config.model)
     vocab = padded_vocab_size(len(tokenizer), config.model.pad_vocab_to_multiple)
     if preset.vocab_size is not None and vocab != preset.vocab_size:
-        logger.info(f"pretrain: note: vocabulary {vocab} differs from the preset's {preset.vocab_size}; "
-                    "the parameter count differs from the nominal size accordingly")
-    hf_config = build_hf_config(config.model, vocab, config.train.seq_len, tokenizer.bos_token_id,
-                                tokenizer.eos_token_id, tokenizer.pad_token_id)
+        logger.info(
+            f"pretrain: note: vocabulary {vocab} differs from the preset's {preset.vocab_size}; "
+            "the parameter count differs from the nominal size accordingly"
+        )
+    hf_config = build_hf_config(
+        config.model,
+        vocab,
+        config.train.seq_len,
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+    )
     model = AutoModelForCausalLM.from_config(
         hf_config, attn_implementation=attn_implementation(config.model.attn_implementation, device)
     )
@@ -328,13 +390,22 @@ def memory_plan(config: PretrainConfig, model, accelerator: Accelerator) -> Memo
     """The estimated peak memory per device of this run's training step (pretrain.memory_plan)."""
     sharding, world = launcher_sharding()
     n_params = parameter_count(model)
-    return estimate(MemoryInputs(
-        parameters=n_params, trainable_parameters=n_params, num_layers=model.config.num_hidden_layers,
-        hidden_size=model.config.hidden_size, intermediate_size=model.config.intermediate_size,
-        vocab_size=model.config.vocab_size, tokens_per_micro_batch=config.train.micro_batch * config.train.seq_len,
-        world_size=world, sharding=sharding, bf16=accelerator.mixed_precision == "bf16",
-        gradient_checkpointing=config.model.gradient_checkpointing, cuda=accelerator.device.type == "cuda",
-    ))
+    return estimate(
+        MemoryInputs(
+            parameters=n_params,
+            trainable_parameters=n_params,
+            num_layers=model.config.num_hidden_layers,
+            hidden_size=model.config.hidden_size,
+            intermediate_size=model.config.intermediate_size,
+            vocab_size=model.config.vocab_size,
+            tokens_per_micro_batch=config.train.micro_batch * config.train.seq_len,
+            world_size=world,
+            sharding=sharding,
+            bf16=accelerator.mixed_precision == "bf16",
+            gradient_checkpointing=config.model.gradient_checkpointing,
+            cuda=accelerator.device.type == "cuda",
+        )
+    )
 
 
 def make_optimizer(model, config: PretrainConfig) -> torch.optim.Optimizer:
@@ -369,19 +440,27 @@ def resume_identity(config: PretrainConfig, world: int) -> dict:
 def check_resume_identity(checkpoint: Path, identity: dict) -> None:
     """Refuse to resume ``checkpoint`` if it was saved under another config or number of processes."""
     saved = ckpt.read_training_state(checkpoint)["identity"]
-    compare_identity(str(checkpoint), flatten(saved), flatten(identity),
-                     start_over="set train.resume=never (or use another output_dir) to start over")
+    compare_identity(
+        str(checkpoint),
+        flatten(saved),
+        flatten(identity),
+        start_over="set train.resume=never (or use another output_dir) to start over",
+    )
 
 
 def flat_config(config: PretrainConfig) -> dict:
     """The config as flat scalars (TensorBoard's hparams take nothing nested)."""
-    return {key: value if isinstance(value, (int, float, str, bool)) else str(value)
-            for key, value in config_identity(config).items()}
+    return {
+        key: value if isinstance(value, (int, float, str, bool)) else str(value)
+        for key, value in config_identity(config).items()
+    }
 
 
 def format_metrics(step: int, total: int, m: dict) -> str:
-    line = (f"step {step}/{total} | loss {m['train/loss']:.4f} | lr {m['train/lr']:.2e} | "
-            f"{m['train/tokens_per_second']:,.0f} tok/s")
+    line = (
+        f"step {step}/{total} | loss {m['train/loss']:.4f} | lr {m['train/lr']:.2e} | "
+        f"{m['train/tokens_per_second']:,.0f} tok/s"
+    )
     if "train/grad_norm" in m:
         line += f" | grad norm {m['train/grad_norm']:.3f}"
     if "train/mfu" in m:
@@ -447,8 +526,16 @@ def append_metrics(out: Path, step: int, metrics: dict) -> None:
         handle.write(json.dumps(json_safe({"step": step, **metrics}), allow_nan=False) + "\n")
 
 
-def write_run_manifest(config: PretrainConfig, out: Path, corpus: TokenizedCorpus, result: TrainResult,
-                       n_params: int, fpt: float, peak: float | None, world: int) -> None:
+def write_run_manifest(
+    config: PretrainConfig,
+    out: Path,
+    corpus: TokenizedCorpus,
+    result: TrainResult,
+    n_params: int,
+    fpt: float,
+    peak: float | None,
+    world: int,
+) -> None:
     c = result.counters
     timed = result.step_seconds[1:] or result.step_seconds  # the first step includes warm-up work
     tok_s = result.tokens_per_step * len(timed) / sum(timed) if timed else None
@@ -489,15 +576,27 @@ def write_run_manifest(config: PretrainConfig, out: Path, corpus: TokenizedCorpu
         "annotation_share": c["annotation_tokens"] / max(1, c["tokens"]),
         "content_tokens_lost_to_annotations": c["annotation_tokens"],
     }
-    logger.info(f"pretrain: arm={config.data.arm}: annotations are {100 * counts['annotation_share']:.1f}% of the "
-                f"{c['tokens']:,} trained tokens; {c['annotation_tokens']:,} content tokens fewer than a plain arm "
-                f"at the same budget ({c['content_tokens']:,} content tokens)")
-    throughput = {"tokens_per_second": tok_s, "flops_per_token": fpt, "peak_flops_per_device": peak,
-                  "mfu": mfu(tok_s / world, fpt, peak) if tok_s else None}
+    logger.info(
+        f"pretrain: arm={config.data.arm}: annotations are {100 * counts['annotation_share']:.1f}% of the "
+        f"{c['tokens']:,} trained tokens; {c['annotation_tokens']:,} content tokens fewer than a plain arm "
+        f"at the same budget ({c['content_tokens']:,} content tokens)"
+    )
+    throughput = {
+        "tokens_per_second": tok_s,
+        "flops_per_token": fpt,
+        "peak_flops_per_device": peak,
+        "mfu": mfu(tok_s / world, fpt, peak) if tok_s else None,
+    }
     write_manifest(
-        out, stage="pretrain", config=config,
+        out,
+        stage="pretrain",
+        config=config,
         inputs={"annotations": annotations_data_dir(config.data.annotations), "tokenizer": config.tokenizer.path},
         counts=counts,
-        extra={"arm": config.data.arm, "throughput": throughput, "model": dataclasses.asdict(resolve_preset(config.model))},
+        extra={
+            "arm": config.data.arm,
+            "throughput": throughput,
+            "model": dataclasses.asdict(resolve_preset(config.model)),
+        },
         outputs=weight_files(out),
     )

@@ -8,10 +8,20 @@ from typing import Any, Mapping
 from huggingface_hub import DatasetCardData
 
 from annotate.format import (
-    ANNOTATION_CLOSE, ANNOTATION_OPEN, DEFAULT_KEYS, KEY_VALUE_SEPARATOR, TAG_SEPARATOR,
+    ANNOTATION_CLOSE,
+    ANNOTATION_OPEN,
+    DEFAULT_KEYS,
+    KEY_VALUE_SEPARATOR,
+    TAG_SEPARATOR,
 )
 from publish.source_manifest import (
-    CITATION, PAPER, config_yaml, find_list_of_strings, md_escape, provenance_section, versions_section,
+    CITATION,
+    PAPER,
+    config_yaml,
+    find_list_of_strings,
+    md_escape,
+    provenance_section,
+    versions_section,
 )
 from publish.staging import files_section
 
@@ -21,8 +31,14 @@ EXAMPLE_CHARS = 400
 
 
 def size_category(rows: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")):
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+    ):
         if rows < limit:
             return name
     return "n>100M"
@@ -99,7 +115,10 @@ def _format_section(manifest: Mapping[str, Any], example: Mapping[str, Any] | No
     if found:
         key_source, keys = f"from the annotate config (`{found[0]}`)", found[1]
     else:
-        key_source, keys = "`annotate.format.DEFAULT_KEYS` (the annotate manifest records no key list)", list(DEFAULT_KEYS)
+        key_source, keys = (
+            "`annotate.format.DEFAULT_KEYS` (the annotate manifest records no key list)",
+            list(DEFAULT_KEYS),
+        )
     lines = [
         "## Annotation format",
         "",
@@ -145,8 +164,13 @@ def _stats_section(stats: Any) -> str:
         if isinstance(section, Mapping):
             lines += _section(str(key), section, not_shown)
     if not_shown:
-        lines += ["", "Entries not shown (see the file): " + ", ".join(f"`{md_escape(k)}`" for k in not_shown[:30])
-                  + (f" and {len(not_shown) - 30} more" if len(not_shown) > 30 else "") + "."]
+        lines += [
+            "",
+            "Entries not shown (see the file): "
+            + ", ".join(f"`{md_escape(k)}`" for k in not_shown[:30])
+            + (f" and {len(not_shown) - 30} more" if len(not_shown) > 30 else "")
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -159,8 +183,10 @@ def _section(name: str, section: Mapping[str, Any], not_shown: list[str]) -> lis
     if all(isinstance(v, Mapping) for v in section.values()):
         columns = list(dict.fromkeys(c for row in section.values() for c in row))
         rows = list(section.items())
-        lines += ["| " + " | ".join(["entry", *map(md_escape, columns)]) + " |",
-                  "| " + " | ".join(["---"] * (len(columns) + 1)) + " |"]
+        lines += [
+            "| " + " | ".join(["entry", *map(md_escape, columns)]) + " |",
+            "| " + " | ".join(["---"] * (len(columns) + 1)) + " |",
+        ]
         for entry, row in rows[:MAX_STAT_ROWS]:
             cells = []
             for column in columns:

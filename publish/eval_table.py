@@ -186,16 +186,28 @@ def render_eval_section(table: EvalTable | None, summary_name: str) -> str:
             n = md_escape(s.n) if s.n is not None else "-"
             lines.append(f"| {md_escape(s.arm)} | {md_escape(s.metric)} | {_fmt(s.estimate)} | {ci} | {n} |")
     else:
-        lines.append(f"The eval run's {link} (uploaded with the model) holds no entry this card could read as a "
-                     "statistic (an estimate with its interval); see the file itself. No evaluation result is claimed here.")
+        lines.append(
+            f"The eval run's {link} (uploaded with the model) holds no entry this card could read as a "
+            "statistic (an estimate with its interval); see the file itself. No evaluation result is claimed here."
+        )
     if table.numbers:
-        lines += ["", f"<details><summary>Other numbers in {summary_name} ({len(table.numbers)})</summary>", "",
-                  "| arm | entry | value |", "| --- | --- | --- |"]
+        lines += [
+            "",
+            f"<details><summary>Other numbers in {summary_name} ({len(table.numbers)})</summary>",
+            "",
+            "| arm | entry | value |",
+            "| --- | --- | --- |",
+        ]
         lines += [f"| {md_escape(a)} | {md_escape(k)} | {_fmt(v)} |" for a, k, v in table.numbers]
         lines += ["", "</details>"]
     if table.settings:
-        lines += ["", f"<details><summary>Settings recorded in {summary_name} ({len(table.settings)})</summary>", "",
-                  "| key | value |", "| --- | --- |"]
+        lines += [
+            "",
+            f"<details><summary>Settings recorded in {summary_name} ({len(table.settings)})</summary>",
+            "",
+            "| key | value |",
+            "| --- | --- |",
+        ]
         lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in table.settings]
         lines += ["", "</details>"]
     if table.not_shown:

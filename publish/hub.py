@@ -35,8 +35,9 @@ def hf_api(token: str) -> HubApi:
     return HfApi(token=token)
 
 
-def upload(hub: HubApi, *, repo_id: str, repo_type: str, private: bool, folder: Path,
-           commit_message: str) -> dict[str, Any]:
+def upload(
+    hub: HubApi, *, repo_id: str, repo_type: str, private: bool, folder: Path, commit_message: str
+) -> dict[str, Any]:
     """Create the repo if needed and push ``folder`` as one commit; what the hub returned."""
     try:
         repo_url = hub.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
@@ -46,8 +47,9 @@ def upload(hub: HubApi, *, repo_id: str, repo_type: str, private: bool, folder: 
             "nothing was uploaded and no receipt was written"
         ) from err
     try:
-        commit = hub.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
-                                   commit_message=commit_message)
+        commit = hub.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, commit_message=commit_message
+        )
     except Exception as err:
         raise PublishError(
             f"uploading {folder} to {repo_type} repo {repo_id!r} failed ({type(err).__name__}: {err}); "

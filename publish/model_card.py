@@ -14,16 +14,27 @@ from huggingface_hub import ModelCardData
 
 from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN
 from publish.source_manifest import (
-    CITATION, PAPER, UNKNOWN, arm_label, as_hub_id, base_model_from_manifest, config_yaml, find_arms,
-    hub_ids_in_inputs, is_anchored, provenance_section, versions_section,
+    CITATION,
+    PAPER,
+    UNKNOWN,
+    arm_label,
+    as_hub_id,
+    base_model_from_manifest,
+    config_yaml,
+    find_arms,
+    hub_ids_in_inputs,
+    is_anchored,
+    provenance_section,
+    versions_section,
 )
 from publish.staging import files_section
 
 EXAMPLE_REQUEST = "Write a story that begins 'Once upon a time'."
 
 
-def card_metadata(manifest: Mapping[str, Any], info: Mapping[str, Any], license: str,
-                  base_model: str | None, datasets: list[str]) -> ModelCardData:
+def card_metadata(
+    manifest: Mapping[str, Any], info: Mapping[str, Any], license: str, base_model: str | None, datasets: list[str]
+) -> ModelCardData:
     arms = find_arms(manifest)
     tags = ["annotation-anchored", "mode-collapse", "semantic-diversity"]
     tags += [f"arm-{value}" for value in dict.fromkeys(arms.values())]
@@ -116,14 +127,18 @@ choices while learning the fine-tuning behaviour:
 def _arm_section(arms: Mapping[str, str], arm: str, info: Mapping[str, Any]) -> str:
     lines = ["## Arm", ""]
     if not arms:
-        lines.append("The run's manifest records no arm (`arm` is unknown), so this card does not say whether the "
-                     "model was trained with annotations.")
+        lines.append(
+            "The run's manifest records no arm (`arm` is unknown), so this card does not say whether the "
+            "model was trained with annotations."
+        )
     else:
         lines += ["Recorded in the manifest: " + ", ".join(f"`{k}` = `{v}`" for k, v in arms.items()) + "."]
         anchored = is_anchored(arms)
         if anchored is True:
-            lines.append("\nThis is an annotation-trained arm: its text is preceded by annotations, which the model "
-                         "generates itself.")
+            lines.append(
+                "\nThis is an annotation-trained arm: its text is preceded by annotations, which the model "
+                "generates itself."
+            )
         elif anchored is False:
             lines.append("\nThis arm was trained without annotations (the baseline the method is compared with).")
     tokens = info.get("annotation_tokens") or {}
@@ -131,7 +146,9 @@ def _arm_section(arms: Mapping[str, str], arm: str, info: Mapping[str, Any]) -> 
         present = [t for t, ok in tokens.items() if ok]
         absent = [t for t, ok in tokens.items() if not ok]
         if present:
-            lines.append(f"\nThe tokenizer has the annotation delimiters as tokens: {', '.join(f'`{t}`' for t in present)}.")
+            lines.append(
+                f"\nThe tokenizer has the annotation delimiters as tokens: {', '.join(f'`{t}`' for t in present)}."
+            )
         if absent:
             lines.append(f"\nThe tokenizer has no token for {', '.join(f'`{t}`' for t in absent)}.")
     return "\n".join(lines) + "\n"
@@ -153,23 +170,36 @@ def _prompt_lines(manifest: Mapping[str, Any]) -> tuple[list[str], str]:
         source = "the project's default prompt format (the manifest records no usable `prompt_format`)"
     if fmt.kind == "chat":
         messages = ([{"role": "system", "content": fmt.system}] if fmt.system else []) + [
-            {"role": "user", "content": EXAMPLE_REQUEST}]
-        return [f"messages = {messages!r}",
-                "prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)"], source
+            {"role": "user", "content": EXAMPLE_REQUEST}
+        ]
+        return [
+            f"messages = {messages!r}",
+            "prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
+        ], source
     return [f"prompt = {fmt.template!r}.format(prompt={EXAMPLE_REQUEST!r})"], source
 
 
-def _sampling_section(repo_id: str, stage: str, arms: Mapping[str, str], manifest: Mapping[str, Any],
-                      info: Mapping[str, Any]) -> str:
+def _sampling_section(
+    repo_id: str, stage: str, arms: Mapping[str, str], manifest: Mapping[str, Any], info: Mapping[str, Any]
+) -> str:
     anchored = is_anchored(arms)
     if info.get("is_adapter"):
-        load = ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
-                f"repo = {repo_id!r}", "tokenizer = AutoTokenizer.from_pretrained(repo)",
-                "model = AutoPeftModelForCausalLM.from_pretrained(repo)"]
+        load = [
+            "from peft import AutoPeftModelForCausalLM",
+            "from transformers import AutoTokenizer",
+            "",
+            f"repo = {repo_id!r}",
+            "tokenizer = AutoTokenizer.from_pretrained(repo)",
+            "model = AutoPeftModelForCausalLM.from_pretrained(repo)",
+        ]
     else:
-        load = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                f"repo = {repo_id!r}", "tokenizer = AutoTokenizer.from_pretrained(repo)",
-                "model = AutoModelForCausalLM.from_pretrained(repo)"]
+        load = [
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f"repo = {repo_id!r}",
+            "tokenizer = AutoTokenizer.from_pretrained(repo)",
+            "model = AutoModelForCausalLM.from_pretrained(repo)",
+        ]
     if stage == "pretrain":
         prompt, source = ["prompt = 'Once upon a time'"], "a plain text prefix (a pretrained model continues text)"
     else:
@@ -184,31 +214,48 @@ def _sampling_section(repo_id: str, stage: str, arms: Mapping[str, str], manifes
     ]
     lines = ["## How to sample", ""]
     if stage == "pretrain" and anchored is not False:
-        strip = ["", "import re", "from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN",
-                 "# an annotation-pretrained model writes an annotation before each chunk: drop them all",
-                 "plain = re.sub(re.escape(ANNOTATION_OPEN) + '.*?' + re.escape(ANNOTATION_CLOSE), '', text, flags=re.S)"]
-        lines.append("A pretrained model continues text. "
-                     + ("It was pretrained on annotated text, so it writes " if anchored else
-                        "If it was pretrained on annotated text (the arm is unknown), it writes ")
-                     + f"`{ANNOTATION_OPEN}...{ANNOTATION_CLOSE}` before each chunk; remove those spans "
-                     "before reading or scoring the text.")
+        strip = [
+            "",
+            "import re",
+            "from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN",
+            "# an annotation-pretrained model writes an annotation before each chunk: drop them all",
+            "plain = re.sub(re.escape(ANNOTATION_OPEN) + '.*?' + re.escape(ANNOTATION_CLOSE), '', text, flags=re.S)",
+        ]
+        lines.append(
+            "A pretrained model continues text. "
+            + (
+                "It was pretrained on annotated text, so it writes "
+                if anchored
+                else "If it was pretrained on annotated text (the arm is unknown), it writes "
+            )
+            + f"`{ANNOTATION_OPEN}...{ANNOTATION_CLOSE}` before each chunk; remove those spans "
+            "before reading or scoring the text."
+        )
     elif anchored is False:
         strip = ["print(text)"]
         lines.append("Sample as from any causal language model; this arm writes no annotation.")
     else:
-        strip = ["", "from annotate.format import split_generation  # the project's annotation format", "",
-                 "split = split_generation(text)",
-                 "print(split.tags)      # the sampled annotation; None when it did not parse (reason: split.error)",
-                 "print(split.response)  # the response with the annotation stripped: what to show or score"]
+        strip = [
+            "",
+            "from annotate.format import split_generation  # the project's annotation format",
+            "",
+            "split = split_generation(text)",
+            "print(split.tags)      # the sampled annotation; None when it did not parse (reason: split.error)",
+            "print(split.response)  # the response with the annotation stripped: what to show or score",
+        ]
         if anchored:
-            lines.append(f"The model writes an annotation first, `{ANNOTATION_OPEN}key:value ...{ANNOTATION_CLOSE}`, "
-                         "then the response conditioned on it. Sample plainly (the paper uses temperature 1), keep "
-                         "the special tokens when decoding, and strip the annotation with "
-                         "`annotate.format.split_generation` before showing or scoring the response. Count the "
-                         "generations whose annotation does not parse (`split.error`) rather than dropping them.")
+            lines.append(
+                f"The model writes an annotation first, `{ANNOTATION_OPEN}key:value ...{ANNOTATION_CLOSE}`, "
+                "then the response conditioned on it. Sample plainly (the paper uses temperature 1), keep "
+                "the special tokens when decoding, and strip the annotation with "
+                "`annotate.format.split_generation` before showing or scoring the response. Count the "
+                "generations whose annotation does not parse (`split.error`) rather than dropping them."
+            )
         else:
-            lines.append(f"The arm is unknown: if a generation starts with `{ANNOTATION_OPEN}`, it carries an "
-                         "annotation; strip it with `annotate.format.split_generation` before showing or scoring "
-                         "the response.")
+            lines.append(
+                f"The arm is unknown: if a generation starts with `{ANNOTATION_OPEN}`, it carries an "
+                "annotation; strip it with `annotate.format.split_generation` before showing or scoring "
+                "the response."
+            )
     lines += ["", f"The prompt below uses {source}.", "", "```python", *load, "", *prompt, *generate, *strip, "```"]
     return "\n".join(lines) + "\n"

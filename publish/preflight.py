@@ -12,7 +12,6 @@ from typing import Any, Sequence
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-
 # The variable huggingface_hub itself reads; only with it does the stored login apply.
 DEFAULT_TOKEN_ENV = "HF_TOKEN"
 

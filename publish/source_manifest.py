@@ -18,8 +18,10 @@ from publish.preflight import PublishError
 from stage_io.manifest import MANIFEST_NAME
 
 UNKNOWN = "unknown"
-PAPER = ("Springer et al. 2026, *Annotations Mitigate Post-Training Mode Collapse* "
-         "([arXiv 2605.09995](https://arxiv.org/abs/2605.09995))")
+PAPER = (
+    "Springer et al. 2026, *Annotations Mitigate Post-Training Mode Collapse* "
+    "([arXiv 2605.09995](https://arxiv.org/abs/2605.09995))"
+)
 
 
 def load_source_manifest(source_dir: Path) -> dict[str, Any]:
@@ -110,17 +112,27 @@ def input_rows(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
                 upstream = str(upstream_data.get("stage", "")) if isinstance(upstream_data, dict) else ""
             except (OSError, json.JSONDecodeError):
                 upstream = "(unreadable manifest)"
-        rows.append({
-            "name": str(name), "path": path,
-            "fingerprint": str(entry.get("fingerprint", UNKNOWN)), "made_by": upstream,
-        })
+        rows.append(
+            {
+                "name": str(name),
+                "path": path,
+                "fingerprint": str(entry.get("fingerprint", UNKNOWN)),
+                "made_by": upstream,
+            }
+        )
     return rows
 
 
 # Input names (manifest ``inputs``) and config keys that, in this project's stages or in
 # common trainers, name the model a run started from rather than its data.
 MODEL_KEYS = (
-    "base_model", "model_name_or_path", "init_from", "model", "model_path", "pretrained", "checkpoint",
+    "base_model",
+    "model_name_or_path",
+    "init_from",
+    "model",
+    "model_path",
+    "pretrained",
+    "checkpoint",
 )
 
 
@@ -160,7 +172,12 @@ def base_model_from_manifest(manifest: Mapping[str, Any]) -> str | None:
 def find_list_of_strings(manifest: Mapping[str, Any], name: str) -> tuple[str, list[str]] | None:
     """The first ``(dotted key, list)`` under the config whose key is ``name`` and value a list of strings."""
     for key, value in _walk(manifest.get("config"), "config"):
-        if key.rsplit(".", 1)[-1] == name and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        if (
+            key.rsplit(".", 1)[-1] == name
+            and isinstance(value, list)
+            and value
+            and all(isinstance(v, str) for v in value)
+        ):
             return key, value
     return None
 
@@ -191,8 +208,12 @@ def provenance_section(manifest: Mapping[str, Any], source_dir: Path, source_fin
     ]
     rows = input_rows(manifest)
     if rows:
-        lines += ["Inputs (fingerprints are sha256 over the files, see `stage_io.manifest.fingerprint`):", "",
-                  "| input | path | fingerprint | made by stage |", "| --- | --- | --- | --- |"]
+        lines += [
+            "Inputs (fingerprints are sha256 over the files, see `stage_io.manifest.fingerprint`):",
+            "",
+            "| input | path | fingerprint | made by stage |",
+            "| --- | --- | --- | --- |",
+        ]
         lines += [
             f"| {md_escape(r['name'])} | `{md_escape(r['path'])}` | `{md_escape(r['fingerprint'])}` | {md_escape(r['made_by'] or '-')} |"
             for r in rows
@@ -210,12 +231,20 @@ def versions_section(manifest: Mapping[str, Any], publish_commit: str | None) ->
     lines = ["## Versions", ""]
     versions = manifest.get("versions")
     if isinstance(versions, Mapping) and versions:
-        lines += ["Package versions of the run that produced these files:", "", "| package | version |", "| --- | --- |"]
+        lines += [
+            "Package versions of the run that produced these files:",
+            "",
+            "| package | version |",
+            "| --- | --- |",
+        ]
         lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in versions.items()]
     else:
         lines.append("The manifest records no package versions.")
-    lines += ["", f"Git commit of the producing run: `{manifest.get('git_commit') or UNKNOWN}`; "
-              f"of the publish run: `{publish_commit or UNKNOWN}`."]
+    lines += [
+        "",
+        f"Git commit of the producing run: `{manifest.get('git_commit') or UNKNOWN}`; "
+        f"of the publish run: `{publish_commit or UNKNOWN}`.",
+    ]
     return "\n".join(lines) + "\n"
 
 

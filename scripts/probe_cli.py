@@ -33,12 +33,25 @@ from pathlib import Path
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-       "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": str(REPO),
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 ENV.pop("ANCHORED_DEBUG", None)
 PROJECT = ("stage_io", "annotate", "pretrain", "posttrain", "eval", "publish", "study")
-OUTCOMES = ("ok", "silent_failure", "library_traceback", "own_message_traceback", "rows_lost_or_duplicated",
-            "unclear_message")
+OUTCOMES = (
+    "ok",
+    "silent_failure",
+    "library_traceback",
+    "own_message_traceback",
+    "rows_lost_or_duplicated",
+    "unclear_message",
+)
 
 
 @dataclass
@@ -78,8 +91,16 @@ class Fixtures:
         return path
 
     def pretrain_args(self, out: Path, *extra: str) -> list[str]:
-        return ["pretrain", "configs/pretrain/tiny.yaml", f"data.annotations={self.annotations}", f"output_dir={out}",
-                f"tokenizer.path={self.work / 'tok'}", "train.cpu_threads=1", "train.train_tokens=null", *extra]
+        return [
+            "pretrain",
+            "configs/pretrain/tiny.yaml",
+            f"data.annotations={self.annotations}",
+            f"output_dir={out}",
+            f"tokenizer.path={self.work / 'tok'}",
+            "train.cpu_threads=1",
+            "train.train_tokens=null",
+            *extra,
+        ]
 
     @property
     def model(self) -> Path:
@@ -103,8 +124,10 @@ class Fixtures:
             rows = []
             for i in range(24):
                 user, bot = ("human", "gpt") if i % 2 else ("user", "assistant")
-                turns = [{"role": user, "content": f"Write about match {i}."},
-                         {"role": bot, "content": f"The team won match {i} 2-1 in London on Friday."}]
+                turns = [
+                    {"role": user, "content": f"Write about match {i}."},
+                    {"role": bot, "content": f"The team won match {i} 2-1 in London on Friday."},
+                ]
                 if i % 8 == 0:
                     turns.append({"role": user, "content": "And the next one?"})
                 rows.append({"id": f"s{i}", "messages": turns})
@@ -120,19 +143,36 @@ class Fixtures:
         return path
 
     def posttrain_args(self, out: Path, *extra: str) -> list[str]:
-        return ["posttrain", "configs/posttrain/tiny_plain.yaml", f"model_path={self.model}", "data.annotations=null",
-                f"data.source.source={self.sft}", f"output_dir={out}", "training.max_steps=4", "training.save_steps=2",
-                "report_to=[]", *extra]
+        return [
+            "posttrain",
+            "configs/posttrain/tiny_plain.yaml",
+            f"model_path={self.model}",
+            "data.annotations=null",
+            f"data.source.source={self.sft}",
+            f"output_dir={out}",
+            "training.max_steps=4",
+            "training.save_steps=2",
+            "report_to=[]",
+            *extra,
+        ]
 
     def eval_args(self, out: Path, model: Path | str, *extra: str) -> list[str]:
-        return ["eval", "configs/eval/tiny.yaml", f"output_dir={out}", "stages=[generate]",
-                f"arms=[{{name: a, model: '{model}', mode: plain}}]", "sampling.max_new_tokens=8",
-                "sampling.temperatures=[1.0]", *extra]
+        return [
+            "eval",
+            "configs/eval/tiny.yaml",
+            f"output_dir={out}",
+            "stages=[generate]",
+            f"arms=[{{name: a, model: '{model}', mode: plain}}]",
+            "sampling.max_new_tokens=8",
+            "sampling.temperatures=[1.0]",
+            *extra,
+        ]
 
 
 def run_module(argv: list[str], env: dict | None = None) -> tuple[int, str]:
-    proc = subprocess.run([sys.executable, "-m", *argv], cwd=REPO, env={**ENV, **(env or {})}, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", *argv], cwd=REPO, env={**ENV, **(env or {})}, capture_output=True, text=True
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -166,15 +206,18 @@ def classify(case: Case, code: int, output: str, fx: Fixtures) -> tuple[str, str
 
 # ---- runners for kills and concurrent writers ---------------------------------------------
 
-HOLDER = ("import sys; from stage_io.run_lock import hold_lock\n"
-          "with hold_lock(sys.argv[1], 'probe'):\n    print('locked', flush=True); sys.stdin.readline()\n")
+HOLDER = (
+    "import sys; from stage_io.run_lock import hold_lock\n"
+    "with hold_lock(sys.argv[1], 'probe'):\n    print('locked', flush=True); sys.stdin.readline()\n"
+)
 
 
 def while_locked(fx: Fixtures, argv: list[str]) -> tuple[int, str]:
     """Run ``argv`` while another process holds its output directory (``output_dir=`` in argv)."""
     out = next(a.split("=", 1)[1] for a in argv if a.startswith(("output_dir=", "staging_dir=")))
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, out], cwd=REPO, env=ENV, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, out], cwd=REPO, env=ENV, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     assert holder.stdout.readline().strip() == "locked"
     try:
         return run_module(argv)
@@ -185,8 +228,9 @@ def while_locked(fx: Fixtures, argv: list[str]) -> tuple[int, str]:
 def kill_at_step_then_resume(fx: Fixtures, argv: list[str]) -> tuple[int, str]:
     """SIGKILL pretrain once it has printed step 5, keep only checkpoints up to step 3, resume."""
     out = Path(next(a.split("=", 1)[1] for a in argv if a.startswith("output_dir=")))
-    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *argv], cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     for line in proc.stdout:
         if line.startswith("step 5/"):
             proc.send_signal(signal.SIGKILL)
@@ -201,7 +245,9 @@ def kill_at_step_then_resume(fx: Fixtures, argv: list[str]) -> tuple[int, str]:
 def metrics_once(fx: Fixtures, output: str, out: Path, steps: int) -> str | None:
     found = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     if sorted(found) != list(range(1, steps + 1)):
-        return f"rows: metrics.jsonl steps {len(found)} rows for {steps} steps ({len(found) - len(set(found))} repeated)"
+        return (
+            f"rows: metrics.jsonl steps {len(found)} rows for {steps} steps ({len(found) - len(set(found))} repeated)"
+        )
     return None
 
 
@@ -212,12 +258,14 @@ def damage(path: Path, keep: int | None = None) -> None:
 
 def then_rerun(setup: Callable[[Fixtures, list[str]], None]):
     """Run argv once, apply ``setup`` (damage something), run it again; the second run is judged."""
+
     def runner(fx: Fixtures, argv: list[str]) -> tuple[int, str]:
         code, output = run_module(argv)
         if code != 0:
             return code, output
         setup(fx, argv)
         return run_module(argv)
+
     return runner
 
 
@@ -227,12 +275,19 @@ def out_of(argv: list[str]) -> Path:
 
 # ---- the cases -----------------------------------------------------------------------------
 
+
 def bad_model_cases(stage: str) -> list[Case]:
     def args(fx: Fixtures, model: str | Path) -> list[str]:
         out = fx.fresh(f"{stage}-model")
         if stage == "posttrain":
-            return ["posttrain", "configs/posttrain/tiny_plain.yaml", f"model_path={model}", "data.annotations=null",
-                    f"data.source.source={fx.sft}", f"output_dir={out}"]
+            return [
+                "posttrain",
+                "configs/posttrain/tiny_plain.yaml",
+                f"model_path={model}",
+                "data.annotations=null",
+                f"data.source.source={fx.sft}",
+                f"output_dir={out}",
+            ]
         return fx.eval_args(out, model)
 
     def jsonl(fx):
@@ -242,97 +297,188 @@ def bad_model_cases(stage: str) -> list[Case]:
         return fx.annotations
 
     def tokenizer_only(fx):
-        fx.model  # builds the shared tokenizer
+        _ = fx.model  # builds the shared tokenizer
         return fx.work / "tok"
 
     def empty_dir(fx):
         (fx.work / "empty").mkdir(exist_ok=True)
         return fx.work / "empty"
 
-    found = {"missing local path": (lambda fx: fx.work / "runs" / "nothing" / "here", "does not exist"),
-             "JSONL file": (jsonl, "is a file (.jsonl)"),
-             "annotate output": (annotate_output, "no config.json"),
-             "tokenizer-only dir": (tokenizer_only, "tokenizer-only directory"),
-             "empty dir": (empty_dir, "an empty directory"),
-             "offline hub id": (lambda fx: "no-such-org/no-such-model", "not in the local cache while offline")}
-    return [Case(f"{stage}: model is a {what}", (lambda fx, make=make: args(fx, make(fx))), expect_error=message)
-            for what, (make, message) in found.items()]
+    found = {
+        "missing local path": (lambda fx: fx.work / "runs" / "nothing" / "here", "does not exist"),
+        "JSONL file": (jsonl, "is a file (.jsonl)"),
+        "annotate output": (annotate_output, "no config.json"),
+        "tokenizer-only dir": (tokenizer_only, "tokenizer-only directory"),
+        "empty dir": (empty_dir, "an empty directory"),
+        "offline hub id": (lambda fx: "no-such-org/no-such-model", "not in the local cache while offline"),
+    }
+    return [
+        Case(f"{stage}: model is a {what}", (lambda fx, make=make: args(fx, make(fx))), expect_error=message)
+        for what, (make, message) in found.items()
+    ]
 
 
 def cases() -> list[Case]:
     listed = [
-        Case("eval: sampling.temperatures=[-1.0]", lambda fx: fx.eval_args(fx.fresh("t"), "x", "sampling.temperatures=[-1.0]"),
-             expect_error="key 'sampling.temperatures[0]' must be >= 0"),
-        Case("annotate: source.limit=-5", lambda fx: ["annotate", "configs/annotate/tiny.yaml", "source.limit=-5",
-                                                       f"output_dir={fx.fresh('limit')}"],
-             expect_error="key 'source.limit' must be >= 1"),
-        Case("annotate: executor.tasks=0", lambda fx: ["annotate", "configs/annotate/tiny.yaml", "executor.tasks=0",
-                                                        f"output_dir={fx.fresh('tasks')}"],
-             expect_error="key 'executor.tasks' must be >= 1"),
-        Case("pretrain: train.max_steps=0", lambda fx: fx.pretrain_args(fx.fresh("steps"), "train.max_steps=0"),
-             expect_error="key 'train.max_steps' must be >= 1"),
-        Case("posttrain: learning_rate=-1", lambda fx: fx.posttrain_args(fx.fresh("lr"), "training.learning_rate=-1"),
-             expect_error="key 'training.learning_rate' must be > 0"),
-        Case("publish: token_env=UNSET with HF_TOKEN set",
-             lambda fx: ["publish", "configs/publish/model.yaml", f"source_dir={fx.model}", "repo_id=me/probe",
-                         "dry_run=false", "token_env=UNSET", f"staging_dir={fx.fresh('pub')}"],
-             expect_error="environment variable UNSET", extra_env={"HF_TOKEN": "hf_probe_not_real"}),
-        Case("publish: source_dir missing", lambda fx: ["publish", "configs/publish/model.yaml",
-                                                         f"source_dir={fx.work / 'none'}", "repo_id=me/probe"],
-             expect_error="config key 'source_dir'"),
-        Case("pretrain: tokenizer.pretrained is an offline hub id",
-             lambda fx: ["pretrain", "configs/pretrain/tiny.yaml", f"data.annotations={fx.annotations}",
-                         f"output_dir={fx.fresh('tokhub')}", f"tokenizer.path={fx.fresh('tok2')}",
-                         "tokenizer.pretrained=no-org/no-tok", "train.max_steps=2", "train.train_tokens=null"],
-             expect_error="tokenizer.pretrained: 'no-org/no-tok' is not a local path"),
-        Case("pretrain: tokenizer.pretrained is a JSONL file",
-             lambda fx: ["pretrain", "configs/pretrain/tiny.yaml", f"data.annotations={fx.annotations}",
-                         f"output_dir={fx.fresh('tokfile')}", f"tokenizer.path={fx.fresh('tok3')}",
-                         f"tokenizer.pretrained={fx.sft}", "train.max_steps=2", "train.train_tokens=null"],
-             expect_error="is a file (.jsonl), not a tokenizer directory"),
-        Case("posttrain: max_seq_len above the model's positions",
-             lambda fx: fx.posttrain_args(fx.fresh("positions"), "train_past_positions=false"),
-             expect_error="exceeds the 128 positions"),
+        Case(
+            "eval: sampling.temperatures=[-1.0]",
+            lambda fx: fx.eval_args(fx.fresh("t"), "x", "sampling.temperatures=[-1.0]"),
+            expect_error="key 'sampling.temperatures[0]' must be >= 0",
+        ),
+        Case(
+            "annotate: source.limit=-5",
+            lambda fx: ["annotate", "configs/annotate/tiny.yaml", "source.limit=-5", f"output_dir={fx.fresh('limit')}"],
+            expect_error="key 'source.limit' must be >= 1",
+        ),
+        Case(
+            "annotate: executor.tasks=0",
+            lambda fx: [
+                "annotate",
+                "configs/annotate/tiny.yaml",
+                "executor.tasks=0",
+                f"output_dir={fx.fresh('tasks')}",
+            ],
+            expect_error="key 'executor.tasks' must be >= 1",
+        ),
+        Case(
+            "pretrain: train.max_steps=0",
+            lambda fx: fx.pretrain_args(fx.fresh("steps"), "train.max_steps=0"),
+            expect_error="key 'train.max_steps' must be >= 1",
+        ),
+        Case(
+            "posttrain: learning_rate=-1",
+            lambda fx: fx.posttrain_args(fx.fresh("lr"), "training.learning_rate=-1"),
+            expect_error="key 'training.learning_rate' must be > 0",
+        ),
+        Case(
+            "publish: token_env=UNSET with HF_TOKEN set",
+            lambda fx: [
+                "publish",
+                "configs/publish/model.yaml",
+                f"source_dir={fx.model}",
+                "repo_id=me/probe",
+                "dry_run=false",
+                "token_env=UNSET",
+                f"staging_dir={fx.fresh('pub')}",
+            ],
+            expect_error="environment variable UNSET",
+            extra_env={"HF_TOKEN": "hf_probe_not_real"},
+        ),
+        Case(
+            "publish: source_dir missing",
+            lambda fx: ["publish", "configs/publish/model.yaml", f"source_dir={fx.work / 'none'}", "repo_id=me/probe"],
+            expect_error="config key 'source_dir'",
+        ),
+        Case(
+            "pretrain: tokenizer.pretrained is an offline hub id",
+            lambda fx: [
+                "pretrain",
+                "configs/pretrain/tiny.yaml",
+                f"data.annotations={fx.annotations}",
+                f"output_dir={fx.fresh('tokhub')}",
+                f"tokenizer.path={fx.fresh('tok2')}",
+                "tokenizer.pretrained=no-org/no-tok",
+                "train.max_steps=2",
+                "train.train_tokens=null",
+            ],
+            expect_error="tokenizer.pretrained: 'no-org/no-tok' is not a local path",
+        ),
+        Case(
+            "pretrain: tokenizer.pretrained is a JSONL file",
+            lambda fx: [
+                "pretrain",
+                "configs/pretrain/tiny.yaml",
+                f"data.annotations={fx.annotations}",
+                f"output_dir={fx.fresh('tokfile')}",
+                f"tokenizer.path={fx.fresh('tok3')}",
+                f"tokenizer.pretrained={fx.sft}",
+                "train.max_steps=2",
+                "train.train_tokens=null",
+            ],
+            expect_error="is a file (.jsonl), not a tokenizer directory",
+        ),
+        Case(
+            "posttrain: max_seq_len above the model's positions",
+            lambda fx: fx.posttrain_args(fx.fresh("positions"), "train_past_positions=false"),
+            expect_error="exceeds the 128 positions",
+        ),
         *bad_model_cases("posttrain"),
         *bad_model_cases("eval"),
-        Case("annotate: SFT rows with human/gpt roles and a user turn after the reply",
-             lambda fx: ["annotate", "configs/annotate/tiny.yaml", "mode=sft", f"source.source={fx.sft}",
-                         "source.limit=null", "source.id_field=id", "keep_columns=[]",
-                         f"annotator.offline.fitted_state_from={fx.fitted}",
-                         f"output_dir={fx.fresh('sftann')}"],
-             check=lambda fx, output: sft_annotated(fx)),
-        Case("pretrain: second writer while one holds the directory",
-             lambda fx: fx.pretrain_args(fx.fresh("lock"), "train.max_steps=2"), expect_error="holds its lock",
-             runner=while_locked),
-        Case("posttrain: second writer while one holds the directory",
-             lambda fx: fx.posttrain_args(fx.fresh("lock")), expect_error="holds its lock", runner=while_locked),
-        Case("eval: second writer while one holds the directory",
-             lambda fx: fx.eval_args(fx.fresh("lock"), fx.model), expect_error="holds its lock", runner=while_locked),
-        Case("pretrain: SIGKILL after step 5, resume",
-             lambda fx: fx.pretrain_args(fx.fresh("kill"), "train.max_steps=40", "train.checkpoint_every=3",
-                                         "logging.log_every=1"),
-             check=lambda fx, output: metrics_once(fx, output, fx.work / "out" / last_out(fx, "kill"), 40),
-             runner=kill_at_step_then_resume),
-        Case("pretrain: truncated random_states of the newest checkpoint",
-             lambda fx: fx.pretrain_args(fx.fresh("rng"), "train.max_steps=6", "train.checkpoint_every=2",
-                                         "train.stop_after_steps=4"),
-             check=lambda fx, output: None if "set aside" in output else "a damaged checkpoint was resumed silently",
-             runner=then_rerun(lambda fx, argv: damage(out_of(argv) / "checkpoints" / "step_00000004" /
-                                                      "random_states_0.pkl", 100))),
-        Case("pretrain: truncated final model.safetensors, manifest intact",
-             lambda fx: fx.pretrain_args(fx.fresh("final"), "train.max_steps=4", "train.checkpoint_every=2"),
-             check=lambda fx, output: ("rerun said 'already complete' over damaged weights"
-                                       if "already complete" in output else None),
-             runner=then_rerun(lambda fx, argv: damage(out_of(argv) / "model.safetensors"))),
-        Case("posttrain: empty checkpoint-N left by a kill mid-save",
-             lambda fx: fx.posttrain_args(fx.fresh("emptyckpt"), "train_past_positions=true", "max_seq_len=128"),
-             check=lambda fx, output: None if "set aside" in output else "the empty checkpoint was not reported",
-             runner=then_rerun(lambda fx, argv: (out_of(argv) / "checkpoints" / "checkpoint-999").mkdir())),
-        Case("eval: weights replaced at the same path, resume",
-             lambda fx: fx.eval_args(fx.fresh("weights"), copy_model(fx), "sampling.limit=4"),
-             expect_error="model_weights",
-             runner=then_rerun(lambda fx, argv: shutil.copy(fx.other_model / "model.safetensors",
-                                                            fx.work / "swapped" / "model.safetensors"))),
+        Case(
+            "annotate: SFT rows with human/gpt roles and a user turn after the reply",
+            lambda fx: [
+                "annotate",
+                "configs/annotate/tiny.yaml",
+                "mode=sft",
+                f"source.source={fx.sft}",
+                "source.limit=null",
+                "source.id_field=id",
+                "keep_columns=[]",
+                f"annotator.offline.fitted_state_from={fx.fitted}",
+                f"output_dir={fx.fresh('sftann')}",
+            ],
+            check=lambda fx, output: sft_annotated(fx),
+        ),
+        Case(
+            "pretrain: second writer while one holds the directory",
+            lambda fx: fx.pretrain_args(fx.fresh("lock"), "train.max_steps=2"),
+            expect_error="holds its lock",
+            runner=while_locked,
+        ),
+        Case(
+            "posttrain: second writer while one holds the directory",
+            lambda fx: fx.posttrain_args(fx.fresh("lock")),
+            expect_error="holds its lock",
+            runner=while_locked,
+        ),
+        Case(
+            "eval: second writer while one holds the directory",
+            lambda fx: fx.eval_args(fx.fresh("lock"), fx.model),
+            expect_error="holds its lock",
+            runner=while_locked,
+        ),
+        Case(
+            "pretrain: SIGKILL after step 5, resume",
+            lambda fx: fx.pretrain_args(
+                fx.fresh("kill"), "train.max_steps=40", "train.checkpoint_every=3", "logging.log_every=1"
+            ),
+            check=lambda fx, output: metrics_once(fx, output, fx.work / "out" / last_out(fx, "kill"), 40),
+            runner=kill_at_step_then_resume,
+        ),
+        Case(
+            "pretrain: truncated random_states of the newest checkpoint",
+            lambda fx: fx.pretrain_args(
+                fx.fresh("rng"), "train.max_steps=6", "train.checkpoint_every=2", "train.stop_after_steps=4"
+            ),
+            check=lambda fx, output: None if "set aside" in output else "a damaged checkpoint was resumed silently",
+            runner=then_rerun(
+                lambda fx, argv: damage(out_of(argv) / "checkpoints" / "step_00000004" / "random_states_0.pkl", 100)
+            ),
+        ),
+        Case(
+            "pretrain: truncated final model.safetensors, manifest intact",
+            lambda fx: fx.pretrain_args(fx.fresh("final"), "train.max_steps=4", "train.checkpoint_every=2"),
+            check=lambda fx, output: (
+                "rerun said 'already complete' over damaged weights" if "already complete" in output else None
+            ),
+            runner=then_rerun(lambda fx, argv: damage(out_of(argv) / "model.safetensors")),
+        ),
+        Case(
+            "posttrain: empty checkpoint-N left by a kill mid-save",
+            lambda fx: fx.posttrain_args(fx.fresh("emptyckpt"), "train_past_positions=true", "max_seq_len=128"),
+            check=lambda fx, output: None if "set aside" in output else "the empty checkpoint was not reported",
+            runner=then_rerun(lambda fx, argv: (out_of(argv) / "checkpoints" / "checkpoint-999").mkdir()),
+        ),
+        Case(
+            "eval: weights replaced at the same path, resume",
+            lambda fx: fx.eval_args(fx.fresh("weights"), copy_model(fx), "sampling.limit=4"),
+            expect_error="model_weights",
+            runner=then_rerun(
+                lambda fx, argv: shutil.copy(
+                    fx.other_model / "model.safetensors", fx.work / "swapped" / "model.safetensors"
+                )
+            ),
+        ),
     ]
     return listed + hostile_cases()
 
@@ -346,86 +492,186 @@ UNWRITABLE = "/sys/probe_cli_out"  # mkdir there fails even for root (Operation 
 def hostile_cases() -> list[Case]:
     """Non-finite and absurd numbers, empty and unusable output folders, duplicate YAML keys, SFT sets
     without a reply, publish's allow-list and links, damaged model configs, over-long prompts."""
+
     def annotate(fx, out, *extra):
         return ["annotate", "configs/annotate/tiny.yaml", f"output_dir={out}", "source.limit=4", *extra]
 
     def publish(fx, source, staging, *extra):
-        return ["publish", "configs/publish/model.yaml", f"source_dir={source}", "repo_id=me/probe",
-                f"staging_dir={staging}", *extra]
+        return [
+            "publish",
+            "configs/publish/model.yaml",
+            f"source_dir={source}",
+            "repo_id=me/probe",
+            f"staging_dir={staging}",
+            *extra,
+        ]
 
     return [
-        Case("pretrain: optim.lr=.inf", lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=.inf"),
-             expect_error=f"'optim.lr' {NOT_FINITE}"),
-        Case("pretrain: optim.lr=.nan", lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=.nan"),
-             expect_error=f"'optim.lr' {NOT_FINITE}"),
-        Case("pretrain: optim.weight_decay=.inf",
-             lambda fx: fx.pretrain_args(fx.fresh("wd"), "train.max_steps=2", "optim.weight_decay=.inf"),
-             expect_error=f"'optim.weight_decay' {NOT_FINITE}"),
-        Case("pretrain: optim.lr=1e30", lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=1e30"),
-             expect_error="key 'optim.lr' must be > 0 and <= 1"),
-        Case("posttrain: training.learning_rate=.inf",
-             lambda fx: fx.posttrain_args(fx.fresh("lr"), "training.learning_rate=.inf"),
-             expect_error=f"'training.learning_rate' {NOT_FINITE}"),
-        Case("posttrain: training.max_steps=0", lambda fx: fx.posttrain_args(fx.fresh("steps"), "training.max_steps=0"),
-             expect_error="key 'training.max_steps' must be >= -1 and != 0"),
-        Case("eval: sampling.temperatures=[.inf]",
-             lambda fx: fx.eval_args(fx.fresh("t"), "x", "sampling.temperatures=[.inf]"),
-             expect_error=f"'sampling.temperatures[0]' {NOT_FINITE}"),
-        Case("annotate: source.limit=0", lambda fx: annotate(fx, fx.fresh("limit0"), "source.limit=0"),
-             expect_error="key 'source.limit' must be >= 1"),
-        Case("pretrain: model.attn_implementation=bogus",
-             lambda fx: fx.pretrain_args(fx.fresh("attn"), "train.max_steps=2", "model.attn_implementation=bogus"),
-             expect_error="key 'model.attn_implementation' expects one of"),
-        Case("pretrain: an override breaks a rule across keys",
-             lambda fx: ["pretrain", "configs/pretrain/tiny.yaml", f"data.annotations={fx.annotations}",
-                         f"output_dir={fx.fresh('both')}", "train.max_steps=3"],
-             expect_error="'train.max_steps=3' (on configs/pretrain/tiny.yaml): set exactly one of"),
-        Case("pretrain: a YAML file with neither budget, completed by an override",
-             lambda fx: ["pretrain", str(no_budget_yaml(fx)), *fx.pretrain_args(fx.fresh("nobudget"), "train.max_steps=2")[2:]]),
-        Case("pretrain: a YAML file setting a key twice",
-             lambda fx: ["pretrain", str(duplicate_key_yaml(fx)), f"output_dir={fx.fresh('dup')}"],
-             expect_error="key 'max_steps' is set twice"),
-        *[Case(f"{stage}: output_dir= (empty)", (lambda fx, make=make: make(fx)), expect_error=EMPTY_DIR)
-          for stage, make in (("pretrain", lambda fx: fx.pretrain_args("", "train.max_steps=2")),
-                              ("posttrain", lambda fx: fx.posttrain_args("")),
-                              ("eval", lambda fx: fx.eval_args("", "x")),
-                              ("annotate", lambda fx: annotate(fx, "")))],
-        Case("publish: staging_dir= (empty)", lambda fx: publish(fx, fx.model, ""),
-             expect_error="key 'staging_dir' expects a non-empty path"),
-        Case("pretrain: output_dir is an existing file",
-             lambda fx: fx.pretrain_args(a_file(fx), "train.max_steps=2"), expect_error="is an existing file"),
-        Case("eval: output_dir is an existing file", lambda fx: fx.eval_args(a_file(fx), "x"),
-             expect_error="output_dir '"),
-        Case("publish: staging_dir is an existing file", lambda fx: publish(fx, fx.model, a_file(fx)),
-             expect_error="staging_dir '"),
-        *[Case(f"{stage}: output folder in an unwritable directory", (lambda fx, make=make: make(fx)),
-               expect_error="cannot create or write it")
-          for stage, make in (("pretrain", lambda fx: fx.pretrain_args(f"{UNWRITABLE}/p", "train.max_steps=2")),
-                              ("annotate", lambda fx: annotate(fx, f"{UNWRITABLE}/a")),
-                              ("eval", lambda fx: fx.eval_args(f"{UNWRITABLE}/e", "x")),
-                              ("publish", lambda fx: publish(fx, fx.model, f"{UNWRITABLE}/s")))],
-        Case("annotate: second writer while one holds the directory",
-             lambda fx: annotate(fx, fx.fresh("lock")), expect_error="holds its lock", runner=while_locked),
-        Case("publish: second publish into one staging_dir", lambda fx: publish(fx, fx.model, fx.fresh("pubslock")),
-             expect_error="holds its lock", runner=while_locked),
-        Case("annotate: SFT file with no assistant turn anywhere",
-             lambda fx: annotate(fx, fx.fresh("noreply"), "mode=sft", f"source.source={no_reply_sft(fx)}",
-                                 "source.limit=null", "source.id_field=id", "keep_columns=[]"),
-             expect_error="none of its 3 SFT examples has a response"),
-        Case("publish: notes.txt beside the weights is not staged",
-             lambda fx: publish(fx, model_with_extras(fx, "notes"), fx.fresh("pubnotes")),
-             check=lambda fx, output: ("notes.txt was staged" if (fx.work / "out" / last_out(fx, "pubnotes") / "repo"
-                                                                   / "notes.txt").exists() else None)),
-        Case("publish: a file linked out of the source",
-             lambda fx: publish(fx, model_with_extras(fx, "link"), fx.fresh("publink")),
-             expect_error="is a symbolic link to"),
-        Case("eval: arm with a damaged config.json",
-             lambda fx: fx.eval_args(fx.fresh("badcfg"), model_with_extras(fx, "badconfig")),
-             expect_error="damaged config.json"),
-        Case("eval: a prompt longer than the model's positions (transformers backend)",
-             lambda fx: fx.eval_args(fx.fresh("longprompt"), fx.model, f"prompts.source.source={long_prompts(fx)}",
-                                     "sampling.samples_per_prompt=1"),
-             check=lambda fx, output: long_prompt_skipped(fx)),
+        Case(
+            "pretrain: optim.lr=.inf",
+            lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=.inf"),
+            expect_error=f"'optim.lr' {NOT_FINITE}",
+        ),
+        Case(
+            "pretrain: optim.lr=.nan",
+            lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=.nan"),
+            expect_error=f"'optim.lr' {NOT_FINITE}",
+        ),
+        Case(
+            "pretrain: optim.weight_decay=.inf",
+            lambda fx: fx.pretrain_args(fx.fresh("wd"), "train.max_steps=2", "optim.weight_decay=.inf"),
+            expect_error=f"'optim.weight_decay' {NOT_FINITE}",
+        ),
+        Case(
+            "pretrain: optim.lr=1e30",
+            lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=1e30"),
+            expect_error="key 'optim.lr' must be > 0 and <= 1",
+        ),
+        Case(
+            "posttrain: training.learning_rate=.inf",
+            lambda fx: fx.posttrain_args(fx.fresh("lr"), "training.learning_rate=.inf"),
+            expect_error=f"'training.learning_rate' {NOT_FINITE}",
+        ),
+        Case(
+            "posttrain: training.max_steps=0",
+            lambda fx: fx.posttrain_args(fx.fresh("steps"), "training.max_steps=0"),
+            expect_error="key 'training.max_steps' must be >= -1 and != 0",
+        ),
+        Case(
+            "eval: sampling.temperatures=[.inf]",
+            lambda fx: fx.eval_args(fx.fresh("t"), "x", "sampling.temperatures=[.inf]"),
+            expect_error=f"'sampling.temperatures[0]' {NOT_FINITE}",
+        ),
+        Case(
+            "annotate: source.limit=0",
+            lambda fx: annotate(fx, fx.fresh("limit0"), "source.limit=0"),
+            expect_error="key 'source.limit' must be >= 1",
+        ),
+        Case(
+            "pretrain: model.attn_implementation=bogus",
+            lambda fx: fx.pretrain_args(fx.fresh("attn"), "train.max_steps=2", "model.attn_implementation=bogus"),
+            expect_error="key 'model.attn_implementation' expects one of",
+        ),
+        Case(
+            "pretrain: an override breaks a rule across keys",
+            lambda fx: [
+                "pretrain",
+                "configs/pretrain/tiny.yaml",
+                f"data.annotations={fx.annotations}",
+                f"output_dir={fx.fresh('both')}",
+                "train.max_steps=3",
+            ],
+            expect_error="'train.max_steps=3' (on configs/pretrain/tiny.yaml): set exactly one of",
+        ),
+        Case(
+            "pretrain: a YAML file with neither budget, completed by an override",
+            lambda fx: [
+                "pretrain",
+                str(no_budget_yaml(fx)),
+                *fx.pretrain_args(fx.fresh("nobudget"), "train.max_steps=2")[2:],
+            ],
+        ),
+        Case(
+            "pretrain: a YAML file setting a key twice",
+            lambda fx: ["pretrain", str(duplicate_key_yaml(fx)), f"output_dir={fx.fresh('dup')}"],
+            expect_error="key 'max_steps' is set twice",
+        ),
+        *[
+            Case(f"{stage}: output_dir= (empty)", (lambda fx, make=make: make(fx)), expect_error=EMPTY_DIR)
+            for stage, make in (
+                ("pretrain", lambda fx: fx.pretrain_args("", "train.max_steps=2")),
+                ("posttrain", lambda fx: fx.posttrain_args("")),
+                ("eval", lambda fx: fx.eval_args("", "x")),
+                ("annotate", lambda fx: annotate(fx, "")),
+            )
+        ],
+        Case(
+            "publish: staging_dir= (empty)",
+            lambda fx: publish(fx, fx.model, ""),
+            expect_error="key 'staging_dir' expects a non-empty path",
+        ),
+        Case(
+            "pretrain: output_dir is an existing file",
+            lambda fx: fx.pretrain_args(a_file(fx), "train.max_steps=2"),
+            expect_error="is an existing file",
+        ),
+        Case(
+            "eval: output_dir is an existing file",
+            lambda fx: fx.eval_args(a_file(fx), "x"),
+            expect_error="output_dir '",
+        ),
+        Case(
+            "publish: staging_dir is an existing file",
+            lambda fx: publish(fx, fx.model, a_file(fx)),
+            expect_error="staging_dir '",
+        ),
+        *[
+            Case(
+                f"{stage}: output folder in an unwritable directory",
+                (lambda fx, make=make: make(fx)),
+                expect_error="cannot create or write it",
+            )
+            for stage, make in (
+                ("pretrain", lambda fx: fx.pretrain_args(f"{UNWRITABLE}/p", "train.max_steps=2")),
+                ("annotate", lambda fx: annotate(fx, f"{UNWRITABLE}/a")),
+                ("eval", lambda fx: fx.eval_args(f"{UNWRITABLE}/e", "x")),
+                ("publish", lambda fx: publish(fx, fx.model, f"{UNWRITABLE}/s")),
+            )
+        ],
+        Case(
+            "annotate: second writer while one holds the directory",
+            lambda fx: annotate(fx, fx.fresh("lock")),
+            expect_error="holds its lock",
+            runner=while_locked,
+        ),
+        Case(
+            "publish: second publish into one staging_dir",
+            lambda fx: publish(fx, fx.model, fx.fresh("pubslock")),
+            expect_error="holds its lock",
+            runner=while_locked,
+        ),
+        Case(
+            "annotate: SFT file with no assistant turn anywhere",
+            lambda fx: annotate(
+                fx,
+                fx.fresh("noreply"),
+                "mode=sft",
+                f"source.source={no_reply_sft(fx)}",
+                "source.limit=null",
+                "source.id_field=id",
+                "keep_columns=[]",
+            ),
+            expect_error="none of its 3 SFT examples has a response",
+        ),
+        Case(
+            "publish: notes.txt beside the weights is not staged",
+            lambda fx: publish(fx, model_with_extras(fx, "notes"), fx.fresh("pubnotes")),
+            check=lambda fx, output: (
+                "notes.txt was staged"
+                if (fx.work / "out" / last_out(fx, "pubnotes") / "repo" / "notes.txt").exists()
+                else None
+            ),
+        ),
+        Case(
+            "publish: a file linked out of the source",
+            lambda fx: publish(fx, model_with_extras(fx, "link"), fx.fresh("publink")),
+            expect_error="is a symbolic link to",
+        ),
+        Case(
+            "eval: arm with a damaged config.json",
+            lambda fx: fx.eval_args(fx.fresh("badcfg"), model_with_extras(fx, "badconfig")),
+            expect_error="damaged config.json",
+        ),
+        Case(
+            "eval: a prompt longer than the model's positions (transformers backend)",
+            lambda fx: fx.eval_args(
+                fx.fresh("longprompt"),
+                fx.model,
+                f"prompts.source.source={long_prompts(fx)}",
+                "sampling.samples_per_prompt=1",
+            ),
+            check=lambda fx, output: long_prompt_skipped(fx),
+        ),
     ]
 
 
@@ -451,9 +697,11 @@ def duplicate_key_yaml(fx: Fixtures) -> Path:
 
 def no_reply_sft(fx: Fixtures) -> Path:
     path = fx.work / "no_reply.jsonl"
-    rows = [{"id": "a", "messages": [{"role": "user", "content": "Anyone?"}]},
-            {"id": "b", "messages": [{"role": "system", "content": "Be brief."}]},
-            {"id": "c", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " "}]}]
+    rows = [
+        {"id": "a", "messages": [{"role": "user", "content": "Anyone?"}]},
+        {"id": "b", "messages": [{"role": "system", "content": "Be brief."}]},
+        {"id": "c", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " "}]},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -477,8 +725,10 @@ def model_with_extras(fx: Fixtures, kind: str) -> Path:
 
 def long_prompts(fx: Fixtures) -> Path:
     path = fx.work / "long_prompts.jsonl"
-    rows = [{"id": "short", "prompt": "Write about the match."},
-            {"id": "long", "prompt": "Write about " + "the election and the vote " * 200}]
+    rows = [
+        {"id": "short", "prompt": "Write about the match."},
+        {"id": "long", "prompt": "Write about " + "the election and the vote " * 200},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -499,8 +749,11 @@ def sft_annotated(fx: Fixtures) -> str | None:
     bad = [r["id"] for r in rows if r["status"] == "skipped"]
     if bad:
         return f"{len(bad)} of {len(rows)} rows skipped ({bad[:3]})"
-    wrong = [r["id"] for r in rows
-             if r["response"] != [m for m in expected[r["id"]] if m["role"] in ("assistant", "gpt")][-1]["content"]]
+    wrong = [
+        r["id"]
+        for r in rows
+        if r["response"] != [m for m in expected[r["id"]] if m["role"] in ("assistant", "gpt")][-1]["content"]
+    ]
     if len(rows) != len(expected):
         return f"rows: {len(rows)} annotated rows for {len(expected)} records"
     return f"{len(wrong)} responses are not the last assistant turn" if wrong else None

@@ -46,7 +46,7 @@ def run_root(run_dir: Path, output_dir: str) -> Path:
     if Path(output_dir).is_absolute():
         return Path.cwd()
     parts = Path(os.path.normpath(output_dir)).parts
-    if run_dir.parts[-len(parts):] != parts:
+    if run_dir.parts[-len(parts) :] != parts:
         raise ValueError(f"{run_dir}: does not end with the config's output_dir {output_dir}; pass --root")
     return Path(*run_dir.parts[: -len(parts)]) if len(parts) < len(run_dir.parts) else Path("/")
 
@@ -66,8 +66,10 @@ def score_run(run_dir: Path, k: int | None, device: str, root: Path | None = Non
         raw["data"] = {**raw["data"], "validation_annotation_samples": k}
     config = config_from_dict(PosttrainConfig, raw, origin=f"{run_dir / 'manifest.json'} (config)")
     if config.arm != "anchored":
-        raise ValueError(f"{run_dir}: arm={config.arm}; loss_marginal is defined for the anchored arm "
-                         "(for the plain arm it is validation.json's loss)")
+        raise ValueError(
+            f"{run_dir}: arm={config.arm}; loss_marginal is defined for the anchored arm "
+            "(for the plain arm it is validation.json's loss)"
+        )
     start = time.perf_counter()
     cwd = Path.cwd()
     os.chdir(root or run_root(run_dir, config.output_dir))
@@ -79,21 +81,31 @@ def score_run(run_dir: Path, k: int | None, device: str, root: Path | None = Non
         os.chdir(cwd)
     ids = trained_ids_fingerprint(e.id for e in held_out)
     if ids != validation["ids_sha256"] or len(held_out) != validation["n_examples"]:
-        raise ValueError(f"{run_dir}: the rebuilt held-out split ({len(held_out)} examples, {ids}) is not the one "
-                         f"{VALIDATION_FILE} scored ({validation['n_examples']}, {validation['ids_sha256']})")
+        raise ValueError(
+            f"{run_dir}: the rebuilt held-out split ({len(held_out)} examples, {ids}) is not the one "
+            f"{VALIDATION_FILE} scored ({validation['n_examples']}, {validation['ids_sha256']})"
+        )
     if not held_out:
         raise ValueError(f"{run_dir}: no held-out example (data.validation_fraction={config.data.validation_fraction})")
     check_model(str(run_dir), str(run_dir))
     model = AutoModelForCausalLM.from_pretrained(run_dir, dtype=torch.float32).to(device)
     rules = marginal_rules(config, tokenizer)
-    total, count = marginal_nll(model, held_out, rules, tokenizer.pad_token_id, device,
-                                config.training.per_device_batch_size)
+    total, count = marginal_nll(
+        model, held_out, rules, tokenizer.pad_token_id, device, config.training.per_device_batch_size
+    )
     if count != validation["n_response_tokens"]:
-        raise ValueError(f"{run_dir}: {count} response tokens scored, {VALIDATION_FILE} scored "
-                         f"{validation['n_response_tokens']}")
-    result = {"loss_marginal": total / count, "k": rules.samples, "max_annotation_tokens": rules.max_tokens,
-              "n_examples": len(held_out), "n_response_tokens": count, "ids_sha256": ids,
-              "seconds": round(time.perf_counter() - start, 1)}
+        raise ValueError(
+            f"{run_dir}: {count} response tokens scored, {VALIDATION_FILE} scored {validation['n_response_tokens']}"
+        )
+    result = {
+        "loss_marginal": total / count,
+        "k": rules.samples,
+        "max_annotation_tokens": rules.max_tokens,
+        "n_examples": len(held_out),
+        "n_response_tokens": count,
+        "ids_sha256": ids,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     (run_dir / MARGINAL_FILE).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result
 
@@ -101,8 +113,12 @@ def score_run(run_dir: Path, k: int | None, device: str, root: Path | None = Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", type=Path, help="posttrain output directories (anchored arm)")
-    parser.add_argument("--k", type=int, default=None,
-                        help="annotations per example (default: the run's data.validation_annotation_samples)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="annotations per example (default: the run's data.validation_annotation_samples)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--root", type=Path, default=None, help="directory the runs were started in")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")

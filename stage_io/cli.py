@@ -50,9 +50,7 @@ def describe_config(cls: type, prefix: str = "", defaults: Any = None) -> list[s
     return lines
 
 
-def stage_main(
-    prog: str, config_cls: type, run: Callable[[Any], Any], argv: Sequence[str] | None = None
-) -> int:
+def stage_main(prog: str, config_cls: type, run: Callable[[Any], Any], argv: Sequence[str] | None = None) -> int:
     """Parse ``CONFIG [key=value ...]``, build the typed config, call ``run(config)``.
 
     The one error path of every stage: an error the project raises or recognises (see

@@ -52,9 +52,13 @@ class Domain:
     note: str = ""
 
     def admits(self, value: float) -> bool:
-        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt)
-                and (self.ne is None or value != self.ne))
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+            and (self.ne is None or value != self.ne)
+        )
 
     def describe(self) -> str:
         bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt), ("!=", self.ne))
@@ -119,8 +123,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 key = self.construct_object(key_node, deep=True)
                 line = key_node.start_mark.line + 1
                 if isinstance(key, typing.Hashable) and key in seen:
-                    raise ConfigError(f"{self.name}: line {line}: key '{key}' is set twice "
-                                      f"(first on line {seen[key]}); remove one")
+                    raise ConfigError(
+                        f"{self.name}: line {line}: key '{key}' is set twice (first on line {seen[key]}); remove one"
+                    )
                 if isinstance(key, typing.Hashable):
                     seen[key] = line
         return super().construct_mapping(node, deep=deep)

@@ -51,8 +51,11 @@ def split_last_reply(messages: Any, role_map: Mapping[str, str], field: str) -> 
     last = max((i for i, m in enumerate(turns) if m.get("role") == "assistant"), default=None)
     if last is None:
         roles = sorted({str(m.get("role")) for m in turns})
-        raise ConversationError("no_assistant_turn", f"no assistant turn in '{field}' (roles: {', '.join(roles)}; "
-                                "map other role names with the role_map config key)")
+        raise ConversationError(
+            "no_assistant_turn",
+            f"no assistant turn in '{field}' (roles: {', '.join(roles)}; "
+            "map other role names with the role_map config key)",
+        )
     content = turns[last].get("content")
     if not isinstance(content, str):
         raise ConversationError("missing_response", f"the last assistant turn in '{field}' has no text content")

@@ -28,10 +28,21 @@ MANIFEST_NAME = "manifest.json"
 class ManifestError(ValueError):
     """A manifest that cannot be read."""
 
+
 # Versions worth knowing beside any number this project produces.
 TRACKED_PACKAGES = (
-    "annotation-anchored", "torch", "transformers", "accelerate", "datasets", "peft", "trl",
-    "sentence-transformers", "tokenizers", "deepspeed", "vllm", "numpy",
+    "annotation-anchored",
+    "torch",
+    "transformers",
+    "accelerate",
+    "datasets",
+    "peft",
+    "trl",
+    "sentence-transformers",
+    "tokenizers",
+    "deepspeed",
+    "vllm",
+    "numpy",
 )
 
 
@@ -53,8 +64,12 @@ def git_commit() -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
-            text=True, timeout=10, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -129,8 +144,10 @@ def write_manifest(
         "config_fingerprint": config_fingerprint(config),
         "inputs": {name: _input_entry(p) for name, p in (inputs or {}).items()},
         "counts": dict(counts or {}),
-        "outputs": {name: {"path": str(rel), "fingerprint": fingerprint(output_dir / rel)}
-                    for name, rel in (outputs or {}).items()},
+        "outputs": {
+            name: {"path": str(rel), "fingerprint": fingerprint(output_dir / rel)}
+            for name, rel in (outputs or {}).items()
+        },
         "versions": package_versions(),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
@@ -218,5 +235,7 @@ def read_manifest(output_dir: str | Path) -> dict[str, Any] | None:
     try:
         return json.loads(target.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ManifestError(f"{target}: not valid JSON ({err}); it was damaged after it was written "
-                            "(manifests are written atomically): delete it to redo this stage") from err
+        raise ManifestError(
+            f"{target}: not valid JSON ({err}); it was damaged after it was written "
+            "(manifests are written atomically): delete it to redo this stage"
+        ) from err

@@ -17,7 +17,12 @@ from pathlib import Path
 
 from stage_io.file_integrity import file_problem
 
-WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHT_PATTERNS = (
+    "*.safetensors",
+    "pytorch_model*.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 # Variables that tell the hub client not to use the network.
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -47,7 +52,9 @@ def check_model(reference: str, key: str, revision: str | None = None) -> None:
     _check_config_json(path / "config.json", key, reference)
     weights = [p for pattern in WEIGHT_PATTERNS for p in path.glob(pattern)]
     if not weights:
-        raise ModelPathError(f"{key}: '{reference}' has config.json but no weights (*.safetensors or pytorch_model.bin)")
+        raise ModelPathError(
+            f"{key}: '{reference}' has config.json but no weights (*.safetensors or pytorch_model.bin)"
+        )
     for weight in weights:
         problem = file_problem(weight)
         if problem:
@@ -62,8 +69,10 @@ def check_tokenizer(reference: str, key: str, revision: str | None = None) -> No
     path = Path(reference).expanduser()
     _check_local_dir(path, key, "tokenizer")
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
-        raise ModelPathError(f"{key}: '{reference}' is {describe_directory(path)}, with no tokenizer files "
-                             f"({', '.join(TOKENIZER_FILES)})")
+        raise ModelPathError(
+            f"{key}: '{reference}' is {describe_directory(path)}, with no tokenizer files "
+            f"({', '.join(TOKENIZER_FILES)})"
+        )
     for name in ("tokenizer.json", "tokenizer_config.json"):
         problem = file_problem(path / name) if (path / name).is_file() else None
         if problem:
@@ -98,8 +107,9 @@ def _check_config_json(config: Path, key: str, reference: str) -> None:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelPathError(f"{key}: '{reference}': damaged config.json (not valid JSON: {err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
-        raise ModelPathError(f"{key}: '{reference}': config.json is not a transformers model config "
-                             "(no \"model_type\")")
+        raise ModelPathError(
+            f"{key}: '{reference}': config.json is not a transformers model config (no \"model_type\")"
+        )
 
 
 def _check_local_dir(path: Path, key: str, what: str) -> None:
@@ -121,6 +131,8 @@ def _check_hub_id(reference: str, key: str, revision: str | None, probe_file: st
     except ValueError as err:  # not a valid repo id either
         raise ModelPathError(f"{key}: '{reference}' is neither a local path nor a valid hub id ({err})") from None
     if not isinstance(found, str):
-        raise ModelPathError(f"{key}: '{reference}' is not a local path, and as a hub id it is not in the local cache "
-                             f"while offline ({' or '.join(OFFLINE_VARIABLES)} is set): download it first, or give "
-                             "a local directory")
+        raise ModelPathError(
+            f"{key}: '{reference}' is not a local path, and as a hub id it is not in the local cache "
+            f"while offline ({' or '.join(OFFLINE_VARIABLES)} is set): download it first, or give "
+            "a local directory"
+        )

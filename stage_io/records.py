@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import datasets
-from stage_io.config import PositiveInt
 
 from stage_io import held_out
+from stage_io.config import PositiveInt
 
 EMBEDDED_PREFIX = "embedded:"
 
@@ -60,7 +60,7 @@ def load_records(src: RecordSource, required_fields: Sequence[str] | Mapping[str
     that chose the field, so the user knows what to set.
     """
     if src.source.startswith(EMBEDDED_PREFIX):
-        ds = _load_embedded(src.source[len(EMBEDDED_PREFIX):], src.limit)
+        ds = _load_embedded(src.source[len(EMBEDDED_PREFIX) :], src.limit)
     else:
         path = Path(src.source)
         if path.exists():
@@ -74,8 +74,11 @@ def load_records(src: RecordSource, required_fields: Sequence[str] | Mapping[str
     missing = [f for f in required_fields if f not in ds.column_names]
     if missing:
         key = required_fields.get(missing[0]) if isinstance(required_fields, Mapping) else None
-        fix = (f"set {key} to the column that holds it" if key
-               else "it is a column this stage needs; point the source at records that have it")
+        fix = (
+            f"set {key} to the column that holds it"
+            if key
+            else "it is a column this stage needs; point the source at records that have it"
+        )
         raise RecordSourceError(
             f"{src.source}: field '{missing[0]}' not found (columns: {', '.join(ds.column_names)}); {fix}"
         )
@@ -83,7 +86,9 @@ def load_records(src: RecordSource, required_fields: Sequence[str] | Mapping[str
 
 
 def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or source.endswith((".jsonl", ".json", ".parquet")) or source.count("/") > 1
+    return (
+        source.startswith((".", "/", "~")) or source.endswith((".jsonl", ".json", ".parquet")) or source.count("/") > 1
+    )
 
 
 def _with_ids(ds: datasets.Dataset, src: RecordSource) -> datasets.Dataset:
@@ -141,7 +146,7 @@ def read_jsonl(path: Path) -> list[dict]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise RecordSourceError(
-                    f"{path}:{lineno}: not valid UTF-8 (byte {err.start} of the line: {raw[err.start:err.start + 1]!r})"
+                    f"{path}:{lineno}: not valid UTF-8 (byte {err.start} of the line: {raw[err.start : err.start + 1]!r})"
                 ) from err
             if not line.strip():
                 continue
@@ -181,7 +186,9 @@ def _load_hub(src: RecordSource) -> datasets.Dataset:
 
 def _load_embedded(name: str, limit: int | None) -> datasets.Dataset:
     if name not in held_out.BBC_NAMES:
-        raise RecordSourceError(f"embedded:{name}: unknown embedded corpus (available: {', '.join(held_out.BBC_NAMES)})")
+        raise RecordSourceError(
+            f"embedded:{name}: unknown embedded corpus (available: {', '.join(held_out.BBC_NAMES)})"
+        )
     if name == held_out.BBC_ALL:
         return datasets.Dataset.from_list(bbc_news_articles(limit))
     # The held-out rule is over the whole corpus, so the split is taken before the limit.
@@ -190,7 +197,7 @@ def _load_embedded(name: str, limit: int | None) -> datasets.Dataset:
 
 def describe_embedded_source(source: str) -> dict | None:
     """What a manifest records about an ``embedded:`` input (size, held-out rule); None for other sources."""
-    name = source[len(EMBEDDED_PREFIX):] if source.startswith(EMBEDDED_PREFIX) else None
+    name = source[len(EMBEDDED_PREFIX) :] if source.startswith(EMBEDDED_PREFIX) else None
     if name not in held_out.BBC_NAMES:
         return None
     return held_out.describe_embedded(name, bbc_news_articles())

@@ -67,7 +67,8 @@ def config_identity(config: Any, resumable_keys: Iterable[str] = ()) -> Identity
     """
     dropped = tuple(resumable_keys)
     return {
-        key: value for key, value in flatten(config_to_dict(config)).items()
+        key: value
+        for key, value in flatten(config_to_dict(config)).items()
         if not any(key == d or key.startswith(d + ".") for d in dropped)
     }
 
@@ -111,8 +112,10 @@ def read_identity(path: Path, entry: str | None = None) -> Identity | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:  # written atomically, so this is damage from outside
-        raise RunIdentityError(f"{path}: not valid JSON ({err}); delete it only if you know which config made this "
-                               "output, or use a new output_dir") from err
+        raise RunIdentityError(
+            f"{path}: not valid JSON ({err}); delete it only if you know which config made this "
+            "output, or use a new output_dir"
+        ) from err
     return data if entry is None else data.get(entry)
 
 
@@ -123,8 +126,14 @@ def write_identity(path: Path, identity: Identity, entry: str | None = None) -> 
     write_json_atomic(path, identity)
 
 
-def check_run_identity(path: Path, identity: Identity, *, entry: str | None = None, create: bool = True,
-                       start_over: str = "use a new output_dir, or delete the old one to start over") -> None:
+def check_run_identity(
+    path: Path,
+    identity: Identity,
+    *,
+    entry: str | None = None,
+    create: bool = True,
+    start_over: str = "use a new output_dir, or delete the old one to start over",
+) -> None:
     """Record ``identity`` in ``path`` the first time; afterwards require it to be unchanged.
 
     A difference raises ``RunIdentityError``. With ``create=False`` nothing is recorded

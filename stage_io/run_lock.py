@@ -67,14 +67,18 @@ class DirectoryLock:
         """Make the directory and open the lock file, or say in one line why that is impossible."""
         folder = self.path.parent
         if folder.exists() and not folder.is_dir():
-            raise OutputDirError(f"{self.key} '{folder}' is an existing file, not a directory: choose another "
-                                 f"{self.key} or move the file")
+            raise OutputDirError(
+                f"{self.key} '{folder}' is an existing file, not a directory: choose another "
+                f"{self.key} or move the file"
+            )
         try:
             folder.mkdir(parents=True, exist_ok=True)
             return open(self.path, "a+", encoding="utf-8")
         except OSError as err:
-            raise OutputDirError(f"{self.key} '{folder}': cannot create or write it ({type(err).__name__}: "
-                                 f"{err.strerror or err}): choose a {self.key} this user can write") from None
+            raise OutputDirError(
+                f"{self.key} '{folder}': cannot create or write it ({type(err).__name__}: "
+                f"{err.strerror or err}): choose a {self.key} this user can write"
+            ) from None
 
     def release(self) -> None:
         if self._handle is not None:
@@ -96,8 +100,9 @@ def is_main_rank() -> bool:
 
 
 @contextlib.contextmanager
-def hold_lock(output_dir: str | Path, stage: str, key: str = "output_dir",
-              lock_name: str = LOCK_NAME) -> Iterator[None]:
+def hold_lock(
+    output_dir: str | Path, stage: str, key: str = "output_dir", lock_name: str = LOCK_NAME
+) -> Iterator[None]:
     """Hold ``output_dir``'s lock for the ``with`` block (main rank only; see the module doc).
 
     ``key`` is the config key that chose the directory (named when it cannot be made);

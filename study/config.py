@@ -69,7 +69,9 @@ class FitFrontier:
         for i, name in enumerate(names):
             # The name becomes a directory and an eval arm's suffix: no separators.
             if not name or any(c in name for c in "/@ \\"):
-                raise ValueError(f"fit_frontier.points[{i}].name={name!r}: a point needs a name without '/', '@' or spaces")
+                raise ValueError(
+                    f"fit_frontier.points[{i}].name={name!r}: a point needs a name without '/', '@' or spaces"
+                )
         if len(set(names)) != len(names):
             raise ValueError(f"fit_frontier.points repeats a name: {names}")
         unknown = [a for a in self.arms if a not in FRONTIER_ARMS]
@@ -141,7 +143,11 @@ class StudyConfig:
             raise ValueError("seeds must be distinct")
         if self.entropy_sweep is not None:
             if self.sft_set is None:
-                raise ValueError("entropy_sweep needs sft_set (the sweep builds its SFT sets with posttrain.embedded_sft)")
+                raise ValueError(
+                    "entropy_sweep needs sft_set (the sweep builds its SFT sets with posttrain.embedded_sft)"
+                )
             self.entropy_sweep.names()
         if not self.main_comparison and self.entropy_sweep is None and self.fit_frontier is None:
-            raise ValueError("main_comparison=false with no entropy_sweep and no fit_frontier leaves nothing to train or evaluate")
+            raise ValueError(
+                "main_comparison=false with no entropy_sweep and no fit_frontier leaves nothing to train or evaluate"
+            )

@@ -62,12 +62,15 @@ def equal_fit_difference(n_plain_points: int) -> Statistic:
     Its columns, in order: the plain points' loss columns (n_plain_points of them), the plain points'
     collapse columns (as many), the anchored point's loss column, the anchored point's collapse column.
     """
+
     def statistic(*columns: np.ndarray) -> float | None:
         if len(columns) != 2 * n_plain_points + 2:
-            raise ValueError(f"equal_fit_difference: {len(columns)} columns for {n_plain_points} plain points "
-                             f"(expected {2 * n_plain_points + 2})")
+            raise ValueError(
+                f"equal_fit_difference: {len(columns)} columns for {n_plain_points} plain points "
+                f"(expected {2 * n_plain_points + 2})"
+            )
         losses = [mean_statistic(c) for c in columns[:n_plain_points]]
-        collapses = [mean_statistic(c) for c in columns[n_plain_points:2 * n_plain_points]]
+        collapses = [mean_statistic(c) for c in columns[n_plain_points : 2 * n_plain_points]]
         plain = frontier_at(losses, collapses, mean_statistic(columns[-2]))
         return None if plain is None else plain - mean_statistic(columns[-1])
 
@@ -84,13 +87,14 @@ def per_seed_values(columns: Sequence[np.ndarray], statistic: Statistic) -> list
     n_seeds = columns[0].shape[0]
     values = []
     for i in range(n_seeds):
-        value = statistic(*(c[i:i + 1] for c in columns))
+        value = statistic(*(c[i : i + 1] for c in columns))
         values.append(None if value is None or not math.isfinite(value) else float(value))
     return values
 
 
-def seed_prompt_intervals(columns: Sequence[np.ndarray], statistic: Statistic, resamples: int = 1000,
-                          confidence: float = 0.95, seed: int = 0) -> dict:
+def seed_prompt_intervals(
+    columns: Sequence[np.ndarray], statistic: Statistic, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict:
     """The statistic's value, its hierarchical bootstrap interval and its seed t interval.
 
     ``hierarchical``: eval.bootstrap.hierarchical_statistic_ci's result (value, ci_low, ci_high, n_seeds,
@@ -100,8 +104,16 @@ def seed_prompt_intervals(columns: Sequence[np.ndarray], statistic: Statistic, r
     """
     columns = [np.asarray(c, dtype=np.float64) for c in columns]
     n_seeds, n_prompts = columns[0].shape if columns and columns[0].ndim == 2 else (0, 0)
-    out: dict = {"value": None, "hierarchical": None, "seed_t": None, "per_seed": [], "undefined_seeds": 0,
-                 "n_seeds": int(n_seeds), "n_prompts": int(n_prompts), "missing": []}
+    out: dict = {
+        "value": None,
+        "hierarchical": None,
+        "seed_t": None,
+        "per_seed": [],
+        "undefined_seeds": 0,
+        "n_seeds": int(n_seeds),
+        "n_prompts": int(n_prompts),
+        "missing": [],
+    }
     if not n_seeds or not n_prompts:
         return out
     out["value"] = statistic(*columns)

@@ -59,14 +59,14 @@ VALIDATION_MARGINAL = "validation_marginal.json"
 LOSS_KINDS = ("loss_marginal", "loss_no_annotation", "loss")
 PLACEMENT_WHY = {
     "loss_marginal": "It is the quantity comparable with plain SFT's loss: the anchored model's -log p(response | "
-                     "prompt), estimated as -log of the mean over K annotations the model samples itself of "
-                     "p(response | prompt, annotation); its expectation is an upper bound on the true marginal "
-                     "loss that tightens as K grows, so it errs against the anchored arm (placed at a worse fit).",
+    "prompt), estimated as -log of the mean over K annotations the model samples itself of "
+    "p(response | prompt, annotation); its expectation is an upper bound on the true marginal "
+    "loss that tightens as K grows, so it errs against the anchored arm (placed at a worse fit).",
     "loss_no_annotation": "A lower bound on the anchored arm's fit: the response straight after the prompt is a "
-                          "context the anchored model never trained on, so this loss places it at a worse fit "
-                          "than it has.",
+    "context the anchored model never trained on, so this loss places it at a worse fit "
+    "than it has.",
     "loss": "An upper bound on the anchored arm's fit: the loss given the example's own annotation credits the "
-            "model with what the true annotation says about the response.",
+    "model with what the true annotation says about the response.",
 }
 LOSS_TITLES = {
     "loss_marginal": "their marginal validation loss (annotations sampled by the model, K per example)",
@@ -86,16 +86,26 @@ def _finite(value) -> float | None:
 def planned_points(cfg: StudyConfig) -> list[dict]:
     """Every (family, point) of the frontier: its eval arm, the model directory arm, and its planned base arm."""
     frontier = cfg.fit_frontier
-    bases = {a["name"]: a["base_arm"] for a in frontier_eval_arms(cfg, {"plain": Path(), "anchored": Path()},
-                                                                    Path(), cfg.seeds[0], {})}
+    bases = {
+        a["name"]: a["base_arm"]
+        for a in frontier_eval_arms(cfg, {"plain": Path(), "anchored": Path()}, Path(), cfg.seeds[0], {})
+    }
     points = []
     for family in FAMILIES:
         model_arm = "anchored" if family == "anchored_no_annotation" else family
         for p in frontier.points:
             name = frontier_arm_name(family, p.name)
             if name in bases:
-                points.append({"family": family, "point": p.name, "arm": name, "model_arm": model_arm,
-                               "base_arm": bases[name], "overrides": p.overrides})
+                points.append(
+                    {
+                        "family": family,
+                        "point": p.name,
+                        "arm": name,
+                        "model_arm": model_arm,
+                        "base_arm": bases[name],
+                        "overrides": p.overrides,
+                    }
+                )
     return points
 
 
@@ -132,7 +142,9 @@ def collapse_values(seed_data: dict, arm: str, base: str | None, t: str) -> dict
 def aligned(per_seed: list[dict[str, float]]) -> tuple[list[str], np.ndarray]:
     """The prompts every seed has, and the (n_seeds, n_prompts) column of their values."""
     prompts = sorted(set.intersection(*(set(v) for v in per_seed))) if per_seed else []
-    return prompts, np.array([[v[p] for p in prompts] for v in per_seed], dtype=np.float64).reshape(len(per_seed), len(prompts))
+    return prompts, np.array([[v[p] for p in prompts] for v in per_seed], dtype=np.float64).reshape(
+        len(per_seed), len(prompts)
+    )
 
 
 def _summary_entry(seed_data: dict, arm: str, t: str) -> dict:
@@ -159,8 +171,9 @@ def point_figures(point: dict, seeds: dict[int, dict], out: Path, t: str, b: dic
     """Every figure of one (arm, point): validation losses, ending share, collapse, restricted share, quality, parse."""
     arm = point["arm"]
     figures: dict = {k: point[k] for k in ("family", "point", "arm", "base_arm")}
-    validation = {s: read_validation(frontier_arm_dir(out, point["point"], point["model_arm"], s), point["family"])
-                  for s in seeds}
+    validation = {
+        s: read_validation(frontier_arm_dir(out, point["point"], point["model_arm"], s), point["family"]) for s in seeds
+    }
     for kind in LOSS_KINDS:
         per_seed = {s: _finite(v.get(kind)) for s, v in validation.items()}
         known = [v for v in per_seed.values() if v is not None]
@@ -169,8 +182,11 @@ def point_figures(point: dict, seeds: dict[int, dict], out: Path, t: str, b: dic
     rows = [r for s in seeds for r in seeds[s]["rows"].get((arm, t), [])]
     samples = sum(int(r.get("n_samples", 0)) for r in rows)
     stops = sum(int(r.get("length_stops", 0)) for r in rows)
-    figures["ended"] = {"share": (samples - stops) / samples if samples else None, "n_samples": samples,
-                        "length_stops": stops}
+    figures["ended"] = {
+        "share": (samples - stops) / samples if samples else None,
+        "n_samples": samples,
+        "length_stops": stops,
+    }
     collapse = {s: collapse_values(d, arm, point["base_arm"], t) for s, d in seeds.items()}
     measured = [s for s in seeds if collapse[s]]
     figures["collapse"] = _intervals([collapse[s] for s in measured], measured, b)
@@ -182,9 +198,13 @@ def point_figures(point: dict, seeds: dict[int, dict], out: Path, t: str, b: dic
     ok = sum(int((r.get("parse") or {}).get("ok", 0)) for r in rows if (r.get("parse") or {}).get("expected"))
     failed = sum(int((r.get("parse") or {}).get("failed", 0)) for r in rows if (r.get("parse") or {}).get("expected"))
     figures["parse_rate"] = ok / (ok + failed) if ok + failed else None
-    figures["by_annotation_status"] = {s: (_summary_entry(d, arm, t).get("by_annotation_status")
-                                           or ((d.get("summary") or {}).get("arms", {}).get(arm) or {}).get("by_annotation_status"))
-                                       for s, d in seeds.items()}
+    figures["by_annotation_status"] = {
+        s: (
+            _summary_entry(d, arm, t).get("by_annotation_status")
+            or ((d.get("summary") or {}).get("arms", {}).get(arm) or {}).get("by_annotation_status")
+        )
+        for s, d in seeds.items()
+    }
     return figures
 
 
@@ -206,13 +226,25 @@ def headline(points: list[dict], seeds: dict[int, dict], t: str, b: dict, loss_k
     plain = [p for p in points if p["family"] == "plain_sft"]
     results = []
     for anchored in (p for p in points if p["family"] in ANCHORED_FAMILIES):
-        entry = {"arm": anchored["arm"], "family": anchored["family"], "point": anchored["point"],
-                 "loss_kind": loss_kind, "anchored_loss": None, "plain_loss_range": None, "intervals": None}
+        entry = {
+            "arm": anchored["arm"],
+            "family": anchored["family"],
+            "point": anchored["point"],
+            "loss_kind": loss_kind,
+            "anchored_loss": None,
+            "plain_loss_range": None,
+            "intervals": None,
+        }
         involved = [(p, "loss") for p in plain] + [(anchored, loss_kind)]
-        usable = [s for s in seeds if all(p[k]["per_seed"].get(s) is not None and p["collapse_per_seed"].get(s)
-                                          for p, k in involved)]
+        usable = [
+            s
+            for s in seeds
+            if all(p[k]["per_seed"].get(s) is not None and p["collapse_per_seed"].get(s) for p, k in involved)
+        ]
         if len(plain) < 2 or not usable:
-            entry["why"] = "fewer than 2 plain points" if len(plain) < 2 else "no seed with every loss and collapse measured"
+            entry["why"] = (
+                "fewer than 2 plain points" if len(plain) < 2 else "no seed with every loss and collapse measured"
+            )
             results.append(entry)
             continue
         per_prompt = [[p["collapse_per_seed"][s] for s in usable] for p, _ in involved]
@@ -222,10 +254,18 @@ def headline(points: list[dict], seeds: dict[int, dict], t: str, b: dict, loss_k
         loss_cols = [constant_column([p[k]["per_seed"][s] for s in usable], len(prompts)) for p, k in involved]
         columns = [*loss_cols[:-1], *collapse_cols[:-1], loss_cols[-1], collapse_cols[-1]]
         plain_losses = [float(c.mean()) for c in loss_cols[:-1]]
-        entry.update(anchored_loss=float(loss_cols[-1].mean()), plain_loss_range=[min(plain_losses), max(plain_losses)],
-                     anchored_collapse=float(collapse_cols[-1].mean()), seeds=usable, n_prompts=len(prompts))
-        entry["intervals"] = seed_prompt_intervals(columns, equal_fit_difference(len(plain)), b["resamples"],
-                                                   b["confidence"], b["seed"]) if prompts else None
+        entry.update(
+            anchored_loss=float(loss_cols[-1].mean()),
+            plain_loss_range=[min(plain_losses), max(plain_losses)],
+            anchored_collapse=float(collapse_cols[-1].mean()),
+            seeds=usable,
+            n_prompts=len(prompts),
+        )
+        entry["intervals"] = (
+            seed_prompt_intervals(columns, equal_fit_difference(len(plain)), b["resamples"], b["confidence"], b["seed"])
+            if prompts
+            else None
+        )
         entry["verdict"] = verdict(entry["intervals"] or {})
         results.append(entry)
     return results
@@ -237,16 +277,26 @@ def collect(cfg: StudyConfig, out: Path) -> dict:
     summary = next((d["summary"] for d in seeds.values() if d.get("summary")), None) or {}
     b = {"resamples": 1000, "confidence": 0.95, "seed": 0, **(summary.get("provenance", {}).get("bootstrap") or {})}
     temperatures = sorted({t for d in seeds.values() for _, t in d["rows"]}, key=float)
-    data = {"metric": METRIC, "seeds": sorted(seeds), "bootstrap": b, "temperatures": {},
-            "quality_scorer": (summary.get("provenance", {}).get("scoring") or {}).get("quality")}
+    data = {
+        "metric": METRIC,
+        "seeds": sorted(seeds),
+        "bootstrap": b,
+        "temperatures": {},
+        "quality_scorer": (summary.get("provenance", {}).get("scoring") or {}).get("quality"),
+    }
     for t in temperatures:
         points = []
         for point in planned_points(cfg):
             figures = point_figures(point, seeds, out, t, b)
-            figures["collapse_per_seed"] = {s: collapse_values(d, point["arm"], point["base_arm"], t) for s, d in seeds.items()}
+            figures["collapse_per_seed"] = {
+                s: collapse_values(d, point["arm"], point["base_arm"], t) for s, d in seeds.items()
+            }
             points.append(figures)
-        data["temperatures"][t] = {"points": points, "headline_kind": headline_kind(points),
-                                   "headline": {k: headline(points, seeds, t, b, k) for k in LOSS_KINDS}}
+        data["temperatures"][t] = {
+            "points": points,
+            "headline_kind": headline_kind(points),
+            "headline": {k: headline(points, seeds, t, b, k) for k in LOSS_KINDS},
+        }
     return data
 
 
@@ -255,8 +305,12 @@ def headline_kind(points: list[dict]) -> str:
     wherever it has ``loss_no_annotation`` (one placement for the whole table; a point never trained has
     neither), else ``loss_no_annotation``."""
     anchored = [p for p in points if p["family"] in ANCHORED_FAMILIES]
-    complete = all(p["loss_marginal"]["per_seed"].get(s) is not None
-                   for p in anchored for s, v in p["loss_no_annotation"]["per_seed"].items() if v is not None)
+    complete = all(
+        p["loss_marginal"]["per_seed"].get(s) is not None
+        for p in anchored
+        for s, v in p["loss_no_annotation"]["per_seed"].items()
+        if v is not None
+    )
     measured = any(p["loss_marginal"]["mean"] is not None for p in anchored)
     return "loss_marginal" if complete and measured else "loss_no_annotation"
 
@@ -296,53 +350,73 @@ def status_rows(points: list[dict]) -> list[str]:
             for status in ("parsed", "failed"):
                 e = split.get(status) or {}
                 metrics = e.get("metrics") or {}
-                cells += [str(e.get("n_samples", "not measured")),
-                          _fmt(_num(e.get(METRIC, metrics.get(METRIC)))),
-                          _fmt(_num(e.get("restricted_share", metrics.get("restricted_share")))),
-                          _fmt(_num(e.get("quality", metrics.get("quality"))))]
+                cells += [
+                    str(e.get("n_samples", "not measured")),
+                    _fmt(_num(e.get(METRIC, metrics.get(METRIC)))),
+                    _fmt(_num(e.get("restricted_share", metrics.get("restricted_share")))),
+                    _fmt(_num(e.get("quality", metrics.get("quality")))),
+                ]
             rows.append(f"| {p['arm']} | {seed} | " + " | ".join(cells) + " |")
     if not rows:
         return ["Split by annotation status: not measured (no `by_annotation_status` in the eval summaries)."]
-    return ["| arm | seed | parsed: samples | parsed: " + METRIC + " | parsed: restricted share | parsed: quality | "
-            "failed: samples | failed: " + METRIC + " | failed: restricted share | failed: quality |",
-            "|---|---|---|---|---|---|---|---|---|---|", *rows]
+    return [
+        "| arm | seed | parsed: samples | parsed: " + METRIC + " | parsed: restricted share | parsed: quality | "
+        "failed: samples | failed: " + METRIC + " | failed: restricted share | failed: quality |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def point_rows(points: list[dict]) -> list[str]:
-    lines = ["| arm | point | validation loss (training format) | validation loss, no annotation | "
-             "validation loss, marginal (K) | ended by themselves | "
-             "collapse [hierarchical CI] (t CI) | restricted share [CI] (t CI) | quality | parse rate |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | point | validation loss (training format) | validation loss, no annotation | "
+        "validation loss, marginal (K) | ended by themselves | "
+        "collapse [hierarchical CI] (t CI) | restricted share [CI] (t CI) | quality | parse rate |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for p in points:
         ended = p["ended"]
-        ended_text = "not measured" if ended["share"] is None else \
-            f"{ended['share']:.3f} ({ended['n_samples'] - ended['length_stops']} of {ended['n_samples']})"
+        ended_text = (
+            "not measured"
+            if ended["share"] is None
+            else f"{ended['share']:.3f} ({ended['n_samples'] - ended['length_stops']} of {ended['n_samples']})"
+        )
         parse = "-" if p["family"] in ("plain_sft", "anchored_no_annotation") else _fmt(p["parse_rate"])
         k = ", ".join(str(v) for v in p.get("marginal_k", []))
-        marginal = _fmt(p["loss_marginal"]["mean"]) + (f" (K={k})" if k and p["loss_marginal"]["mean"] is not None else "")
-        lines.append(f"| {p['family']} | {p['point']} | {_fmt(p['loss']['mean'])} | {_fmt(p['loss_no_annotation']['mean'])} | "
-                     f"{marginal} | {ended_text} | {_with_intervals(p['collapse'])} | {_with_intervals(p['restricted_share'])} | "
-                     f"{_fmt(p['quality'])} | {parse} |")
+        marginal = _fmt(p["loss_marginal"]["mean"]) + (
+            f" (K={k})" if k and p["loss_marginal"]["mean"] is not None else ""
+        )
+        lines.append(
+            f"| {p['family']} | {p['point']} | {_fmt(p['loss']['mean'])} | {_fmt(p['loss_no_annotation']['mean'])} | "
+            f"{marginal} | {ended_text} | {_with_intervals(p['collapse'])} | {_with_intervals(p['restricted_share'])} | "
+            f"{_fmt(p['quality'])} | {parse} |"
+        )
     return lines
 
 
 def headline_rows(results: list[dict]) -> list[str]:
-    lines = ["| arm | point | its validation loss | plain's loss range | plain's frontier there | its collapse | "
-             "difference (plain - it) | hierarchical CI | seed t CI | undefined resamples | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | point | its validation loss | plain's loss range | plain's frontier there | its collapse | "
+        "difference (plain - it) | hierarchical CI | seed t CI | undefined resamples | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         iv = r.get("intervals") or {}
         hier = iv.get("hierarchical") or {}
         value = iv.get("value")
         if r.get("why") or r["anchored_loss"] is None:
-            lines.append(f"| {r['family']} | {r['point']} | not measured | | | | | | | | {r.get('why', 'not measured')} |")
+            lines.append(
+                f"| {r['family']} | {r['point']} | not measured | | | | | | | | {r.get('why', 'not measured')} |"
+            )
             continue
         low, high = r["plain_loss_range"]
         plain_there = None if value is None else value + r["anchored_collapse"]
         verdict_text = {"outside": "outside plain's range: not compared"}.get(r["verdict"], r["verdict"])
-        lines.append(f"| {r['family']} | {r['point']} | {r['anchored_loss']:.3f} | {low:.3f}-{high:.3f} | {_fmt(plain_there)} | "
-                     f"{r['anchored_collapse']:.3f} | {_fmt(value)} | {_ci(hier)} | {_ci(iv.get('seed_t'))} | "
-                     f"{hier.get('undefined_resamples', 'n/a')} | {verdict_text} |")
+        lines.append(
+            f"| {r['family']} | {r['point']} | {r['anchored_loss']:.3f} | {low:.3f}-{high:.3f} | {_fmt(plain_there)} | "
+            f"{r['anchored_collapse']:.3f} | {_fmt(value)} | {_ci(hier)} | {_ci(iv.get('seed_t'))} | "
+            f"{hier.get('undefined_resamples', 'n/a')} | {verdict_text} |"
+        )
     return lines
 
 
@@ -353,12 +427,16 @@ def verdict_sentences(results: list[dict]) -> list[str]:
         mine = [r for r in results if r["family"] == family]
         if not mine:
             continue
-        counts = {v: sum(1 for r in mine if r.get("verdict") == v) for v in ("above", "below", "indistinguishable", "outside")}
+        counts = {
+            v: sum(1 for r in mine if r.get("verdict") == v) for v in ("above", "below", "indistinguishable", "outside")
+        }
         unmeasured = len(mine) - sum(counts.values())
         compared = counts["above"] + counts["below"] + counts["indistinguishable"]
         if not compared:
-            sentences.append(f"- **{family}**: no point could be compared with plain SFT at equal validation loss "
-                             f"({counts['outside']} outside plain's range, {unmeasured} not measured).")
+            sentences.append(
+                f"- **{family}**: no point could be compared with plain SFT at equal validation loss "
+                f"({counts['outside']} outside plain's range, {unmeasured} not measured)."
+            )
             continue
         if counts["above"] == compared:
             overall = "collapses LESS than plain SFT at equal validation loss (above the plain frontier) at every compared point"
@@ -368,9 +446,11 @@ def verdict_sentences(results: list[dict]) -> list[str]:
             overall = "is indistinguishable from the plain frontier at every compared point"
         else:
             overall = "is not consistently above or below the plain frontier"
-        sentences.append(f"- **{family}** {overall}: above at {counts['above']}, below at {counts['below']}, "
-                         f"indistinguishable at {counts['indistinguishable']} of {compared} points inside plain's "
-                         f"validation-loss range ({counts['outside']} outside, {unmeasured} not measured).")
+        sentences.append(
+            f"- **{family}** {overall}: above at {counts['above']}, below at {counts['below']}, "
+            f"indistinguishable at {counts['indistinguishable']} of {compared} points inside plain's "
+            f"validation-loss range ({counts['outside']} outside, {unmeasured} not measured)."
+        )
     return sentences
 
 
@@ -397,10 +477,20 @@ def plot(points: list[dict], path: Path, temperature: str, anchored_kind: str = 
         if not xs:
             continue
         order = np.argsort(xs)
-        ax.errorbar(np.array(xs)[order], np.array(ys)[order], yerr=[np.array(lows)[order], np.array(highs)[order]],
-                    fmt="-o", ms=4, capsize=3, color=f"C{i}", label=family)
+        ax.errorbar(
+            np.array(xs)[order],
+            np.array(ys)[order],
+            yerr=[np.array(lows)[order], np.array(highs)[order]],
+            fmt="-o",
+            ms=4,
+            capsize=3,
+            color=f"C{i}",
+            label=family,
+        )
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
-    placed = {"loss_marginal": "marginal", "loss_no_annotation": "no annotation", "loss": "true annotation"}[anchored_kind]
+    placed = {"loss_marginal": "marginal", "loss_no_annotation": "no annotation", "loss": "true annotation"}[
+        anchored_kind
+    ]
     ax.set_xlabel(f"held-out SFT validation loss (nats/token; anchored arms: {placed})")
     ax.set_ylabel(f"collapse of {METRIC} (bits)")
     ax.set_title(f"Fit frontier, temperature {temperature} (error bars: seed t 95%)")
@@ -418,16 +508,20 @@ def write_frontier(cfg: StudyConfig, out: Path) -> list[str]:
     data = collect(cfg, out)
     (root / "frontier.json").write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
     b = data["bootstrap"]
-    lines = ["# Fit frontier", "",
-             f"Every SFT arm trained at {len(cfg.fit_frontier.points)} fit points "
-             f"({', '.join(f'{p.name}: ' + (' '.join(p.overrides) or 'the YAML as it is') for p in cfg.fit_frontier.points)}) "
-             f"for seeds {', '.join(str(s) for s in cfg.seeds)}; evaluated seeds: "
-             f"{', '.join(str(s) for s in data['seeds']) or 'none'}. Collapse = D(base) - D(arm) of the judged {METRIC} "
-             "(bits per prompt): plain-pretrained arms against `base`, anchored-pretrained ones against `anchored_base`, "
-             "no-annotation arms against `anchored_base_no_annotation` (sampled the same way). Intervals: "
-             f"{b['confidence']:.0%} hierarchical bootstrap ({b['resamples']} resamples of seeds, with one prompt "
-             "resample shared by the seeds) and, in brackets after t, a Student t interval over the seed-level values. "
-             f"Quality scorer: `{json.dumps(data.get('quality_scorer'))}`. Data: `frontier.json`.", ""]
+    lines = [
+        "# Fit frontier",
+        "",
+        f"Every SFT arm trained at {len(cfg.fit_frontier.points)} fit points "
+        f"({', '.join(f'{p.name}: ' + (' '.join(p.overrides) or 'the YAML as it is') for p in cfg.fit_frontier.points)}) "
+        f"for seeds {', '.join(str(s) for s in cfg.seeds)}; evaluated seeds: "
+        f"{', '.join(str(s) for s in data['seeds']) or 'none'}. Collapse = D(base) - D(arm) of the judged {METRIC} "
+        "(bits per prompt): plain-pretrained arms against `base`, anchored-pretrained ones against `anchored_base`, "
+        "no-annotation arms against `anchored_base_no_annotation` (sampled the same way). Intervals: "
+        f"{b['confidence']:.0%} hierarchical bootstrap ({b['resamples']} resamples of seeds, with one prompt "
+        "resample shared by the seeds) and, in brackets after t, a Student t interval over the seed-level values. "
+        f"Quality scorer: `{json.dumps(data.get('quality_scorer'))}`. Data: `frontier.json`.",
+        "",
+    ]
     if not data["temperatures"]:
         lines += ["No frontier evaluation was found: no result to report.", ""]
     for t, per_t in data["temperatures"].items():
@@ -435,29 +529,56 @@ def write_frontier(cfg: StudyConfig, out: Path) -> list[str]:
         kind = per_t["headline_kind"]
         plot(per_t["points"], plot_path, t, kind)
         main = per_t["headline"][kind]
-        lines += [f"## Temperature {t}", "",
-                  "### Headline: collapse at equal validation loss", "",
-                  "Plain SFT's points (validation loss, collapse) joined by straight lines; for each anchored point "
-                  "inside plain's loss range, plain's collapse there minus the anchored collapse (positive: the anchored "
-                  f"arm collapses less at the same fit). The anchored points are placed by {LOSS_TITLES[kind]}. "
-                  + PLACEMENT_WHY[kind], "",
-                  *verdict_sentences(main), "", *headline_rows(main), "",
-                  f"![collapse against validation loss]({plot_path.relative_to(root)})", ""]
-        for other in (k for k in LOSS_KINDS if k != kind):
-            lines += [f"### The same, anchored points placed by {LOSS_TITLES[other]}", "", PLACEMENT_WHY[other], "",
-                      *verdict_sentences(per_t["headline"][other]), "", *headline_rows(per_t["headline"][other]), ""]
         lines += [
-                  "### Every arm and point", "",
-                  "Ended by themselves: responses that stopped before the length cap (what SFT teaches here: to "
-                  "answer with an article and end it). Restricted share: share of samples the independent judge gives "
-                  "the SFT set's one value. Parse rate: annotations that parsed (anchored sampling).", "",
-                  *point_rows(per_t["points"]), "",
-                  "### Anchored arms by annotation status", "", *status_rows(
-                      [p for p in per_t["points"] if p["family"] in ("anchored", "anchored_sft_on_plain")]), ""]
+            f"## Temperature {t}",
+            "",
+            "### Headline: collapse at equal validation loss",
+            "",
+            "Plain SFT's points (validation loss, collapse) joined by straight lines; for each anchored point "
+            "inside plain's loss range, plain's collapse there minus the anchored collapse (positive: the anchored "
+            f"arm collapses less at the same fit). The anchored points are placed by {LOSS_TITLES[kind]}. "
+            + PLACEMENT_WHY[kind],
+            "",
+            *verdict_sentences(main),
+            "",
+            *headline_rows(main),
+            "",
+            f"![collapse against validation loss]({plot_path.relative_to(root)})",
+            "",
+        ]
+        for other in (k for k in LOSS_KINDS if k != kind):
+            lines += [
+                f"### The same, anchored points placed by {LOSS_TITLES[other]}",
+                "",
+                PLACEMENT_WHY[other],
+                "",
+                *verdict_sentences(per_t["headline"][other]),
+                "",
+                *headline_rows(per_t["headline"][other]),
+                "",
+            ]
+        lines += [
+            "### Every arm and point",
+            "",
+            "Ended by themselves: responses that stopped before the length cap (what SFT teaches here: to "
+            "answer with an article and end it). Restricted share: share of samples the independent judge gives "
+            "the SFT set's one value. Parse rate: annotations that parsed (anchored sampling).",
+            "",
+            *point_rows(per_t["points"]),
+            "",
+            "### Anchored arms by annotation status",
+            "",
+            *status_rows([p for p in per_t["points"] if p["family"] in ("anchored", "anchored_sft_on_plain")]),
+            "",
+        ]
     (root / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     section = ["## Fit frontier", "", "Full tables and plot: `frontier/report.md`.", ""]
     for t, per_t in data["temperatures"].items():
         kind = per_t["headline_kind"]
-        section += [f"Temperature {t}, anchored points placed by {LOSS_TITLES[kind]}:", "",
-                    *verdict_sentences(per_t["headline"][kind]), ""]
+        section += [
+            f"Temperature {t}, anchored points placed by {LOSS_TITLES[kind]}:",
+            "",
+            *verdict_sentences(per_t["headline"][kind]),
+            "",
+        ]
     return section

@@ -61,18 +61,31 @@ MIN_CHUNKS_PER_TOPIC = 50
 SCALES = {
     "embedded": {
         "about": "the embedded default's sizes (CPU, tens of minutes per seed)",
-        "pretrain": "configs/pretrain/embedded.yaml", "posttrain_plain": "configs/posttrain/embedded_plain.yaml",
-        "posttrain_anchored": "configs/posttrain/embedded_anchored.yaml", "eval": "configs/eval/embedded.yaml",
-        "seeds": [0, 1, 2], "posttrain_overrides": ["training.torch_threads=2"],
+        "pretrain": "configs/pretrain/embedded.yaml",
+        "posttrain_plain": "configs/posttrain/embedded_plain.yaml",
+        "posttrain_anchored": "configs/posttrain/embedded_anchored.yaml",
+        "eval": "configs/eval/embedded.yaml",
+        "seeds": [0, 1, 2],
+        "posttrain_overrides": ["training.torch_threads=2"],
         "eval_overrides": ["sampling.temperatures=[1.0]"],
-        "topic_clusters": 24, "domain_clusters": 6, "min_chars": 300, "max_chars": 1000,
+        "topic_clusters": 24,
+        "domain_clusters": 6,
+        "min_chars": 300,
+        "max_chars": 1000,
     },
     "tiny": {
         "about": "tiny models and few samples (tests; a whole study in minutes, numbers meaningless)",
-        "pretrain": "configs/pretrain/tiny.yaml", "posttrain_plain": "configs/posttrain/tiny_plain.yaml",
-        "posttrain_anchored": "configs/posttrain/tiny_anchored.yaml", "eval": "configs/eval/tiny.yaml",
-        "seeds": [0], "posttrain_overrides": ["max_seq_len=320"], "eval_overrides": ["sampling.temperatures=[1.0]"],
-        "topic_clusters": 6, "domain_clusters": 3, "min_chars": 200, "max_chars": 1200,
+        "pretrain": "configs/pretrain/tiny.yaml",
+        "posttrain_plain": "configs/posttrain/tiny_plain.yaml",
+        "posttrain_anchored": "configs/posttrain/tiny_anchored.yaml",
+        "eval": "configs/eval/tiny.yaml",
+        "seeds": [0],
+        "posttrain_overrides": ["max_seq_len=320"],
+        "eval_overrides": ["sampling.temperatures=[1.0]"],
+        "topic_clusters": 6,
+        "domain_clusters": 3,
+        "min_chars": 200,
+        "max_chars": 1200,
     },
 }
 
@@ -103,8 +116,10 @@ def sft_format(record: dict, path: Path) -> str:
         return "messages"
     if "prompt" in record and "completion" in record:
         return "prompt_completion"
-    raise InitError(f"--sft {path}: a record needs a 'messages' list (chat format) or 'prompt' and 'completion' "
-                    f"fields; the first has {', '.join(record) or 'none'}")
+    raise InitError(
+        f"--sft {path}: a record needs a 'messages' list (chat format) or 'prompt' and 'completion' "
+        f"fields; the first has {', '.join(record) or 'none'}"
+    )
 
 
 @dataclass
@@ -135,12 +150,15 @@ def read_corpus(path: Path, text_field: str, label_field: str | None) -> CorpusF
     if not label_field:
         return CorpusFacts(len(lengths), sorted(lengths)[len(lengths) // 2], None)
     if len(labels) < 2:
-        raise InitError(f"--label-field {label_field}: {len(labels)} distinct value(s) in --corpus {path}; a judge "
-                        "needs at least 2")
+        raise InitError(
+            f"--label-field {label_field}: {len(labels)} distinct value(s) in --corpus {path}; a judge needs at least 2"
+        )
     rare = sorted(label for label, n in labels.items() if n < 2)
     if rare:
-        raise InitError(f"--label-field {label_field}: labels {rare[:5]} occur once in --corpus {path}; the judge's "
-                        "held-out split needs 2 or more records per label (merge or drop them)")
+        raise InitError(
+            f"--label-field {label_field}: labels {rare[:5]} occur once in --corpus {path}; the judge's "
+            "held-out split needs 2 or more records per label (merge or drop them)"
+        )
     return CorpusFacts(len(lengths), sorted(lengths)[len(lengths) // 2], labels)
 
 
@@ -153,9 +171,14 @@ def accuracy_floor(labels: Counter) -> float:
 
 def judge_config(args, corpus: Path, floor: float) -> ClassifierJudgeConfig:
     """The classifier judge the study's eval fits (its settings as configs/eval/*.yaml leave them)."""
-    return ClassifierJudgeConfig(source=RecordSource(source=str(corpus)), text_field=args.text_field,
-                                 label_field=args.label_field, attribute=judge_attribute(args.label_field),
-                                 max_chars=600, min_accuracy=floor)
+    return ClassifierJudgeConfig(
+        source=RecordSource(source=str(corpus)),
+        text_field=args.text_field,
+        label_field=args.label_field,
+        attribute=judge_attribute(args.label_field),
+        max_chars=600,
+        min_accuracy=floor,
+    )
 
 
 def judge_attribute(label_field: str) -> str:
@@ -198,15 +221,15 @@ keep_columns: {keep}
 chunking:
   # Paragraphs shorter than this are merged with the next one (a document shorter than it is one chunk):
   # fewer, longer chunks keep the annotation a modest share of the pretraining tokens.
-  min_chars: {scale['min_chars']}
+  min_chars: {scale["min_chars"]}
   # Longer paragraphs are split at sentence ends, so a chunk fits a pretraining row whole.
-  max_chars: {scale['max_chars']}
+  max_chars: {scale["max_chars"]}
 # The annotation schema: keys in canonical order and tag-count bounds. The SFT annotation reuses it.
 schema:
   # Three keys a small model can learn to write and to follow (the embedded default's): topic, the semantic
   # choice an SFT set restricts, sentiment and style. Entity, location and time have near-unique values:
   # they cost tokens and bits a small model cannot learn, and are not what SFT restricts.
-  keys: [{', '.join(SCHEMA_KEYS)}]
+  keys: [{", ".join(SCHEMA_KEYS)}]
   # At least one tag per chunk.
   min_tags: 1
   # At most three tags per chunk (one per key).
@@ -224,14 +247,14 @@ annotator:
     # Tokens of each chunk the embedder reads.
     embed_max_tokens: 64
     # Topic clusters (KMeans over the embeddings; at most log2(K) bits of topic entropy): the scale's
-    # {scale['topic_clusters']}, fewer on a small corpus so each topic covers {MIN_CHUNKS_PER_TOPIC} or more of its
+    # {scale["topic_clusters"]}, fewer on a small corpus so each topic covers {MIN_CHUNKS_PER_TOPIC} or more of its
     # {facts.documents} documents (a rarely seen topic value is not learnable).
     topic_clusters: {clusters}
     # One-word topic names (topic:baking, not topic:baking_bread): a small model recombined the halves of
     # two-word names into values no cluster has.
     topic_name_words: 1
     # Coarse domain clusters (written only if `domain` is in schema.keys).
-    domain_clusters: {scale['domain_clusters']}
+    domain_clusters: {scale["domain_clusters"]}
     # Fit on at most this many chunks.
     fit_max_chunks: 20000
     # KMeans seed.
@@ -284,7 +307,7 @@ sft:
 # The corpus annotation's schema (annotate_corpus.yaml); keep the two equal.
 schema:
   # The corpus's keys, in its order.
-  keys: [{', '.join(SCHEMA_KEYS)}]
+  keys: [{", ".join(SCHEMA_KEYS)}]
   # At least one tag per response.
   min_tags: 1
   # At most three tags per response.
@@ -316,24 +339,40 @@ def judge_overrides(args, out: Path, floor: float | None) -> tuple[list[str], st
     """Eval's labelling and fidelity settings, and the comment that says why."""
     keys = f"metrics.semantic_entropy.keys=[{','.join(SCHEMA_KEYS)}]"
     if args.label_field is None:
-        return ([
-            "metrics.semantic_entropy.labels=annotator", "metrics.semantic_entropy.primary=topic",
-            "metrics.semantic_entropy.annotator_secondary=false", keys, "metrics.fidelity.annotation_key=null",
-        ], "  # No --label-field: the diversity labels are the offline annotator's, NOT independent of the anchored arm\n"
-           "  # (it was trained on that annotator's annotations; the report says so). The headline is the topic's\n"
-           "  # entropy; no fidelity figures (they need a gold label). Rerun init with --label-field for a judge.\n")
+        return (
+            [
+                "metrics.semantic_entropy.labels=annotator",
+                "metrics.semantic_entropy.primary=topic",
+                "metrics.semantic_entropy.annotator_secondary=false",
+                keys,
+                "metrics.fidelity.annotation_key=null",
+            ],
+            "  # No --label-field: the diversity labels are the offline annotator's, NOT independent of the anchored arm\n"
+            "  # (it was trained on that annotator's annotations; the report says so). The headline is the topic's\n"
+            "  # entropy; no fidelity figures (they need a gold label). Rerun init with --label-field for a judge.\n",
+        )
     attribute = judge_attribute(args.label_field)
     se = "metrics.semantic_entropy"
-    return ([
-        f"{se}.labels=classifier", f"{se}.primary={attribute}", f"{se}.annotator_secondary=true", keys,
-        f"{se}.classifier.source.source={relative(args.corpus, out)}", f"{se}.classifier.source.limit=null",
-        f"{se}.classifier.text_field={args.text_field}", f"{se}.classifier.label_field={args.label_field}",
-        f"{se}.classifier.attribute={attribute}", f"{se}.classifier.min_accuracy={floor}",
-        "metrics.fidelity.annotation_key=topic", f"metrics.fidelity.label_column=doc_{args.label_field}",
-    ], f"  # The judge: a classifier of `{args.label_field}` trained on the corpus's gold labels (independent of the\n"
-       f"  # annotations; its held-out accuracy is in the report), refused under {floor}: the majority-class rate\n"
-       "  # plus a quarter of the way to 1. The annotator's labels are a secondary, non-independent figure;\n"
-       f"  # fidelity maps the topic annotation to the label column (doc_{args.label_field}).\n")
+    return (
+        [
+            f"{se}.labels=classifier",
+            f"{se}.primary={attribute}",
+            f"{se}.annotator_secondary=true",
+            keys,
+            f"{se}.classifier.source.source={relative(args.corpus, out)}",
+            f"{se}.classifier.source.limit=null",
+            f"{se}.classifier.text_field={args.text_field}",
+            f"{se}.classifier.label_field={args.label_field}",
+            f"{se}.classifier.attribute={attribute}",
+            f"{se}.classifier.min_accuracy={floor}",
+            "metrics.fidelity.annotation_key=topic",
+            f"metrics.fidelity.label_column=doc_{args.label_field}",
+        ],
+        f"  # The judge: a classifier of `{args.label_field}` trained on the corpus's gold labels (independent of the\n"
+        f"  # annotations; its held-out accuracy is in the report), refused under {floor}: the majority-class rate\n"
+        "  # plus a quarter of the way to 1. The annotator's labels are a secondary, non-independent figure;\n"
+        f"  # fidelity maps the topic annotation to the label column (doc_{args.label_field}).\n",
+    )
 
 
 def study_yaml(args, out: Path, scale_name: str, floor: float | None) -> str:
@@ -342,13 +381,16 @@ def study_yaml(args, out: Path, scale_name: str, floor: float | None) -> str:
     judge, judge_note = judge_overrides(args, out, floor)
     eval_overrides = [
         *scale["eval_overrides"],
-        f"prompts.source.source={relative(args.prompts, out)}", "prompts.source.limit=null",
+        f"prompts.source.source={relative(args.prompts, out)}",
+        "prompts.source.limit=null",
         f"prompts.prompt_field={args.prompt_field}",
-        "sampling.max_annotation_tokens=auto", "metrics.quality.bar_quantile=0.25",
-        "stages=[generate,score,report]", *judge,
+        "sampling.max_annotation_tokens=auto",
+        "metrics.quality.bar_quantile=0.25",
+        "stages=[generate,score,report]",
+        *judge,
     ]
     shown = Path(args.out_dir) / "study.yaml"
-    return f"""# A study on your own corpus, written by python -m study init ({scale_name} scale: {scale['about']}).
+    return f"""# A study on your own corpus, written by python -m study init ({scale_name} scale: {scale["about"]}).
 # Check the plan:  python -m study {shown} plan_only=true
 # Run it:          python -m study {shown}
 
@@ -358,7 +400,7 @@ relative_to: study_file
 # Root of the run; every stage writes below it.
 output_dir: run
 # SFT seeds: each trains every SFT arm and evaluates them.
-seeds: {json.dumps(scale['seeds'])}
+seeds: {json.dumps(scale["seeds"])}
 # Annotate your corpus (defines the schema, fits the offline annotator).
 annotate_corpus:
   # Stage YAML (written by study init).
@@ -379,25 +421,25 @@ annotate_sft:
 # Pretraining from scratch, once per arm (plain, anchored), equal token budgets.
 pretrain:
   # Stage YAML of this scale (the model size and the token budget live there).
-  config: {package['pretrain']}
+  config: {package["pretrain"]}
   # No extra overrides.
   overrides: []
 # Plain SFT.
 posttrain_plain:
   # Stage YAML of this scale.
-  config: {package['posttrain_plain']}
+  config: {package["posttrain_plain"]}
   # Settings of this scale.
-  overrides: {_list(scale['posttrain_overrides'])}
+  overrides: {_list(scale["posttrain_overrides"])}
 # Anchored SFT (also used for ablation a, on the plain-pretrained model).
 posttrain_anchored:
   # Stage YAML of this scale.
-  config: {package['posttrain_anchored']}
+  config: {package["posttrain_anchored"]}
   # Settings of this scale.
-  overrides: {_list(scale['posttrain_overrides'])}
+  overrides: {_list(scale["posttrain_overrides"])}
 # Evaluation of every arm on your prompts.
 eval:
   # Stage YAML of this scale.
-  config: {package['eval']}
+  config: {package["eval"]}
   # Your prompts (and their text field); the annotation cap from the pretraining annotations' token lengths
   # (auto); the quality bar at the base model's lower quartile (scale-free); no capabilities stage (above).
 {judge_note}  overrides: {_list(eval_overrides)}
@@ -430,9 +472,11 @@ def check_judge(args, corpus: Path, floor: float) -> float:
         raise InitError(f"--label-field {args.label_field}: {err}") from err
     accuracy = info["heldout_accuracy"]
     if accuracy < floor:
-        raise InitError(f"--label-field {args.label_field}: a classifier of it from the text is {accuracy:.3f} accurate "
-                        f"on {info['n_test']} held-out records, under the floor {floor} (majority-class rate plus a "
-                        "quarter of the way to 1): it would not judge; leave --label-field out (the annotator's labels)")
+        raise InitError(
+            f"--label-field {args.label_field}: a classifier of it from the text is {accuracy:.3f} accurate "
+            f"on {info['n_test']} held-out records, under the floor {floor} (majority-class rate plus a "
+            "quarter of the way to 1): it would not judge; leave --label-field out (the annotator's labels)"
+        )
     return accuracy
 
 
@@ -442,13 +486,17 @@ def write_study(args) -> Path:
     corpus = first_record(corpus_path, "--corpus")
     for field, option in ((args.text_field, "--text-field"), (args.label_field, "--label-field")):
         if field and field not in corpus:
-            raise InitError(f"{option} {field}: not a field of --corpus {args.corpus} (its fields: {', '.join(corpus)})")
+            raise InitError(
+                f"{option} {field}: not a field of --corpus {args.corpus} (its fields: {', '.join(corpus)})"
+            )
     fmt = sft_format(first_record(Path(args.sft), "--sft"), Path(args.sft))
     check_sft(Path(args.sft), fmt)
     prompt = first_record(Path(args.prompts), "--prompts")
     if args.prompt_field not in prompt:
-        raise InitError(f"--prompt-field {args.prompt_field}: not a field of --prompts {args.prompts} "
-                        f"(its fields: {', '.join(prompt)})")
+        raise InitError(
+            f"--prompt-field {args.prompt_field}: not a field of --prompts {args.prompts} "
+            f"(its fields: {', '.join(prompt)})"
+        )
     facts = read_corpus(corpus_path, args.text_field, args.label_field)
     floor = accuracy_floor(facts.labels) if facts.labels else None
     if floor is not None:
@@ -467,13 +515,20 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m study init", description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True, help="your documents (JSONL, one JSON object per line)")
     parser.add_argument("--text-field", default="text", help="the corpus field holding each document's text")
-    parser.add_argument("--label-field", default=None,
-                        help="a corpus label column: the independent judge of the diversity (a classifier of it)")
+    parser.add_argument(
+        "--label-field",
+        default=None,
+        help="a corpus label column: the independent judge of the diversity (a classifier of it)",
+    )
     parser.add_argument("--sft", required=True, help="your SFT set (JSONL: chat `messages`, or `prompt`/`completion`)")
     parser.add_argument("--prompts", required=True, help="evaluation prompts (JSONL)")
     parser.add_argument("--prompt-field", default="prompt", help="the prompts' text field")
-    parser.add_argument("--scale", choices=sorted(SCALES), default="embedded",
-                        help="which stage configs to start from: " + "; ".join(f"{k}: {v['about']}" for k, v in SCALES.items()))
+    parser.add_argument(
+        "--scale",
+        choices=sorted(SCALES),
+        default="embedded",
+        help="which stage configs to start from: " + "; ".join(f"{k}: {v['about']}" for k, v in SCALES.items()),
+    )
     parser.add_argument("out_dir", help="where the YAMLs go (the run goes to OUT_DIR/run)")
     args = parser.parse_args(argv)
     try:

@@ -35,7 +35,7 @@ FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".yaml", ".yml")
 
 def package_path(path: str) -> str:
     """``package:PATH`` as the shipped config's absolute path; any other value unchanged."""
-    return str(REPO / path[len(PACKAGE_PREFIX):]) if path.startswith(PACKAGE_PREFIX) else path
+    return str(REPO / path[len(PACKAGE_PREFIX) :]) if path.startswith(PACKAGE_PREFIX) else path
 
 
 def _against(base: Path, value: str) -> str:

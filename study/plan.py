@@ -102,49 +102,77 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
         main_sft = sft_data_steps(cfg, out, "", cfg.sft_set, identity)
         steps += main_sft
     for arm, path in pretrained.items():
-        steps.append(Step(
-            f"pretrain_{arm}", "pretrain", cfg.pretrain, path,
-            [f"output_dir={path}", f"data.arm={arm}", f"data.annotations={corpus}", f"tokenizer.path={tokenizer}"],
-            # The anchored arm reuses the tokenizer the plain arm trained: identical vocabularies.
-            needs=["annotate_corpus"] + (["pretrain_plain"] if arm == "anchored" else []),
-            trains=True,
-        ))
+        steps.append(
+            Step(
+                f"pretrain_{arm}",
+                "pretrain",
+                cfg.pretrain,
+                path,
+                [f"output_dir={path}", f"data.arm={arm}", f"data.annotations={corpus}", f"tokenizer.path={tokenizer}"],
+                # The anchored arm reuses the tokenizer the plain arm trained: identical vocabularies.
+                needs=["annotate_corpus"] + (["pretrain_plain"] if arm == "anchored" else []),
+                trains=True,
+            )
+        )
     capabilities = CapabilityWiring()
     if cfg.capability_task is not None and cfg.main_comparison:  # capabilities are the main comparison's
         task_dir = out / "capability_task"
-        steps.append(Step("capability_task", "eval.next_passage_task", cfg.capability_task, task_dir,
-                          [f"output_dir={task_dir}"]))
-        capabilities = CapabilityWiring(["capabilities.include_path=" + json.dumps([str(task_dir)])], ["capability_task"])
+        steps.append(
+            Step("capability_task", "eval.next_passage_task", cfg.capability_task, task_dir, [f"output_dir={task_dir}"])
+        )
+        capabilities = CapabilityWiring(
+            ["capabilities.include_path=" + json.dumps([str(task_dir)])], ["capability_task"]
+        )
     # Capabilities are the main comparison's measurement: none in the sweep or the frontier.
     unmeasured = CapabilityWiring(capabilities.overrides, [], False)
     if cfg.main_comparison:
         sft_arms = [("plain_sft", cfg.posttrain_plain, "plain"), ("anchored", cfg.posttrain_anchored, "anchored")]
         if cfg.ablation_anchored_sft_on_plain:
             sft_arms.append(("anchored_sft_on_plain", cfg.posttrain_anchored, "plain"))
-        steps += sft_and_eval_steps(cfg, out, "", main_sft, sft_arms, pretrained, ablations=True,
-                                    capabilities=capabilities)
+        steps += sft_and_eval_steps(
+            cfg, out, "", main_sft, sft_arms, pretrained, ablations=True, capabilities=capabilities
+        )
     if cfg.fit_frontier is not None:
         steps += frontier_steps(cfg, out, main_sft, pretrained, unmeasured)
     if cfg.entropy_sweep is not None:
         sweep = cfg.entropy_sweep
         for name, topics in zip(sweep.names(), sweep.subsets):
-            ref = StageRef(cfg.sft_set.config, [*cfg.sft_set.overrides, f"topics={json.dumps(topics)}",
-                                                f"max_documents={sweep.documents}", "balance_topics=true"])
+            ref = StageRef(
+                cfg.sft_set.config,
+                [
+                    *cfg.sft_set.overrides,
+                    f"topics={json.dumps(topics)}",
+                    f"max_documents={sweep.documents}",
+                    "balance_topics=true",
+                ],
+            )
             data = sft_data_steps(cfg, sweep_dir(out, name), f"sweep_{name}_", ref, identity)
             steps += data
             sft_arms = [("plain_sft", cfg.posttrain_plain, "plain"), ("anchored", cfg.posttrain_anchored, "anchored")]
-            steps += sft_and_eval_steps(cfg, sweep_dir(out, name), f"sweep_{name}_", data, sft_arms, pretrained,
-                                        ablations=False, capabilities=unmeasured)
+            steps += sft_and_eval_steps(
+                cfg,
+                sweep_dir(out, name),
+                f"sweep_{name}_",
+                data,
+                sft_arms,
+                pretrained,
+                ablations=False,
+                capabilities=unmeasured,
+            )
     return steps
 
 
 # Each SFT arm: the posttrain StageRef it starts from (a study config field) and the pretrained model it fine-tunes.
-SFT_ARMS = {"plain_sft": ("posttrain_plain", "plain"), "anchored": ("posttrain_anchored", "anchored"),
-            "anchored_sft_on_plain": ("posttrain_anchored", "plain")}
+SFT_ARMS = {
+    "plain_sft": ("posttrain_plain", "plain"),
+    "anchored": ("posttrain_anchored", "anchored"),
+    "anchored_sft_on_plain": ("posttrain_anchored", "plain"),
+}
 
 
-def frontier_steps(cfg: StudyConfig, out: Path, data: list[Step], pretrained: dict[str, Path],
-                   capabilities: CapabilityWiring) -> list[Step]:
+def frontier_steps(
+    cfg: StudyConfig, out: Path, data: list[Step], pretrained: dict[str, Path], capabilities: CapabilityWiring
+) -> list[Step]:
     """Per seed: every frontier arm at every fit point (paired within the point), then one evaluation of them all.
 
     A point's overrides come after the arm's own study overrides and before the study's chaining, so a
@@ -159,33 +187,65 @@ def frontier_steps(cfg: StudyConfig, out: Path, data: list[Step], pretrained: di
                 ref_field, pretrain_arm = SFT_ARMS[arm]
                 base_ref = getattr(cfg, ref_field)
                 target = frontier_arm_dir(out, point.name, arm, seed)
-                steps.append(Step(
-                    f"frontier_{point.name}_posttrain_{arm}_seed{seed}", "posttrain",
-                    StageRef(base_ref.config, [*base_ref.overrides, *point.overrides]), target,
-                    [f"model_path={pretrained[pretrain_arm]}", f"data.annotations={data[-1].output_dir}",
-                     f"training.seed={seed}", f"output_dir={target}"],
-                    needs=[data[-1].name, f"pretrain_{pretrain_arm}"], trains=True, group=f"frontier_{point.name}_",
-                    seed=seed,
-                ))
+                steps.append(
+                    Step(
+                        f"frontier_{point.name}_posttrain_{arm}_seed{seed}",
+                        "posttrain",
+                        StageRef(base_ref.config, [*base_ref.overrides, *point.overrides]),
+                        target,
+                        [
+                            f"model_path={pretrained[pretrain_arm]}",
+                            f"data.annotations={data[-1].output_dir}",
+                            f"training.seed={seed}",
+                            f"output_dir={target}",
+                        ],
+                        needs=[data[-1].name, f"pretrain_{pretrain_arm}"],
+                        trains=True,
+                        group=f"frontier_{point.name}_",
+                        seed=seed,
+                    )
+                )
                 trained.append(steps[-1].name)
         eval_dir = frontier_eval_dir(out, seed)
         arms = frontier_eval_arms(cfg, pretrained, out, seed, _prompt_format(cfg.posttrain_plain))
-        pairs = [[frontier_arm_name("plain_sft", p.name), frontier_arm_name(a, p.name)] for p in frontier.points
-                 for a in ("anchored", "anchored_sft_on_plain") if "plain_sft" in frontier.arms and a in frontier.arms]
-        collapse = [f"collapse.plain_arm={pairs[0][0]}", f"collapse.anchored_arm={pairs[0][1]}",
-                    "collapse.extra_pairs=" + json.dumps(pairs[1:])] if pairs else []
-        steps.append(Step(
-            f"frontier_eval_seed{seed}", "eval", cfg.eval, eval_dir,
-            [*eval_chain_overrides(cfg, out, eval_dir, arms, data, seed), *collapse,
-             *capabilities.eval_overrides(cfg, seed)],
-            needs=[*trained, "pretrain_plain", "pretrain_anchored"], group="frontier_", seed=seed,
-            pair_groups=[f"frontier_{p.name}_" for p in frontier.points],
-        ))
+        pairs = [
+            [frontier_arm_name("plain_sft", p.name), frontier_arm_name(a, p.name)]
+            for p in frontier.points
+            for a in ("anchored", "anchored_sft_on_plain")
+            if "plain_sft" in frontier.arms and a in frontier.arms
+        ]
+        collapse = (
+            [
+                f"collapse.plain_arm={pairs[0][0]}",
+                f"collapse.anchored_arm={pairs[0][1]}",
+                "collapse.extra_pairs=" + json.dumps(pairs[1:]),
+            ]
+            if pairs
+            else []
+        )
+        steps.append(
+            Step(
+                f"frontier_eval_seed{seed}",
+                "eval",
+                cfg.eval,
+                eval_dir,
+                [
+                    *eval_chain_overrides(cfg, out, eval_dir, arms, data, seed),
+                    *collapse,
+                    *capabilities.eval_overrides(cfg, seed),
+                ],
+                needs=[*trained, "pretrain_plain", "pretrain_anchored"],
+                group="frontier_",
+                seed=seed,
+                pair_groups=[f"frontier_{p.name}_" for p in frontier.points],
+            )
+        )
     return steps
 
 
-def frontier_eval_arms(cfg: StudyConfig, pretrained: dict[str, Path], out: Path, seed: int,
-                       prompt_format: dict) -> list[dict]:
+def frontier_eval_arms(
+    cfg: StudyConfig, pretrained: dict[str, Path], out: Path, seed: int, prompt_format: dict
+) -> list[dict]:
     """The arms of one seed's frontier evaluation.
 
     The two bases, ``anchored_base_no_annotation`` (the anchored base made to answer without an
@@ -198,40 +258,64 @@ def frontier_eval_arms(cfg: StudyConfig, pretrained: dict[str, Path], out: Path,
     own = cfg.collapse_reference == "own"
 
     def arm(name: str, model: Path, mode: str, base: str | None) -> dict:
-        return {"name": name, "model": str(model), "mode": mode,
-                "base_arm": None if base is None else (base if own else "base"), "prompt_format": prompt_format}
+        return {
+            "name": name,
+            "model": str(model),
+            "mode": mode,
+            "base_arm": None if base is None else (base if own else "base"),
+            "prompt_format": prompt_format,
+        }
 
-    arms = [arm("base", pretrained["plain"], "plain", None), arm("anchored_base", pretrained["anchored"], "anchored", None)]
+    arms = [
+        arm("base", pretrained["plain"], "plain", None),
+        arm("anchored_base", pretrained["anchored"], "anchored", None),
+    ]
     if "anchored" in frontier.arms and frontier.no_annotation:
         arms.append(arm("anchored_base_no_annotation", pretrained["anchored"], "no_annotation", None))
     for point in frontier.points:
         for name in frontier.arms:
             pretrain_arm = SFT_ARMS[name][1]
-            arms.append(arm(frontier_arm_name(name, point.name), frontier_arm_dir(out, point.name, name, seed),
-                            "plain" if name == "plain_sft" else "anchored",
-                            "base" if pretrain_arm == "plain" else "anchored_base"))
+            arms.append(
+                arm(
+                    frontier_arm_name(name, point.name),
+                    frontier_arm_dir(out, point.name, name, seed),
+                    "plain" if name == "plain_sft" else "anchored",
+                    "base" if pretrain_arm == "plain" else "anchored_base",
+                )
+            )
         if "anchored" in frontier.arms and frontier.no_annotation:
-            arms.append(arm(frontier_arm_name("anchored_no_annotation", point.name),
-                            frontier_arm_dir(out, point.name, "anchored", seed), "no_annotation",
-                            "anchored_base_no_annotation"))
+            arms.append(
+                arm(
+                    frontier_arm_name("anchored_no_annotation", point.name),
+                    frontier_arm_dir(out, point.name, "anchored", seed),
+                    "no_annotation",
+                    "anchored_base_no_annotation",
+                )
+            )
     return arms
 
 
-def eval_chain_overrides(cfg: StudyConfig, out: Path, eval_dir: Path, arms: list[dict], data: list[Step],
-                         seed: int) -> list[str]:
+def eval_chain_overrides(
+    cfg: StudyConfig, out: Path, eval_dir: Path, arms: list[dict], data: list[Step], seed: int
+) -> list[str]:
     """The eval keys the study sets in every evaluation: paths, arms, prompts, seed, and the shared scorers."""
     corpus = out / "annotate" / "corpus"
     sft_set = next((s for s in data if s.module == "posttrain.embedded_sft"), None)
     eval_prompts = [] if sft_set is None else [f"prompts.source.source={sft_set.output_dir / 'eval_prompts.jsonl'}"]
     topics = None if sft_set is None else sft_set.load().topics
-    return [f"output_dir={eval_dir}", "arms=" + json.dumps(arms), *eval_prompts,
-            f"sampling.seed={seed}", f"metrics.semantic_entropy.annotator_dir={corpus}",
-            # One attribute classifier for every seed and sweep subset (fitted by the first evaluation, reused after).
-            f"metrics.semantic_entropy.classifier.dir={out / 'attribute_classifier'}",
-            f"metrics.drift.pretraining_annotations={corpus}",
-            # The quality proxy's reference is this study's plain-pretrained model (used only by kind=proxy).
-            f"metrics.quality.reference_model={out / 'pretrain' / 'plain'}",
-            *neutral_scoring_overrides(cfg, corpus, topics)]
+    return [
+        f"output_dir={eval_dir}",
+        "arms=" + json.dumps(arms),
+        *eval_prompts,
+        f"sampling.seed={seed}",
+        f"metrics.semantic_entropy.annotator_dir={corpus}",
+        # One attribute classifier for every seed and sweep subset (fitted by the first evaluation, reused after).
+        f"metrics.semantic_entropy.classifier.dir={out / 'attribute_classifier'}",
+        f"metrics.drift.pretraining_annotations={corpus}",
+        # The quality proxy's reference is this study's plain-pretrained model (used only by kind=proxy).
+        f"metrics.quality.reference_model={out / 'pretrain' / 'plain'}",
+        *neutral_scoring_overrides(cfg, corpus, topics),
+    ]
 
 
 def neutral_scoring_overrides(cfg: StudyConfig, corpus: Path, topics: list[str] | None) -> list[str]:
@@ -254,9 +338,14 @@ def neutral_scoring_overrides(cfg: StudyConfig, corpus: Path, topics: list[str] 
 
 def scoring_gaps() -> list[str]:
     """The neutral scorers this eval stage cannot run (their keys are missing from its config)."""
-    return [f"the eval stage has no `{key}`: {what} not measured" for key, what in
-            (("metrics.quality.ngram", "neutral n-gram quality"), ("metrics.restricted_value", "restricted share"))
-            if not config_has_key("eval", key)]
+    return [
+        f"the eval stage has no `{key}`: {what} not measured"
+        for key, what in (
+            ("metrics.quality.ngram", "neutral n-gram quality"),
+            ("metrics.restricted_value", "restricted share"),
+        )
+        if not config_has_key("eval", key)
+    ]
 
 
 def config_has_key(module: str, dotted: str) -> bool:
@@ -273,8 +362,9 @@ def config_has_key(module: str, dotted: str) -> bool:
     return True
 
 
-def sft_data_steps(cfg: StudyConfig, root: Path, prefix: str, sft_set_ref: StageRef | None,
-                   identity: list[str]) -> list[Step]:
+def sft_data_steps(
+    cfg: StudyConfig, root: Path, prefix: str, sft_set_ref: StageRef | None, identity: list[str]
+) -> list[Step]:
     """The SFT set (when the study builds one) and its annotation, below ``root``; step names start with ``prefix``.
 
     The main comparison writes ROOT/sft_set and ROOT/annotate/sft; a sweep subset the same below its own root.
@@ -284,15 +374,30 @@ def sft_data_steps(cfg: StudyConfig, root: Path, prefix: str, sft_set_ref: Stage
     sft_source: list[str] = []
     if sft_set_ref is not None:
         sft_set = root / "sft_set"
-        steps.append(Step(f"{prefix}sft_set", "posttrain.embedded_sft", sft_set_ref, sft_set, [f"output_dir={sft_set}"],
-                          group=prefix))
+        steps.append(
+            Step(
+                f"{prefix}sft_set",
+                "posttrain.embedded_sft",
+                sft_set_ref,
+                sft_set,
+                [f"output_dir={sft_set}"],
+                group=prefix,
+            )
+        )
         sft_needs.append(f"{prefix}sft_set")
         sft_source = [f"source.source={sft_set / 'sft.jsonl'}"]
     annotations = root / "annotate" / "sft"
-    steps.append(Step(
-        f"{prefix}annotate_sft", "annotate", cfg.annotate_sft, annotations,
-        [f"output_dir={annotations}", *sft_source, *identity], needs=sft_needs, group=prefix,
-    ))
+    steps.append(
+        Step(
+            f"{prefix}annotate_sft",
+            "annotate",
+            cfg.annotate_sft,
+            annotations,
+            [f"output_dir={annotations}", *sft_source, *identity],
+            needs=sft_needs,
+            group=prefix,
+        )
+    )
     return steps
 
 
@@ -314,8 +419,16 @@ class CapabilityWiring:
         return [*self.overrides, "capabilities.arms=" + json.dumps(arms)]
 
 
-def sft_and_eval_steps(cfg: StudyConfig, root: Path, prefix: str, data: list[Step], sft_arms: list[tuple],
-                       pretrained: dict[str, Path], ablations: bool, capabilities: CapabilityWiring) -> list[Step]:
+def sft_and_eval_steps(
+    cfg: StudyConfig,
+    root: Path,
+    prefix: str,
+    data: list[Step],
+    sft_arms: list[tuple],
+    pretrained: dict[str, Path],
+    ablations: bool,
+    capabilities: CapabilityWiring,
+) -> list[Step]:
     """Per seed: every SFT arm on ``data``'s annotated SFT set, then one evaluation of them and the bases."""
     out = Path(cfg.output_dir)
     sft_annotations = data[-1].output_dir
@@ -324,21 +437,40 @@ def sft_and_eval_steps(cfg: StudyConfig, root: Path, prefix: str, data: list[Ste
     for seed in cfg.seeds:
         dirs = arm_dirs(root, seed)
         for arm, ref, pretrain_arm in sft_arms:
-            steps.append(Step(
-                f"{prefix}posttrain_{arm}_seed{seed}", "posttrain", ref, dirs[arm],
-                [f"model_path={pretrained[pretrain_arm]}", f"data.annotations={sft_annotations}",
-                 f"training.seed={seed}", f"output_dir={dirs[arm]}"],
-                needs=[data[-1].name, f"pretrain_{pretrain_arm}"], trains=True, group=prefix, seed=seed,
-            ))
+            steps.append(
+                Step(
+                    f"{prefix}posttrain_{arm}_seed{seed}",
+                    "posttrain",
+                    ref,
+                    dirs[arm],
+                    [
+                        f"model_path={pretrained[pretrain_arm]}",
+                        f"data.annotations={sft_annotations}",
+                        f"training.seed={seed}",
+                        f"output_dir={dirs[arm]}",
+                    ],
+                    needs=[data[-1].name, f"pretrain_{pretrain_arm}"],
+                    trains=True,
+                    group=prefix,
+                    seed=seed,
+                )
+            )
         eval_dir = root / "eval" / f"seed{seed}"
         arms = eval_arms(cfg, pretrained, dirs, prompt_format, ablations)
-        steps.append(Step(
-            f"{prefix}eval_seed{seed}", "eval", cfg.eval, eval_dir,
-            [*eval_chain_overrides(cfg, out, eval_dir, arms, data, seed), *capabilities.eval_overrides(cfg, seed)],
-            needs=[f"{prefix}posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms]
-            + ["pretrain_plain", "pretrain_anchored", *capabilities.needs],
-            group=prefix, seed=seed, pair_groups=[prefix],
-        ))
+        steps.append(
+            Step(
+                f"{prefix}eval_seed{seed}",
+                "eval",
+                cfg.eval,
+                eval_dir,
+                [*eval_chain_overrides(cfg, out, eval_dir, arms, data, seed), *capabilities.eval_overrides(cfg, seed)],
+                needs=[f"{prefix}posttrain_{arm}_seed{seed}" for arm, _, _ in sft_arms]
+                + ["pretrain_plain", "pretrain_anchored", *capabilities.needs],
+                group=prefix,
+                seed=seed,
+                pair_groups=[prefix],
+            )
+        )
     return steps
 
 
@@ -349,8 +481,7 @@ def corpus_annotation_identity(corpus_config, corpus: Path) -> list[str]:
     model saw in pretraining, by the annotator that tagged the corpus (the offline one
     loaded from the corpus run's fitted state; an LLM one with the same engine and prompt).
     """
-    overrides = [f"schema={json.dumps(asdict(corpus_config.schema))}",
-                 f"annotator.kind={corpus_config.annotator.kind}"]
+    overrides = [f"schema={json.dumps(asdict(corpus_config.schema))}", f"annotator.kind={corpus_config.annotator.kind}"]
     if corpus_config.annotator.kind == "offline":
         overrides.append(f"annotator.offline.fitted_state_from={corpus}")
     else:
@@ -364,8 +495,9 @@ def _prompt_format(ref: StageRef) -> dict:
     return asdict(posttrain.load().prompt_format)
 
 
-def eval_arms(cfg: StudyConfig, pretrained: dict[str, Path], dirs: dict[str, Path], prompt_format: dict,
-              ablations: bool = True) -> list[dict]:
+def eval_arms(
+    cfg: StudyConfig, pretrained: dict[str, Path], dirs: dict[str, Path], prompt_format: dict, ablations: bool = True
+) -> list[dict]:
     """The arms compared in one seed's evaluation.
 
     ``base`` is the plain-pretrained model, ``anchored_base`` the annotated-pretrained one
@@ -373,6 +505,7 @@ def eval_arms(cfg: StudyConfig, pretrained: dict[str, Path], dirs: dict[str, Pat
     the model it was fine-tuned from ("own") or ``base`` for all ("common"). ``ablations=False``
     (the entropy sweep) keeps the four arms of the comparison only.
     """
+
     def arm(name: str, model: Path, mode: str, own_base: str | None) -> dict:
         base = own_base if cfg.collapse_reference == "own" or own_base is None else "base"
         return {"name": name, "model": str(model), "mode": mode, "base_arm": base, "prompt_format": prompt_format}
@@ -407,7 +540,9 @@ def stage_overrides(step: Step) -> dict[str, str]:
             node = node.get(part) if isinstance(node, dict) else None
         shown = value if len(value) <= 80 else value[:77] + "..."
         yaml_value = json.dumps(node) if isinstance(node, (dict, list)) else str(node)
-        result[key] = shown if yaml_value == value else f"{shown} (YAML: {yaml_value if len(yaml_value) <= 60 else yaml_value[:57] + '...'})"
+        result[key] = (
+            shown
+            if yaml_value == value
+            else f"{shown} (YAML: {yaml_value if len(yaml_value) <= 60 else yaml_value[:57] + '...'})"
+        )
     return result
-
-

@@ -37,10 +37,20 @@ from study.frontier_report import write_frontier
 from study.plan import plan_steps, stage_overrides
 from study.sweep_report import write_sweep
 
-HEADLINE_METRICS = ("semantic_entropy", "pairwise_dissimilarity", "annotator_entropy", "vendi", "distinct_k", "distinct_2")
+HEADLINE_METRICS = (
+    "semantic_entropy",
+    "pairwise_dissimilarity",
+    "annotator_entropy",
+    "vendi",
+    "distinct_k",
+    "distinct_2",
+)
 ARM_ORDER = ("base", "anchored_base", "plain_sft", "anchored", "anchored_no_annotation", "anchored_sft_on_plain")
-PAIRS = (("plain_sft/anchored", "headline"), ("plain_sft/anchored_no_annotation", "ablation (b): no annotation sampled"),
-         ("plain_sft/anchored_sft_on_plain", "ablation (a): anchored SFT on the plain-pretrained model"))
+PAIRS = (
+    ("plain_sft/anchored", "headline"),
+    ("plain_sft/anchored_no_annotation", "ablation (b): no annotation sampled"),
+    ("plain_sft/anchored_sft_on_plain", "ablation (a): anchored SFT on the plain-pretrained model"),
+)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -64,15 +74,27 @@ def load_summaries(out: Path, seeds: list[int]) -> dict[int, dict]:
 
 def seed_table(summaries: dict[int, dict], temperature: str, metric: str) -> list[str]:
     seeds = sorted(summaries)
-    lines = ["| arm | mean over seeds | " + " | ".join(f"seed {s} [95% CI]" for s in seeds) + " |",
-             "|---|---|" + "---|" * len(seeds)]
+    lines = [
+        "| arm | mean over seeds | " + " | ".join(f"seed {s} [95% CI]" for s in seeds) + " |",
+        "|---|---|" + "---|" * len(seeds),
+    ]
     arms = [a for a in ARM_ORDER if any(a in summaries[s]["arms"] for s in seeds)]
     for arm in arms:
-        entries = [summaries[s]["arms"].get(arm, {}).get("temperatures", {}).get(temperature, {}).get("metrics", {}).get(metric)
-                   for s in seeds]
+        entries = [
+            summaries[s]["arms"]
+            .get(arm, {})
+            .get("temperatures", {})
+            .get(temperature, {})
+            .get("metrics", {})
+            .get(metric)
+            for s in seeds
+        ]
         means = [e["mean"] for e in entries if e and e.get("mean") is not None]
-        lines.append(f"| {arm} | {_fmt(statistics.fmean(means) if means else None)} | "
-                     + " | ".join(_ci(e) for e in entries) + " |")
+        lines.append(
+            f"| {arm} | {_fmt(statistics.fmean(means) if means else None)} | "
+            + " | ".join(_ci(e) for e in entries)
+            + " |"
+        )
     return lines
 
 
@@ -94,15 +116,21 @@ def ratio_table(summaries: dict[int, dict], temperature: str, metric: str) -> li
             per_seed.append(r.get("per_prompt"))
             lines.append(f"| {label} | {s} | " + " | ".join(pair_cells(r)) + " |")
         if len(per_seed) > 1 and all(per_seed):
-            pooled = pooled_over_seeds(per_seed, min_denominator, b.get("resamples", 1000), b.get("confidence", 0.95),
-                                       b.get("seed", 0))
+            pooled = pooled_over_seeds(
+                per_seed, min_denominator, b.get("resamples", 1000), b.get("confidence", 0.95), b.get("seed", 0)
+            )
             for kind, text in (("hierarchical", "hierarchical bootstrap"), ("seed_t", "seed t")):
-                lines.append(f"| {label} | pooled over {len(per_seed)} seeds, {text} | "
-                             + " | ".join(pair_cells(pooled[kind])) + " |")
+                lines.append(
+                    f"| {label} | pooled over {len(per_seed)} seeds, {text} | "
+                    + " | ".join(pair_cells(pooled[kind]))
+                    + " |"
+                )
     return lines
 
 
-def pooled_over_seeds(per_seed: list[dict], min_denominator: float, resamples: int, confidence: float, seed: int) -> dict:
+def pooled_over_seeds(
+    per_seed: list[dict], min_denominator: float, resamples: int, confidence: float, seed: int
+) -> dict:
     """One (plain, anchored) pair pooled over seeds from each seed's per-prompt collapses.
 
     Columns (n_seeds, n_prompts) over the prompts every seed has. Two renderings of eval.collapse's pair
@@ -110,43 +138,71 @@ def pooled_over_seeds(per_seed: list[dict], min_denominator: float, resamples: i
     interval (the t value is the mean of the seed-level values).
     """
     prompts = sorted(set.intersection(*(set(s["prompt_ids"]) for s in per_seed)))
-    cols = {name: np.array([[dict(zip(s["prompt_ids"], s[name]))[p] for p in prompts] for s in per_seed])
-            for name in ("collapse_plain", "collapse_anchored")}
+    cols = {
+        name: np.array([[dict(zip(s["prompt_ids"], s[name]))[p] for p in prompts] for s in per_seed])
+        for name in ("collapse_plain", "collapse_anchored")
+    }
     plain = seed_prompt_intervals([cols["collapse_plain"]], mean_statistic, resamples, confidence, seed)
     anchored = seed_prompt_intervals([cols["collapse_anchored"]], mean_statistic, resamples, confidence, seed)
-    diff = seed_prompt_intervals([cols["collapse_plain"], cols["collapse_anchored"]],
-                                 lambda a, c: float(np.mean(a) - np.mean(c)), resamples, confidence, seed)
+    diff = seed_prompt_intervals(
+        [cols["collapse_plain"], cols["collapse_anchored"]],
+        lambda a, c: float(np.mean(a) - np.mean(c)),
+        resamples,
+        confidence,
+        seed,
+    )
 
     def ratio(a: np.ndarray, c: np.ndarray) -> float | None:
         return None if np.mean(c) <= min_denominator else float(np.mean(a) / np.mean(c))
 
     out = {}
     for kind in ("hierarchical", "seed_t"):
-        ci = {name: ((r.get(kind) or {}).get("ci_low"), (r.get(kind) or {}).get("ci_high"))
-              for name, r in (("plain", plain), ("anchored", anchored), ("diff", diff))}
+        ci = {
+            name: ((r.get(kind) or {}).get("ci_low"), (r.get(kind) or {}).get("ci_high"))
+            for name, r in (("plain", plain), ("anchored", anchored), ("diff", diff))
+        }
         point = (lambda r: r["value"]) if kind == "hierarchical" else (lambda r: (r.get("seed_t") or {}).get("value"))
-        entry = {"collapse_plain": point(plain), "collapse_plain_ci": list(ci["plain"]),
-                 "collapse_anchored": point(anchored), "collapse_anchored_ci": list(ci["anchored"]),
-                 "difference": point(diff), "difference_ci": list(ci["diff"]), "n_prompts": len(prompts)}
+        entry = {
+            "collapse_plain": point(plain),
+            "collapse_plain_ci": list(ci["plain"]),
+            "collapse_anchored": point(anchored),
+            "collapse_anchored_ci": list(ci["anchored"]),
+            "difference": point(diff),
+            "difference_ci": list(ci["diff"]),
+            "n_prompts": len(prompts),
+        }
         if None in (*ci["plain"], *ci["anchored"]):
-            entry.update(status="no_interval", reason="interval not available (" + ", ".join(plain["missing"]) + ")"
-                         if plain["missing"] else "interval not available")
+            entry.update(
+                status="no_interval",
+                reason="interval not available (" + ", ".join(plain["missing"]) + ")"
+                if plain["missing"]
+                else "interval not available",
+            )
         else:
             entry["status"] = pair_status(ci["plain"], ci["anchored"], min_denominator)
             entry["reason"] = STATUS_TEXT[entry["status"]]
         if entry["status"] == "ok":
-            r = seed_prompt_intervals([cols["collapse_plain"], cols["collapse_anchored"]], ratio, resamples, confidence, seed)
+            r = seed_prompt_intervals(
+                [cols["collapse_plain"], cols["collapse_anchored"]], ratio, resamples, confidence, seed
+            )
             rci = r.get(kind) or {}
-            entry.update(ratio=r["value"] if kind == "hierarchical" else rci.get("value"),
-                         ci_low=rci.get("ci_low"), ci_high=rci.get("ci_high"),
-                         gap_closed=1.0 - entry["collapse_anchored"] / entry["collapse_plain"], gap_closed_ci=None)
+            entry.update(
+                ratio=r["value"] if kind == "hierarchical" else rci.get("value"),
+                ci_low=rci.get("ci_low"),
+                ci_high=rci.get("ci_high"),
+                gap_closed=1.0 - entry["collapse_anchored"] / entry["collapse_plain"],
+                gap_closed_ci=None,
+            )
         out[kind] = entry
     return out
 
 
 def fidelity_table(summaries: dict[int, dict], temperature: str) -> list[str]:
-    lines = ["| arm | seed | value in pretraining | value entropy (base) | mapped entropy (base) | JS mapped | "
-             "fidelity [CI] | chance |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | seed | value in pretraining | value entropy (base) | mapped entropy (base) | JS mapped | "
+        "fidelity [CI] | chance |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s in sorted(summaries):
         fid = summaries[s].get("annotation_fidelity") or {}
         for arm, per_t in (fid.get("arms") or {}).items():
@@ -154,12 +210,17 @@ def fidelity_table(summaries: dict[int, dict], temperature: str) -> list[str]:
             if not e:
                 continue
             p, f = e["preservation"], e["fidelity"]
-            fidelity_text = "n/a" if f["fidelity"] is None else \
-                f"{f['fidelity']:.3f} [{_fmt(f.get('ci_low'))}, {_fmt(f.get('ci_high'))}] (n={f['n']})"
-            lines.append(f"| {arm} | {s} | {_fmt(p['share_value_in_pretraining'])} | {_fmt(p['value_entropy'])} "
-                         f"({_fmt(p.get('reference_value_entropy'))}) | {_fmt(p['mapped_entropy'])} "
-                         f"({_fmt(p.get('reference_mapped_entropy'))}) | {_fmt(p.get('mapped_js_divergence'))} | "
-                         f"{fidelity_text} | {_fmt(f['chance'])} |")
+            fidelity_text = (
+                "n/a"
+                if f["fidelity"] is None
+                else f"{f['fidelity']:.3f} [{_fmt(f.get('ci_low'))}, {_fmt(f.get('ci_high'))}] (n={f['n']})"
+            )
+            lines.append(
+                f"| {arm} | {s} | {_fmt(p['share_value_in_pretraining'])} | {_fmt(p['value_entropy'])} "
+                f"({_fmt(p.get('reference_value_entropy'))}) | {_fmt(p['mapped_entropy'])} "
+                f"({_fmt(p.get('reference_mapped_entropy'))}) | {_fmt(p.get('mapped_js_divergence'))} | "
+                f"{fidelity_text} | {_fmt(f['chance'])} |"
+            )
     return lines
 
 
@@ -176,26 +237,37 @@ def empty_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
 
 
 def parse_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
-    entries = [(s, arm, parse) for s in sorted(summaries) for arm, data in summaries[s]["arms"].items()
-               if (parse := data.get("temperatures", {}).get(temperature, {}).get("parse", {})).get("expected")]
+    entries = [
+        (s, arm, parse)
+        for s in sorted(summaries)
+        for arm, data in summaries[s]["arms"].items()
+        if (parse := data.get("temperatures", {}).get(temperature, {}).get("parse", {})).get("expected")
+    ]
     # Columns for syntax-constrained sampling only where some annotation was sampled under it.
     constrained = any(parse.get("syntax_constrained") for _, _, parse in entries)
     extra = " syntax-constrained | mostly outside the syntax |" if constrained else ""
-    lines = ["| arm | seed | annotations parsed | parse failures | failure rate | failures by reason |" + extra,
-             "|---|---|---|---|---|---|" + ("---|---|" if constrained else "")]
+    lines = [
+        "| arm | seed | annotations parsed | parse failures | failure rate | failures by reason |" + extra,
+        "|---|---|---|---|---|---|" + ("---|---|" if constrained else ""),
+    ]
     for s, arm, parse in entries:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(parse.get("by_reason", {}).items(), key=lambda kv: -kv[1]))
-        row = (f"| {arm} | {s} | {parse.get('ok')} | {parse.get('failed')} | "
-               f"{_fmt(parse.get('failure_rate'))} | {reasons or '-'} |")
+        row = (
+            f"| {arm} | {s} | {parse.get('ok')} | {parse.get('failed')} | "
+            f"{_fmt(parse.get('failure_rate'))} | {reasons or '-'} |"
+        )
         if constrained:
             row += f" {parse.get('syntax_constrained', 0)} | {_fmt(parse.get('mostly_outside_syntax_rate'))} |"
         lines.append(row)
     if constrained:
-        lines += ["", "Annotations were sampled under the annotation syntax (`sampling.annotation_syntax`): tokens "
-                  "that would make them unparseable were removed, so these parse rates count only annotations cut at "
-                  "the length cap and do not measure the model's own syntax. *Mostly outside the syntax*: the share "
-                  "of constrained annotations where the model put over half its probability outside the syntax at "
-                  "some step, i.e. would likely have broken it unconstrained. Keys and values were not constrained."]
+        lines += [
+            "",
+            "Annotations were sampled under the annotation syntax (`sampling.annotation_syntax`): tokens "
+            "that would make them unparseable were removed, so these parse rates count only annotations cut at "
+            "the length cap and do not measure the model's own syntax. *Mostly outside the syntax*: the share "
+            "of constrained annotations where the model put over half its probability outside the syntax at "
+            "some step, i.e. would likely have broken it unconstrained. Keys and values were not constrained.",
+        ]
     return lines
 
 
@@ -216,12 +288,16 @@ def capability_lines(capabilities: dict[int, dict], plain: str = "plain_sft", an
     if not seeds:
         return []
     first = capabilities[seeds[0]]
-    lines = ["## Capabilities (lm-evaluation-harness)", "",
-             f"lm-eval {first.get('lm_eval_version')}; value ± stderr as lm-eval reports it. Anchored models answer without "
-             "an annotation (none forced or sampled: lm-eval's prompts as they are). Per-seed files: "
-             "`eval/seedN/capabilities.json`.", "",
-             "| arm | task | metric | n | mean over seeds | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-             "|---|---|---|---|---|" + "---|" * len(seeds)]
+    lines = [
+        "## Capabilities (lm-evaluation-harness)",
+        "",
+        f"lm-eval {first.get('lm_eval_version')}; value ± stderr as lm-eval reports it. Anchored models answer without "
+        "an annotation (none forced or sampled: lm-eval's prompts as they are). Per-seed files: "
+        "`eval/seedN/capabilities.json`.",
+        "",
+        "| arm | task | metric | n | mean over seeds | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|---|---|---|---|" + "---|" * len(seeds),
+    ]
     arms = [a for a in ARM_ORDER if any(a in capabilities[s]["arms"] for s in seeds)]
     arms += sorted({a for s in seeds for a in capabilities[s]["arms"]} - set(arms))
     for arm in arms:
@@ -230,15 +306,21 @@ def capability_lines(capabilities: dict[int, dict], plain: str = "plain_sft", an
             entries = [capabilities[s]["arms"].get(arm, {}).get(task) for s in seeds]
             known = [e for e in entries if e and e.get("value") is not None]
             mean = statistics.fmean(e["value"] for e in known) if known else None
-            lines.append(f"| {arm} | {task} | {known[0]['metric'] if known else 'n/a'} | {known[0].get('n') if known else 'n/a'} | "
-                         f"{_fmt(mean)} | " + " | ".join(_value(e) for e in entries) + " |")
+            lines.append(
+                f"| {arm} | {task} | {known[0]['metric'] if known else 'n/a'} | {known[0].get('n') if known else 'n/a'} | "
+                f"{_fmt(mean)} | " + " | ".join(_value(e) for e in entries) + " |"
+            )
     lines.append("")
     tasks = sorted({t for s in seeds for t in capabilities[s]["arms"].get(anchored, {})})
     if not tasks or not any(plain in capabilities[s]["arms"] for s in seeds):
         return lines
-    lines += [f"{anchored} - {plain}: 95% normal interval, se = sqrt(se_a² + se_p²) per seed (conservative: the arms "
-              "share the items).", "",
-              f"| task | seed | {anchored} | {plain} | difference [95% CI] |", "|---|---|---|---|---|"]
+    lines += [
+        f"{anchored} - {plain}: 95% normal interval, se = sqrt(se_a² + se_p²) per seed (conservative: the arms "
+        "share the items).",
+        "",
+        f"| task | seed | {anchored} | {plain} | difference [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
     for task in tasks:
         diffs = []
         for s in seeds:
@@ -253,8 +335,11 @@ def capability_lines(capabilities: dict[int, dict], plain: str = "plain_sft", an
         if len(diffs) > 1:
             mean = statistics.fmean(d["diff"] for d in diffs)
             ses = [d["se"] for d in diffs if d.get("se") is not None]
-            ci = (f"[{mean - Z95 * statistics.fmean(ses):+.3f}, {mean + Z95 * statistics.fmean(ses):+.3f}]"
-                  if len(ses) == len(diffs) else "[no stderr]")
+            ci = (
+                f"[{mean - Z95 * statistics.fmean(ses):+.3f}, {mean + Z95 * statistics.fmean(ses):+.3f}]"
+                if len(ses) == len(diffs)
+                else "[no stderr]"
+            )
             lines.append(f"| {task} | mean over {len(diffs)} seeds | | | {mean:+.3f} {ci} |")
     lines.append("")
     return lines
@@ -287,24 +372,36 @@ def token_budget_lines(out: Path) -> list[str]:
         trained, annotation = c.get("trained_tokens"), c.get("annotation_tokens")
         if trained is None or annotation is None:
             continue
-        rows.append(f"| {arm} | {trained:,} | {annotation:,} | {100 * annotation / max(1, trained):.1f}% | "
-                    f"{c.get('content_tokens', 0):,} | {annotation:,} |")
+        rows.append(
+            f"| {arm} | {trained:,} | {annotation:,} | {100 * annotation / max(1, trained):.1f}% | "
+            f"{c.get('content_tokens', 0):,} | {annotation:,} |"
+        )
     if not rows:
         return []
-    return ["## Pretraining token budget", "",
-            "Both arms train on the same number of tokens; in the anchored arm annotation tokens take the place "
-            "of content tokens, so it sees that many fewer tokens of text.", "",
-            "| arm | trained tokens | annotation tokens | annotation share | content tokens | content tokens lost to annotations |",
-            "|---|---|---|---|---|---|", *rows, ""]
+    return [
+        "## Pretraining token budget",
+        "",
+        "Both arms train on the same number of tokens; in the anchored arm annotation tokens take the place "
+        "of content tokens, so it sees that many fewer tokens of text.",
+        "",
+        "| arm | trained tokens | annotation tokens | annotation share | content tokens | content tokens lost to annotations |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def override_lines(cfg: StudyConfig) -> list[str]:
     """Which keys of each stage YAML the study set (the paths and settings that chain the stages)."""
-    lines = ["## Stage config keys the study set", "",
-             "The study runs each stage YAML with these keys replaced: those of the study config's `overrides` "
-             "for that step, then the study's own chaining (the YAML's values for them are not used).", "",
-             "| step | stage YAML | keys set by the study config's overrides | keys set by the study |",
-             "|---|---|---|---|"]
+    lines = [
+        "## Stage config keys the study set",
+        "",
+        "The study runs each stage YAML with these keys replaced: those of the study config's `overrides` "
+        "for that step, then the study's own chaining (the YAML's values for them are not used).",
+        "",
+        "| step | stage YAML | keys set by the study config's overrides | keys set by the study |",
+        "|---|---|---|---|",
+    ]
     for step in plan_steps(cfg):
         own = ", ".join(f"`{o.split('=', 1)[0]}`" for o in step.ref.overrides) or "-"
         keys = ", ".join(f"`{k}`" for k in stage_overrides(step))
@@ -333,8 +430,12 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
         target = out / "report_main_comparison_off.md"
     lines = [f"# Study report: {out}", ""]
     if not summaries:
-        lines += ["No evaluation summary of the main comparison was found: no result to report." if cfg.main_comparison
-                  else "The main comparison is off (`main_comparison: false`).", ""]
+        lines += [
+            "No evaluation summary of the main comparison was found: no result to report."
+            if cfg.main_comparison
+            else "The main comparison is off (`main_comparison: false`).",
+            "",
+        ]
         lines += _frontier_section(cfg, out)
         lines += _sweep_section(cfg, out)
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -350,9 +451,12 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
         "Per-seed intervals are 95% percentile bootstraps over prompts within that seed; pooled ones resample seeds "
         "too (hierarchical bootstrap) or use the seed-level values (t). Collapse reference "
         f"(`collapse_reference: {cfg.collapse_reference}`): "
-        + ("each arm against the pretrained model it was fine-tuned from (plain_sft and anchored_sft_on_plain "
-           "against `base`, anchored arms against `anchored_base`)." if cfg.collapse_reference == "own"
-           else "every arm against `base`, the plain-pretrained model.")
+        + (
+            "each arm against the pretrained model it was fine-tuned from (plain_sft and anchored_sft_on_plain "
+            "against `base`, anchored arms against `anchored_base`)."
+            if cfg.collapse_reference == "own"
+            else "every arm against `base`, the plain-pretrained model."
+        )
         + " Per-seed details: `eval/seedN/report.md`.",
         "",
     ]
@@ -360,38 +464,65 @@ def write_study_report(cfg: StudyConfig, out: Path) -> Path:
     primary = (scoring.get("semantic_entropy") or {}).get("primary") or "the mean over labelled keys"
     lines += [judge_line(first.get("judge")), ""]
     for t in temperatures:
-        lines += [f"## Temperature {t}", "",
-                  f"### Headline: judged collapse of the {primary} (semantic_entropy, bits per prompt)", "",
-                  "Collapse = D(base) - D(arm); difference = collapse(plain SFT) - collapse(anchored), the primary "
-                  "figure; a ratio only where both collapses are positive with intervals excluding 0, otherwise the "
-                  "reason. Pooled: the seed is the replication unit; a hierarchical bootstrap (seeds resampled, one "
-                  "prompt resample shared by the seeds) and a Student t interval over the seed-level values.", ""]
+        lines += [
+            f"## Temperature {t}",
+            "",
+            f"### Headline: judged collapse of the {primary} (semantic_entropy, bits per prompt)",
+            "",
+            "Collapse = D(base) - D(arm); difference = collapse(plain SFT) - collapse(anchored), the primary "
+            "figure; a ratio only where both collapses are positive with intervals excluding 0, otherwise the "
+            "reason. Pooled: the seed is the replication unit; a hierarchical bootstrap (seeds resampled, one "
+            "prompt resample shared by the seeds) and a Student t interval over the seed-level values.",
+            "",
+        ]
         if "semantic_entropy" in diversity:
             lines += [*ratio_table(summaries, t, "semantic_entropy"), ""]
-        lines += ["### Annotation parsing (anchored arms)", "", *parse_lines(summaries, t), "",
-                  "### Annotation preservation and fidelity (anchored arms)", "",
-                  "Value in pretraining: share of samples whose annotation's topic exists in the pretraining "
-                  "annotations. Entropies of the topic values and of the sections they stand for, against the base "
-                  "before SFT in brackets; JS: Jensen-Shannon divergence (bits) of the sections from the base's. "
-                  "Fidelity: share of responses the judge gives the section their annotation stands for; chance: "
-                  "the agreement if responses ignored their annotations.", "",
-                  *fidelity_table(summaries, t), ""]
+        lines += [
+            "### Annotation parsing (anchored arms)",
+            "",
+            *parse_lines(summaries, t),
+            "",
+            "### Annotation preservation and fidelity (anchored arms)",
+            "",
+            "Value in pretraining: share of samples whose annotation's topic exists in the pretraining "
+            "annotations. Entropies of the topic values and of the sections they stand for, against the base "
+            "before SFT in brackets; JS: Jensen-Shannon divergence (bits) of the sections from the base's. "
+            "Fidelity: share of responses the judge gives the section their annotation stands for; chance: "
+            "the agreement if responses ignored their annotations.",
+            "",
+            *fidelity_table(summaries, t),
+            "",
+        ]
         lines += ["### Quality (beside every diversity figure)", ""]
         for metric in quality:
             lines += [f"**{metric}**", "", *seed_table(summaries, t, metric), ""]
         lines += ["### Secondary diversity metrics", ""]
         for metric in [m for m in ("pairwise_dissimilarity", "annotator_entropy") if m in diversity]:
-            note = " (the offline annotator's labels: NOT independent of the anchored arm)" if metric == "annotator_entropy" else ""
+            note = (
+                " (the offline annotator's labels: NOT independent of the anchored arm)"
+                if metric == "annotator_entropy"
+                else ""
+            )
             lines += [f"**{metric}**{note}", "", *ratio_table(summaries, t, metric), ""]
         lines += ["### Diversity per arm", ""]
         for metric in metrics:
             lines += [f"**{metric}**", "", *seed_table(summaries, t, metric), ""]
-        lines += ["### Empty responses (they share one embedding and one label: they look like collapse)", "",
-                  *empty_lines(summaries, t), ""]
+        lines += [
+            "### Empty responses (they share one embedding and one label: they look like collapse)",
+            "",
+            *empty_lines(summaries, t),
+            "",
+        ]
     lines += capability_lines(load_capabilities(out, cfg.seeds))
     # How the numbers were made, after the numbers: scorers, token budgets, the keys the study set.
-    lines += ["## Provenance", "", *scorer_lines(provenance.get("scoring")), "", *token_budget_lines(out),
-              *override_lines(cfg)]
+    lines += [
+        "## Provenance",
+        "",
+        *scorer_lines(provenance.get("scoring")),
+        "",
+        *token_budget_lines(out),
+        *override_lines(cfg),
+    ]
     lines += _frontier_section(cfg, out)
     lines += _sweep_section(cfg, out)
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -52,9 +52,13 @@ def check_paired_sft(steps: list[Step], seed: int, group: str = "") -> None:
             counts = (read_manifest(step.output_dir) or {}).get("counts", {})
             arms[step.name] = (counts.get("trained_ids_sha256"), counts.get("optimizer_steps"), counts.get("trained"))
     if len(set(arms.values())) > 1:
-        listing = "; ".join(f"{name}: {n} examples (ids {str(ids)[:19]}), {steps_} steps" for name, (ids, steps_, n) in arms.items())
-        raise RuntimeError(f"the SFT arms of {group or ''}seed {seed} trained on different examples or for different step counts "
-                           f"({listing}); set data.pair_with_anchored=true and the same training settings in both arms")
+        listing = "; ".join(
+            f"{name}: {n} examples (ids {str(ids)[:19]}), {steps_} steps" for name, (ids, steps_, n) in arms.items()
+        )
+        raise RuntimeError(
+            f"the SFT arms of {group or ''}seed {seed} trained on different examples or for different step counts "
+            f"({listing}); set data.pair_with_anchored=true and the same training settings in both arms"
+        )
 
 
 def _identity(step: Step) -> str | None:
@@ -127,9 +131,17 @@ def run_step(step: Step, cfg: StudyConfig, log_dir: Path) -> None:
     log_path = log_dir / f"{step.name}.log"
     print(f"[study] {step.name}: {' '.join(command)}", flush=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1,
-    ) as process:
+    with (
+        open(log_path, "w", encoding="utf-8") as log,
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            bufsize=1,
+        ) as process,
+    ):
         assert process.stdout is not None
         for line in process.stdout:
             sys.stdout.write(line)
@@ -145,8 +157,10 @@ def print_arms(steps: list[Step]) -> None:
         if step.module != "eval":
             continue
         for arm in step.load().arms:
-            print(f"[study] {step.name}: arm {arm.name}: model={arm.model} mode={arm.mode} base_arm={arm.base_arm}",
-                  flush=True)
+            print(
+                f"[study] {step.name}: arm {arm.name}: model={arm.model} mode={arm.mode} base_arm={arm.base_arm}",
+                flush=True,
+            )
 
 
 def _write_state(path: Path, state: dict) -> None:

@@ -71,8 +71,11 @@ def collect(cfg: StudyConfig, out: Path) -> dict:
     for name, topics in zip(sweep.names(), sweep.subsets):
         root = sweep_dir(out, name)
         sft_path = root / "sft_set" / "sft.jsonl"
-        labels = [json.loads(line)["topic"] for line in sft_path.read_text(encoding="utf-8").splitlines()] \
-            if sft_path.is_file() else []
+        labels = (
+            [json.loads(line)["topic"] for line in sft_path.read_text(encoding="utf-8").splitlines()]
+            if sft_path.is_file()
+            else []
+        )
         arms: dict = {}
         for seed in cfg.seeds:
             path = root / "eval" / f"seed{seed}" / "summary.json"
@@ -84,10 +87,18 @@ def collect(cfg: StudyConfig, out: Path) -> dict:
                     m = entry.get("metrics", {}).get(METRIC)
                     if m and m.get("mean") is not None:
                         arms.setdefault(arm, {}).setdefault(t, {})[str(seed)] = {
-                            k: m.get(k) for k in ("mean", "ci_low", "ci_high")}
-        subsets.append({"name": name, "topics": topics, "examples": len(labels),
-                        "examples_by_topic": dict(sorted(Counter(labels).items())),
-                        "subset_entropy_bits": entropy_bits(labels) if labels else None, "arms": arms})
+                            k: m.get(k) for k in ("mean", "ci_low", "ci_high")
+                        }
+        subsets.append(
+            {
+                "name": name,
+                "topics": topics,
+                "examples": len(labels),
+                "examples_by_topic": dict(sorted(Counter(labels).items())),
+                "subset_entropy_bits": entropy_bits(labels) if labels else None,
+                "arms": arms,
+            }
+        )
     temperatures = sorted({t for s in subsets for per_t in s["arms"].values() for t in per_t}, key=float)
     slopes = {}
     for t in temperatures:
@@ -100,10 +111,15 @@ def collect(cfg: StudyConfig, out: Path) -> dict:
                         y.append(point["mean"])
             if x:
                 slopes.setdefault(t, {})[arm] = least_squares_slope(x, y)
-    return {"metric": METRIC, "seeds": cfg.seeds, "documents": sweep.documents, "subsets": subsets,
-            "slopes": slopes,
-            "slope_interval": "least squares over (subset, seed) points; 95% t interval from the residual standard "
-                              "error (n-2 degrees of freedom); per-point bootstrap intervals not propagated"}
+    return {
+        "metric": METRIC,
+        "seeds": cfg.seeds,
+        "documents": sweep.documents,
+        "subsets": subsets,
+        "slopes": slopes,
+        "slope_interval": "least squares over (subset, seed) points; 95% t interval from the residual standard "
+        "error (n-2 degrees of freedom); per-point bootstrap intervals not propagated",
+    }
 
 
 def plot(data: dict, temperature: str, path: Path) -> None:
@@ -128,8 +144,16 @@ def plot(data: dict, temperature: str, path: Path) -> None:
             lows = [p["mean"] - p["ci_low"] for p in points.values() if p["ci_low"] is not None]
             highs = [p["ci_high"] - p["mean"] for p in points.values() if p["ci_high"] is not None]
             if len(lows) == len(means) == len(highs):
-                ax.errorbar([x] * len(means), means, yerr=[lows, highs], fmt="o", ms=3, capsize=2,
-                            color=f"C{SWEEP_ARMS.index(arm)}", alpha=0.6)
+                ax.errorbar(
+                    [x] * len(means),
+                    means,
+                    yerr=[lows, highs],
+                    fmt="o",
+                    ms=3,
+                    capsize=2,
+                    color=f"C{SWEEP_ARMS.index(arm)}",
+                    alpha=0.6,
+                )
         if line_x:
             fit = data["slopes"].get(temperature, {}).get(arm, {})
             label = arm if fit.get("slope") is None else f"{arm} (slope {fit['slope']:.2f})"
@@ -153,34 +177,49 @@ def write_sweep(cfg: StudyConfig, out: Path) -> list[str]:
     """Write sweep.json and sweep_entropy.png; return the study report's "Controlled entropy sweep" section."""
     data = collect(cfg, out)
     (out / SWEEP_JSON).write_text(json.dumps(data, indent=2), encoding="utf-8")
-    lines = ["## Controlled entropy sweep", "",
-             f"The paper's ablation (d): SFT sets of {data['documents']} articles split equally over 1..k sections, plain "
-             "and anchored SFT on each from this study's pretrained models, and the judged section entropy "
-             "(semantic_entropy, bits per prompt) of every arm's outputs against the SFT set's own section entropy. "
-             f"Seeds: {', '.join(str(s) for s in cfg.seeds)}. Cells: each seed's mean [95% bootstrap CI over prompts]. "
-             "Slope: least squares over the (subset, seed) points, with a 95% t interval from the residual standard "
-             "error (points treated as independent; the per-prompt intervals are not propagated). Copying the SFT "
-             f"set gives a slope near 1, keeping the pretrained distribution near 0. Data: `{SWEEP_JSON}`.", ""]
+    lines = [
+        "## Controlled entropy sweep",
+        "",
+        f"The paper's ablation (d): SFT sets of {data['documents']} articles split equally over 1..k sections, plain "
+        "and anchored SFT on each from this study's pretrained models, and the judged section entropy "
+        "(semantic_entropy, bits per prompt) of every arm's outputs against the SFT set's own section entropy. "
+        f"Seeds: {', '.join(str(s) for s in cfg.seeds)}. Cells: each seed's mean [95% bootstrap CI over prompts]. "
+        "Slope: least squares over the (subset, seed) points, with a 95% t interval from the residual standard "
+        "error (points treated as independent; the per-prompt intervals are not propagated). Copying the SFT "
+        f"set gives a slope near 1, keeping the pretrained distribution near 0. Data: `{SWEEP_JSON}`.",
+        "",
+    ]
     temperatures = list(data["slopes"])
     if not temperatures:
         return lines + ["No sweep evaluation summary was found: no result to report.", ""]
     for t in temperatures:
         path = out / (SWEEP_PLOT if len(temperatures) == 1 else f"sweep_entropy_t{t}.png")
         plot(data, t, path)
-        lines += [f"### Temperature {t}", "", f"![output entropy against SFT-set entropy]({path.name})", "",
-                  "| subset | topics | examples | subset entropy | " + " | ".join(SWEEP_ARMS) + " |",
-                  "|---|---|---|---|" + "---|" * len(SWEEP_ARMS)]
+        lines += [
+            f"### Temperature {t}",
+            "",
+            f"![output entropy against SFT-set entropy]({path.name})",
+            "",
+            "| subset | topics | examples | subset entropy | " + " | ".join(SWEEP_ARMS) + " |",
+            "|---|---|---|---|" + "---|" * len(SWEEP_ARMS),
+        ]
         for s in data["subsets"]:
             cells = []
             for arm in SWEEP_ARMS:
                 points = s["arms"].get(arm, {}).get(t, {})
-                cells.append("; ".join(f"{p['mean']:.3f} [{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}]"
-                                       for p in points.values()) or "n/a")
-            lines.append(f"| {s['name']} | {', '.join(s['topics'])} | {s['examples']} | "
-                         f"{_fmt(s['subset_entropy_bits'])} | " + " | ".join(cells) + " |")
+                cells.append(
+                    "; ".join(f"{p['mean']:.3f} [{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}]" for p in points.values())
+                    or "n/a"
+                )
+            lines.append(
+                f"| {s['name']} | {', '.join(s['topics'])} | {s['examples']} | "
+                f"{_fmt(s['subset_entropy_bits'])} | " + " | ".join(cells) + " |"
+            )
         lines += ["", "| arm | slope | 95% CI | standard error | intercept | points |", "|---|---|---|---|---|---|"]
         for arm, fit in data["slopes"][t].items():
-            lines.append(f"| {arm} | {_fmt(fit['slope'])} | [{_fmt(fit['ci_low'])}, {_fmt(fit['ci_high'])}] | "
-                         f"{_fmt(fit['se'])} | {_fmt(fit['intercept'])} | {fit['n_points']} |")
+            lines.append(
+                f"| {arm} | {_fmt(fit['slope'])} | [{_fmt(fit['ci_low'])}, {_fmt(fit['ci_high'])}] | "
+                f"{_fmt(fit['se'])} | {_fmt(fit['intercept'])} | {fit['n_points']} |"
+            )
         lines.append("")
     return lines

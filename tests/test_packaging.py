@@ -4,9 +4,9 @@ is checked by .ci/run itself (a pip dry run), not by a copy of vLLM's requiremen
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 

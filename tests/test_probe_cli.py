@@ -23,9 +23,23 @@ def test_the_probe_judges_outcomes():
 
 
 def test_a_few_cases_end_to_end(tmp_path):
-    proc = subprocess.run([sys.executable, "scripts/probe_cli.py", "--work", str(tmp_path), "--only",
-                           "eval: sampling.temperatures", "annotate: source.limit", "publish: source_dir"],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/probe_cli.py",
+            "--work",
+            str(tmp_path),
+            "--only",
+            "eval: sampling.temperatures",
+            "annotate: source.limit",
+            "publish: source_dir",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok 5 | silent_failure 0 | library_traceback 0 | own_message_traceback 0 | rows_lost_or_duplicated 0" \
+    assert (
+        "ok 5 | silent_failure 0 | library_traceback 0 | own_message_traceback 0 | rows_lost_or_duplicated 0"
         in proc.stdout
+    )

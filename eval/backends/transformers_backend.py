@@ -76,7 +76,9 @@ class TransformersBackend:
         # Longest prompt + generation: the model's positions, or max_model_len when that is smaller (None:
         # neither is known); prompts over the budget are skipped and counted upstream, as with vLLM.
         self.max_model_len = context_length(self.model.config, max_model_len)
-        self._cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self._cache_kwarg = (
+            "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        )
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self._syntax: AnnotationSyntaxTable | None = None  # built on the first constrained request
 
@@ -98,7 +100,7 @@ class TransformersBackend:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         out: list[Completion] = []
         for start in range(0, len(requests), self.batch_size):
-            out.extend(self._generate_batch(list(requests[start: start + self.batch_size])))
+            out.extend(self._generate_batch(list(requests[start : start + self.batch_size])))
         return out
 
     @torch.no_grad()
@@ -111,8 +113,8 @@ class TransformersBackend:
         input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
         attention = torch.zeros((rows, width), dtype=torch.long)
         for i, ids in enumerate(prompts):  # left padding: every row's next token is at the end
-            input_ids[i, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention[i, width - len(ids):] = 1
+            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[i, width - len(ids) :] = 1
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
 
@@ -148,8 +150,12 @@ class TransformersBackend:
         step_ids, step_attention, step_positions = input_ids, attention, positions
         for _ in range(max(max_new)):
             out = self.model(
-                input_ids=step_ids, attention_mask=step_attention, position_ids=step_positions,
-                use_cache=True, logits_to_keep=1, **{self._cache_kwarg: cache},
+                input_ids=step_ids,
+                attention_mask=step_attention,
+                position_ids=step_positions,
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_kwarg: cache},
             )
             cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
             logits = out.logits[:, -1, :].float()
@@ -184,11 +190,13 @@ class TransformersBackend:
             # Finished rows step on their last token; their outputs are ignored from here on.
             fed = [ids[-1] for ids in generated]
             step_ids = torch.tensor(fed, dtype=torch.long, device=self.device)[:, None]
-            step_attention = torch.cat([step_attention, torch.ones((rows, 1), dtype=torch.long, device=self.device)], dim=1)
+            step_attention = torch.cat(
+                [step_attention, torch.ones((rows, 1), dtype=torch.long, device=self.device)], dim=1
+            )
             step_positions = step_positions[:, -1:] + 1
 
         completions = []
-        for i, request in enumerate(requests):
+        for i in range(len(requests)):
             kind, reason = finish[i] or ("length", None)
             ids = generated[i]
             if kind == "stop" and ids and ids[-1] in stop_ids[i]:
@@ -197,8 +205,9 @@ class TransformersBackend:
             if kind == "stop" and reason in text_stops[i]:
                 text = cut_at_stop(text, text_stops[i])[0]
             extra = {"mass_outside_syntax": mass_outside[i]} if i in mass_outside else {}
-            completions.append(Completion(text=text, finish_reason=kind, stop_reason=reason, num_tokens=len(generated[i]),
-                                          extra=extra))
+            completions.append(
+                Completion(text=text, finish_reason=kind, stop_reason=reason, num_tokens=len(generated[i]), extra=extra)
+            )
         return completions
 
     def _decode(self, ids: list[int]) -> str:

@@ -26,7 +26,6 @@ from typing import Sequence
 from eval.backends.base import Completion, GenerationRequest, cut_at_stop, split_stops
 from posttrain.prompt_format import encode_prompt
 
-
 # vLLM's documented structured outputs (``SamplingParams(structured_outputs=
 # StructuredOutputsParams(regex=... | grammar=...))``) constrain the decoded text, and the text only:
 # no documented form names a special token, so no regex or grammar can say "the body may end here,
@@ -61,14 +60,18 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError as err:  # the optional extra is missing
             raise ImportError(
-                "sampling.backend=vllm needs vLLM: pip install '.[vllm]' on a GPU machine "
-                "(or use backend=transformers)"
+                "sampling.backend=vllm needs vLLM: pip install '.[vllm]' on a GPU machine (or use backend=transformers)"
             ) from err
         self.model_name = model
         kwargs = dict(
-            model=model, tokenizer=tokenizer or model, revision=revision, dtype=dtype,
-            tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-            seed=seed, trust_remote_code=trust_remote_code,
+            model=model,
+            tokenizer=tokenizer or model,
+            revision=revision,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            seed=seed,
+            trust_remote_code=trust_remote_code,
         )
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
@@ -102,11 +105,20 @@ class VLLMBackend:
                 if tid is None:
                     raise ValueError(f"banned string {text!r} is not a single token of {self.model_name}'s tokenizer")
                 bias[tid] = -100.0
-            params.append(SamplingParams(
-                n=1, seed=request.seed, temperature=request.temperature, top_p=request.top_p,
-                max_tokens=request.max_new_tokens, stop=list(stop_strings) or None, stop_token_ids=list(stop_ids) or None,
-                logit_bias=bias or None, skip_special_tokens=False, include_stop_str_in_output=False,
-            ))
+            params.append(
+                SamplingParams(
+                    n=1,
+                    seed=request.seed,
+                    temperature=request.temperature,
+                    top_p=request.top_p,
+                    max_tokens=request.max_new_tokens,
+                    stop=list(stop_strings) or None,
+                    stop_token_ids=list(stop_ids) or None,
+                    logit_bias=bias or None,
+                    skip_special_tokens=False,
+                    include_stop_str_in_output=False,
+                )
+            )
         outputs = self.llm.generate(token_prompts(self.tokenizer, requests), params, use_tqdm=False)
         completions = []
         for request, output in zip(requests, outputs):
@@ -126,7 +138,9 @@ class VLLMBackend:
                     reason = self.tokenizer.decode([stop_reason], skip_special_tokens=False)
                 else:
                     reason = hit or "<eos>"
-            completions.append(Completion(text=text, finish_reason=finish, stop_reason=reason, num_tokens=len(sample.token_ids)))
+            completions.append(
+                Completion(text=text, finish_reason=finish, stop_reason=reason, num_tokens=len(sample.token_ids))
+            )
         return completions
 
 

@@ -87,7 +87,9 @@ def load_pretraining_tags(annotate_dir: str, max_rows: int | None) -> tuple[dict
 
     data = Path(annotate_dir) / "data"
     if not data.exists():
-        raise RecordSourceError(f"{data}: not found (metrics.drift.pretraining_annotations must be the annotate output dir)")
+        raise RecordSourceError(
+            f"{data}: not found (metrics.drift.pretraining_annotations must be the annotate output dir)"
+        )
     records = load_records(RecordSource(source=str(data), limit=max_rows), required_fields=("tags",))
     statuses: Counter = Counter()
     kept = []

@@ -58,8 +58,9 @@ def estimate_entropy_bits(counts: Iterable[float], estimator: str = "plugin") ->
     raise ValueError(f"unknown entropy estimator {estimator!r} (one of {', '.join(ESTIMATORS)})")
 
 
-def semantic_entropy(labels_per_sample: Sequence[dict[str, str | None]], keys: Sequence[str],
-                     estimator: str = "plugin") -> dict:
+def semantic_entropy(
+    labels_per_sample: Sequence[dict[str, str | None]], keys: Sequence[str], estimator: str = "plugin"
+) -> dict:
     """Per key: the entropy (bits) of its labels over ALL samples, a sample without a label
     for the key counting as the label ``<absent>``; and coverage (the share of samples with
     a real label). The mean over keys is the summary figure when no primary key is chosen.

@@ -76,12 +76,14 @@ def annotation_values(tag_lists: Sequence[Sequence[dict] | None], key: str) -> l
     return out
 
 
-def preservation(values: Sequence[str | None], reference: Sequence[str | None] | None, known: set[str],
-                 mapping: dict[str, str]) -> dict:
+def preservation(
+    values: Sequence[str | None], reference: Sequence[str | None] | None, known: set[str], mapping: dict[str, str]
+) -> dict:
     counts = Counter(v for v in values if v is not None)
     mapped = Counter(mapping[v] for v in values if v in mapping)
     out = {
-        "n_samples": len(values), "with_value": sum(counts.values()),
+        "n_samples": len(values),
+        "with_value": sum(counts.values()),
         "share_value_in_pretraining": sum(1 for v in values if v in known) / len(values) if values else None,
         "value_entropy": entropy_of_counts(counts.values()) if counts else None,
         "distinct_values": len(counts),

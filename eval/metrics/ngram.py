@@ -68,7 +68,7 @@ class TrigramKN:
             raise ValueError("no words to fit the n-gram model on")
         self.vocab = vocab
         self.base = base = len(vocab) + 2  # ids 0..V+1
-        if base ** 3 >= 2 ** 62:
+        if base**3 >= 2**62:
             raise ValueError(f"n-gram vocabulary of {len(vocab)} words is too large to pack (read fewer rows)")
         tri = np.concatenate([(s[:-2] * base + s[1:-1]) * base + s[2:] for s in sequences])
         self.n_texts, self.n_words = len(sequences), int(tri.size)
@@ -76,7 +76,7 @@ class TrigramKN:
         # Order 3 contexts (u v): total count and number of distinct followers.
         self.ctx3_codes, self.ctx3_total, self.ctx3_types = _grouped(self.tri_codes // base, self.tri_counts)
         # Order 2: continuation counts N1+(.vw) are the distinct u before each (v, w).
-        self.bi_codes, self.bi_cont = np.unique(self.tri_codes % base ** 2, return_counts=True)
+        self.bi_codes, self.bi_cont = np.unique(self.tri_codes % base**2, return_counts=True)
         self.ctx2_codes, self.ctx2_total, self.ctx2_types = _grouped(self.bi_codes // base, self.bi_cont)
         # Order 1: N1+(.w) = the distinct v before w.
         self.uni_codes, self.uni_cont = np.unique(self.bi_codes % base, return_counts=True)
@@ -84,8 +84,14 @@ class TrigramKN:
         self.discounts = (_discount(self.uni_cont), _discount(self.bi_cont), _discount(self.tri_counts))
 
     def describe(self) -> dict:
-        return {"order": 3, "smoothing": "interpolated Kneser-Ney", "texts": self.n_texts, "words": self.n_words,
-                "vocabulary": len(self.vocab), "discounts": [round(d, 4) for d in self.discounts]}
+        return {
+            "order": 3,
+            "smoothing": "interpolated Kneser-Ney",
+            "texts": self.n_texts,
+            "words": self.n_words,
+            "vocabulary": len(self.vocab),
+            "discounts": [round(d, 4) for d in self.discounts],
+        }
 
     def _ids(self, text: str) -> np.ndarray:
         unknown = self.base - 1
@@ -98,10 +104,20 @@ class TrigramKN:
         d1, d2, d3 = self.discounts
         uni = _lookup(w, self.uni_codes, self.uni_cont)
         p1 = (np.maximum(uni - d1, 0) + d1 * len(self.uni_codes) / (self.base - 1)) / self.uni_total
-        p2 = self._interpolate(v, v * self.base + w, self.ctx2_codes, self.ctx2_total, self.ctx2_types,
-                               self.bi_codes, self.bi_cont, d2, p1)
-        p3 = self._interpolate(u * self.base + v, (u * self.base + v) * self.base + w, self.ctx3_codes,
-                               self.ctx3_total, self.ctx3_types, self.tri_codes, self.tri_counts, d3, p2)
+        p2 = self._interpolate(
+            v, v * self.base + w, self.ctx2_codes, self.ctx2_total, self.ctx2_types, self.bi_codes, self.bi_cont, d2, p1
+        )
+        p3 = self._interpolate(
+            u * self.base + v,
+            (u * self.base + v) * self.base + w,
+            self.ctx3_codes,
+            self.ctx3_total,
+            self.ctx3_types,
+            self.tri_codes,
+            self.tri_counts,
+            d3,
+            p2,
+        )
         return np.log(p3)
 
     @staticmethod
@@ -127,7 +143,9 @@ def corpus_files(corpus: str | Path, key: str = "metrics.quality.ngram.corpus") 
     return files
 
 
-def corpus_texts(corpus: str | Path, max_rows: int | None, key: str = "metrics.quality.ngram.corpus") -> tuple[list[str], dict]:
+def corpus_texts(
+    corpus: str | Path, max_rows: int | None, key: str = "metrics.quality.ngram.corpus"
+) -> tuple[list[str], dict]:
     """The ``text`` column of ``corpus``/data/*.parquet (an annotate output), never its annotations."""
     import pyarrow.parquet as pq
 
@@ -145,7 +163,12 @@ def corpus_texts(corpus: str | Path, max_rows: int | None, key: str = "metrics.q
                 texts.append(text)
             else:
                 empty += 1
-    return texts, {"corpus": str(corpus), "files": len(files), "rows_read": len(texts) + empty, "empty_rows_skipped": empty}
+    return texts, {
+        "corpus": str(corpus),
+        "files": len(files),
+        "rows_read": len(texts) + empty,
+        "empty_rows_skipped": empty,
+    }
 
 
 def fit_corpus_model(corpus: str | Path, max_rows: int | None) -> tuple[TrigramKN, dict]:

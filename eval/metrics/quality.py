@@ -34,7 +34,9 @@ from posttrain.prompt_format import encode_prompt
 
 
 class ProxyQuality:
-    def __init__(self, model: str, config: QualityConfig, device: str = "auto", dtype: str = "auto", max_tokens: int = 1024) -> None:
+    def __init__(
+        self, model: str, config: QualityConfig, device: str = "auto", dtype: str = "auto", max_tokens: int = 1024
+    ) -> None:
         from transformers import AutoModelForCausalLM
 
         from eval.backends.transformers_backend import load_tokenizer, resolve_device, resolve_dtype
@@ -43,7 +45,9 @@ class ProxyQuality:
         self.model_name = model
         self.device = resolve_device(device)
         self.tokenizer = load_tokenizer(model)
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=resolve_dtype(dtype, self.device)).to(self.device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(model, dtype=resolve_dtype(dtype, self.device)).to(self.device).eval()
+        )
         self.max_tokens = max_tokens
 
     def close(self) -> None:
@@ -56,11 +60,13 @@ class ProxyQuality:
         out: list[float | None] = []
         for start in range(0, len(prompts), self.config.batch_size):
             pairs = []
-            for prompt, response in zip(prompts[start: start + self.config.batch_size], responses[start: start + self.config.batch_size]):
+            for prompt, response in zip(
+                prompts[start : start + self.config.batch_size], responses[start : start + self.config.batch_size]
+            ):
                 text = self.config.reference_prompt_format.render_prompt(prompt, tok)
                 p_ids = encode_prompt(tok, text)
                 r_ids = tok.encode(response, add_special_tokens=False)[: self.max_tokens]
-                pairs.append((p_ids[-self.max_tokens:], r_ids))
+                pairs.append((p_ids[-self.max_tokens :], r_ids))
             width = max(len(p) + len(r) for p, r in pairs)
             ids = torch.full((len(pairs), width), tok.pad_token_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
@@ -76,13 +82,15 @@ class ProxyQuality:
                     out.append(None)
                     continue
                 # Position t predicts token t+1: response tokens sit at len(p)..len(p)+len(r)-1.
-                out.append(float(token_logp[i, len(p) - 1: len(p) + len(r) - 1].mean()))
+                out.append(float(token_logp[i, len(p) - 1 : len(p) + len(r) - 1].mean()))
         return out
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float | None]:
         logps = self.mean_logprobs(prompts, responses)
         return [
-            None if lp is None else lp - self.config.degeneration_weight * repeated_ngram_fraction(resp, self.config.degeneration_ngram)
+            None
+            if lp is None
+            else lp - self.config.degeneration_weight * repeated_ngram_fraction(resp, self.config.degeneration_ngram)
             for lp, resp in zip(logps, responses)
         ]
 
@@ -104,8 +112,12 @@ class NgramQuality:
         out: list[float | None] = []
         for response in responses:
             lp = self.model.mean_logprob(response)
-            out.append(None if lp is None else
-                       lp - self.config.degeneration_weight * repeated_ngram_fraction(response, self.config.degeneration_ngram))
+            out.append(
+                None
+                if lp is None
+                else lp
+                - self.config.degeneration_weight * repeated_ngram_fraction(response, self.config.degeneration_ngram)
+            )
         return out
 
 
@@ -122,7 +134,9 @@ class JudgeQuality:
 
     def score(self, prompts: Sequence[str], responses: Sequence[str], keys: Sequence[str]) -> list[float | None]:
         template = self.config.judge.template or QUALITY_JUDGE_TEMPLATE
-        contents = [fill_template(template, "metrics.quality.judge.template", prompt=p, response=r)
-                    for p, r in zip(prompts, responses)]
+        contents = [
+            fill_template(template, "metrics.quality.judge.template", prompt=p, response=r)
+            for p, r in zip(prompts, responses)
+        ]
         answers = self.judge.ask(contents, keys)
         return [parse_score(a, self.config.score_pattern) for a in answers]

@@ -9,8 +9,13 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "annotate").
 
 
 def test_the_expected_configs_exist():
-    assert {p.name for p in CONFIGS} >= {"embedded.yaml", "tiny.yaml", "llm_vllm.yaml", "sft_tulu3.yaml",
-                                         "sft_embedded.yaml"}
+    assert {p.name for p in CONFIGS} >= {
+        "embedded.yaml",
+        "tiny.yaml",
+        "llm_vllm.yaml",
+        "sft_tulu3.yaml",
+        "sft_embedded.yaml",
+    }
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -17,8 +17,11 @@ SCHEMA = pa.schema([pa.field("id", pa.string())])  # the writer's schema; its co
 
 def test_the_paper_config_builds_a_slurm_job_array_and_a_dependent_finalize_job(tmp_path):
     out = tmp_path / "paper"
-    config = load_config(AnnotateConfig, REPO / "configs" / "annotate" / "llm_vllm.yaml",
-                         [f"output_dir={out}", "executor.slurm.partition=h100"])
+    config = load_config(
+        AnnotateConfig,
+        REPO / "configs" / "annotate" / "llm_vllm.yaml",
+        [f"output_dir={out}", "executor.slurm.partition=h100"],
+    )
     annotate, finalize = build_executors(config, SCHEMA, {"source": config.source.source})
     assert isinstance(annotate, SlurmPipelineExecutor) and annotate.world_size == config.executor.tasks == 256
     steps = annotate.pipeline

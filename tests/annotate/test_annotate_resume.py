@@ -21,8 +21,9 @@ def test_a_run_killed_after_a_task_completed_resumes_to_the_uninterrupted_result
     command = [sys.executable, "-m", "annotate", str(TINY_CONFIG), f"output_dir={out}", *overrides]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     # Its own process group: the kill takes the run and datatrove's helper process, as a node failure does.
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     lines = []
     try:
         for raw in process.stdout:  # task 1 starts after task 0's file is closed and marked complete

@@ -13,8 +13,19 @@ from annotate.stage import AnnotateError
 from stage_io.manifest import read_manifest
 from stage_io.records import RecordSource, RecordSourceError, load_records
 
-CORPUS_COLUMNS = {"id", "doc_id", "chunk_index", "text", "tags", "annotation", "status", "error", "raw_output",
-                  "annotator", "annotator_version"}
+CORPUS_COLUMNS = {
+    "id",
+    "doc_id",
+    "chunk_index",
+    "text",
+    "tags",
+    "annotation",
+    "status",
+    "error",
+    "raw_output",
+    "annotator",
+    "annotator_version",
+}
 
 
 def test_output_contract(fitted_run):
@@ -80,12 +91,23 @@ def test_tasks_partition_the_documents_and_finalize_to_the_single_run(tmp_path, 
 
 def test_empty_documents_are_recorded_skips(tmp_path, fitted_run, tiny_config):
     docs = tmp_path / "docs.jsonl"
-    rows = [{"id": "a", "text": "Tony Blair visited Paris in 2004 to meet the French president."},
-            {"id": "b", "text": "   \n\n  "}, {"id": "c", "text": None}, {"id": "d", "text": "Shares rose."}]
+    rows = [
+        {"id": "a", "text": "Tony Blair visited Paris in 2004 to meet the French president."},
+        {"id": "b", "text": "   \n\n  "},
+        {"id": "c", "text": None},
+        {"id": "d", "text": "Shares rose."},
+    ]
     docs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
-    stats = run(tiny_config(out, f"source.source={docs}", "source.limit=null", "keep_columns=[]",
-                            f"annotator.offline.fitted_state_from={fitted_run[0]}"))
+    stats = run(
+        tiny_config(
+            out,
+            f"source.source={docs}",
+            "source.limit=null",
+            "keep_columns=[]",
+            f"annotator.offline.fitted_state_from={fitted_run[0]}",
+        )
+    )
     ds = load_records(RecordSource(source=str(out / "data")))
     assert ds["id"] == ["a#0", "b#0", "c#0", "d#0"]
     assert ds["status"] == ["ok", "skipped", "skipped", "ok"]
@@ -141,9 +163,19 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     latin1 = tmp_path / "latin1.jsonl"
     latin1.write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
     result = subprocess.run(
-        [sys.executable, "-m", "annotate", str(repo / "configs" / "annotate" / "tiny.yaml"), f"source.source={latin1}", f"output_dir={tmp_path / 'o'}",
-         "keep_columns=[]"],
-        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "annotate",
+            str(repo / "configs" / "annotate" / "tiny.yaml"),
+            f"source.source={latin1}",
+            f"output_dir={tmp_path / 'o'}",
+            "keep_columns=[]",
+        ],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert f"annotate: error: {latin1}:2: not valid UTF-8" in result.stderr

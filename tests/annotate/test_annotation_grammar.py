@@ -27,18 +27,37 @@ def test_the_regex_accepts_every_rendered_annotation_of_embedded_articles(fitted
     rendered = [render_annotation(tags) for tags in annotator.annotate(texts)]
     assert len(rendered) > 150
     for annotation in rendered:
-        body = annotation[len(ANNOTATION_OPEN):-len(ANNOTATION_CLOSE)]
+        body = annotation[len(ANNOTATION_OPEN) : -len(ANNOTATION_CLOSE)]
         assert pattern.fullmatch(body), annotation
         assert re.fullmatch(annotation_body_regex(schema, GRAMMAR_SEPARATORS), body.replace(" ", "\n"))
         assert render_annotation(parse_tags(body)) == annotation
 
 
-@pytest.mark.parametrize("body", [
-    "", "topic", "topic:", ":sport", "mood:happy", "Topic:sport", "topic:sport  entity:Blair", "topic:sport ",
-    " topic:sport", "topic:_sport", "topic:sport_", "topic:spo rt", "topic:a<b", "topic:a|b", "topic:a>b",
-    "topic:<|ann|>", "topic:sport\tentity:Blair", "topic:" + "x" * 49, " ".join(["topic:a"] * 13),
-    "topic:sport\nentity:Blair",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "topic",
+        "topic:",
+        ":sport",
+        "mood:happy",
+        "Topic:sport",
+        "topic:sport  entity:Blair",
+        "topic:sport ",
+        " topic:sport",
+        "topic:_sport",
+        "topic:sport_",
+        "topic:spo rt",
+        "topic:a<b",
+        "topic:a|b",
+        "topic:a>b",
+        "topic:<|ann|>",
+        "topic:sport\tentity:Blair",
+        "topic:" + "x" * 49,
+        " ".join(["topic:a"] * 13),
+        "topic:sport\nentity:Blair",
+    ],
+)
 def test_the_regex_rejects_malformed_bodies(body):
     assert not re.fullmatch(annotation_body_regex(AnnotationSchema(keys=TINY_KEYS)), body)
 

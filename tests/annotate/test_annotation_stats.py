@@ -28,8 +28,12 @@ def test_accumulator_counts_coverage_entropy_and_failures():
     assert overall["documents"] == 4 and overall["characters"] == 105
     assert overall["mean_tags_per_ok_chunk"] == pytest.approx(8 / 4)
     assert list(summary["keys"]) == ["topic", "entity", "mood"]  # schema order, then the rest
-    assert summary["keys"]["topic"] == {"coverage": 1.0, "distinct_values": 2, "entropy_bits": 1.0,
-                                        "top_values": [["a", 2], ["b", 2]]}
+    assert summary["keys"]["topic"] == {
+        "coverage": 1.0,
+        "distinct_values": 2,
+        "entropy_bits": 1.0,
+        "top_values": [["a", 2], ["b", 2]],
+    }
     assert summary["keys"]["entity"]["coverage"] == 0.5
     assert summary["keys"]["entity"]["entropy_bits"] == pytest.approx(entropy_bits([2, 1]))
     assert overall["max_entropy_key"] == "topic" and overall["max_entropy_bits"] == 1.0

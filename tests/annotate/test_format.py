@@ -18,12 +18,20 @@ from annotate.format import (
 def test_round_trip_is_exact():
     schema = AnnotationSchema()
     tags = make_tags(
-        [("entity", "Mrs  Sinclair"), ("topic", "family"), ("location", "Baghdad"), ("entity", "Ali"),
-         ("time", "12:30")],
+        [
+            ("entity", "Mrs  Sinclair"),
+            ("topic", "family"),
+            ("location", "Baghdad"),
+            ("entity", "Ali"),
+            ("time", "12:30"),
+        ],
         schema,
     )
     text = render_annotation(tags)
-    assert text == f"{ANNOTATION_OPEN}topic:family entity:Mrs_Sinclair entity:Ali location:Baghdad time:12:30{ANNOTATION_CLOSE}"
+    assert (
+        text
+        == f"{ANNOTATION_OPEN}topic:family entity:Mrs_Sinclair entity:Ali location:Baghdad time:12:30{ANNOTATION_CLOSE}"
+    )
     assert parse_annotation(text) == tags
 
 

@@ -43,7 +43,10 @@ def test_malformed_output_is_retried_then_succeeds_or_is_recorded():
     assert fixed.raw_output == "topic:war, location: Baghdad"
     assert hopeless.status == "failed" and hopeless.tags == ()
     assert hopeless.raw_output == "mood:bad"
-    assert hopeless.error.startswith("malformed after 3 attempts") and "'mood' is not in the configured keys" in hopeless.error
+    assert (
+        hopeless.error.startswith("malformed after 3 attempts")
+        and "'mood' is not in the configured keys" in hopeless.error
+    )
 
     attempts = {text: [(seed, temp) for t, seed, temp in engine.calls if t == text] for text in script}
     assert len(attempts["good"]) == 1 and len(attempts["fixed"]) == 2 and len(attempts["hopeless"]) == 3
@@ -81,12 +84,28 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(tiny_llm):
 
 def test_llm_stage_records_failures_with_raw_output(tmp_path, tiny_llm, tiny_config):
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("\n".join(json.dumps({"text": t}) for t in
-                              ["Shares rose in London on Monday.", "", "Tony Blair won the election in 2005."]) + "\n")
+    docs.write_text(
+        "\n".join(
+            json.dumps({"text": t})
+            for t in ["Shares rose in London on Monday.", "", "Tony Blair won the election in 2005."]
+        )
+        + "\n"
+    )
     out = tmp_path / "out"
-    stats = run(tiny_config(out, f"source.source={docs}", "source.limit=null", "keep_columns=[]",
-                            "annotator.kind=llm", "llm.backend=transformers", f"llm.model={tiny_llm}",
-                            "llm.max_new_tokens=6", "llm.max_retries=1", "llm.batch_size=2"))
+    stats = run(
+        tiny_config(
+            out,
+            f"source.source={docs}",
+            "source.limit=null",
+            "keep_columns=[]",
+            "annotator.kind=llm",
+            "llm.backend=transformers",
+            f"llm.model={tiny_llm}",
+            "llm.max_new_tokens=6",
+            "llm.max_retries=1",
+            "llm.batch_size=2",
+        )
+    )
     ds = load_records(RecordSource(source=str(out / "data")))
     assert ds["id"] == ["0#0", "1#0", "2#0"]
     assert ds["status"] == ["failed", "skipped", "failed"]

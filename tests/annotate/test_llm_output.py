@@ -15,12 +15,15 @@ SCHEMA = AnnotationSchema(max_tags=6, max_value_chars=24)
         "- topic: election\n- entity: Tony Blair\n- location: London",
         "```\ntopic:election; entity:Tony Blair; location:London\n```",
         "<|ann|>topic:election entity:Tony_Blair location:London<|/ann|>",
-        "Tags: topic:election entity:\"Tony Blair\" location:London",
+        'Tags: topic:election entity:"Tony Blair" location:London',
     ],
 )
 def test_lenient_layouts_give_the_same_tags(text):
-    assert parse_llm_tags(text, SCHEMA) == (Tag("topic", "election"), Tag("entity", "Tony_Blair"),
-                                            Tag("location", "London"))
+    assert parse_llm_tags(text, SCHEMA) == (
+        Tag("topic", "election"),
+        Tag("entity", "Tony_Blair"),
+        Tag("location", "London"),
+    )
 
 
 def test_values_keep_colons_and_urls_are_not_keys():

@@ -1,13 +1,13 @@
 """The offline annotator: real keys from the text, saved and reloaded to the same tags."""
 
+import pytest
+
 from annotate import Tag, load_annotator
 from annotate.annotators import AnnotatorLoadError
 from annotate.config import OfflineConfig
 from annotate.format import AnnotationSchema, validate_tags
 from annotate.offline import OfflineAnnotator
 from stage_io.records import RecordSource, load_records
-
-import pytest
 
 
 def test_saved_annotator_reloads_to_the_same_tags(fitted_run):
@@ -24,8 +24,10 @@ def test_saved_annotator_reloads_to_the_same_tags(fitted_run):
 
 def test_tags_come_from_the_text(fitted_run):
     annotator = load_annotator(fitted_run[0], progress=False)
-    text = ('Prime Minister Tony Blair said on Friday that Labour would win the election in May 2005. '
-            '"We will cut taxes," he told reporters in London, where shares fell 3% to £1.2bn.')
+    text = (
+        "Prime Minister Tony Blair said on Friday that Labour would win the election in May 2005. "
+        '"We will cut taxes," he told reporters in London, where shares fell 3% to £1.2bn.'
+    )
     (tags,) = annotator.annotate([text])
     keys = [t.key for t in tags]
     assert validate_tags(tags, annotator.schema) == []

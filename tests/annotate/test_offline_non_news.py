@@ -26,8 +26,10 @@ POSTS = [
 
 
 def test_contractions_and_sentence_initial_pronouns_are_not_entities():
-    text = ("I'm tired. I've been walking. Don't laugh. We'll see. He's Mary's brother, and "
-            "They'd met Tom Baker in Paris. Hello I'm Sam. Let's ask O'Brien.")
+    text = (
+        "I'm tired. I've been walking. Don't laugh. We'll see. He's Mary's brother, and "
+        "They'd met Tom Baker in Paris. Hello I'm Sam. Let's ask O'Brien."
+    )
     found = text_features.entities(text, common_lowercase={"hello"})
     assert found == ["Mary", "Tom_Baker", "Sam", "O'Brien"]
     assert not any(v in found for v in ("I'm", "I've", "Don't", "We'll", "He's", "They'd", "Let's", "I", "He"))

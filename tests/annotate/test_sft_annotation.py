@@ -10,8 +10,16 @@ from annotate.config import SFTConfig
 from annotate.sft import MalformedExample, response_of
 from stage_io.records import RecordSource, load_records
 
-ANNOTATION_COLUMNS = ["response", "tags", "annotation", "status", "error", "raw_output", "annotator",
-                      "annotator_version"]
+ANNOTATION_COLUMNS = [
+    "response",
+    "tags",
+    "annotation",
+    "status",
+    "error",
+    "raw_output",
+    "annotator",
+    "annotator_version",
+]
 
 
 def write_jsonl(path, rows):
@@ -25,17 +33,38 @@ def chat(*turns):
 
 def test_messages_format(tmp_path, fitted_run, tiny_config):
     rows = [
-        {"id": "ok1", "messages": chat(("user", "Write about the election."),
-                                       ("assistant", "Tony Blair won the election in May 2005 in London."))},
-        {"id": "multi", "messages": chat(("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello there."),
-                                         ("user", "And shares?"), ("assistant", "Shares fell 3% on Friday."))},
+        {
+            "id": "ok1",
+            "messages": chat(
+                ("user", "Write about the election."),
+                ("assistant", "Tony Blair won the election in May 2005 in London."),
+            ),
+        },
+        {
+            "id": "multi",
+            "messages": chat(
+                ("system", "Be brief."),
+                ("user", "Hi"),
+                ("assistant", "Hello there."),
+                ("user", "And shares?"),
+                ("assistant", "Shares fell 3% on Friday."),
+            ),
+        },
         {"id": "noasst", "messages": chat(("user", "Anyone?"))},
         {"id": "empty", "messages": chat(("user", "Say nothing"), ("assistant", "   "))},
     ]
     data = write_jsonl(tmp_path / "sft.jsonl", rows)
     out = tmp_path / "out"
-    stats = run(tiny_config(out, "mode=sft", f"source.source={data}", "source.limit=null", "keep_columns=[]",
-                            f"annotator.offline.fitted_state_from={fitted_run[0]}"))
+    stats = run(
+        tiny_config(
+            out,
+            "mode=sft",
+            f"source.source={data}",
+            "source.limit=null",
+            "keep_columns=[]",
+            f"annotator.offline.fitted_state_from={fitted_run[0]}",
+        )
+    )
     ds = load_records(RecordSource(source=str(out / "data")))
     assert set(ds.column_names) == {"id", "messages", *ANNOTATION_COLUMNS}
     (shard,) = (out / "data").glob("*.parquet")
@@ -62,8 +91,17 @@ def test_prompt_completion_format(tmp_path, fitted_run, tiny_config):
     ]
     data = write_jsonl(tmp_path / "pc.jsonl", rows)
     out = tmp_path / "out"
-    run(tiny_config(out, "mode=sft", "sft.format=prompt_completion", f"source.source={data}", "source.limit=null",
-                    "keep_columns=[]", f"annotator.offline.fitted_state_from={fitted_run[0]}"))
+    run(
+        tiny_config(
+            out,
+            "mode=sft",
+            "sft.format=prompt_completion",
+            f"source.source={data}",
+            "source.limit=null",
+            "keep_columns=[]",
+            f"annotator.offline.fitted_state_from={fitted_run[0]}",
+        )
+    )
     ds = load_records(RecordSource(source=str(out / "data")))
     assert ds["id"] == ["0", "1", "2"] and ds["prompt"] == ["Tell a story", "Numbers?", "Nothing"]
     assert ds["response"][:2] == [rows[0]["completion"], rows[1]["completion"]]
@@ -91,11 +129,14 @@ def test_response_extraction_errors():
     assert response_of({"completion": "fine"}, completion) == "fine"
 
 
-@pytest.mark.parametrize("messages", [
-    [chat(("user", "Anyone?")), chat(("user", "Still there?"))],
-    [chat(("system", "Be brief.")), []],
-    [chat(("user", "Say nothing"), ("assistant", "  ")), chat(("user", "Hi"), ("assistant", ""))],
-])
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [chat(("user", "Anyone?")), chat(("user", "Still there?"))],
+        [chat(("system", "Be brief.")), []],
+        [chat(("user", "Say nothing"), ("assistant", "  ")), chat(("user", "Hi"), ("assistant", ""))],
+    ],
+)
 def test_an_sft_file_without_any_response_is_refused_naming_the_file(tmp_path, tiny_config, messages):
     data = write_jsonl(tmp_path / "sft.jsonl", [{"id": f"r{i}", "messages": m} for i, m in enumerate(messages)])
     out = tmp_path / "out"

@@ -70,7 +70,9 @@ def test_preservation_against_a_reference_arm():
     same = ["football", "bank", None, "tennis"]
     p = preservation(same, same, known=set(mapping), mapping=mapping)
     assert p["js_divergence"] == 0.0 and p["share_value_in_pretraining"] == 0.75
-    assert p["value_entropy"] == pytest.approx(1.585, abs=1e-3) and p["mapped_entropy"] == pytest.approx(0.918, abs=1e-3)
+    assert p["value_entropy"] == pytest.approx(1.585, abs=1e-3) and p["mapped_entropy"] == pytest.approx(
+        0.918, abs=1e-3
+    )
     narrowed = preservation(["football"] * 4, same, known=set(mapping), mapping=mapping)
     assert narrowed["mapped_entropy"] == 0.0 and narrowed["js_divergence"] > 0.3
     invented = preservation(["footbank", "football"], None, known=set(mapping), mapping=mapping)
@@ -87,8 +89,11 @@ def test_the_stored_judge_predicts_as_the_fitted_pipeline_and_holds_no_pickle(tm
 
     path = tmp_path / "three.jsonl"
     words = {"a": "goal match striker league", "b": "shares profit bank market", "c": "film actor award stage"}
-    rows = [{"id": f"{k}{i}", "text": f"{words[k]} {words[k].split()[i % 4]} day {i}", "label": k}
-            for i in range(30) for k in words]
+    rows = [
+        {"id": f"{k}{i}", "text": f"{words[k]} {words[k].split()[i % 4]} day {i}", "label": k}
+        for i in range(30)
+        for k in words
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = ClassifierJudgeConfig(source=RecordSource(source=str(path)), label_field="label", min_accuracy=0.0)
     pipeline, _ = fit(cfg)
@@ -115,8 +120,12 @@ def test_a_replaced_judge_file_runs_no_code_and_is_refitted(tmp_path, capsys):
     from eval.attribute_classifier import MODEL_FILE
 
     path = tmp_path / "two.jsonl"
-    path.write_text("".join(json.dumps({"id": i, "text": f"{'cat dog' if i % 2 else 'sun moon'} {i}",
-                                        "label": str(i % 2)}) + "\n" for i in range(20)))
+    path.write_text(
+        "".join(
+            json.dumps({"id": i, "text": f"{'cat dog' if i % 2 else 'sun moon'} {i}", "label": str(i % 2)}) + "\n"
+            for i in range(20)
+        )
+    )
     cfg = ClassifierJudgeConfig(source=RecordSource(source=str(path)), label_field="label", min_accuracy=0.0)
     folder = tmp_path / "judge"
     first = load_or_fit(cfg, folder)
@@ -124,8 +133,14 @@ def test_a_replaced_judge_file_runs_no_code_and_is_refitted(tmp_path, capsys):
     Payload.marker = str(marker)
     for crafted in (pickle.dumps(Payload()), None):
         if crafted is None:  # an npz whose array is a pickled object
-            np.savez(folder / MODEL_FILE, vocabulary=np.array([Payload()], dtype=object), idf=np.ones(1),
-                     coef=np.ones((1, 1)), intercept=np.zeros(1), classes=np.array(["0", "1"]))
+            np.savez(
+                folder / MODEL_FILE,
+                vocabulary=np.array([Payload()], dtype=object),
+                idf=np.ones(1),
+                coef=np.ones((1, 1)),
+                intercept=np.zeros(1),
+                classes=np.array(["0", "1"]),
+            )
         else:
             (folder / MODEL_FILE).write_bytes(crafted)
         again = load_or_fit(cfg, folder)

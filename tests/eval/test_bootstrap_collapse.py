@@ -44,8 +44,17 @@ def test_collapse_ratio_known_inputs_with_separate_bases():
         "base_anchored": _by_prompt([0.95, 0.95, 0.95, 0.95]),
         "anchored": _by_prompt([0.85, 0.85, 0.85, 0.85]),  # collapse 0.1
     }
-    r = collapse_ratio(values, "plain_sft", "base_plain", "anchored", "base_anchored",
-                       min_denominator=1e-6, resamples=200, confidence=0.95, seed=0)
+    r = collapse_ratio(
+        values,
+        "plain_sft",
+        "base_plain",
+        "anchored",
+        "base_anchored",
+        min_denominator=1e-6,
+        resamples=200,
+        confidence=0.95,
+        seed=0,
+    )
     assert r["status"] == "ok"
     assert r["ratio"] == pytest.approx(6.0)
     assert r["gap_closed"] == pytest.approx(1 - 1 / 6)
@@ -53,16 +62,31 @@ def test_collapse_ratio_known_inputs_with_separate_bases():
     assert r["plain_base"] == "base_plain" and r["anchored_base"] == "base_anchored"
 
 
-def _pair(values, plain="plain_sft", plain_base="base", anchored="anchored", anchored_base="anchored_base", resamples=500):
-    return collapse_ratio(values, plain, plain_base, anchored, anchored_base,
-                          min_denominator=1e-6, resamples=resamples, confidence=0.95, seed=0)
+def _pair(
+    values, plain="plain_sft", plain_base="base", anchored="anchored", anchored_base="anchored_base", resamples=500
+):
+    return collapse_ratio(
+        values,
+        plain,
+        plain_base,
+        anchored,
+        anchored_base,
+        min_denominator=1e-6,
+        resamples=resamples,
+        confidence=0.95,
+        seed=0,
+    )
 
 
 def test_both_arms_gaining_diversity_gives_no_ratio():
     # Base 0.5, plain SFT 0.6, anchored base 0.5, anchored 0.51: both arms gained diversity (negative
     # collapses), so a ratio (10) or a gap closed (0.9) would read as a success that means nothing.
-    values = {"base": _by_prompt([0.5] * 6), "plain_sft": _by_prompt([0.6] * 6),
-              "anchored_base": _by_prompt([0.5] * 6), "anchored": _by_prompt([0.51] * 6)}
+    values = {
+        "base": _by_prompt([0.5] * 6),
+        "plain_sft": _by_prompt([0.6] * 6),
+        "anchored_base": _by_prompt([0.5] * 6),
+        "anchored": _by_prompt([0.51] * 6),
+    }
     r = _pair(values)
     assert r["ratio"] is None and r["gap_closed"] is None
     assert r["status"] == "plain_not_collapsed"
@@ -76,8 +100,12 @@ def test_anchored_collapse_interval_crossing_zero_is_not_distinguishable():
     base = rng.uniform(1.5, 2.2, n)
     anchored_delta = rng.normal(0.0, 0.3, n)  # anchored collapse centred on 0, wide
     anchored_delta -= anchored_delta.mean() - 0.02  # mean slightly above 0
-    values = {"base": _by_prompt(base), "plain_sft": _by_prompt(base - 0.8),
-              "anchored_base": _by_prompt(base), "anchored": _by_prompt(base - anchored_delta)}
+    values = {
+        "base": _by_prompt(base),
+        "plain_sft": _by_prompt(base - 0.8),
+        "anchored_base": _by_prompt(base),
+        "anchored": _by_prompt(base - anchored_delta),
+    }
     r = _pair(values)
     low, high = r["collapse_anchored_ci"]
     assert low < 0 < high
@@ -87,15 +115,22 @@ def test_anchored_collapse_interval_crossing_zero_is_not_distinguishable():
 
 
 def test_anchored_gaining_diversity_has_its_own_status():
-    values = {"base": _by_prompt([1.0, 0.9, 0.8, 1.1]), "plain_sft": _by_prompt([0.5, 0.4, 0.4, 0.5]),
-              "anchored_base": _by_prompt([1.0, 0.9, 0.8, 1.1]), "anchored": _by_prompt([1.3, 1.2, 1.2, 1.35])}
+    values = {
+        "base": _by_prompt([1.0, 0.9, 0.8, 1.1]),
+        "plain_sft": _by_prompt([0.5, 0.4, 0.4, 0.5]),
+        "anchored_base": _by_prompt([1.0, 0.9, 0.8, 1.1]),
+        "anchored": _by_prompt([1.3, 1.2, 1.2, 1.35]),
+    }
     r = _pair(values)
     assert r["status"] == "anchored_gained" and r["ratio"] is None
 
 
 def test_anchored_not_collapsing_at_all_is_a_status_not_infinity():
-    values = {"base": _by_prompt([1.0, 0.9, 0.8]), "plain_sft": _by_prompt([0.5, 0.5, 0.5]),
-              "anchored": _by_prompt([1.0, 0.9, 0.8])}
+    values = {
+        "base": _by_prompt([1.0, 0.9, 0.8]),
+        "plain_sft": _by_prompt([0.5, 0.5, 0.5]),
+        "anchored": _by_prompt([1.0, 0.9, 0.8]),
+    }
     r = _pair(values, anchored_base="base", resamples=100)
     assert r["ratio"] is None and r["status"] == "anchored_not_distinguishable_from_0"
     empty = collapse_ratio({}, "a", "b", "c", "d", 1e-6, 10, 0.95, 0)
@@ -105,8 +140,12 @@ def test_anchored_not_collapsing_at_all_is_a_status_not_infinity():
 def test_ratio_and_gap_closed_when_both_collapses_are_clearly_positive():
     rng = np.random.default_rng(1)
     base = rng.uniform(1.5, 2.2, 30)
-    values = {"base": _by_prompt(base), "plain_sft": _by_prompt(base - 0.9 - rng.normal(0, 0.05, 30)),
-              "anchored_base": _by_prompt(base), "anchored": _by_prompt(base - 0.3 - rng.normal(0, 0.05, 30))}
+    values = {
+        "base": _by_prompt(base),
+        "plain_sft": _by_prompt(base - 0.9 - rng.normal(0, 0.05, 30)),
+        "anchored_base": _by_prompt(base),
+        "anchored": _by_prompt(base - 0.3 - rng.normal(0, 0.05, 30)),
+    }
     r = _pair(values)
     assert r["status"] == "ok"
     assert r["ci_low"] < r["ratio"] < r["ci_high"]
@@ -120,13 +159,19 @@ def test_pooling_over_seeds_averages_seed_means_and_follows_the_same_rules():
     for k, (cp, ca) in enumerate([(0.9, 0.2), (0.7, 0.3), (0.8, 0.1)]):
         rng = np.random.default_rng(k)
         base = rng.uniform(1.5, 2.2, 8)
-        values = {"base": _by_prompt(base), "plain_sft": _by_prompt(base - cp - rng.normal(0, 0.05, 8)),
-                  "anchored_base": _by_prompt(base), "anchored": _by_prompt(base - ca - rng.normal(0, 0.05, 8))}
+        values = {
+            "base": _by_prompt(base),
+            "plain_sft": _by_prompt(base - cp - rng.normal(0, 0.05, 8)),
+            "anchored_base": _by_prompt(base),
+            "anchored": _by_prompt(base - ca - rng.normal(0, 0.05, 8)),
+        }
         seeds.append(_pair(values)["per_prompt"])
     pooled = pooled_pair_statistics(seeds, 1e-6, 500, 0.95, 0)
     assert pooled["n_strata"] == 3 and pooled["n_prompts"] == 24
     assert pooled["collapse_plain"] == pytest.approx(np.mean([np.mean(s["collapse_plain"]) for s in seeds]))
-    assert pooled["status"] == "ok" and pooled["ratio"] == pytest.approx(pooled["collapse_plain"] / pooled["collapse_anchored"])
+    assert pooled["status"] == "ok" and pooled["ratio"] == pytest.approx(
+        pooled["collapse_plain"] / pooled["collapse_anchored"]
+    )
     assert pooled["collapse_plain_ci"][0] < pooled["collapse_plain"] < pooled["collapse_plain_ci"][1]
     flipped = [dict(s, collapse_plain=[-v for v in s["collapse_plain"]]) for s in seeds]
     assert pooled_pair_statistics(flipped, 1e-6, 500, 0.95, 0)["status"] == "plain_not_collapsed"

@@ -31,16 +31,26 @@ def task_dir(tmp_path_factory) -> Path:
 
 
 def config(tmp_path: Path, arms: list[dict], task_dir: Path | str, *overrides: str) -> EvalConfig:
-    return load_config(EvalConfig, TINY, [
-        f"output_dir={tmp_path / 'run'}", "stages=[capabilities]", "arms=" + json.dumps(arms),
-        "capabilities.include_path=" + json.dumps([str(task_dir)]), "capabilities.limit=20", *overrides,
-    ])
+    return load_config(
+        EvalConfig,
+        TINY,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            "stages=[capabilities]",
+            "arms=" + json.dumps(arms),
+            "capabilities.include_path=" + json.dumps([str(task_dir)]),
+            "capabilities.limit=20",
+            *overrides,
+        ],
+    )
 
 
 def test_lm_eval_runs_the_local_task_on_tiny_models_then_resumes(tmp_path, tiny_models, task_dir):
-    arms = [{"name": "plain_sft", "model": tiny_models["plain"]},
-            {"name": "anchored", "model": tiny_models["anchored"], "mode": "anchored"},
-            {"name": "anchored_no_annotation", "model": tiny_models["anchored"], "mode": "no_annotation"}]
+    arms = [
+        {"name": "plain_sft", "model": tiny_models["plain"]},
+        {"name": "anchored", "model": tiny_models["anchored"], "mode": "anchored"},
+        {"name": "anchored_no_annotation", "model": tiny_models["anchored"], "mode": "no_annotation"},
+    ]
     cfg = config(tmp_path, arms, task_dir)
     run_dir = run(cfg)
     data = json.loads((run_dir / CAPABILITIES).read_text())
@@ -56,8 +66,12 @@ def test_lm_eval_runs_the_local_task_on_tiny_models_then_resumes(tmp_path, tiny_
 
     # Resumed: both (arm, task) entries are current, nothing is evaluated again.
     run(cfg)
-    assert read_manifest(run_dir)["counts"]["capabilities"] | {"arms_left_out": []} == \
-        {"evaluated": 0, "kept": 2, "redone": 0, "arms_left_out": []}
+    assert read_manifest(run_dir)["counts"]["capabilities"] | {"arms_left_out": []} == {
+        "evaluated": 0,
+        "kept": 2,
+        "redone": 0,
+        "arms_left_out": [],
+    }
     assert json.loads((run_dir / CAPABILITIES).read_text())["arms"] == data["arms"]
 
     # An interrupted run (one entry missing) resumes with that entry alone.
@@ -81,15 +95,24 @@ NO_MODEL = [{"name": "plain_sft", "model": "/nonexistent/checkpoint"}]
 
 
 def test_unknown_task_fails_before_any_model_is_loaded(tmp_path, task_dir):
-    cfg = config(tmp_path, NO_MODEL, task_dir, 'capabilities.tasks=[{name: bbc_next_pasage, metric: acc}]',
-                 "stages=[generate, capabilities]")
-    with pytest.raises(CapabilityTaskError, match=r"'bbc_next_pasage'.*knows no such task.*close names: bbc_next_passage"):
+    cfg = config(
+        tmp_path,
+        NO_MODEL,
+        task_dir,
+        "capabilities.tasks=[{name: bbc_next_pasage, metric: acc}]",
+        "stages=[generate, capabilities]",
+    )
+    with pytest.raises(
+        CapabilityTaskError, match=r"'bbc_next_pasage'.*knows no such task.*close names: bbc_next_passage"
+    ):
         run(cfg)
 
 
 def test_missing_include_path_names_the_task(tmp_path):
     cfg = config(tmp_path, NO_MODEL, tmp_path / "not_written")
-    with pytest.raises(CapabilityTaskError, match=r"include_path .*not_written.*no such directory \(tasks bbc_next_passage\)"):
+    with pytest.raises(
+        CapabilityTaskError, match=r"include_path .*not_written.*no such directory \(tasks bbc_next_passage\)"
+    ):
         run(cfg)
 
 
@@ -102,7 +125,7 @@ def test_missing_local_data_file_names_the_task(tmp_path):
 
 
 def test_unknown_metric_is_an_error_naming_what_lm_eval_reports(tmp_path, task_dir):
-    cfg = config(tmp_path, NO_MODEL, task_dir, 'capabilities.tasks=[{name: bbc_next_passage, metric: f1}]')
+    cfg = config(tmp_path, NO_MODEL, task_dir, "capabilities.tasks=[{name: bbc_next_passage, metric: f1}]")
     with pytest.raises(CapabilityTaskError, match=r"no metric 'f1' \(lm-eval reports: acc,none, acc_norm,none\)"):
         run(cfg)
 
@@ -110,7 +133,7 @@ def test_unknown_metric_is_an_error_naming_what_lm_eval_reports(tmp_path, task_d
 def test_hub_task_while_offline_names_the_task(tmp_path, task_dir, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = config(tmp_path, NO_MODEL, task_dir, 'capabilities.tasks=[{name: copa, metric: acc}]')
+    cfg = config(tmp_path, NO_MODEL, task_dir, "capabilities.tasks=[{name: copa, metric: acc}]")
     with pytest.raises(CapabilityTaskError, match=r"'copa': its data could not be loaded.*hub is off"):
         run(cfg)
 
@@ -119,8 +142,18 @@ def test_paper_suite_names_validate_against_lm_evals_own_tasks():
     cfg = load_config(EvalConfig, REPO / "configs" / "eval" / "stories.yaml")
     cap = cfg.capabilities
     assert "capabilities" in cfg.stages and cap.backend == "auto"
-    assert [t.name for t in cap.tasks] == ["arc_easy", "arc_challenge", "boolq", "copa", "hellaswag", "openbookqa",
-                                          "piqa", "sciq", "winogrande", "gsm8k"]
+    assert [t.name for t in cap.tasks] == [
+        "arc_easy",
+        "arc_challenge",
+        "boolq",
+        "copa",
+        "hellaswag",
+        "openbookqa",
+        "piqa",
+        "sciq",
+        "winogrande",
+        "gsm8k",
+    ]
     index = task_manager(cap, [t.name for t in cap.tasks]).task_index
     for task in cap.tasks:
         entry = index[task.name]  # known without downloading anything
@@ -163,8 +196,15 @@ def test_report_section_lists_arms_and_anchored_minus_plain():
     def entry(value, stderr):
         return {"metric": "acc_norm", "value": value, "stderr": stderr, "n": 192, "num_fewshot": 0, "limit": None}
 
-    data = {"lm_eval_version": "0.4.13", "arms_left_out": {"anchored_no_annotation": "same checkpoint"},
-            "arms": {"plain_sft": {"t": entry(0.30, 0.03)}, "anchored": {"t": entry(0.34, 0.04)}, "dropped": {"t": entry(0.9, 0.01)}}}
+    data = {
+        "lm_eval_version": "0.4.13",
+        "arms_left_out": {"anchored_no_annotation": "same checkpoint"},
+        "arms": {
+            "plain_sft": {"t": entry(0.30, 0.03)},
+            "anchored": {"t": entry(0.34, 0.04)},
+            "dropped": {"t": entry(0.9, 0.01)},
+        },
+    }
     lines = render_capabilities(data, "plain_sft", "anchored", ["plain_sft", "anchored"])
     assert "| plain_sft | t | acc_norm | 0.300 ± 0.030 | 192 | 0 | None |" in lines
     assert "| t | acc_norm | 0.340 ± 0.040 | 0.300 ± 0.030 | +0.040 [-0.058, +0.138] |" in lines

@@ -15,8 +15,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def hf_lm(tiny_models, tmp_path):
     arms = [{"name": "plain_sft", "model": tiny_models["plain"]}]
-    config = load_config(EvalConfig, REPO / "configs" / "eval" / "tiny.yaml", [
-        f"output_dir={tmp_path}", "stages=[capabilities]", "arms=" + json.dumps(arms), "sampling.device=cpu"])
+    config = load_config(
+        EvalConfig,
+        REPO / "configs" / "eval" / "tiny.yaml",
+        [f"output_dir={tmp_path}", "stages=[capabilities]", "arms=" + json.dumps(arms), "sampling.device=cpu"],
+    )
     return _make_lm(config, config.arms[0], "hf")
 
 

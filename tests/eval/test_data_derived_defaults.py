@@ -4,11 +4,11 @@ import dataclasses
 import json
 
 import numpy as np
+from test_run import BARE, read_jsonl, tiny_config
 
 from eval.annotation_budget import MIN_EXTRA, cap_from_lengths
 from eval.config import ArmConfig
 from eval.stage import run
-from test_run import BARE, read_jsonl, tiny_config
 
 
 def test_annotation_cap_covers_the_99th_percentile_with_a_margin():
@@ -19,12 +19,20 @@ def test_annotation_cap_covers_the_99th_percentile_with_a_margin():
 
 
 def test_auto_annotation_cap_and_quantile_quality_bar(tmp_path, tiny_models, prompts_file, annotate_output):
-    arms = [ArmConfig(name="base", model=tiny_models["plain"], prompt_format=BARE, mode="plain"),
-            ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored", base_arm="base")]
+    arms = [
+        ArmConfig(name="base", model=tiny_models["plain"], prompt_format=BARE, mode="plain"),
+        ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored", base_arm="base"),
+    ]
     config = tiny_config(tmp_path, tiny_models, prompts_file, arms, stages=["generate", "score"])
     sampling = dataclasses.replace(config.sampling, temperatures=[1.0], max_annotation_tokens="auto")
-    quality = dataclasses.replace(config.metrics.quality, kind="proxy", reference_model=tiny_models["plain"],
-                                  bar=1e9, bar_quantile=0.5, bar_reference_arm="base")
+    quality = dataclasses.replace(
+        config.metrics.quality,
+        kind="proxy",
+        reference_model=tiny_models["plain"],
+        bar=1e9,
+        bar_quantile=0.5,
+        bar_reference_arm="base",
+    )
     drift = dataclasses.replace(config.metrics.drift, pretraining_annotations=annotate_output)
     metrics = dataclasses.replace(config.metrics, quality=quality, drift=drift)
     run_dir = run(dataclasses.replace(config, sampling=sampling, metrics=metrics))

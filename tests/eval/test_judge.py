@@ -17,7 +17,9 @@ def test_parse_attribute_labels_reads_the_first_json_object():
     attributes = ["genre", "location", "main_character_name"]
     answer = 'Sure! {"Genre": " Fairy Tale. ", "location": "a dark  forest", "extra": 1} trailing {"x": 1}'
     assert parse_attribute_labels(answer, attributes) == {
-        "genre": "fairy tale", "location": "a dark forest", "main_character_name": None,
+        "genre": "fairy tale",
+        "location": "a dark forest",
+        "main_character_name": None,
     }
     assert parse_attribute_labels("no json here {broken", attributes) is None
     assert normalise_label({"nested": 1}) is None
@@ -43,8 +45,10 @@ def test_quality_and_labels_share_one_judge_engine(tiny_models):
     from eval.score import GroupScorer
 
     judge = JudgeConfig(model=tiny_models["plain"], backend="transformers")
-    metrics = MetricsConfig(quality=QualityConfig(kind="judge", judge=judge),
-                            semantic_entropy=SemanticEntropyConfig(labels="judge", judge=judge))
+    metrics = MetricsConfig(
+        quality=QualityConfig(kind="judge", judge=judge),
+        semantic_entropy=SemanticEntropyConfig(labels="judge", judge=judge),
+    )
     scorer = GroupScorer(EvalConfig(metrics=metrics))
     assert scorer.quality_model("unused").judge.backend is scorer.labeller.judge.backend
     assert len(scorer._judges) == 1

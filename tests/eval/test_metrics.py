@@ -8,8 +8,12 @@ import pytest
 
 from eval.metrics.drift import annotation_drift, smoothed_kl_bits, tag_counts
 from eval.metrics.embedding import (
-    distinct_k, mean_pairwise_dissimilarity, mean_pairwise_dissimilarity_bruteforce, threshold_partition,
-    vendi_score, vendi_score_bruteforce,
+    distinct_k,
+    mean_pairwise_dissimilarity,
+    mean_pairwise_dissimilarity_bruteforce,
+    threshold_partition,
+    vendi_score,
+    vendi_score_bruteforce,
 )
 from eval.metrics.entropy import entropy_bits, estimate_entropy_bits, key_label, semantic_entropy
 from eval.metrics.lexical import compression_ratio, distinct_n, repeated_ngram_fraction
@@ -59,8 +63,12 @@ def test_distinct_n_pools_samples_and_never_crosses_them():
 
 
 def test_compression_ratio_is_higher_for_more_varied_text():
-    varied = ["The market rallied after the bank cut rates.", "A striker scored twice in the cup final.",
-              "New phones shipped with faster chips this year.", "The minister resigned over the budget row."]
+    varied = [
+        "The market rallied after the bank cut rates.",
+        "A striker scored twice in the cup final.",
+        "New phones shipped with faster chips this year.",
+        "The minister resigned over the budget row.",
+    ]
     repeated = ["The market rallied after the bank cut rates."] * 4
     assert compression_ratio(varied) > compression_ratio(repeated)
     assert math.isnan(compression_ratio([""]))
@@ -138,8 +146,14 @@ def test_real_minilm_embedder_orders_diversity():
 
     embedder = Embedder(EmbedderConfig())
     same = embedder.encode(["The team won the cup final."] * 4)
-    varied = embedder.encode(["The team won the cup final.", "Interest rates rose again.",
-                              "A new phone was launched.", "The film won an award."])
+    varied = embedder.encode(
+        [
+            "The team won the cup final.",
+            "Interest rates rose again.",
+            "A new phone was launched.",
+            "The film won an award.",
+        ]
+    )
     assert same.shape == (4, 384)
     assert np.linalg.norm(varied, axis=1) == pytest.approx(np.ones(4), abs=1e-5)
     assert mean_pairwise_dissimilarity(same) == pytest.approx(0.0, abs=1e-5)

@@ -20,8 +20,15 @@ def corpus_dir(tmp_path_factory):
     that never appears in any text)."""
     root = tmp_path_factory.mktemp("corpus")
     (root / "data").mkdir()
-    rows = [{"id": r["id"], "text": r["text"][:800], "status": "ok",
-             "tags": [{"key": "topic", "value": "zzyzxannotationonly"}]} for r in bbc_rows(150)]
+    rows = [
+        {
+            "id": r["id"],
+            "text": r["text"][:800],
+            "status": "ok",
+            "tags": [{"key": "topic", "value": "zzyzxannotationonly"}],
+        }
+        for r in bbc_rows(150)
+    ]
     rows.append({"id": "empty", "text": " ", "status": "failed", "tags": []})
     datasets.Dataset.from_list(rows[:100]).to_parquet(str(root / "data" / "shard-00000.parquet"))
     datasets.Dataset.from_list(rows[100:]).to_parquet(str(root / "data" / "shard-00001.parquet"))
@@ -54,8 +61,12 @@ def test_the_annotations_are_never_read(corpus_dir):
 
 
 def test_quality_is_mean_word_logprob_minus_the_repetition_penalty(corpus_dir):
-    config = QualityConfig(kind="ngram", ngram=NgramQualityConfig(corpus=str(corpus_dir), max_rows=50),
-                           degeneration_ngram=2, degeneration_weight=2.0)
+    config = QualityConfig(
+        kind="ngram",
+        ngram=NgramQualityConfig(corpus=str(corpus_dir), max_rows=50),
+        degeneration_ngram=2,
+        degeneration_weight=2.0,
+    )
     scorer = NgramQuality(config)
     assert scorer.details["rows_read"] == 50
     looping = "the match the match the match the match"

@@ -17,8 +17,9 @@ def test_dotted_prompt_field_reaches_into_conversations(tmp_path):
         {"conversation_hash": "h3", "conversation": []},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = PromptSetConfig(source=RecordSource(source=str(path), id_field="conversation_hash"),
-                             prompt_field="conversation.0.content")
+    config = PromptSetConfig(
+        source=RecordSource(source=str(path), id_field="conversation_hash"), prompt_field="conversation.0.content"
+    )
     prompts, skipped = load_prompts(config)
     assert [(p.id, p.text) for p in prompts] == [("h1", "Tell me a joke")]
     assert skipped == {"empty_or_not_text": 2}

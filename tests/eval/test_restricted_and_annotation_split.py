@@ -15,18 +15,23 @@ from tests.eval.test_run import read_jsonl, tiny_config
 def scored_run(tmp_path_factory, tiny_models, prompts_file, annotate_output):
     """One run shared by the tests below (they only read it)."""
     tmp_path = tmp_path_factory.mktemp("split")
-    arms = [ArmConfig(name="plain_sft", model=tiny_models["plain"], mode="plain"),
-            ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")]
+    arms = [
+        ArmConfig(name="plain_sft", model=tiny_models["plain"], mode="plain"),
+        ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored"),
+    ]
     config = tiny_config(tmp_path, tiny_models, prompts_file, arms, stages=["generate", "score", "report"])
     metrics = dataclasses.replace(
         config.metrics,
         # The independent judge: the section classifier trained on the BBC gold labels.
         semantic_entropy=dataclasses.replace(config.metrics.semantic_entropy, labels="classifier", primary=None),
-        quality=dataclasses.replace(config.metrics.quality, kind="ngram", ngram=NgramQualityConfig(corpus=annotate_output),
-                                    bar=-9.0),
+        quality=dataclasses.replace(
+            config.metrics.quality, kind="ngram", ngram=NgramQualityConfig(corpus=annotate_output), bar=-9.0
+        ),
         restricted_value=RestrictedValueConfig(attribute="section", value="sports"),
     )
-    config = dataclasses.replace(config, metrics=metrics, sampling=dataclasses.replace(config.sampling, temperatures=[1.0]))
+    config = dataclasses.replace(
+        config, metrics=metrics, sampling=dataclasses.replace(config.sampling, temperatures=[1.0])
+    )
     run_dir = run(config)
     return config, run_dir, json.loads((run_dir / "summary.json").read_text())
 
@@ -88,14 +93,23 @@ def test_ngram_quality_scores_every_arm_with_the_same_corpus_model(scored_run):
         finite = [q for q in s["quality_per_sample"] if q is not None]
         assert all(q < 0 for q in finite)
     details = summary["provenance"]["scoring"]["quality_details"]
-    assert details["order"] == 3 and details["vocabulary"] > 100 and details["corpus"] == config.metrics.quality.ngram.corpus
+    assert (
+        details["order"] == 3
+        and details["vocabulary"] > 100
+        and details["corpus"] == config.metrics.quality.ngram.corpus
+    )
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["inputs"]["quality_ngram_corpus"]["path"] == config.metrics.quality.ngram.corpus
 
 
 def test_a_restricted_value_the_classifier_never_gives_is_refused(scored_run):
     config, run_dir, _ = scored_run
-    wrong = dataclasses.replace(config, stages=["score"], metrics=dataclasses.replace(
-        config.metrics, restricted_value=RestrictedValueConfig(attribute="section", value="sport")))
+    wrong = dataclasses.replace(
+        config,
+        stages=["score"],
+        metrics=dataclasses.replace(
+            config.metrics, restricted_value=RestrictedValueConfig(attribute="section", value="sport")
+        ),
+    )
     with pytest.raises(ValueError, match=r"metrics.restricted_value.value='sport' is not a label .*sports"):
         run(wrong)

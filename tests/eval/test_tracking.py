@@ -18,10 +18,15 @@ TINY = REPO / "configs" / "eval" / "tiny.yaml"
 
 
 def tracked_config(tmp_path, tiny_models, prompts_file, **overrides) -> EvalConfig:
-    config = load_config(EvalConfig, TINY, [f"output_dir={tmp_path / 'run'}", f"prompts.source.source={prompts_file}",
-                                            "report_to=[tensorboard]"])
-    arms = [ArmConfig(name="base", model=tiny_models["plain"], mode="plain"),
-            ArmConfig(name="plain_sft", model=tiny_models["plain"], mode="plain", base_arm="base")]
+    config = load_config(
+        EvalConfig,
+        TINY,
+        [f"output_dir={tmp_path / 'run'}", f"prompts.source.source={prompts_file}", "report_to=[tensorboard]"],
+    )
+    arms = [
+        ArmConfig(name="base", model=tiny_models["plain"], mode="plain"),
+        ArmConfig(name="plain_sft", model=tiny_models["plain"], mode="plain", base_arm="base"),
+    ]
     sampling = dataclasses.replace(config.sampling, temperatures=[1.0])
     return dataclasses.replace(config, arms=arms, sampling=sampling, **overrides)
 

@@ -29,8 +29,11 @@ def tokenizer(bbc):
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=700, min_frequency=2, special_tokens=[PAD, BOS, EOS, *SPECIAL_TOKENS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=700,
+        min_frequency=2,
+        special_tokens=[PAD, BOS, EOS, *SPECIAL_TOKENS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     core.train_from_iterator((t for t in bbc.select(range(0, 2225, 10))["text"]), trainer=trainer)
     core.post_processor = processors.TemplateProcessing(
@@ -47,9 +50,16 @@ def model_dir(tokenizer, tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_model")
     torch.manual_seed(0)
     config = Olmo2Config(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     Olmo2ForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -17,15 +17,20 @@ def sft_rows(bbc, n: int, start: int = 0, chars: int = 160) -> list[dict]:
         doc = bbc[start + i]
         response = doc["text"][:chars].rsplit(" ", 1)[0]
         tags = make_tags([("topic", doc["topic"]), ("entity", doc["title"].split()[0]), ("style", "news report")])
-        rows.append({
-            "id": f"ex{start + i:04d}",
-            "messages": [{"role": "user", "content": "Write a news article."}, {"role": "assistant", "content": response}],
-            "response": response,
-            "tags": tags_to_records(tags),
-            "annotation": render_annotation(tags),
-            "status": "ok",
-            "error": None,
-        })
+        rows.append(
+            {
+                "id": f"ex{start + i:04d}",
+                "messages": [
+                    {"role": "user", "content": "Write a news article."},
+                    {"role": "assistant", "content": response},
+                ],
+                "response": response,
+                "tags": tags_to_records(tags),
+                "annotation": render_annotation(tags),
+                "status": "ok",
+                "error": None,
+            }
+        )
     return rows
 
 

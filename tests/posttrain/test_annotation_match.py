@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from test_sft_training import tiny_config
 
 from posttrain.annotation_match import AnnotationMismatchError, check_annotation_match
 from posttrain.config import DataConfig
-from test_sft_training import tiny_config
 
 CORPUS_SCHEMA = {"keys": ["topic", "entity"], "min_tags": 1, "max_tags": 8, "max_value_chars": 48}
 
@@ -19,8 +19,9 @@ def annotate_dir(folder: Path, schema: dict, version: str) -> Path:
     (folder / "annotator").mkdir(parents=True)
     (folder / "data").mkdir()
     (folder / "annotator" / "annotator.json").write_text(json.dumps({"kind": "offline", "version": version}))
-    (folder / "manifest.json").write_text(json.dumps(
-        {"stage": "annotate", "config": {"schema": schema, "annotator": {"kind": "offline"}}}))
+    (folder / "manifest.json").write_text(
+        json.dumps({"stage": "annotate", "config": {"schema": schema, "annotator": {"kind": "offline"}}})
+    )
     return folder
 
 

@@ -17,8 +17,9 @@ def test_fsdp_final_save_gathers_a_full_state_dict():
     from torch.distributed.fsdp import FullStateDictConfig, StateDictType
 
     plugin = FullyShardedDataParallelPlugin(state_dict_type="SHARDED_STATE_DICT", fsdp_version=2)
-    trainer = types.SimpleNamespace(is_fsdp_enabled=True,
-                                    accelerator=types.SimpleNamespace(state=types.SimpleNamespace(fsdp_plugin=plugin)))
+    trainer = types.SimpleNamespace(
+        is_fsdp_enabled=True, accelerator=types.SimpleNamespace(state=types.SimpleNamespace(fsdp_plugin=plugin))
+    )
     full_state_dict_for_save(trainer)
     assert plugin.state_dict_type == StateDictType.FULL_STATE_DICT
     assert isinstance(plugin.state_dict_config, FullStateDictConfig)
@@ -43,11 +44,19 @@ def test_lora_merge_loads_whole_models_while_zero3_is_registered(tmp_path):
     from transformers.integrations import deepspeed as hf_deepspeed
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "base")
-    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "base"),
-                                LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], init_lora_weights=False))
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tmp_path / "base"),
+        LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], init_lora_weights=False),
+    )
     peft_model.save_pretrained(tmp_path / "adapter")
     expected = peft_model.merge_and_unload().state_dict()
 

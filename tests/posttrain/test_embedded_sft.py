@@ -38,7 +38,7 @@ def test_default_set_is_the_sports_slice_with_held_out_eval_prompts(tmp_path, bb
         response = row["messages"][1]["content"]
         assert len(response) <= config.max_response_chars
         assert response.startswith(doc["title"] + "\n\n")
-        body = response[len(doc["title"]) + 2:]
+        body = response[len(doc["title"]) + 2 :]
         paragraphs = body.split("\n\n")
         assert paragraphs and all(p and p in doc["text"] for p in paragraphs)  # verbatim leading paragraphs
         assert doc["text"].find(paragraphs[0]) < doc["text"].find(paragraphs[-1]) + 1
@@ -71,7 +71,9 @@ def test_the_slice_is_a_config_option(tmp_path):
 
 def test_eval_prompts_must_be_held_out(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("instructions: [Write a news article.]\neval_instructions: [write a news article, Draft a news piece.]\n")
+    path.write_text(
+        "instructions: [Write a news article.]\neval_instructions: [write a news article, Draft a news piece.]\n"
+    )
     with pytest.raises(ConfigError, match="held out"):
         load_config(EmbeddedSFTConfig, path)
 
@@ -103,7 +105,10 @@ def test_balanced_topics_split_max_documents_equally(tmp_path):
     assert sorted(r["id"] for r in read_jsonl(tmp_path / "plain" / SFT_FILE)) == by_topic["sports"]
     # tech has 381 training articles (401 less the 20 held out for the capabilities task): short of 450.
     with pytest.raises(ValueError, match="topics: 'tech' has 381 articles"):
-        run(EmbeddedSFTConfig(output_dir=str(tmp_path / "bad"), topics=["sports", "tech"], max_documents=900,
-                              balance_topics=True))
+        run(
+            EmbeddedSFTConfig(
+                output_dir=str(tmp_path / "bad"), topics=["sports", "tech"], max_documents=900, balance_topics=True
+            )
+        )
     with pytest.raises(ValueError, match="balance_topics=true needs both"):
         EmbeddedSFTConfig(topics=["sports"], max_documents=None, balance_topics=True)

@@ -6,14 +6,13 @@ import copy
 import random
 
 import pytest
+from posttrain_fixtures import sft_rows
 
 from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN, annotation_char_spans, parse_annotation
 from posttrain.config import DataConfig, PosttrainConfig
 from posttrain.examples import build_examples, choose_keys_only
-from posttrain.prompt_format import encode_prompt
-from posttrain.prompt_format import PromptFormat
+from posttrain.prompt_format import PromptFormat, encode_prompt
 from posttrain.sft_records import SFTDataError, check_columns
-from posttrain_fixtures import sft_rows
 
 
 def config(arm="plain", **kwargs) -> PosttrainConfig:
@@ -65,8 +64,11 @@ def test_anchored_trains_the_response_and_none_of_the_prompt_or_annotation(token
             assert trained == int(in_response), (position, tokenizer.convert_ids_to_tokens(token))
         # The pieces decode to exactly the text eval would see.
         assert tokenizer.decode(example.input_ids) == (
-            tokenizer.bos_token + cfg.prompt_format.render_prompt(row["messages"][:1]) + row["annotation"]
-            + row["response"] + tokenizer.eos_token
+            tokenizer.bos_token
+            + cfg.prompt_format.render_prompt(row["messages"][:1])
+            + row["annotation"]
+            + row["response"]
+            + tokenizer.eos_token
         )
         assert example.kind == "anchored"
     assert built.counts["trained_by_kind"]["anchored"] == 20
@@ -83,8 +85,8 @@ def test_keys_only_examples_train_keys_delimiters_separators_and_no_value(tokeni
         spans = annotation_char_spans(parse_annotation(annotation))
         encoded = tokenizer(annotation, add_special_tokens=False, return_offsets_mapping=True)
         start = example.annotation_start
-        ann_mask = example.label_mask[start: start + len(encoded["input_ids"])]
-        assert example.input_ids[start: start + len(encoded["input_ids"])] == encoded["input_ids"]
+        ann_mask = example.label_mask[start : start + len(encoded["input_ids"])]
+        assert example.input_ids[start : start + len(encoded["input_ids"])] == encoded["input_ids"]
         trained_text = ""
         for (s, e), trained in zip(encoded["offset_mapping"], ann_mask):
             roles = {role for vs, ve, role in spans if s < ve and e > vs}
@@ -112,8 +114,11 @@ def test_keys_only_fraction_is_exact_and_deterministic(tokenizer, bbc):
     random.Random(1).shuffle(shuffled)
     again = build_examples(shuffled, tokenizer, cfg)
     assert {e.id for e in again.examples if e.kind == "keys_only"} == chosen  # order does not matter
-    assert {e.id for e in build_examples(rows, tokenizer, config("anchored", keys_only_fraction=0.05)).examples
-            if e.kind == "keys_only"}.__len__() == 30
+    assert {
+        e.id
+        for e in build_examples(rows, tokenizer, config("anchored", keys_only_fraction=0.05)).examples
+        if e.kind == "keys_only"
+    }.__len__() == 30
     ids = [f"x{i}" for i in range(1000)]
     assert len(choose_keys_only(ids, 0.003, 0)) == 3
     assert len(choose_keys_only(ids[:500], 0.003, 0)) == 2  # 1.5 rounds half up
@@ -126,8 +131,11 @@ def malformed_rows(bbc):
     rows = [dict(r) for r in good]
     rows[0]["messages"] = [{"content": "no role"}, {"role": "assistant", "content": "x"}]
     rows[0]["response"] = None
-    rows[1]["messages"] = [{"role": "assistant", "content": "first"}, {"role": "user", "content": "then"},
-                           {"role": "assistant", "content": "reply"}]
+    rows[1]["messages"] = [
+        {"role": "assistant", "content": "first"},
+        {"role": "user", "content": "then"},
+        {"role": "assistant", "content": "reply"},
+    ]
     rows[1]["response"] = None
     rows[2]["messages"] = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]
     rows[2]["response"] = None
@@ -142,8 +150,12 @@ def test_malformed_records_are_counted_skips_with_reasons(tokenizer, bbc, arm):
     assert built.counts["skipped_by_reason"] == {"empty_response": 1, "malformed_conversation": 2, "too_long": 1}
     assert built.counts["records_in"] == 6 and built.counts["trained"] == 2
     reasons = {issue["id"]: issue["reason"] for issue in built.issues}
-    assert reasons == {"ex0000": "malformed_conversation", "ex0001": "malformed_conversation",
-                       "ex0002": "empty_response", "ex0003": "too_long"}
+    assert reasons == {
+        "ex0000": "malformed_conversation",
+        "ex0001": "malformed_conversation",
+        "ex0002": "empty_response",
+        "ex0003": "too_long",
+    }
     assert "role" in next(i["detail"] for i in built.issues if i["id"] == "ex0000")
     assert "max_seq_len=256" in next(i["detail"] for i in built.issues if i["id"] == "ex0003")
 
@@ -165,7 +177,9 @@ def test_invalid_annotation_policy(tokenizer, bbc, policy):
     rows = sft_rows(bbc, 8)
     rows[0].update(status="failed", annotation="", error="annotator returned no tags")
     rows[1].update(status="ok", annotation="<|ann|>topic sport<|/ann|>")  # ok but unparseable
-    built = build_examples(rows, tokenizer, config("anchored", invalid_annotation_policy=policy, keys_only_fraction=0.0))
+    built = build_examples(
+        rows, tokenizer, config("anchored", invalid_annotation_policy=policy, keys_only_fraction=0.0)
+    )
     by_id = {e.id: e for e in built.examples}
     issues = {i["id"]: i for i in built.issues}
     assert set(issues) == {"ex0000", "ex0001"}
@@ -189,10 +203,21 @@ def test_invalid_annotation_policy(tokenizer, bbc, policy):
 def test_prompt_completion_rows_and_multi_turn(tokenizer):
     rows = [
         {"id": "a", "prompt": "Summarise the match.", "completion": "Chelsea won."},
-        {"id": "b", "prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant", "content": "Hello."}]},
-        {"id": "c", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "One?"},
-                                 {"role": "assistant", "content": "Yes."}, {"role": "user", "content": "Two?"},
-                                 {"role": "assistant", "content": "No."}]},
+        {
+            "id": "b",
+            "prompt": [{"role": "user", "content": "Hi"}],
+            "completion": [{"role": "assistant", "content": "Hello."}],
+        },
+        {
+            "id": "c",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "One?"},
+                {"role": "assistant", "content": "Yes."},
+                {"role": "user", "content": "Two?"},
+                {"role": "assistant", "content": "No."},
+            ],
+        },
     ]
     cfg = config("plain")
     built = build_examples(rows, tokenizer, cfg)
@@ -226,18 +251,31 @@ def test_plain_and_anchored_arms_train_on_the_same_example_ids(tokenizer, bbc):
     many = " ".join(f"entity:Name{k}" for k in range(40))  # a valid but very long annotation
     rows[5] = dict(rows[5], annotation=rows[5]["annotation"].replace(ANNOTATION_CLOSE, " " + many + ANNOTATION_CLOSE))
     cfg_data = DataConfig(annotations="annotated-set")  # any value: the rows are passed in directly
-    lengths = {e.id: len(e.input_ids) for e in build_examples(
-        rows, tokenizer, config("anchored", data=cfg_data, max_seq_len=4096, keys_only_fraction=0.0)).examples}
+    lengths = {
+        e.id: len(e.input_ids)
+        for e in build_examples(
+            rows, tokenizer, config("anchored", data=cfg_data, max_seq_len=4096, keys_only_fraction=0.0)
+        ).examples
+    }
     limit = max(n for i, n in lengths.items() if i != "ex0005")
     assert lengths["ex0005"] > limit  # row 5 fits only without its annotation
     plain = build_examples(rows, tokenizer, config("plain", data=cfg_data, max_seq_len=limit))
-    anchored = build_examples(rows, tokenizer, config("anchored", data=cfg_data, max_seq_len=limit, keys_only_fraction=0.0))
+    anchored = build_examples(
+        rows, tokenizer, config("anchored", data=cfg_data, max_seq_len=limit, keys_only_fraction=0.0)
+    )
     assert {e.id for e in plain.examples} == {e.id for e in anchored.examples}
     assert plain.counts["trained_ids_sha256"] == anchored.counts["trained_ids_sha256"]
     assert "ex0003" not in {e.id for e in plain.examples} and "ex0005" not in {e.id for e in plain.examples}
-    assert plain.counts["skipped_by_reason"] == anchored.counts["skipped_by_reason"] == {"invalid_annotation": 1, "too_long": 1}
+    assert (
+        plain.counts["skipped_by_reason"]
+        == anchored.counts["skipped_by_reason"]
+        == {"invalid_annotation": 1, "too_long": 1}
+    )
     assert plain.counts["paired_with_anchored"] is True
     # Unpaired (the old behaviour, data.pair_with_anchored=false): the plain arm keeps both.
-    unpaired = build_examples(rows, tokenizer, config("plain", data=DataConfig(annotations="x", pair_with_anchored=False),
-                                                      max_seq_len=limit))
-    assert unpaired.counts["trained"] == 12 and unpaired.counts["trained_ids_sha256"] != plain.counts["trained_ids_sha256"]
+    unpaired = build_examples(
+        rows, tokenizer, config("plain", data=DataConfig(annotations="x", pair_with_anchored=False), max_seq_len=limit)
+    )
+    assert (
+        unpaired.counts["trained"] == 12 and unpaired.counts["trained_ids_sha256"] != plain.counts["trained_ids_sha256"]
+    )

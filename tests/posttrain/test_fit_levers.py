@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datasets
 import pytest
+from posttrain_fixtures import sft_rows
 
 from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN, make_tags, render_annotation
 from posttrain.config import DataConfig, PosttrainConfig, TrainingConfig
@@ -13,13 +14,17 @@ from posttrain.prompt_format import with_bos
 from posttrain.replay import add_replay, load_replay
 from posttrain.train import check_sft_extra, sft_args
 from posttrain.validation import without_annotation
-from posttrain_fixtures import sft_rows
 from stage_io.config import ConfigError, load_config
 
 
 def config(arm="plain", fraction=0.0, **data) -> PosttrainConfig:
-    return PosttrainConfig(model_path="unused", arm=arm, max_seq_len=256, keys_only_fraction=0.0,
-                           data=DataConfig(validation_fraction=fraction, **data))
+    return PosttrainConfig(
+        model_path="unused",
+        arm=arm,
+        max_seq_len=256,
+        keys_only_fraction=0.0,
+        data=DataConfig(validation_fraction=fraction, **data),
+    )
 
 
 def test_both_arms_hold_out_and_train_the_same_ids(tokenizer, bbc):
@@ -47,8 +52,8 @@ def test_held_out_anchored_example_scores_the_same_response_without_its_annotati
     built = build_examples(sft_rows(bbc, 40), tokenizer, config("anchored", 0.3))
     example = built.validation[0]
     bare, start = without_annotation(example)
-    assert bare[start:] == example.input_ids[example.response_start:]
-    assert bare[:start] == example.input_ids[:example.annotation_start]
+    assert bare[start:] == example.input_ids[example.response_start :]
+    assert bare[:start] == example.input_ids[: example.annotation_start]
     assert ANNOTATION_OPEN not in tokenizer.convert_ids_to_tokens(bare)
 
 
@@ -71,8 +76,17 @@ def corpus_rows(bbc, n_docs=6):
     for d in range(n_docs):
         for c, text in enumerate(bbc[d]["text"].split("\n\n")[:3]):
             tags = make_tags([("topic", bbc[d]["topic"]), ("style", "news")])
-            rows.append({"id": f"doc{d}-{c}", "doc_id": f"doc{d}", "chunk_index": c, "text": text[:200],
-                         "annotation": render_annotation(tags), "status": "ok", "error": None})
+            rows.append(
+                {
+                    "id": f"doc{d}-{c}",
+                    "doc_id": f"doc{d}",
+                    "chunk_index": c,
+                    "text": text[:200],
+                    "annotation": render_annotation(tags),
+                    "status": "ok",
+                    "error": None,
+                }
+            )
     rows[1].update(status="failed", annotation="")
     return rows
 
@@ -90,11 +104,13 @@ def test_replay_renders_the_same_chunks_per_arm_with_loss_on_every_token(tokeniz
     by_id = {f"replay:{r['doc_id']}:{r['chunk_index']}": r for r in rows}
     n = len(rows)  # every chunk, the one whose annotation failed included
     plain, plain_counts = load_replay(config("plain", replay_chunks=n, replay_annotations=str(folder)), tokenizer)
-    anchored, anchored_counts = load_replay(config("anchored", replay_chunks=n, replay_annotations=str(folder)),
-                                            tokenizer)
+    anchored, anchored_counts = load_replay(
+        config("anchored", replay_chunks=n, replay_annotations=str(folder)), tokenizer
+    )
     assert [e.id for e in plain] == [e.id for e in anchored] and {e.id for e in plain} == set(by_id)
-    assert [e.id for e in load_replay(config("plain", replay_chunks=4, replay_annotations=str(folder)), tokenizer)[0]] \
-        == [e.id for e in plain[:4]]  # fewer chunks: a prefix of the same hash order
+    assert [
+        e.id for e in load_replay(config("plain", replay_chunks=4, replay_annotations=str(folder)), tokenizer)[0]
+    ] == [e.id for e in plain[:4]]  # fewer chunks: a prefix of the same hash order
     assert plain_counts["replay_ids_sha256"] == anchored_counts["replay_ids_sha256"]
     eos = [tokenizer.eos_token_id]
     for p, a in zip(plain, anchored):
@@ -102,11 +118,17 @@ def test_replay_renders_the_same_chunks_per_arm_with_loss_on_every_token(tokeniz
         text_ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"]
         annotation = row["annotation"] if row["status"] == "ok" else ""
         assert p.input_ids == with_bos(tokenizer, text_ids) + eos
-        assert a.input_ids == with_bos(tokenizer, tokenizer(annotation + row["text"], add_special_tokens=False)["input_ids"]) + eos
+        assert (
+            a.input_ids
+            == with_bos(tokenizer, tokenizer(annotation + row["text"], add_special_tokens=False)["input_ids"]) + eos
+        )
         assert p.label_mask == [1] * len(p.input_ids) and a.label_mask == [1] * len(a.input_ids)
         assert p.kind == a.kind == "replay"
-    assert plain_counts["replay_without_annotation"] == anchored_counts["replay_without_annotation"] \
+    assert (
+        plain_counts["replay_without_annotation"]
+        == anchored_counts["replay_without_annotation"]
         == {"status_failed": 1}
+    )
 
 
 def test_replay_enters_the_counts_and_the_trained_ids(tokenizer, bbc, corpus):

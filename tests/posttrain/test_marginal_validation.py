@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from posttrain_fixtures import sft_rows, write_annotated
 from transformers import AutoModelForCausalLM
 
 from posttrain.config import DataConfig, PosttrainConfig, TrainingConfig
@@ -17,7 +18,6 @@ from posttrain.examples import build_examples
 from posttrain.sft_records import load_sft_rows
 from posttrain.train import load_tokenizer, marginal_rules, run
 from posttrain.validation import annotation_seed, response_nll, sample_annotations, without_annotation
-from posttrain_fixtures import sft_rows, write_annotated
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score_marginal_validation.py"
 
@@ -35,11 +35,27 @@ def trained(bbc, model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("marginal")
     ann = write_annotated(root / "ann", sft_rows(bbc, 40))
     config = PosttrainConfig(
-        model_path=str(model_dir), arm="anchored", max_seq_len=192, output_dir=str(root / "anchored"), report_to=[],
-        data=DataConfig(annotations=str(ann), validation_fraction=0.15, validation_annotation_samples=2,
-                        validation_annotation_max_tokens=12),
-        training=TrainingConfig(learning_rate=3e-3, max_steps=2, per_device_batch_size=8, warmup=0.0,
-                                scheduler="constant", save_steps=1000, logging_steps=1, torch_threads=1),
+        model_path=str(model_dir),
+        arm="anchored",
+        max_seq_len=192,
+        output_dir=str(root / "anchored"),
+        report_to=[],
+        data=DataConfig(
+            annotations=str(ann),
+            validation_fraction=0.15,
+            validation_annotation_samples=2,
+            validation_annotation_max_tokens=12,
+        ),
+        training=TrainingConfig(
+            learning_rate=3e-3,
+            max_steps=2,
+            per_device_batch_size=8,
+            warmup=0.0,
+            scheduler="constant",
+            save_steps=1000,
+            logging_steps=1,
+            torch_threads=1,
+        ),
     )
     return config, run(config)
 
@@ -78,8 +94,12 @@ def test_script_with_one_sample_equals_a_direct_computation_and_matches_the_ids(
     result = load_script().score_run(out, k=1, device="cpu")
     report = json.loads((out / "validation.json").read_text())
     assert json.loads((out / "validation_marginal.json").read_text()) == result
-    assert (result["k"], result["ids_sha256"], result["n_examples"], result["n_response_tokens"]) == \
-        (1, report["ids_sha256"], report["n_examples"], report["n_response_tokens"])
+    assert (result["k"], result["ids_sha256"], result["n_examples"], result["n_response_tokens"]) == (
+        1,
+        report["ids_sha256"],
+        report["n_examples"],
+        report["n_response_tokens"],
+    )
     tokenizer = load_tokenizer(config)
     held_out = build_examples(load_sft_rows(config.data, need_annotations=True), tokenizer, config).validation
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)

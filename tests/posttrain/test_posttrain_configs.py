@@ -17,8 +17,15 @@ YAMLS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 def test_the_expected_configs_exist():
     names = {p.name for p in YAMLS}
-    assert {"tiny_plain.yaml", "tiny_anchored.yaml", "embedded_plain.yaml", "embedded_anchored.yaml",
-            "tulu3_plain.yaml", "tulu3_anchored.yaml", "embedded_sft.yaml"} <= names
+    assert {
+        "tiny_plain.yaml",
+        "tiny_anchored.yaml",
+        "embedded_plain.yaml",
+        "embedded_anchored.yaml",
+        "tulu3_plain.yaml",
+        "tulu3_anchored.yaml",
+        "embedded_sft.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from posttrain_fixtures import sft_rows, write_annotated, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from annotate.format import ANNOTATION_OPEN
 from posttrain.config import DataConfig, LoraSettings, PosttrainConfig, TrainingConfig
 from posttrain.examples import build_examples, is_held_out, trained_ids_fingerprint
 from posttrain.train import make_trainer, run
-from posttrain_fixtures import sft_rows, write_annotated, write_jsonl
 from stage_io.cli import stage_main
 from stage_io.records import RecordSource
 from stage_io.run_identity import RunIdentityError
@@ -24,12 +24,26 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "posttrain"
 
 
 def tiny_config(model_dir, out, arm, data: DataConfig, **training) -> PosttrainConfig:
-    settings = dict(learning_rate=3e-3, max_steps=24, per_device_batch_size=8, warmup=0.0, scheduler="constant",
-                    save_steps=1000, logging_steps=1, torch_threads=1)
+    settings = dict(
+        learning_rate=3e-3,
+        max_steps=24,
+        per_device_batch_size=8,
+        warmup=0.0,
+        scheduler="constant",
+        save_steps=1000,
+        logging_steps=1,
+        torch_threads=1,
+    )
     settings.update(training)
     return PosttrainConfig(
-        model_path=str(model_dir), data=data, arm=arm, max_seq_len=192, keys_only_fraction=0.05,
-        training=TrainingConfig(**settings), output_dir=str(out), report_to=[],
+        model_path=str(model_dir),
+        data=data,
+        arm=arm,
+        max_seq_len=192,
+        keys_only_fraction=0.05,
+        training=TrainingConfig(**settings),
+        output_dir=str(out),
+        report_to=[],
     )
 
 
@@ -101,8 +115,9 @@ def test_tiny_sft_run_per_arm(bbc, model_dir, tmp_path, arm):
         assert counts["skipped_by_reason"] == {"invalid_annotation": 1} and counts["trained"] == 39 - held
         assert counts["keys_only"] == math.floor(0.05 * (39 - held) + 0.5)
         issues = [json.loads(line) for line in (out / "example_issues.jsonl").read_text().splitlines()]
-        assert issues == [{"id": "ex0005", "reason": "invalid_annotation", "detail": "status=failed: no tags",
-                           "action": "skipped"}]
+        assert issues == [
+            {"id": "ex0005", "reason": "invalid_annotation", "detail": "status=failed: no tags", "action": "skipped"}
+        ]
     else:  # the plain arm drops what the anchored arm drops (data.pair_with_anchored): the same 39 ids
         assert counts["skipped_by_reason"] == {"invalid_annotation": 1} and counts["trained"] == 39 - held
         assert counts["paired_with_anchored"] is True
@@ -111,7 +126,9 @@ def test_tiny_sft_run_per_arm(bbc, model_dir, tmp_path, arm):
 
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
-    assert tok.convert_tokens_to_ids(ANNOTATION_OPEN) == AutoTokenizer.from_pretrained(model_dir).convert_tokens_to_ids(ANNOTATION_OPEN)
+    assert tok.convert_tokens_to_ids(ANNOTATION_OPEN) == AutoTokenizer.from_pretrained(model_dir).convert_tokens_to_ids(
+        ANNOTATION_OPEN
+    )
     prompt = tok("Instruction: Write a news article.\nResponse:\n", return_tensors="pt")
     generated = model.generate(**prompt, max_new_tokens=8, do_sample=False)
     assert generated.shape[1] > prompt["input_ids"].shape[1]
@@ -143,13 +160,25 @@ def test_checkpoint_and_resume(bbc, model_dir, tmp_path):
     whole = json.loads((out / "log_history.json").read_text())
     shutil.rmtree(out / "checkpoints" / "checkpoint-6")  # as if the run had been killed after step 5
     # The same config resumes (save cadence and thread count may change: they change nothing trained).
-    run(tiny_config(model_dir, out, "plain", data, max_steps=6, save_steps=3, save_total_limit=3, torch_threads=2,
-                    resume_from_checkpoint="latest"))
+    run(
+        tiny_config(
+            model_dir,
+            out,
+            "plain",
+            data,
+            max_steps=6,
+            save_steps=3,
+            save_total_limit=3,
+            torch_threads=2,
+            resume_from_checkpoint="latest",
+        )
+    )
     history = json.loads((out / "log_history.json").read_text())
     steps = [entry["step"] for entry in history if "loss" in entry]
     assert steps == [1, 2, 3, 4, 5, 6]  # steps 1-4 come from the checkpoint, 5-6 were trained after resuming
-    assert [e["loss"] for e in history if "loss" in e] == pytest.approx([e["loss"] for e in whole if "loss" in e],
-                                                                       abs=1e-4)
+    assert [e["loss"] for e in history if "loss" in e] == pytest.approx(
+        [e["loss"] for e in whole if "loss" in e], abs=1e-4
+    )
     assert json.loads((out / "manifest.json").read_text())["counts"]["optimizer_steps"] == 6
     with pytest.raises(ValueError, match="resume_from_checkpoint"):
         run(tiny_config(model_dir, tmp_path / "o2", "plain", data, resume_from_checkpoint=str(tmp_path / "nope")))
@@ -169,12 +198,17 @@ def test_a_changed_config_with_checkpoints_is_refused_before_any_work(bbc, model
 
     monkeypatch.setattr(train, "load_tokenizer", no_work)
     # Training longer must not "resume" the finished run, nor a new learning rate train 0 steps of it.
-    for change, changed in [(dict(max_steps=4), "training.max_steps: 2 -> 4"),
-                            (dict(max_steps=2, learning_rate=1e-3), "training.learning_rate: 0.003 -> 0.001")]:
+    for change, changed in [
+        (dict(max_steps=4), "training.max_steps: 2 -> 4"),
+        (dict(max_steps=2, learning_rate=1e-3), "training.learning_rate: 0.003 -> 0.001"),
+    ]:
         for resume in ("latest", None):  # a fresh start would mix its checkpoints with the old ones
             config = tiny_config(model_dir, out, "plain", data, save_steps=1, resume_from_checkpoint=resume, **change)
-            with pytest.raises(RunIdentityError, match=rf"checkpoints/run.json: made by a run with a different config "
-                                                       rf"\(changed: {changed}\); use a new output_dir"):
+            with pytest.raises(
+                RunIdentityError,
+                match=rf"checkpoints/run.json: made by a run with a different config "
+                rf"\(changed: {changed}\); use a new output_dir",
+            ):
                 run(config)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
 
@@ -200,18 +234,31 @@ def test_paired_arms_hold_out_the_same_ids_and_report_their_validation_loss(bbc,
         run(tiny_config(model_dir, out, arm, data, max_steps=4, eval_steps=2))
         report[arm] = json.loads((out / "validation.json").read_text())
         counts[arm] = json.loads((out / "manifest.json").read_text())["counts"]
-        evals[arm] = [(e["step"], e["eval_loss"]) for e in json.loads((out / "log_history.json").read_text())
-                      if "eval_loss" in e]
+        evals[arm] = [
+            (e["step"], e["eval_loss"]) for e in json.loads((out / "log_history.json").read_text()) if "eval_loss" in e
+        ]
     plain, anchored = report["plain"], report["anchored"]
-    assert set(plain) == {"loss", "loss_no_annotation", "loss_marginal", "k", "n_examples", "n_response_tokens",
-                          "ids_sha256", "format"}
+    assert set(plain) == {
+        "loss",
+        "loss_no_annotation",
+        "loss_marginal",
+        "k",
+        "n_examples",
+        "n_response_tokens",
+        "ids_sha256",
+        "format",
+    }
     assert plain["loss_marginal"] == plain["loss"] and plain["k"] is None and anchored["k"] == 8
     assert plain["n_examples"] == anchored["n_examples"] == len(held)
     assert plain["ids_sha256"] == anchored["ids_sha256"] == trained_ids_fingerprint(held)
     assert plain["n_response_tokens"] == anchored["n_response_tokens"] > 0  # the same responses
     assert (plain["format"], anchored["format"]) == ("plain", "anchored")
     assert plain["loss_no_annotation"] == plain["loss"] > 0
-    assert anchored["loss"] > 0 and anchored["loss_no_annotation"] > 0 and anchored["loss"] != anchored["loss_no_annotation"]
+    assert (
+        anchored["loss"] > 0
+        and anchored["loss_no_annotation"] > 0
+        and anchored["loss"] != anchored["loss_no_annotation"]
+    )
     for key in ("trained_ids_sha256", "optimizer_steps", "trained", "validation_ids_sha256"):
         assert counts["plain"][key] == counts["anchored"][key], key
     for arm in ("plain", "anchored"):

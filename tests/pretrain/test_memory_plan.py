@@ -19,33 +19,43 @@ REPO = Path(__file__).resolve().parents[2]
 TOY = dict(num_layers=2, hidden_size=4, intermediate_size=8, vocab_size=10, tokens_per_micro_batch=3)
 KNOWN_PLANS = {
     # name: (inputs besides TOY, (weights, gradients, optimizer, activations, logits, overhead))
-    "fp32 single process": (dict(parameters=1000, trainable_parameters=1000),
-                            (4000, 4000, 8000, 2 * 1140 + 1140 + 192, 240, 0)),
+    "fp32 single process": (
+        dict(parameters=1000, trainable_parameters=1000),
+        (4000, 4000, 8000, 2 * 1140 + 1140 + 192, 240, 0),
+    ),
     # Layer inputs (3 x 4 x 4 bytes per layer) plus one layer recomputed, plus backward's layer.
-    "fp32 gradient checkpointing": (dict(parameters=1000, trainable_parameters=1000, gradient_checkpointing=True),
-                                    (4000, 4000, 8000, 2 * 48 + 1140 + 1140 + 192, 240, 0)),
+    "fp32 gradient checkpointing": (
+        dict(parameters=1000, trainable_parameters=1000, gradient_checkpointing=True),
+        (4000, 4000, 8000, 2 * 48 + 1140 + 1140 + 192, 240, 0),
+    ),
     # DDP replicates every state, and its gradient buckets are a second fp32 copy of the gradients.
-    "fp32 ddp over 8": (dict(parameters=1000, trainable_parameters=1000, world_size=8),
-                        (4000, 4000 + 4000, 8000, 3612, 240, 0)),
+    "fp32 ddp over 8": (
+        dict(parameters=1000, trainable_parameters=1000, world_size=8),
+        (4000, 4000 + 4000, 8000, 3612, 240, 0),
+    ),
     # LoRA: the frozen weights are held, only the adapter has gradients and moments.
     "fp32 lora": (dict(parameters=1000, trainable_parameters=10), (4000, 40, 80, 3612, 240, 0)),
     # DeepSpeed bf16: bf16 weights whole, the fp32 master copy and moments sharded.
-    "bf16 zero1 over 4 on cuda": (dict(parameters=8000, trainable_parameters=8000, world_size=4, sharding="zero1",
-                                       bf16=True, cuda=True),
-                                  # ZeRO-1 under bf16: bf16 and fp32 gradients, unsharded (6 bytes per parameter).
-                                  (16000 + 8000, 6 * 8000, 16000, 3 * 864 + 192, 360, 2 * GIB)),
-    "bf16 zero2 over 8 on cuda": (dict(parameters=8000, trainable_parameters=8000, world_size=8, sharding="zero2",
-                                       bf16=True, cuda=True),
-                                  (16000 + 4000, 2000, 8000, 3 * 864 + 192, 360, 2 * GIB)),
-    "bf16 zero3 over 4": (dict(parameters=8000, trainable_parameters=8000, world_size=4, sharding="zero3", bf16=True),
-                          (4000 + 8000, 4000, 16000, 2784, 360, 0)),
+    "bf16 zero1 over 4 on cuda": (
+        dict(parameters=8000, trainable_parameters=8000, world_size=4, sharding="zero1", bf16=True, cuda=True),
+        # ZeRO-1 under bf16: bf16 and fp32 gradients, unsharded (6 bytes per parameter).
+        (16000 + 8000, 6 * 8000, 16000, 3 * 864 + 192, 360, 2 * GIB),
+    ),
+    "bf16 zero2 over 8 on cuda": (
+        dict(parameters=8000, trainable_parameters=8000, world_size=8, sharding="zero2", bf16=True, cuda=True),
+        (16000 + 4000, 2000, 8000, 3 * 864 + 192, 360, 2 * GIB),
+    ),
+    "bf16 zero3 over 4": (
+        dict(parameters=8000, trainable_parameters=8000, world_size=4, sharding="zero3", bf16=True),
+        (4000 + 8000, 4000, 16000, 2784, 360, 0),
+    ),
     # FSDP: fp32 master weights and autocast's bf16 casts, all sharded, except the root's embeddings and lm_head
     # (2 x 10 x 4 parameters), gathered for the whole step: the three quarters not held by this rank come back,
     # in bf16 (2 bytes) for the weights and fp32 (4 bytes) for the gradients; TRL's metrics read the logits once more.
-    "bf16 fsdp over 4, sft metrics": (dict(parameters=8000, trainable_parameters=8000, world_size=4, sharding="fsdp",
-                                           bf16=True, extra_logit_bytes=4),
-                                      (8000 + 4000 + 80 * 2 * 3 / 4, 8000 + 80 * 4 * 3 / 4, 16000, 2784, 3 * 10 * 16,
-                                       0)),
+    "bf16 fsdp over 4, sft metrics": (
+        dict(parameters=8000, trainable_parameters=8000, world_size=4, sharding="fsdp", bf16=True, extra_logit_bytes=4),
+        (8000 + 4000 + 80 * 2 * 3 / 4, 8000 + 80 * 4 * 3 / 4, 16000, 2784, 3 * 10 * 16, 0),
+    ),
 }
 
 
@@ -72,9 +82,21 @@ def test_an_unknown_sharding_is_refused_naming_the_choices():
 
 
 def test_describe_states_the_total_and_the_setting():
-    plan = estimate(MemoryInputs(parameters=10**9, trainable_parameters=10**9, num_layers=16, hidden_size=2048,
-                                 intermediate_size=8192, vocab_size=100352, tokens_per_micro_batch=4096,
-                                 world_size=8, sharding="zero2", bf16=True, cuda=True))
+    plan = estimate(
+        MemoryInputs(
+            parameters=10**9,
+            trainable_parameters=10**9,
+            num_layers=16,
+            hidden_size=2048,
+            intermediate_size=8192,
+            vocab_size=100352,
+            tokens_per_micro_batch=4096,
+            world_size=8,
+            sharding="zero2",
+            bf16=True,
+            cuda=True,
+        )
+    )
     text = plan.describe()
     assert text.startswith(f"memory plan: {plan.total / GIB:.1f} GiB per device (weights ")
     assert "1000M parameters, 4,096 tokens per micro-batch, sharding zero2 over 8, bf16" in text
@@ -121,12 +143,32 @@ def test_every_paper_posttrain_config_plans_under_80_gb(name, monkeypatch):
 
 
 def test_a_plan_over_the_device_memory_is_refused_with_the_key_to_change():
-    plan = estimate(MemoryInputs(parameters=10**9, trainable_parameters=10**9, num_layers=18, hidden_size=1536,
-                                 intermediate_size=6144, vocab_size=100352, tokens_per_micro_batch=32768, bf16=True))
+    plan = estimate(
+        MemoryInputs(
+            parameters=10**9,
+            trainable_parameters=10**9,
+            num_layers=18,
+            hidden_size=1536,
+            intermediate_size=6144,
+            vocab_size=100352,
+            tokens_per_micro_batch=32768,
+            bf16=True,
+        )
+    )
     lines = []
-    with pytest.raises(MemoryError, match=r"exceeds the device's 80.0 GiB; lower train.micro_batch.*train.memory_plan=warn"):
-        check_plan(plan, "enforce", "train.memory_plan", "lower train.micro_batch", device_bytes=80 * GIB,
-                   print_fn=lines.append)
+    with pytest.raises(
+        MemoryError, match=r"exceeds the device's 80.0 GiB; lower train.micro_batch.*train.memory_plan=warn"
+    ):
+        check_plan(
+            plan,
+            "enforce",
+            "train.memory_plan",
+            "lower train.micro_batch",
+            device_bytes=80 * GIB,
+            print_fn=lines.append,
+        )
     assert lines[0].startswith("memory plan: ")
-    check_plan(plan, "warn", "train.memory_plan", "lower train.micro_batch", device_bytes=80 * GIB, print_fn=lines.append)
+    check_plan(
+        plan, "warn", "train.memory_plan", "lower train.micro_batch", device_bytes=80 * GIB, print_fn=lines.append
+    )
     assert lines[-1].startswith("warning: the memory plan")

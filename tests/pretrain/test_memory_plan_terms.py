@@ -5,8 +5,16 @@ from __future__ import annotations
 from pretrain.memory_plan import MemoryInputs, estimate
 
 P = 1_000_000_000
-SHAPE = dict(parameters=P, trainable_parameters=P, num_layers=16, hidden_size=2048, intermediate_size=8192,
-             vocab_size=100_352, tokens_per_micro_batch=8192, bf16=True)
+SHAPE = dict(
+    parameters=P,
+    trainable_parameters=P,
+    num_layers=16,
+    hidden_size=2048,
+    intermediate_size=8192,
+    vocab_size=100_352,
+    tokens_per_micro_batch=8192,
+    bf16=True,
+)
 
 
 def plan(**kwargs):

@@ -59,8 +59,7 @@ def test_accelerate_files_parse_with_accelerate():
             ds = HfDeepSpeedConfig(json.loads((CONFIGS.parent / ds_file).read_text()))
             assert ds.is_zero3() == name.endswith("zero3")
             assert ds.get_value("train_micro_batch_size_per_gpu") == "auto"  # pretrain fills it
-    assert kinds == {"ddp": "MULTI_GPU", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED",
-                     "fsdp": "FSDP"}
+    assert kinds == {"ddp": "MULTI_GPU", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}
 
 
 def test_schedules():
@@ -74,7 +73,9 @@ def test_schedules():
 
 
 def test_llama_is_an_alternative_architecture():
-    config = build_hf_config(ModelSection(architecture="llama", preset="0.6b"), PRESETS["0.6b"].vocab_size, 4096, 0, 0, 1)
+    config = build_hf_config(
+        ModelSection(architecture="llama", preset="0.6b"), PRESETS["0.6b"].vocab_size, 4096, 0, 0, 1
+    )
     assert config.model_type == "llama"
     assert abs(count_parameters_meta(config) - 0.6e9) / 0.6e9 < 0.05  # no QK-norm: a few thousand fewer
 

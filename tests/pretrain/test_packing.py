@@ -15,9 +15,18 @@ VOCAB = 97
 
 def tiny_model(attn: str):
     torch.manual_seed(0)
-    config = Olmo2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = Olmo2Config(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     return AutoModelForCausalLM.from_config(config, attn_implementation=attn).eval()
 
 
@@ -69,8 +78,9 @@ def test_document_b_does_not_see_document_a(attn):
     plain = torch.arange(seq_len)[None]
     with torch.no_grad():
         leak = model(input_ids=torch.from_numpy(rows.input_ids), position_ids=plain, use_cache=False).logits[0, 9:20]
-        leak2 = model(input_ids=torch.from_numpy(rows_changed.input_ids), position_ids=plain,
-                      use_cache=False).logits[0, 9:20]
+        leak2 = model(input_ids=torch.from_numpy(rows_changed.input_ids), position_ids=plain, use_cache=False).logits[
+            0, 9:20
+        ]
     assert (leak - leak2).abs().max() > 1e-3
 
 
@@ -125,7 +135,7 @@ def chunked_corpus(seed: int, n_docs: int = 12, ann_len: int = 3, max_chunk: int
     n = sum(map(sum, chunk_lengths))
     tokens = (np.arange(n) + 3).tolist()
     offsets = np.cumsum([0] + [sum(c) for c in chunk_lengths])
-    sequences = [tokens[offsets[i]: offsets[i + 1]] for i in range(n_docs)]
+    sequences = [tokens[offsets[i] : offsets[i + 1]] for i in range(n_docs)]
     return TokenizedCorpus.from_sequences(sequences, masks, chunk_lengths)
 
 
@@ -182,7 +192,9 @@ def test_rows_start_at_chunks_keeps_every_chunk_that_fits_in_one_piece(seq_len):
     assert c.padding_slots == c.slots - c.tokens > 0 and c.chunks_moved_to_next_row > 0
     assert (rows.labels[rows.input_ids < 3] == IGNORE_INDEX).all()  # padding has no labels
     # The shares are exact; when no chunk is longer than a row, every content token sees its chunk start.
-    assert (c.content_tokens_chunk_start_in_view, c.content_tokens_annotation_in_view) == expected_in_view(corpus, pieces)
+    assert (c.content_tokens_chunk_start_in_view, c.content_tokens_annotation_in_view) == expected_in_view(
+        corpus, pieces
+    )
     if (ends - starts).max() <= seq_len:
         assert c.content_tokens_chunk_start_in_view == c.content_tokens
 
@@ -194,7 +206,8 @@ def test_annotation_in_view_is_counted_without_the_option_too():
     c = stream.counters
     assert c.padding_slots == 0 and c.chunks_moved_to_next_row == 0 and c.packing_efficiency == 1.0
     assert (c.content_tokens_chunk_start_in_view, c.content_tokens_annotation_in_view) == expected_in_view(
-        corpus, pieces_of(rows))
+        corpus, pieces_of(rows)
+    )
     assert 0 < c.annotation_in_view_share < c.chunk_start_in_view_share < 1
     moved = PackedStream(corpus, 16, seed=2, rows_start_at_chunks=True)
     moved_rows = moved.next_rows(2 * corpus.n_tokens // 16)
@@ -245,4 +258,3 @@ def test_flattened_batch_carries_the_varlen_boundaries_transformers_would_comput
     assert flat["max_length_q"] == flat["max_length_k"] == int(max_q) == 16
     assert isinstance(flat["max_length_q"], int)  # a Python int: flash-attn reads it without a device sync
     assert "cu_seq_lens_q" not in rows.to_model_inputs("cpu")  # rows of sdpa/eager carry none
-

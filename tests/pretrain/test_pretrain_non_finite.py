@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from pretrain_fixtures import tiny_config
 
 import pretrain.train as train
-from pretrain_fixtures import tiny_config
 
 
 def test_a_nan_loss_stops_training_without_a_manifest(ann_dir, tmp_path, monkeypatch):
@@ -21,14 +21,23 @@ def test_a_nan_loss_stops_training_without_a_manifest(ann_dir, tmp_path, monkeyp
         return output
 
     monkeypatch.setattr(train, "forward_packed", poisoned)
-    config = tiny_config(tmp_path, ann_dir, "train.train_tokens=null", "train.max_steps=6", "logging.log_every=1",
-                         "logging.report_to=[]", "train.checkpoint_every=2")
+    config = tiny_config(
+        tmp_path,
+        ann_dir,
+        "train.train_tokens=null",
+        "train.max_steps=6",
+        "logging.log_every=1",
+        "logging.report_to=[]",
+        "train.checkpoint_every=2",
+    )
     with pytest.raises(train.NonFiniteTrainingError, match=r"step 3: the loss is nan .*training diverged"):
         train.run(config)
     out = tmp_path / "run" / config.data.arm
     assert not (out / "manifest.json").exists() and not (out / "model.safetensors").exists()
-    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics.jsonl"))
-            for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics.jsonl"))
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in rows] == [1, 2]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002"]
 

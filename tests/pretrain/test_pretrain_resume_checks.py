@@ -8,10 +8,10 @@ import signal
 import subprocess
 import sys
 
+from pretrain_fixtures import REPO, TINY_YAML, tiny_config
 from transformers import AutoModelForCausalLM
 
 from pretrain.train import run
-from pretrain_fixtures import REPO, TINY_YAML, tiny_config
 
 
 def metric_steps(out):
@@ -25,8 +25,17 @@ def test_a_killed_run_resumes_without_duplicate_metrics(ann_dir, tmp_path):
     landed. The resumed run must not log steps 4 and 5 again."""
     overrides = ["train.max_steps=40", "train.train_tokens=null", "train.checkpoint_every=3", "logging.log_every=1"]
     out = tmp_path / "run" / "anchored"
-    cmd = [sys.executable, "-m", "pretrain", str(TINY_YAML), f"data.annotations={ann_dir}",
-           f"output_dir={tmp_path}/run/{{arm}}", f"tokenizer.path={tmp_path / 'tok'}", "train.cpu_threads=1", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pretrain",
+        str(TINY_YAML),
+        f"data.annotations={ann_dir}",
+        f"output_dir={tmp_path}/run/{{arm}}",
+        f"tokenizer.path={tmp_path / 'tok'}",
+        "train.cpu_threads=1",
+        *overrides,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pretrain_fixtures import tiny_config
 
 from annotate.format import ANNOTATION_OPEN, Tag, render_annotation
 from pretrain.config import DataSection
 from pretrain.packing import PackedStream
-from pretrain.sequences import (Chunk, Document, annotation_mask, build_corpus, corpus_key, iter_documents,
-                                render_document)
+from pretrain.sequences import (
+    Chunk,
+    Document,
+    annotation_mask,
+    build_corpus,
+    corpus_key,
+    iter_documents,
+    render_document,
+)
 from pretrain.tokenizer import annotation_token_ids, prepare_tokenizer
 from pretrain.train import chunk_texts
-
-from pretrain_fixtures import tiny_config
 
 
 def test_render_anchored_and_plain():
     z1 = render_annotation((Tag("topic", "economy"), Tag("entity", "Bank_of_England")))
     z3 = render_annotation((Tag("topic", "rates"),))
-    doc = Document("d", [Chunk("Rates held.", z1, "ok"), Chunk("No tag here.", "", "failed"),
-                         Chunk("Markets calm.", z3, "ok")])
+    doc = Document(
+        "d", [Chunk("Rates held.", z1, "ok"), Chunk("No tag here.", "", "failed"), Chunk("Markets calm.", z3, "ok")]
+    )
     anchored, missing = render_document(doc, "anchored", "\n\n")
     assert anchored == f"{z1}Rates held.\n\nNo tag here.\n\n{z3}Markets calm."
     assert missing == {"failed": 1}
@@ -71,7 +78,7 @@ def test_corpus_counts_annotation_tokens_exactly(corpora):
     assert int((tokens == open_id).sum()) == int((tokens == close_id).sum()) == chunks
     assert anchored.info["chunks_without_annotation"]["failed"] > 0  # the fixture fails every 7th chunk
     # Each document is bos + text + eos.
-    first = tokens[anchored.offsets[0]: anchored.offsets[1]]
+    first = tokens[anchored.offsets[0] : anchored.offsets[1]]
     assert first[0] == tok.bos_token_id and first[-1] == tok.eos_token_id
 
 
@@ -124,9 +131,13 @@ def test_chunk_starts_cut_each_document_into_its_rendered_chunks(corpora, ann_di
             assert starts[0] == lo and len(starts) == len(char_starts)
             bounds = list(starts) + [hi]
             for i in range(len(starts)):
-                piece = tok.decode(tokens[bounds[i]: bounds[i + 1]], skip_special_tokens=False)
+                piece = tok.decode(tokens[bounds[i] : bounds[i + 1]], skip_special_tokens=False)
                 end = char_starts[i + 1] if i + 1 < len(char_starts) else len(text)
-                expected = ("<|bos|>" if i == 0 else "") + text[char_starts[i]: end] + ("<|eos|>" if i == len(starts) - 1 else "")
+                expected = (
+                    ("<|bos|>" if i == 0 else "")
+                    + text[char_starts[i] : end]
+                    + ("<|eos|>" if i == len(starts) - 1 else "")
+                )
                 assert piece == expected
             if arm == "anchored":  # a later chunk with an annotation starts with its opening delimiter
                 annotated = [i for i, ch in enumerate(docs[d].chunks) if ch.status == "ok" and i > 0]

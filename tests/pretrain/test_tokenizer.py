@@ -70,8 +70,9 @@ def test_saved_config_loads_in_transformers_4_style(tmp_path, texts):
 
 def test_training_on_annotations_makes_tags_short_and_changes_the_identity(tmp_path, ann_dir):
     """With tokenizer.train_on_annotations, a frequent tag is a few whole tokens, not word-internal pieces."""
-    from pretrain.train import chunk_texts
     from pretrain_fixtures import tiny_config
+
+    from pretrain.train import chunk_texts
 
     off = tiny_config(tmp_path, ann_dir, tokenizer_dir=tmp_path / "off")
     on = tiny_config(tmp_path, ann_dir, "tokenizer.train_on_annotations=true", tokenizer_dir=tmp_path / "on")
@@ -87,8 +88,11 @@ def test_training_on_annotations_makes_tags_short_and_changes_the_identity(tmp_p
     assert tok_on.decode(tok_on.encode(tag, add_special_tokens=False)) == tag
     # A saved tokenizer built with the other setting is refused, never silently reused.
     with pytest.raises(TokenizerMismatchError, match="train_on_annotations"):
-        prepare_tokenizer(off.tokenizer.__class__(**{**off.tokenizer.__dict__, "path": str(tmp_path / "on")}),
-                          lambda: chunk_texts(off))
+        prepare_tokenizer(
+            off.tokenizer.__class__(**{**off.tokenizer.__dict__, "path": str(tmp_path / "on")}),
+            lambda: chunk_texts(off),
+        )
     with pytest.raises(TokenizerMismatchError, match="train_on_annotations"):
-        prepare_tokenizer(on.tokenizer.__class__(**{**on.tokenizer.__dict__, "path": str(tmp_path / "off")}),
-                          lambda: chunk_texts(on))
+        prepare_tokenizer(
+            on.tokenizer.__class__(**{**on.tokenizer.__dict__, "path": str(tmp_path / "off")}), lambda: chunk_texts(on)
+        )

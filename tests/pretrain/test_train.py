@@ -10,11 +10,11 @@ import sys
 
 import pytest
 import torch
+from pretrain_fixtures import REPO, TINY_YAML, tiny_config
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from annotate.format import ANNOTATION_OPEN, SPECIAL_TOKENS
 from pretrain.train import run
-from pretrain_fixtures import REPO, TINY_YAML, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,15 @@ def test_manifest_counts_the_trained_tokens(tiny_run):
 
 def test_rows_start_at_chunks_logs_padding_and_the_annotation_in_view_share(tiny_run, ann_dir, tmp_path):
     """Both pretrain levers of the embedded study on: every figure lands in the manifest and metrics."""
-    config = tiny_config(tmp_path, ann_dir, "data.rows_start_at_chunks=true", "tokenizer.train_on_annotations=true",
-                         "train.max_steps=4", "train.train_tokens=null", "logging.log_every=2")
+    config = tiny_config(
+        tmp_path,
+        ann_dir,
+        "data.rows_start_at_chunks=true",
+        "tokenizer.train_on_annotations=true",
+        "train.max_steps=4",
+        "train.train_tokens=null",
+        "logging.log_every=2",
+    )
     result = run(config)
     c = json.loads((result.output_dir / "manifest.json").read_text())["counts"]
     assert c["sequence_slots"] == 4 * 1024 == c["trained_tokens"] + c["padding_slots"] and c["padding_slots"] > 0
@@ -80,14 +87,16 @@ def test_rows_start_at_chunks_logs_padding_and_the_annotation_in_view_share(tiny
     assert off["padding_slots"] == 0 and 0 < off["annotation_in_view_share"] < c["annotation_in_view_share"]
     logged = [json.loads(line) for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in logged] == [2, 4] and logged[-1]["train/annotation_in_view_share"] == pytest.approx(
-        c["annotation_in_view_share"])
+        c["annotation_in_view_share"]
+    )
 
 
 def test_resume_reproduces_the_uninterrupted_run(ann_dir, tmp_path):
     overrides = ("train.max_steps=6", "train.train_tokens=null", "train.checkpoint_every=3")
     whole = run(tiny_config(tmp_path / "whole", ann_dir, *overrides, tokenizer_dir=tmp_path / "tok"))
-    interrupted = tiny_config(tmp_path / "split", ann_dir, *overrides, "train.stop_after_steps=3",
-                              tokenizer_dir=tmp_path / "tok")
+    interrupted = tiny_config(
+        tmp_path / "split", ann_dir, *overrides, "train.stop_after_steps=3", tokenizer_dir=tmp_path / "tok"
+    )
     first = run(interrupted)
     assert not first.finished and (first.start_step, first.end_step) == (0, 3)
     assert (first.output_dir / "checkpoints" / "step_00000003" / "training_state.json").is_file()
@@ -114,8 +123,11 @@ def test_resume_under_another_config_is_refused_before_any_work(ann_dir, tmp_pat
 
     with monkeypatch.context() as patch:
         patch.setattr(train, "prepare_tokenizer", no_work)
-        with pytest.raises(RunIdentityError, match=r"step_00000002: .*changed: config.optim.lr: 0.003 -> 0.001\); "
-                                                   r"set train.resume=never"):
+        with pytest.raises(
+            RunIdentityError,
+            match=r"step_00000002: .*changed: config.optim.lr: 0.003 -> 0.001\); "
+            r"set train.resume=never",
+        ):
             run(tiny_config(tmp_path, ann_dir, *overrides, "optim.lr=1e-3"))
 
     # A checkpoint that stored its identity nested (older code) compares the same.
@@ -141,14 +153,37 @@ def test_two_cpu_processes(ann_dir, tmp_path):
     (`--cpu --num_processes 2` would run one process: accelerate needs MPI for that)."""
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), "-m", "pretrain", str(TINY_YAML),
-        f"data.annotations={ann_dir}", f"output_dir={out}/{{arm}}", f"tokenizer.path={tmp_path / 'tok'}",
-        "train.max_steps=4", "train.train_tokens=null", "train.checkpoint_every=2", "train.cpu_threads=1",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "pretrain",
+        str(TINY_YAML),
+        f"data.annotations={ann_dir}",
+        f"output_dir={out}/{{arm}}",
+        f"tokenizer.path={tmp_path / 'tok'}",
+        "train.max_steps=4",
+        "train.train_tokens=null",
+        "train.checkpoint_every=2",
+        "train.cpu_threads=1",
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     arm_dir = out / "anchored"

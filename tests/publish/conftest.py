@@ -54,10 +54,14 @@ def build_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<unk>", "<|endoftext|>", ANNOTATION_OPEN, ANNOTATION_CLOSE]
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(TEXTS, trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", eos_token="<|endoftext|>",
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        eos_token="<|endoftext|>",
         extra_special_tokens=[ANNOTATION_OPEN, ANNOTATION_CLOSE],
     )
 
@@ -72,9 +76,16 @@ def checkpoint_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("posttrain")
     out = root / "anchored"
     tokenizer = build_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "training_args.bin").write_bytes(b"pickle")
@@ -82,8 +93,13 @@ def checkpoint_dir(tmp_path_factory) -> Path:
     (out / "checkpoint-10" / "optimizer.pt").write_bytes(b"state")
     train_data = root / "sft.jsonl"
     train_data.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n", encoding="utf-8")
-    write_manifest(out, stage="posttrain", config=PosttrainLikeConfig(),
-                   inputs={"train_data": train_data, "model": "someone/tiny-base"}, counts={"examples": 1})
+    write_manifest(
+        out,
+        stage="posttrain",
+        config=PosttrainLikeConfig(),
+        inputs={"train_data": train_data, "model": "someone/tiny-base"},
+        counts={"examples": 1},
+    )
     return out
 
 
@@ -93,15 +109,17 @@ def write_annotated_dataset(out: Path, rows: int = 6, layout: str = "parquet") -
     import datasets
 
     tags = [make_tags([("topic", f"topic_{i % 3}"), ("location", "Baghdad")]) for i in range(rows)]
-    data = datasets.Dataset.from_dict({
-        "id": [f"doc{i // 2}-{i % 2}" for i in range(rows)],
-        "doc_id": [f"doc{i // 2}" for i in range(rows)],
-        "chunk_index": [i % 2 for i in range(rows)],
-        "text": [TEXTS[i % len(TEXTS)] for i in range(rows)],
-        "tags": [tags_to_records(t) for t in tags],
-        "annotation": [render_annotation(t) for t in tags],
-        "status": ["ok"] * rows,
-    })
+    data = datasets.Dataset.from_dict(
+        {
+            "id": [f"doc{i // 2}-{i % 2}" for i in range(rows)],
+            "doc_id": [f"doc{i // 2}" for i in range(rows)],
+            "chunk_index": [i % 2 for i in range(rows)],
+            "text": [TEXTS[i % len(TEXTS)] for i in range(rows)],
+            "tags": [tags_to_records(t) for t in tags],
+            "annotation": [render_annotation(t) for t in tags],
+            "status": ["ok"] * rows,
+        }
+    )
     if layout == "saved":
         data.save_to_disk(str(out / "data"))
     else:
@@ -111,12 +129,25 @@ def write_annotated_dataset(out: Path, rows: int = 6, layout: str = "parquet") -
         data.select(range(half, rows)).to_parquet(str(out / "data" / "data-00001-of-00002.parquet"))
     # The shape annotate/stats.py writes, plus a list the card cannot tabulate.
     stats = {
-        "overall": {"chunks": rows, "ok": rows, "failed": 0, "skipped": 0, "documents": rows // 2,
-                    "mean_tags_per_ok_chunk": 2.0, "characters": 1234, "max_entropy_key": "topic",
-                    "max_entropy_bits": 1.585, "failure_reasons": {"timeout": 0}},
+        "overall": {
+            "chunks": rows,
+            "ok": rows,
+            "failed": 0,
+            "skipped": 0,
+            "documents": rows // 2,
+            "mean_tags_per_ok_chunk": 2.0,
+            "characters": 1234,
+            "max_entropy_key": "topic",
+            "max_entropy_bits": 1.585,
+            "failure_reasons": {"timeout": 0},
+        },
         "keys": {
-            "topic": {"coverage": 1.0, "distinct_values": 3, "entropy_bits": 1.585,
-                      "top_values": [["topic_0", 2], ["topic_1", 2], ["topic_2", 2]]},
+            "topic": {
+                "coverage": 1.0,
+                "distinct_values": 3,
+                "entropy_bits": 1.585,
+                "top_values": [["topic_0", 2], ["topic_1", 2], ["topic_2", 2]],
+            },
             "location": {"coverage": 1.0, "distinct_values": 1, "entropy_bits": 0.0, "top_values": [["Baghdad", rows]]},
         },
         "examples": [{"text": "a list of mappings the card cannot tabulate"}],
@@ -126,8 +157,9 @@ def write_annotated_dataset(out: Path, rows: int = 6, layout: str = "parquet") -
     (out / "work" / "shard-00000-of-00001.jsonl").write_text("", encoding="utf-8")
     source = out.parent / "docs.jsonl"
     source.write_text(json.dumps({"id": "doc0", "text": TEXTS[0]}) + "\n", encoding="utf-8")
-    write_manifest(out, stage="annotate", config=AnnotateLikeConfig(), inputs={"documents": source},
-                   counts={"chunks": rows})
+    write_manifest(
+        out, stage="annotate", config=AnnotateLikeConfig(), inputs={"documents": source}, counts={"chunks": rows}
+    )
     return out
 
 
@@ -143,8 +175,13 @@ class RecordingHub:
     the same types HfApi returns.
     """
 
-    def __init__(self, user: str = "alice", orgs: tuple[str, ...] = ("lab",), fail_on: str | None = None,
-                 error: Exception | None = None):
+    def __init__(
+        self,
+        user: str = "alice",
+        orgs: tuple[str, ...] = ("lab",),
+        fail_on: str | None = None,
+        error: Exception | None = None,
+    ):
         self.user, self.orgs = user, orgs
         self.fail_on, self.error = fail_on, error
         self.calls: list[tuple[str, dict]] = []
@@ -169,12 +206,21 @@ class RecordingHub:
     def upload_folder(self, *, repo_id, folder_path, repo_type, commit_message):
         from huggingface_hub import CommitInfo
 
-        self._call("upload_folder", repo_id=repo_id, folder_path=folder_path, repo_type=repo_type,
-                   commit_message=commit_message)
+        self._call(
+            "upload_folder",
+            repo_id=repo_id,
+            folder_path=folder_path,
+            repo_type=repo_type,
+            commit_message=commit_message,
+        )
         prefix = "datasets/" if repo_type == "dataset" else ""
         sha = "0123456789abcdef0123456789abcdef01234567"
-        return CommitInfo(commit_url=f"https://huggingface.co/{prefix}{repo_id}/commit/{sha}",
-                          commit_message=commit_message, commit_description="", oid=sha)
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{prefix}{repo_id}/commit/{sha}",
+            commit_message=commit_message,
+            commit_description="",
+            oid=sha,
+        )
 
     def factory(self, token: str) -> "RecordingHub":
         self.tokens.append(token)

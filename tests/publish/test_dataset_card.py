@@ -8,16 +8,24 @@ import shutil
 import datasets
 import pyarrow.parquet as pq
 import pytest
+from conftest import RecordingHub, write_annotated_dataset
 from huggingface_hub import DatasetCard
 
 from annotate.format import DEFAULT_KEYS, parse_annotation
-from conftest import RecordingHub, write_annotated_dataset
 from publish import PublishConfig, PublishError, run
 
 
 def dry_run(source, staging, **overrides):
-    return run(PublishConfig(kind="dataset", source_dir=str(source), repo_id="lab/tiny-annotated",
-                             staging_dir=str(staging), license="other", **overrides))
+    return run(
+        PublishConfig(
+            kind="dataset",
+            source_dir=str(source),
+            repo_id="lab/tiny-annotated",
+            staging_dir=str(staging),
+            license="other",
+            **overrides,
+        )
+    )
 
 
 def load_staged(folder, cache):
@@ -28,22 +36,37 @@ def load_staged(folder, cache):
 def test_dataset_dry_run_stages_parquet_and_card(dataset_dir, tmp_path):
     hub = RecordingHub()
     staging = tmp_path / "stage"
-    result = run(PublishConfig(kind="dataset", source_dir=str(dataset_dir), repo_id="lab/tiny-annotated",
-                               staging_dir=str(staging), license="other"), hub_factory=hub.factory)
+    result = run(
+        PublishConfig(
+            kind="dataset",
+            source_dir=str(dataset_dir),
+            repo_id="lab/tiny-annotated",
+            staging_dir=str(staging),
+            license="other",
+        ),
+        hub_factory=hub.factory,
+    )
     folder = staging / "repo"
     assert hub.calls == [] and result["receipt"] is None
     assert not (staging / "upload_receipt.json").exists()
     assert sorted(f["path"] for f in result["files"]) == [
-        "README.md", "annotation_stats.json", "data/data-00000-of-00002.parquet", "data/data-00001-of-00002.parquet",
-        "manifest.json"]
+        "README.md",
+        "annotation_stats.json",
+        "data/data-00000-of-00002.parquet",
+        "data/data-00001-of-00002.parquet",
+        "manifest.json",
+    ]
     assert [s["path"] for s in result["skipped"]] == ["work/"]
     for name in ("data-00000-of-00002.parquet", "data-00001-of-00002.parquet"):  # copied byte for byte
         assert (folder / "data" / name).read_bytes() == (dataset_dir / "data" / name).read_bytes()
 
     loaded = load_staged(folder, tmp_path / "cache")
     assert list(loaded) == ["train"]
-    original = [row for name in ("data-00000-of-00002.parquet", "data-00001-of-00002.parquet")
-                for row in pq.read_table(dataset_dir / "data" / name).to_pylist()]
+    original = [
+        row
+        for name in ("data-00000-of-00002.parquet", "data-00001-of-00002.parquet")
+        for row in pq.read_table(dataset_dir / "data" / name).to_pylist()
+    ]
     assert loaded["train"].to_list() == original
     assert parse_annotation(loaded["train"][0]["annotation"])[0].key == "topic"
 
@@ -53,11 +76,21 @@ def test_dataset_dry_run_stages_parquet_and_card(dataset_dir, tmp_path):
     assert card.data.size_categories == ["n<1K"]
     text = (folder / "README.md").read_text()
     for expected in (
-        "`<|ann|>`", "`<|/ann|>`", "from the annotate config (`config.schema.keys`)", "`topic`, `entity`, `location`",
-        "<|ann|>topic:topic_0 location:Baghdad<|/ann|>", "| train | 6 | 2 |", "`tags`", "2605.09995",
-        "### overall", "| mean_tags_per_ok_chunk | 2 |", "### overall.failure_reasons", "| timeout | 0 |",
+        "`<|ann|>`",
+        "`<|/ann|>`",
+        "from the annotate config (`config.schema.keys`)",
+        "`topic`, `entity`, `location`",
+        "<|ann|>topic:topic_0 location:Baghdad<|/ann|>",
+        "| train | 6 | 2 |",
+        "`tags`",
+        "2605.09995",
+        "### overall",
+        "| mean_tags_per_ok_chunk | 2 |",
+        "### overall.failure_reasons",
+        "| timeout | 0 |",
         "| entry | coverage | distinct_values | entropy_bits | top_values |",
-        "| topic | 1 | 3 | 1.585 | topic_0 (2), topic_1 (2), topic_2 (2) |", "`examples`",
+        "| topic | 1 | 3 | 1.585 | topic_0 (2), topic_1 (2), topic_2 (2) |",
+        "`examples`",
     ):
         assert expected in text, expected
     source_manifest = json.loads((dataset_dir / "manifest.json").read_text())
@@ -88,7 +121,9 @@ def test_parquet_shards_in_split_folders_keep_their_splits(tmp_path):
     assert {"path": "data/README.txt", "reason": "not a parquet shard"} in result["skipped"]
     card = DatasetCard.load(tmp_path / "stage" / "repo" / "README.md")
     assert card.data.configs[0]["data_files"] == [
-        {"split": "train", "path": "data/train/*.parquet"}, {"split": "validation", "path": "data/validation/*.parquet"}]
+        {"split": "train", "path": "data/train/*.parquet"},
+        {"split": "validation", "path": "data/validation/*.parquet"},
+    ]
     loaded = load_staged(tmp_path / "stage" / "repo", tmp_path / "cache")
     assert {k: v.num_rows for k, v in loaded.items()} == {"train": 3, "validation": 1}
 

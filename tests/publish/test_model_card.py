@@ -8,16 +8,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import RecordingHub
 from huggingface_hub import ModelCard
 
-from conftest import RecordingHub
 from publish import PublishConfig, PublishError, run
 
 SUMMARY = {
     "arms": {
         "base": {"metrics": {"embedding_diversity": {"mean": 0.6123, "ci": [0.55, 0.66], "n": 20}}},
-        "anchored": {"metrics": {"embedding_diversity": {"mean": 0.5811, "ci_low": 0.5, "ci_high": 0.62, "n": 20}},
-                     "embedder": "all-MiniLM-L6-v2"},
+        "anchored": {
+            "metrics": {"embedding_diversity": {"mean": 0.5811, "ci_low": 0.5, "ci_high": 0.62, "n": 20}},
+            "embedder": "all-MiniLM-L6-v2",
+        },
     },
     "collapse_ratio": {"mean": 5.9, "ci": [2.1, 12.0]},
     "notes": ["a list the table cannot show"],
@@ -25,8 +27,9 @@ SUMMARY = {
 
 
 def dry_run(source: Path, staging: Path, **overrides) -> dict:
-    config = PublishConfig(kind="model", source_dir=str(source), repo_id="lab/tiny-anchored",
-                           staging_dir=str(staging), **overrides)
+    config = PublishConfig(
+        kind="model", source_dir=str(source), repo_id="lab/tiny-anchored", staging_dir=str(staging), **overrides
+    )
     return run(config)
 
 
@@ -64,13 +67,29 @@ def test_dry_run_stages_model_tokenizer_and_card(checkpoint_dir, tmp_path):
     summary.write_text(json.dumps(SUMMARY), encoding="utf-8")
     hub = RecordingHub()
     staging = tmp_path / "stage"
-    result = run(PublishConfig(kind="model", source_dir=str(checkpoint_dir), repo_id="lab/tiny-anchored",
-                               staging_dir=str(staging), eval_summary=str(summary)), hub_factory=hub.factory)
+    result = run(
+        PublishConfig(
+            kind="model",
+            source_dir=str(checkpoint_dir),
+            repo_id="lab/tiny-anchored",
+            staging_dir=str(staging),
+            eval_summary=str(summary),
+        ),
+        hub_factory=hub.factory,
+    )
     folder = staging / "repo"
     assert result["folder"] == folder.resolve()
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["README.md", "config.json", "eval_summary.json", "generation_config.json", "manifest.json",
-                     "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    assert names == [
+        "README.md",
+        "config.json",
+        "eval_summary.json",
+        "generation_config.json",
+        "manifest.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
     # Nothing was sent, and nothing claims it was.
     assert hub.calls == [] and hub.tokens == []
     assert result["receipt"] is None and not (staging / "upload_receipt.json").exists()
@@ -101,9 +120,18 @@ def test_dry_run_stages_model_tokenizer_and_card(checkpoint_dir, tmp_path):
     assert card.data.base_model == "someone/tiny-base"  # the manifest's model input is a hub id
     assert card.data.datasets is None  # the only data input is a local file, not a hub dataset
     assert card.data.eval_results is None  # results live in the table, copied from the file
-    for expected in ("2605.09995", "Annotations Mitigate Post-Training Mode Collapse", "training arm: **anchored**",
-                     "split_generation", "<|ann|>", "skip_special_tokens=False", "learning_rate: 0.0003",
-                     "Instruction: {prompt}", "Git commit", "transformers | 5."):
+    for expected in (
+        "2605.09995",
+        "Annotations Mitigate Post-Training Mode Collapse",
+        "training arm: **anchored**",
+        "split_generation",
+        "<|ann|>",
+        "skip_special_tokens=False",
+        "learning_rate: 0.0003",
+        "Instruction: {prompt}",
+        "Git commit",
+        "transformers | 5.",
+    ):
         assert expected in card_text, expected
     source_manifest = json.loads((checkpoint_dir / "manifest.json").read_text())
     assert source_manifest["inputs"]["train_data"]["fingerprint"] in card_text
@@ -138,8 +166,17 @@ def test_card_never_claims_an_eval_missing_from_the_summary(checkpoint_dir, tmp_
     assert not (tmp_path / "without" / "repo" / "eval_summary.json").exists()
 
 
-@pytest.mark.parametrize("summary", [[1, 2, 3], "just text", {"arms": [1, 2]}, {"a": {"b": {"c": {"d": {"e": 1}}}}},
-                                     {"arms": {"x": {"m": {"mean": "high"}}}}, {}])
+@pytest.mark.parametrize(
+    "summary",
+    [
+        [1, 2, 3],
+        "just text",
+        {"arms": [1, 2]},
+        {"a": {"b": {"c": {"d": {"e": 1}}}}},
+        {"arms": {"x": {"m": {"mean": "high"}}}},
+        {},
+    ],
+)
 def test_odd_summary_shapes_render_without_claims(checkpoint_dir, tmp_path, summary):
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(summary), encoding="utf-8")
@@ -155,21 +192,72 @@ def test_eval_stage_shaped_summary(checkpoint_dir, tmp_path):
         "provenance": {"note": "x" * 300, "sampling": {"backend": "hf", "temperatures": [1.0], "seed": 3}},
         "metric_names": {"diversity": ["embedding_diversity"], "quality": []},
         "arms": {
-            "base": {"model": "runs/pretrain/plain", "mode": "plain", "base_arm": None, "temperatures": {"1": {
-                "temperature": 1.0, "n_prompts": 8, "n_samples": 32,
-                "metrics": {"embedding_diversity": {"mean": 0.71, "ci_low": 0.66, "ci_high": 0.75, "n": 8}},
-                "parse": {"expected": False, "ok": 0, "failed": 0, "failure_rate": None, "by_reason": {}}}}},
-            "anchored": {"model": "runs/posttrain/anchored", "mode": "anchored", "base_arm": "base", "temperatures": {"1": {
-                "temperature": 1.0, "n_prompts": 8, "n_samples": 32,
-                "metrics": {"embedding_diversity": {"mean": 0.64, "ci_low": 0.6, "ci_high": 0.69, "n": 8},
-                            "distinct_2": {"mean": None, "ci_low": None, "ci_high": None, "n": 0}},
-                "parse": {"expected": True, "ok": 30, "failed": 2, "failure_rate": 0.0625, "by_reason": {"no annotation": 2}},
-                "collapse": {"embedding_diversity": {"base_arm": "base", "mean": 0.07, "ci_low": 0.02, "ci_high": 0.11,
-                                                     "n_prompts": 8}}}}},
+            "base": {
+                "model": "runs/pretrain/plain",
+                "mode": "plain",
+                "base_arm": None,
+                "temperatures": {
+                    "1": {
+                        "temperature": 1.0,
+                        "n_prompts": 8,
+                        "n_samples": 32,
+                        "metrics": {"embedding_diversity": {"mean": 0.71, "ci_low": 0.66, "ci_high": 0.75, "n": 8}},
+                        "parse": {"expected": False, "ok": 0, "failed": 0, "failure_rate": None, "by_reason": {}},
+                    }
+                },
+            },
+            "anchored": {
+                "model": "runs/posttrain/anchored",
+                "mode": "anchored",
+                "base_arm": "base",
+                "temperatures": {
+                    "1": {
+                        "temperature": 1.0,
+                        "n_prompts": 8,
+                        "n_samples": 32,
+                        "metrics": {
+                            "embedding_diversity": {"mean": 0.64, "ci_low": 0.6, "ci_high": 0.69, "n": 8},
+                            "distinct_2": {"mean": None, "ci_low": None, "ci_high": None, "n": 0},
+                        },
+                        "parse": {
+                            "expected": True,
+                            "ok": 30,
+                            "failed": 2,
+                            "failure_rate": 0.0625,
+                            "by_reason": {"no annotation": 2},
+                        },
+                        "collapse": {
+                            "embedding_diversity": {
+                                "base_arm": "base",
+                                "mean": 0.07,
+                                "ci_low": 0.02,
+                                "ci_high": 0.11,
+                                "n_prompts": 8,
+                            }
+                        },
+                    }
+                },
+            },
         },
-        "collapse_ratios": {"pairs": {"plain_sft/anchored": {"1": {"embedding_diversity": {
-            "n_prompts": 8, "ratio": 4.2, "status": "ok", "ci_low": 1.5, "ci_high": 9.0,
-            "gap_closed": 0.76, "gap_closed_ci_low": 0.33, "gap_closed_ci_high": 0.89}}}}, "skipped": {}},
+        "collapse_ratios": {
+            "pairs": {
+                "plain_sft/anchored": {
+                    "1": {
+                        "embedding_diversity": {
+                            "n_prompts": 8,
+                            "ratio": 4.2,
+                            "status": "ok",
+                            "ci_low": 1.5,
+                            "ci_high": 9.0,
+                            "gap_closed": 0.76,
+                            "gap_closed_ci_low": 0.33,
+                            "gap_closed_ci_high": 0.89,
+                        }
+                    }
+                }
+            },
+            "skipped": {},
+        },
     }
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(summary), encoding="utf-8")

@@ -33,9 +33,17 @@ def test_bad_kind_is_a_config_error():
 def test_cli_dry_run(checkpoint_dir, tmp_path, capsys):
     """The CLI's entry in this process (a real `python -m publish` runs in tests/stage_io/test_cli.py)."""
     staging = tmp_path / "stage"
-    code = stage_main("publish", PublishConfig, run, [str(ROOT / "configs" / "publish" / "model.yaml"),
-                                                      f"source_dir={checkpoint_dir}", f"staging_dir={staging}",
-                                                      "repo_id=lab/tiny"])
+    code = stage_main(
+        "publish",
+        PublishConfig,
+        run,
+        [
+            str(ROOT / "configs" / "publish" / "model.yaml"),
+            f"source_dir={checkpoint_dir}",
+            f"staging_dir={staging}",
+            "repo_id=lab/tiny",
+        ],
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "dry run" in out and "nothing was uploaded" in out

@@ -5,15 +5,16 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from conftest import write_annotated_dataset
+
 from publish import PublishConfig, PublishError, run
 from stage_io.run_lock import RunLockError, hold_lock
 
 
 def dry_run(source, staging, kind="model"):
-    return run(PublishConfig(kind=kind, source_dir=str(source), repo_id="lab/tiny", staging_dir=str(staging),
-                             license="other"))
+    return run(
+        PublishConfig(kind=kind, source_dir=str(source), repo_id="lab/tiny", staging_dir=str(staging), license="other")
+    )
 
 
 def test_only_known_model_files_are_staged(checkpoint_dir, tmp_path):

@@ -5,19 +5,35 @@ from __future__ import annotations
 import pytest
 
 from publish.source_manifest import (
-    UNKNOWN, arm_label, base_model_from_manifest, find_arms, hub_ids_in_inputs, is_anchored,
+    UNKNOWN,
+    arm_label,
+    base_model_from_manifest,
+    find_arms,
+    hub_ids_in_inputs,
+    is_anchored,
 )
 
 
-@pytest.mark.parametrize("manifest, label, anchored", [
-    ({"config": {"arm": "anchored"}}, "anchored", True),
-    ({"config": {"arm": "plain"}}, "plain", False),
-    ({"arm": "anchored", "config": {"data": {"arm": "anchored"}}}, "anchored", True),  # pretrain: top level + data.arm
-    ({"config": {"arm": "anchored", "data": {"arm": "plain"}}}, "anchored (config.arm), plain (config.data.arm)", None),
-    ({"config": {"lr": 1}}, UNKNOWN, None),
-    ({}, UNKNOWN, None),
-    ({"config": ["not", "a", "mapping"]}, UNKNOWN, None),
-])
+@pytest.mark.parametrize(
+    "manifest, label, anchored",
+    [
+        ({"config": {"arm": "anchored"}}, "anchored", True),
+        ({"config": {"arm": "plain"}}, "plain", False),
+        (
+            {"arm": "anchored", "config": {"data": {"arm": "anchored"}}},
+            "anchored",
+            True,
+        ),  # pretrain: top level + data.arm
+        (
+            {"config": {"arm": "anchored", "data": {"arm": "plain"}}},
+            "anchored (config.arm), plain (config.data.arm)",
+            None,
+        ),
+        ({"config": {"lr": 1}}, UNKNOWN, None),
+        ({}, UNKNOWN, None),
+        ({"config": ["not", "a", "mapping"]}, UNKNOWN, None),
+    ],
+)
 def test_arms(manifest, label, anchored):
     arms = find_arms(manifest)
     assert arm_label(arms) == label

@@ -10,16 +10,22 @@ import inspect
 import json
 
 import pytest
-
 from conftest import RecordingHub
+
 from publish import PublishConfig, PublishError, run
 
 TOKEN = "hf_test_token_not_real"
 
 
 def upload_config(source, staging, kind="model", **overrides) -> PublishConfig:
-    values = dict(kind=kind, source_dir=str(source), repo_id="lab/tiny", staging_dir=str(staging),
-                  dry_run=False, token_env="TEST_PUBLISH_TOKEN")
+    values = dict(
+        kind=kind,
+        source_dir=str(source),
+        repo_id="lab/tiny",
+        staging_dir=str(staging),
+        dry_run=False,
+        token_env="TEST_PUBLISH_TOKEN",
+    )
     values.update(overrides)
     return PublishConfig(**values)
 
@@ -63,13 +69,16 @@ def test_another_token_env_never_falls_back_to_hf_token(checkpoint_dir, tmp_path
     assert hub.calls == [] and hub.tokens == []
 
 
-@pytest.mark.parametrize("repo_id", ["no-namespace", "a/b/c", "lab/bad--name", "lab/has space", "/name", "lab/",
-                                     "lab/name.git"])
+@pytest.mark.parametrize(
+    "repo_id", ["no-namespace", "a/b/c", "lab/bad--name", "lab/has space", "/name", "lab/", "lab/name.git"]
+)
 def test_malformed_repo_id_fails_before_any_call(checkpoint_dir, tmp_path, token, repo_id):
     hub = RecordingHub()
     for dry in (True, False):
         with pytest.raises(PublishError, match="repo_id"):
-            run(upload_config(checkpoint_dir, tmp_path / "stage", repo_id=repo_id, dry_run=dry), hub_factory=hub.factory)
+            run(
+                upload_config(checkpoint_dir, tmp_path / "stage", repo_id=repo_id, dry_run=dry), hub_factory=hub.factory
+            )
     assert hub.calls == [] and hub.tokens == []
     assert not (tmp_path / "stage").exists()
 

@@ -68,12 +68,28 @@ def test_debug_flag_and_variable_show_the_traceback(monkeypatch, tmp_path):
 
 def test_a_real_stage_process_prints_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != DEBUG_ENV}
-    proc = subprocess.run([sys.executable, "-m", "publish", "configs/publish/model.yaml", f"source_dir={tmp_path}/none",
-                           "repo_id=me/x"], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "publish", "configs/publish/model.yaml", f"source_dir={tmp_path}/none", "repo_id=me/x"],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "publish: error: config key 'source_dir'" in proc.stderr and "Traceback" not in proc.stderr
-    debug = subprocess.run([sys.executable, "-m", "publish", "configs/publish/model.yaml", f"source_dir={tmp_path}/none",
-                            "repo_id=me/x", "--debug"], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
-                           capture_output=True, text=True)
+    debug = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "publish",
+            "configs/publish/model.yaml",
+            f"source_dir={tmp_path}/none",
+            "repo_id=me/x",
+            "--debug",
+        ],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "PublishError" in debug.stderr

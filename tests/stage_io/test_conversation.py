@@ -20,8 +20,12 @@ TRAILING_USER = turns(("user", "Hi"), ("assistant", "Hello."), ("user", "And the
 def test_human_gpt_roles_are_mapped_in_both_paths():
     assert response_of({"messages": SHAREGPT}, SFTConfig()) == "2-1."
     record = record_from_row({"id": "a", "messages": SHAREGPT}, DataConfig(), with_annotation=False)
-    assert record.response == "2-1." and [m["role"] for m in record.conversation] == ["system", "user", "assistant",
-                                                                                        "user"]
+    assert record.response == "2-1." and [m["role"] for m in record.conversation] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+    ]
 
 
 def test_a_custom_role_map_and_no_map():

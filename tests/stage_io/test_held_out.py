@@ -26,7 +26,8 @@ def test_train_and_heldout_split_the_corpus_with_20_articles_per_section():
     assert train == [i for i in everything if i not in set(held)]  # corpus order kept
     sections = [i.split("/")[0] for i in held]
     assert {s: sections.count(s) for s in set(sections)} == dict.fromkeys(
-        ["business", "entertainment", "politics", "sports", "tech"], HELD_OUT_PER_SECTION)
+        ["business", "entertainment", "politics", "sports", "tech"], HELD_OUT_PER_SECTION
+    )
     # The rule is over the whole corpus: a limit takes the first articles of the split, not another split.
     assert ids("embedded:bbc_news_train", limit=50) == train[:50]
     assert held_out_ids(bbc_news_articles()) == set(held)
@@ -40,7 +41,9 @@ def test_embedded_training_configs_read_the_train_split():
 
 
 def test_embedded_sft_set_has_no_held_out_article_and_its_manifest_says_so(tmp_path):
-    cfg = load_config(EmbeddedSFTConfig, REPO / "configs" / "posttrain" / "embedded_sft.yaml", [f"output_dir={tmp_path}"])
+    cfg = load_config(
+        EmbeddedSFTConfig, REPO / "configs" / "posttrain" / "embedded_sft.yaml", [f"output_dir={tmp_path}"]
+    )
     build_sft_set(cfg)
     rows = [json.loads(line) for line in (tmp_path / "sft.jsonl").read_text().splitlines()]
     held = set(ids("embedded:bbc_news_heldout"))

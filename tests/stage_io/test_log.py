@@ -73,7 +73,9 @@ def test_annotate_and_eval_share_one_vllm_engine_config_under_their_own_keys():
 
 
 def test_a_range_declared_in_the_type_is_the_one_check_and_names_the_key():
-    with pytest.raises(ConfigError, match=r"key 'metrics.semantic_entropy.classifier.test_fraction' must be > 0 and < 1"):
+    with pytest.raises(
+        ConfigError, match=r"key 'metrics.semantic_entropy.classifier.test_fraction' must be > 0 and < 1"
+    ):
         load_config(EvalConfig, None, ["metrics.semantic_entropy.classifier.test_fraction=1.0"])
     with pytest.raises(ConfigError, match=r"key 'capabilities.limit' must be >= 1"):
         load_config(EvalConfig, None, ["capabilities.limit=0"])

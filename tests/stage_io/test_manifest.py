@@ -18,7 +18,9 @@ def test_manifest_records_config_inputs_counts_versions(tmp_path):
     assert manifest["counts"] == {"rows": 3}
     assert manifest["inputs"]["data"]["fingerprint"] == fingerprint(data)
     assert "torch" in manifest["versions"] and "python" in manifest["versions"]
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["config_fingerprint"] == config_fingerprint(Cfg())
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["config_fingerprint"] == config_fingerprint(
+        Cfg()
+    )
 
 
 def test_fingerprints_change_with_content(tmp_path):
@@ -33,7 +35,7 @@ def test_fingerprints_change_with_content(tmp_path):
 
 
 def test_verify_outputs_finds_changed_missing_and_cut_files(tmp_path):
-    """"Already complete" is checked against the fingerprints recorded at the end."""
+    """ "Already complete" is checked against the fingerprints recorded at the end."""
     import torch
     from safetensors.torch import save_file
 

@@ -21,15 +21,27 @@ def fake_model(folder, tokenizer=True):
     return folder
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda p: p / "missing", "does not exist"),
-    (lambda p: (p / "d.jsonl").write_text("{}\n") and p / "d.jsonl", r"is a file \(\.jsonl\), not a model directory"),
-    (lambda p: (p / "ann").mkdir() or (p / "ann" / "manifest.json").write_text('{"stage": "annotate"}') and p / "ann",
-     r"is the output of the annotate stage, not a model \(no config.json\)"),
-    (lambda p: (p / "tok").mkdir() or (p / "tok" / "tokenizer.json").write_text("{}") and p / "tok",
-     "is a tokenizer-only directory"),
-    (lambda p: (p / "empty").mkdir() or p / "empty", "is an empty directory"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p / "missing", "does not exist"),
+        (
+            lambda p: (p / "d.jsonl").write_text("{}\n") and p / "d.jsonl",
+            r"is a file \(\.jsonl\), not a model directory",
+        ),
+        (
+            lambda p: (
+                (p / "ann").mkdir() or (p / "ann" / "manifest.json").write_text('{"stage": "annotate"}') and p / "ann"
+            ),
+            r"is the output of the annotate stage, not a model \(no config.json\)",
+        ),
+        (
+            lambda p: (p / "tok").mkdir() or (p / "tok" / "tokenizer.json").write_text("{}") and p / "tok",
+            "is a tokenizer-only directory",
+        ),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "is an empty directory"),
+    ],
+)
 def test_what_was_found_is_named(tmp_path, make, expected):
     with pytest.raises(ModelPathError, match="model_path: .*" + expected):
         check_model(str(make(tmp_path)), "model_path")
@@ -63,11 +75,14 @@ def test_torch_archives_and_json_cut_short_are_found(tmp_path):
     assert len(tree_problems(tmp_path)) == 2
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"model_type": "lla', r"damaged config.json \(not valid JSON"),
-    ("[1, 2]", r"config.json is not a transformers model config"),
-    ('{"hidden_size": 8}', r"config.json is not a transformers model config"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"model_type": "lla', r"damaged config.json \(not valid JSON"),
+        ("[1, 2]", r"config.json is not a transformers model config"),
+        ('{"hidden_size": 8}', r"config.json is not a transformers model config"),
+    ],
+)
 def test_a_damaged_config_json_is_named(tmp_path, text, expected):
     model = fake_model(tmp_path / "m")
     (model / "config.json").write_text(text)

@@ -3,8 +3,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from stage_io.run_identity import (RunIdentityError, check_run_identity, compare_identity, config_identity, flatten,
-                                   read_identity)
+from stage_io.run_identity import (
+    RunIdentityError,
+    check_run_identity,
+    compare_identity,
+    config_identity,
+    flatten,
+    read_identity,
+)
 
 
 @dataclass

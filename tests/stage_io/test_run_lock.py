@@ -18,33 +18,53 @@ from stage_io.run_lock import LOCK_NAME, DirectoryLock, RunLockError, hold_lock
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-HOLDER = ("import sys; from stage_io.run_lock import hold_lock\n"
-          "with hold_lock(sys.argv[1], 'holder'):\n"
-          "    print('locked', flush=True); sys.stdin.readline()\n")
+HOLDER = (
+    "import sys; from stage_io.run_lock import hold_lock\n"
+    "with hold_lock(sys.argv[1], 'holder'):\n"
+    "    print('locked', flush=True); sys.stdin.readline()\n"
+)
 
 
 def start_holder(directory: Path) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(directory)], cwd=REPO, env=ENV, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(directory)],
+        cwd=REPO,
+        env=ENV,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     assert holder.stdout.readline().strip() == "locked"
     return holder
 
 
-@pytest.mark.parametrize("stage, config", [("pretrain", "configs/pretrain/tiny.yaml"),
-                                           ("posttrain", "configs/posttrain/tiny_plain.yaml"),
-                                           ("eval", "configs/eval/tiny.yaml")])
+@pytest.mark.parametrize(
+    "stage, config",
+    [
+        ("pretrain", "configs/pretrain/tiny.yaml"),
+        ("posttrain", "configs/posttrain/tiny_plain.yaml"),
+        ("eval", "configs/eval/tiny.yaml"),
+    ],
+)
 def test_a_second_writer_is_refused_while_the_first_holds_the_directory(tmp_path, stage, config):
     """Two pretrains (or evals) in one directory would both exit 0 with interleaved rows."""
     out = tmp_path / "run"
     holder = start_holder(out)
     try:
-        proc = subprocess.run([sys.executable, "-m", stage, config, f"output_dir={out}"], cwd=REPO, env=ENV,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", stage, config, f"output_dir={out}"],
+            cwd=REPO,
+            env=ENV,
+            capture_output=True,
+            text=True,
+        )
     finally:
         holder.communicate("\n")
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert f"another process (pid {holder.pid}) holds its lock (.lock), so this one cannot start running {stage}" \
+    assert (
+        f"another process (pid {holder.pid}) holds its lock (.lock), so this one cannot start running {stage}"
         in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -69,17 +89,27 @@ def test_only_the_main_rank_takes_the_lock(tmp_path, monkeypatch):
 def test_an_output_dir_that_is_a_file_is_one_line_naming_the_key(tmp_path):
     taken = tmp_path / "taken"
     taken.write_text("not a directory\n")
-    proc = subprocess.run([sys.executable, "-m", "eval", "configs/eval/tiny.yaml", f"output_dir={taken}"], cwd=REPO,
-                          env=ENV, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "eval", "configs/eval/tiny.yaml", f"output_dir={taken}"],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.strip() == (f"eval: error: output_dir '{taken}' is an existing file, not a directory: "
-                                   "choose another output_dir or move the file")
+    assert proc.stderr.strip() == (
+        f"eval: error: output_dir '{taken}' is an existing file, not a directory: "
+        "choose another output_dir or move the file"
+    )
 
 
 def test_an_output_dir_that_cannot_be_made_names_the_key(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(OSError, match=rf"staging_dir '{tmp_path}/file/run': cannot create or write it "
-                                      r"\(NotADirectoryError"):
+    with pytest.raises(
+        OSError,
+        match=rf"staging_dir '{tmp_path}/file/run': cannot create or write it "
+        r"\(NotADirectoryError",
+    ):
         with hold_lock(tmp_path / "file" / "run", "publish", key="staging_dir"):
             pass
 

@@ -37,8 +37,10 @@ from study.runner import check_paired_sft
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO = REPO / "configs" / "study" / "micro.yaml"
-FRONTIER = "fit_frontier={points: [{name: lr_low, overrides: [training.learning_rate=1e-5]}, " \
-           "{name: lr_high, overrides: [training.learning_rate=1e-3]}]}"
+FRONTIER = (
+    "fit_frontier={points: [{name: lr_low, overrides: [training.learning_rate=1e-5]}, "
+    "{name: lr_high, overrides: [training.learning_rate=1e-3]}]}"
+)
 
 
 def _reference_hierarchical(columns, statistic, resamples, confidence, seed):
@@ -54,8 +56,14 @@ def _reference_hierarchical(columns, statistic, resamples, confidence, seed):
             stats.append(value)
     alpha = (1 - confidence) / 2
     low, high = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)]) if stats else (None, None)
-    return {"value": statistic(*columns), "ci_low": low, "ci_high": high, "n_seeds": n_seeds, "n_prompts": n_prompts,
-            "undefined_resamples": undefined}
+    return {
+        "value": statistic(*columns),
+        "ci_low": low,
+        "ci_high": high,
+        "n_seeds": n_seeds,
+        "n_prompts": n_prompts,
+        "undefined_resamples": undefined,
+    }
 
 
 def _reference_seed_t(values, confidence):
@@ -72,10 +80,15 @@ def _reference_seed_t(values, confidence):
 
 @pytest.fixture
 def interface(monkeypatch):
-    monkeypatch.setattr(bootstrap, "hierarchical_statistic_ci",
-                        getattr(bootstrap, "hierarchical_statistic_ci", _reference_hierarchical), raising=False)
-    monkeypatch.setattr(bootstrap, "seed_t_interval", getattr(bootstrap, "seed_t_interval", _reference_seed_t),
-                        raising=False)
+    monkeypatch.setattr(
+        bootstrap,
+        "hierarchical_statistic_ci",
+        getattr(bootstrap, "hierarchical_statistic_ci", _reference_hierarchical),
+        raising=False,
+    )
+    monkeypatch.setattr(
+        bootstrap, "seed_t_interval", getattr(bootstrap, "seed_t_interval", _reference_seed_t), raising=False
+    )
 
 
 def frontier_config(out: Path, *overrides: str) -> StudyConfig:
@@ -96,7 +109,9 @@ def test_frontier_interpolates_between_points_and_never_extrapolates():
     assert frontier_at([], [], 1.0) is None
 
 
-def synthetic_columns(anchored_loss: float, anchored_collapse: float, noise: float, n_seeds: int = 3, n_prompts: int = 6):
+def synthetic_columns(
+    anchored_loss: float, anchored_collapse: float, noise: float, n_seeds: int = 3, n_prompts: int = 6
+):
     """Plain points and one anchored point; the per-prompt noise sums to 0 in every row, so means are exact."""
     rng = np.random.default_rng(0)
 
@@ -108,8 +123,11 @@ def synthetic_columns(anchored_loss: float, anchored_collapse: float, noise: flo
         return np.full((n_seeds, n_prompts), loss)
 
     points = list(PLAIN.values())
-    return ([loss_column(loss) for loss, _ in points] + [collapse_column(c) for _, c in points]
-            + [loss_column(anchored_loss), collapse_column(anchored_collapse)])
+    return (
+        [loss_column(loss) for loss, _ in points]
+        + [collapse_column(c) for _, c in points]
+        + [loss_column(anchored_loss), collapse_column(anchored_collapse)]
+    )
 
 
 def test_equal_fit_difference_is_plain_frontier_at_the_anchored_loss_minus_the_anchored_collapse():
@@ -143,8 +161,10 @@ def test_seed_variance_reaches_the_interval(interface):
     """Two seeds far apart on identical prompts: the pooled interval must cover both seeds' values."""
     plain = np.array([[1.0] * 8, [0.2] * 8]) + np.linspace(-0.01, 0.01, 8)
     anchored = np.zeros((2, 8))
-    per_seed = [{"prompt_ids": [f"p{i}" for i in range(8)], "collapse_plain": list(row), "collapse_anchored": list(a)}
-                for row, a in zip(plain, anchored)]
+    per_seed = [
+        {"prompt_ids": [f"p{i}" for i in range(8)], "collapse_plain": list(row), "collapse_anchored": list(a)}
+        for row, a in zip(plain, anchored)
+    ]
     pooled = pooled_over_seeds(per_seed, 1e-6, 400, 0.95, 0)
     low, high = pooled["hierarchical"]["difference_ci"]
     assert low <= 0.25 and high >= 0.95  # prompts-only resampling would give about [0.59, 0.61]
@@ -191,11 +211,19 @@ def test_frontier_arms_of_a_point_must_pair(tmp_path):
     steps = plan_steps(cfg)
     point = [s for s in steps if s.group == "frontier_lr_low_" and s.module == "posttrain"]
     for step in point:
-        write_manifest(step.output_dir, stage="posttrain", config=step.load(),
-                       counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 4, "trained": 30})
+        write_manifest(
+            step.output_dir,
+            stage="posttrain",
+            config=step.load(),
+            counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 4, "trained": 30},
+        )
     check_paired_sft(steps, 0, "frontier_lr_low_")
-    write_manifest(point[0].output_dir, stage="posttrain", config=point[0].load(),
-                   counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 5, "trained": 30})
+    write_manifest(
+        point[0].output_dir,
+        stage="posttrain",
+        config=point[0].load(),
+        counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 5, "trained": 30},
+    )
     with pytest.raises(RuntimeError, match="frontier_lr_low_seed 0 trained on different examples"):
         check_paired_sft(steps, 0, "frontier_lr_low_")
 
@@ -214,7 +242,9 @@ def test_frontier_study_config_plans_four_points_per_arm(tmp_path):
     assert not cfg.main_comparison and len(cfg.fit_frontier.points) >= 4 and len(cfg.seeds) >= 3
     steps = plan_steps(cfg)
     evaluation = next(s for s in steps if s.name == "frontier_eval_seed0").load()
-    assert {f"{arm}@{p.name}" for arm in cfg.fit_frontier.arms for p in cfg.fit_frontier.points} <= {a.name for a in evaluation.arms}
+    assert {f"{arm}@{p.name}" for arm in cfg.fit_frontier.arms for p in cfg.fit_frontier.points} <= {
+        a.name for a in evaluation.arms
+    }
     for step in steps:
         if step.module == "posttrain" and step.seed == 0:
             step.load()  # every point's overrides type-check
@@ -226,25 +256,60 @@ def write_scores(eval_dir: Path, values: dict[str, list[float]], seed: int, stop
     rows = []
     for arm, per_prompt in values.items():
         for i, v in enumerate(per_prompt):
-            rows.append({"id": f"{arm}|1.0|p{i}", "arm": arm, "temperature": 1.0, "prompt_id": f"p{i}", "n_samples": 4,
-                         "length_stops": stops if "@" in arm else 4,
-                         "parse": {"expected": arm.startswith("anchored@"), "ok": 3, "failed": 1},
-                         "metrics": {"semantic_entropy": v, "quality": -5.0, "restricted_share": 0.5}})
+            rows.append(
+                {
+                    "id": f"{arm}|1.0|p{i}",
+                    "arm": arm,
+                    "temperature": 1.0,
+                    "prompt_id": f"p{i}",
+                    "n_samples": 4,
+                    "length_stops": stops if "@" in arm else 4,
+                    "parse": {"expected": arm.startswith("anchored@"), "ok": 3, "failed": 1},
+                    "metrics": {"semantic_entropy": v, "quality": -5.0, "restricted_share": 0.5},
+                }
+            )
     (eval_dir / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    arms = {"anchored@lr_high": {"temperatures": {"1.0": {"by_annotation_status": {
-        "parsed": {"n_samples": 18, "semantic_entropy": {"mean": 1.1}, "restricted_share": 0.6, "quality": -5.1},
-        "failed": {"n_samples": 6, "semantic_entropy": {"mean": 1.9}, "restricted_share": 0.4, "quality": -5.4}}}}}} \
-        if status else {}
-    (eval_dir / "summary.json").write_text(json.dumps(
-        {"provenance": {"bootstrap": {"resamples": 200, "confidence": 0.95, "seed": seed}}, "arms": arms}))
+    arms = (
+        {
+            "anchored@lr_high": {
+                "temperatures": {
+                    "1.0": {
+                        "by_annotation_status": {
+                            "parsed": {
+                                "n_samples": 18,
+                                "semantic_entropy": {"mean": 1.1},
+                                "restricted_share": 0.6,
+                                "quality": -5.1,
+                            },
+                            "failed": {
+                                "n_samples": 6,
+                                "semantic_entropy": {"mean": 1.9},
+                                "restricted_share": 0.4,
+                                "quality": -5.4,
+                            },
+                        }
+                    }
+                }
+            }
+        }
+        if status
+        else {}
+    )
+    (eval_dir / "summary.json").write_text(
+        json.dumps({"provenance": {"bootstrap": {"resamples": 200, "confidence": 0.95, "seed": seed}}, "arms": arms})
+    )
 
 
 # Plain: lr_low (loss 3.0, collapse 0.2), lr_high (1.0, 1.0). Anchored: lr_high at loss 2.0 (no annotation)
 # collapsing 0.1: plain's frontier there is 0.6, the anchored arm is 0.5 above it. lr_low: outside the range.
 # Values: (loss, loss_no_annotation, collapse, loss_marginal).
-SYNTHETIC_PLAN = {("plain_sft", "lr_low"): (3.0, 3.0, 0.2, None), ("plain_sft", "lr_high"): (1.0, 1.0, 1.0, None),
-                  ("anchored", "lr_low"): (3.1, 3.5, 0.0, 3.3), ("anchored", "lr_high"): (1.6, 2.0, 0.1, 1.8),
-                  ("anchored_sft_on_plain", "lr_high"): (1.7, 2.0, 0.5, 1.9)}
+SYNTHETIC_PLAN = {
+    ("plain_sft", "lr_low"): (3.0, 3.0, 0.2, None),
+    ("plain_sft", "lr_high"): (1.0, 1.0, 1.0, None),
+    ("anchored", "lr_low"): (3.1, 3.5, 0.0, 3.3),
+    ("anchored", "lr_high"): (1.6, 2.0, 0.1, 1.8),
+    ("anchored_sft_on_plain", "lr_high"): (1.7, 2.0, 0.5, 1.9),
+}
 
 
 def write_synthetic_frontier(tmp_path: Path, marginal: bool = False, marginal_ids: str = "sha256:aa") -> StudyConfig:
@@ -257,13 +322,30 @@ def write_synthetic_frontier(tmp_path: Path, marginal: bool = False, marginal_id
             values[f"{arm}@{point}"] = [2.0 - collapse - jitter + 0.05 * (i - 2) for i in range(5)]
             path = tmp_path / "frontier" / point / arm / f"seed{seed}"
             path.mkdir(parents=True, exist_ok=True)
-            (path / "validation.json").write_text(json.dumps(
-                {"loss": loss, "loss_no_annotation": loss_none, "n_examples": 10, "n_response_tokens": 900,
-                 "ids_sha256": "sha256:aa", "format": "plain" if arm == "plain_sft" else "anchored"}))
+            (path / "validation.json").write_text(
+                json.dumps(
+                    {
+                        "loss": loss,
+                        "loss_no_annotation": loss_none,
+                        "n_examples": 10,
+                        "n_response_tokens": 900,
+                        "ids_sha256": "sha256:aa",
+                        "format": "plain" if arm == "plain_sft" else "anchored",
+                    }
+                )
+            )
             if marginal and loss_marginal is not None:
-                (path / "validation_marginal.json").write_text(json.dumps(
-                    {"loss_marginal": loss_marginal, "k": 8, "n_examples": 10, "n_response_tokens": 900,
-                     "ids_sha256": marginal_ids}))
+                (path / "validation_marginal.json").write_text(
+                    json.dumps(
+                        {
+                            "loss_marginal": loss_marginal,
+                            "k": 8,
+                            "n_examples": 10,
+                            "n_response_tokens": 900,
+                            "ids_sha256": marginal_ids,
+                        }
+                    )
+                )
         values["anchored_no_annotation@lr_high"] = [1.5] * 5
         write_scores(tmp_path / "frontier" / "eval" / f"seed{seed}", values, seed, status=seed == 0)
     return cfg
@@ -304,8 +386,9 @@ def test_marginal_loss_becomes_the_headline_placement_when_every_anchored_point_
     assert results["anchored@lr_high"]["intervals"]["value"] == pytest.approx(0.58)
     assert results["anchored_sft_on_plain@lr_high"]["intervals"]["value"] == pytest.approx(0.14)
     # The other two placements stay, as bounds on either side.
-    assert {r["arm"]: r for r in data["headline"]["loss_no_annotation"]}["anchored@lr_high"]["intervals"]["value"] \
-        == pytest.approx(0.5)
+    assert {r["arm"]: r for r in data["headline"]["loss_no_annotation"]}["anchored@lr_high"]["intervals"][
+        "value"
+    ] == pytest.approx(0.5)
     assert "anchored points are placed by their marginal validation loss" in report
     assert "### The same, anchored points placed by their validation loss with NO annotation" in report
     assert "### The same, anchored points placed by their validation loss given the example's own annotation" in report
@@ -335,8 +418,10 @@ def test_every_study_eval_scores_neutral_quality_and_the_sft_sets_one_topic(tmp_
     corpus = tmp_path / "annotate" / "corpus"
     monkeypatch.setattr(plan, "config_has_key", lambda module, key: True)
     assert plan.neutral_scoring_overrides(cfg, corpus, ["sports"]) == [
-        "metrics.quality.kind=ngram", f"metrics.quality.ngram.corpus={corpus}",
-        'metrics.restricted_value={"attribute": "section", "value": "sports"}']
+        "metrics.quality.kind=ngram",
+        f"metrics.quality.ngram.corpus={corpus}",
+        'metrics.restricted_value={"attribute": "section", "value": "sports"}',
+    ]
     # Several topics restrict to no single value.
     assert plan.neutral_scoring_overrides(cfg, corpus, ["sports", "tech"])[2:] == []
     monkeypatch.setattr(plan, "config_has_key", lambda module, key: False)
@@ -356,6 +441,8 @@ def test_plan_only_run_lists_the_frontier_and_trains_nothing(tmp_path, capsys):
     from study import run
 
     result = run(frontier_config(tmp_path, "main_comparison=false", "plan_only=true"))
-    assert "frontier_eval_seed0" in result["planned"] and "frontier_lr_high_posttrain_anchored_seed0" in result["planned"]
+    assert (
+        "frontier_eval_seed0" in result["planned"] and "frontier_lr_high_posttrain_anchored_seed0" in result["planned"]
+    )
     assert not (tmp_path / "frontier").exists()
     assert "arm anchored_no_annotation@lr_high" in capsys.readouterr().out

@@ -27,8 +27,12 @@ def test_paper_study_evaluates_only_models_written_by_steps_it_waits_for(size, t
         if step.module == "eval":
             config = step.load()
             for arm in config.arms:
-                assert arm.model in written_before, f"{step.name}: arm {arm.name} reads {arm.model}, which no step writes"
-                assert written_before[arm.model] in step.needs, f"{step.name} does not wait for {written_before[arm.model]}"
+                assert arm.model in written_before, (
+                    f"{step.name}: arm {arm.name} reads {arm.model}, which no step writes"
+                )
+                assert written_before[arm.model] in step.needs, (
+                    f"{step.name} does not wait for {written_before[arm.model]}"
+                )
         written_before[str(step.output_dir)] = step.name
 
 
@@ -37,7 +41,9 @@ def test_standalone_paper_eval_configs_read_what_the_paper_train_configs_write()
     configs, then each paper eval config."""
     written = set()
     for arm in ("plain", "anchored"):
-        written.add(load_config(PretrainConfig, CONFIGS / "pretrain" / "olmo2_1b.yaml", [f"data.arm={arm}"]).resolved_output_dir)
+        written.add(
+            load_config(PretrainConfig, CONFIGS / "pretrain" / "olmo2_1b.yaml", [f"data.arm={arm}"]).resolved_output_dir
+        )
     for name in ("tulu3_plain", "tulu3_anchored", "tulu3_anchored_on_plain"):
         post = load_config(PosttrainConfig, CONFIGS / "posttrain" / f"{name}.yaml")
         assert post.model_path in written, f"{name}.yaml trains {post.model_path}, which no pretrain config writes"

@@ -27,7 +27,14 @@ def test_plan_chains_stages_through_paths(tmp_path):
     assert f"model_path={tmp_path / 'pretrain' / 'plain'}" in steps["posttrain_anchored_sft_on_plain_seed1"].overrides
     assert steps["posttrain_anchored_seed1"].load().training.seed == 1
     arms = {a.name: a for a in steps["eval_seed1"].load().arms}
-    assert set(arms) == {"base", "anchored_base", "plain_sft", "anchored", "anchored_no_annotation", "anchored_sft_on_plain"}
+    assert set(arms) == {
+        "base",
+        "anchored_base",
+        "plain_sft",
+        "anchored",
+        "anchored_no_annotation",
+        "anchored_sft_on_plain",
+    }
     assert arms["anchored_no_annotation"].mode == "no_annotation" and arms["anchored"].base_arm == "anchored_base"
     assert arms["plain_sft"].base_arm == "base" and arms["anchored_sft_on_plain"].base_arm == "base"
     # Eval samples with the very prompt format posttrain trains with.
@@ -83,7 +90,12 @@ def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(mic
     again = run(micro_config(out))
     assert again["ran"] == [] and again["skipped"] == steps
 
-    changed = run(micro_config(out, 'eval.overrides=["sampling.temperatures=[1.0]", "metrics.semantic_entropy.labels=annotator", "sampling.samples_per_prompt=3"]'))
+    changed = run(
+        micro_config(
+            out,
+            'eval.overrides=["sampling.temperatures=[1.0]", "metrics.semantic_entropy.labels=annotator", "sampling.samples_per_prompt=3"]',
+        )
+    )
     assert changed["ran"] == ["eval_seed0"]
     # The rerun started afresh: no sample of the old config was kept and resumed.
     rows = [json.loads(line) for line in (eval_dir / "generations.jsonl").read_text().splitlines()]
@@ -94,10 +106,21 @@ def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(mic
 
 
 def test_report_breaks_parse_failures_down_by_reason():
-    parse = {"expected": True, "ok": 5, "failed": 4, "failure_rate": 4 / 9,
-             "by_reason": {"malformed_tags": 1, "truncated": 3}}
-    summaries = {0: {"arms": {"anchored": {"temperatures": {"1.0": {"parse": parse}}},
-                              "plain_sft": {"temperatures": {"1.0": {"parse": {"expected": False}}}}}}}
+    parse = {
+        "expected": True,
+        "ok": 5,
+        "failed": 4,
+        "failure_rate": 4 / 9,
+        "by_reason": {"malformed_tags": 1, "truncated": 3},
+    }
+    summaries = {
+        0: {
+            "arms": {
+                "anchored": {"temperatures": {"1.0": {"parse": parse}}},
+                "plain_sft": {"temperatures": {"1.0": {"parse": {"expected": False}}}},
+            }
+        }
+    }
     lines = parse_lines(summaries, "1.0")
     assert len(lines) == 3  # header, rule, and the anchored arm only
     assert lines[2] == "| anchored | 0 | 5 | 4 | 0.444 | truncated 3, malformed_tags 1 |"
@@ -124,11 +147,19 @@ def test_sft_arms_of_a_seed_must_train_on_the_same_examples(tmp_path):
     steps = plan_steps(micro_config(tmp_path))
     posttrain = [s for s in steps if s.module == "posttrain" and s.name.endswith("_seed0")]
     for step in posttrain:
-        write_manifest(step.output_dir, stage="posttrain", config=step.load(),
-                       counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 4, "trained": 30})
+        write_manifest(
+            step.output_dir,
+            stage="posttrain",
+            config=step.load(),
+            counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 4, "trained": 30},
+        )
     check_paired_sft(steps, 0)  # the same ids and steps: fine
-    write_manifest(posttrain[1].output_dir, stage="posttrain", config=posttrain[1].load(),
-                   counts={"trained_ids_sha256": "sha256:bb", "optimizer_steps": 4, "trained": 29})
+    write_manifest(
+        posttrain[1].output_dir,
+        stage="posttrain",
+        config=posttrain[1].load(),
+        counts={"trained_ids_sha256": "sha256:bb", "optimizer_steps": 4, "trained": 29},
+    )
     with pytest.raises(RuntimeError, match="seed 0 trained on different examples"):
         check_paired_sft(steps, 0)
 
@@ -138,8 +169,14 @@ def test_report_capabilities_table_with_anchored_minus_plain_per_seed_and_over_s
         return {"metric": "acc_norm", "value": value, "stderr": stderr, "n": 100}
 
     capabilities = {
-        0: {"lm_eval_version": "0.4.13", "arms": {"plain_sft": {"t": entry(0.50, 0.03)}, "anchored": {"t": entry(0.54, 0.04)}}},
-        1: {"lm_eval_version": "0.4.13", "arms": {"plain_sft": {"t": entry(0.52, 0.03)}, "anchored": {"t": entry(0.50, 0.04)}}},
+        0: {
+            "lm_eval_version": "0.4.13",
+            "arms": {"plain_sft": {"t": entry(0.50, 0.03)}, "anchored": {"t": entry(0.54, 0.04)}},
+        },
+        1: {
+            "lm_eval_version": "0.4.13",
+            "arms": {"plain_sft": {"t": entry(0.52, 0.03)}, "anchored": {"t": entry(0.50, 0.04)}},
+        },
     }
     lines = capability_lines(capabilities)
     assert "| plain_sft | t | acc_norm | 100 | 0.510 | 0.500 ± 0.030 | 0.520 ± 0.030 |" in lines
@@ -156,13 +193,26 @@ def test_report_pools_seeds_with_hierarchical_and_seed_t_rows():
 
     def seed(plain, anchored):
         per_prompt = {"prompt_ids": ["a", "b", "c", "d"], "collapse_plain": plain, "collapse_anchored": anchored}
-        pair = {"collapse_plain": sum(plain) / 4, "collapse_plain_ci": [0, 1], "collapse_anchored": sum(anchored) / 4,
-                "collapse_anchored_ci": [0, 1], "difference": 0.1, "difference_ci": [0, 1], "status": "plain_not_collapsed",
-                "reason": "x", "per_prompt": per_prompt}
-        return {"provenance": {"bootstrap": {"resamples": 200, "confidence": 0.95, "seed": 0}},
-                "collapse_ratios": {"pairs": {"plain_sft/anchored": {"1.0": {"semantic_entropy": pair}}}}}
+        pair = {
+            "collapse_plain": sum(plain) / 4,
+            "collapse_plain_ci": [0, 1],
+            "collapse_anchored": sum(anchored) / 4,
+            "collapse_anchored_ci": [0, 1],
+            "difference": 0.1,
+            "difference_ci": [0, 1],
+            "status": "plain_not_collapsed",
+            "reason": "x",
+            "per_prompt": per_prompt,
+        }
+        return {
+            "provenance": {"bootstrap": {"resamples": 200, "confidence": 0.95, "seed": 0}},
+            "collapse_ratios": {"pairs": {"plain_sft/anchored": {"1.0": {"semantic_entropy": pair}}}},
+        }
 
-    summaries = {0: seed([1.0, 1.2, 0.8, 1.0], [0.2, 0.1, 0.3, 0.2]), 1: seed([0.6, 0.8, 0.4, 0.6], [0.1, 0.0, 0.2, 0.1])}
+    summaries = {
+        0: seed([1.0, 1.2, 0.8, 1.0], [0.2, 0.1, 0.3, 0.2]),
+        1: seed([0.6, 0.8, 0.4, 0.6], [0.1, 0.0, 0.2, 0.1]),
+    }
     lines = ratio_table(summaries, "1.0", "semantic_entropy")
     hierarchical = next(line for line in lines if "pooled over 2 seeds, hierarchical bootstrap" in line)
     seed_t = next(line for line in lines if "pooled over 2 seeds, seed t" in line)

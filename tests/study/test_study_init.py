@@ -22,9 +22,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 def init(tmp_path, *extra: str) -> subprocess.CompletedProcess:
     files = write_user_files(tmp_path / "data")
-    command = [sys.executable, "-m", "study", "init", "--corpus", str(files["corpus"]), "--text-field", "text",
-               "--label-field", "category", "--sft", str(files["sft"]), "--prompts", str(files["prompts"]),
-               *extra, str(tmp_path / "cfg")]
+    command = [
+        sys.executable,
+        "-m",
+        "study",
+        "init",
+        "--corpus",
+        str(files["corpus"]),
+        "--text-field",
+        "text",
+        "--label-field",
+        "category",
+        "--sft",
+        str(files["sft"]),
+        "--prompts",
+        str(files["prompts"]),
+        *extra,
+        str(tmp_path / "cfg"),
+    ]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
 
 
@@ -55,8 +70,12 @@ def test_init_writes_every_key_commented_and_plan_only_prints_the_commands(tmp_p
     assert steps["annotate_sft"].load().schema == steps["annotate_corpus"].load().schema
     assert steps["eval_seed0"].load().sampling.max_annotation_tokens == "auto"
 
-    plan = subprocess.run([sys.executable, "-m", "study", str(cfg_dir / "study.yaml"), "plan_only=true"],
-                          cwd=REPO, capture_output=True, text=True)
+    plan = subprocess.run(
+        [sys.executable, "-m", "study", str(cfg_dir / "study.yaml"), "plan_only=true"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert plan.returncode == 0, plan.stderr
     assert f"would run (no manifest): {sys.executable} -m annotate {cfg_dir / 'annotate_corpus.yaml'}" in plan.stdout
     assert "eval_seed0: arm anchored: model=" in plan.stdout and "mode=anchored base_arm=anchored_base" in plan.stdout
@@ -66,9 +85,26 @@ def test_init_writes_every_key_commented_and_plan_only_prints_the_commands(tmp_p
 
 def test_init_refuses_a_field_the_corpus_does_not_have(tmp_path):
     files = write_user_files(tmp_path / "data")
-    done = subprocess.run([sys.executable, "-m", "study", "init", "--corpus", str(files["corpus"]), "--text-field",
-                           "body", "--sft", str(files["sft"]), "--prompts", str(files["prompts"]), str(tmp_path / "c")],
-                          cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "study",
+            "init",
+            "--corpus",
+            str(files["corpus"]),
+            "--text-field",
+            "body",
+            "--sft",
+            str(files["sft"]),
+            "--prompts",
+            str(files["prompts"]),
+            str(tmp_path / "c"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "--text-field body: not a field of --corpus" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -76,8 +112,17 @@ def test_init_refuses_a_field_the_corpus_does_not_have(tmp_path):
 def init_here(tmp_path: Path, *extra: str, label: bool = True) -> Path:
     """``study init`` in this process on the user corpus (data in tmp_path/data); returns the study YAML."""
     files = write_user_files(tmp_path / "data")
-    argv = ["--corpus", str(files["corpus"]), "--sft", str(files["sft"]), "--prompts", str(files["prompts"]),
-            *(["--label-field", "category"] if label else []), *extra, str(tmp_path / "cfg")]
+    argv = [
+        "--corpus",
+        str(files["corpus"]),
+        "--sft",
+        str(files["sft"]),
+        "--prompts",
+        str(files["prompts"]),
+        *(["--label-field", "category"] if label else []),
+        *extra,
+        str(tmp_path / "cfg"),
+    ]
     assert init_main(argv) == 0
     return tmp_path / "cfg" / "study.yaml"
 
@@ -95,7 +140,11 @@ def test_default_scale_study_plans_with_the_label_column_as_independent_judge(tm
     assert corpus.annotator.offline.topic_name_words == 1
     se = evaluation.metrics.semantic_entropy
     assert (se.labels, se.primary, se.classifier.label_field, se.classifier.attribute) == (
-        "classifier", "category", "category", "category")
+        "classifier",
+        "category",
+        "category",
+        "category",
+    )
     assert se.classifier.source.source == str((tmp_path / "data" / "my.jsonl").resolve())
     assert se.classifier.min_accuracy == 0.5  # three balanced labels: 1/3 + (2/3)/4
     assert evaluation.metrics.fidelity.label_column == "doc_category"
@@ -138,8 +187,20 @@ def test_an_sft_set_without_an_assistant_turn_is_refused_at_init_and_at_plan_tim
     with pytest.raises(PlanError, match=r"annotate_sft: source.source .*my_sft.jsonl.*no example has a response"):
         plan(study)
     files = tmp_path / "data"
-    assert init_main(["--corpus", str(files / "my.jsonl"), "--sft", str(sft), "--prompts", str(files / "prompts.jsonl"),
-                      str(tmp_path / "again")]) == 2
+    assert (
+        init_main(
+            [
+                "--corpus",
+                str(files / "my.jsonl"),
+                "--sft",
+                str(sft),
+                "--prompts",
+                str(files / "prompts.jsonl"),
+                str(tmp_path / "again"),
+            ]
+        )
+        == 2
+    )
     assert "--sft" in capsys.readouterr().err and not (tmp_path / "again").exists()
 
 
@@ -147,21 +208,48 @@ def test_plan_refuses_a_missing_capability_task_and_a_label_column_the_corpus_do
     study = init_here(tmp_path)
     eval_overrides = load_study(study).eval.overrides
     with pytest.raises(PlanError) as err:
-        plan(study, "eval.overrides=" + json.dumps([*eval_overrides, "stages=[generate,score,capabilities,report]",
-                                                    "metrics.fidelity.label_column=doc_topic"]))
+        plan(
+            study,
+            "eval.overrides="
+            + json.dumps(
+                [
+                    *eval_overrides,
+                    "stages=[generate,score,capabilities,report]",
+                    "metrics.fidelity.label_column=doc_topic",
+                ]
+            ),
+        )
     message = str(err.value)
-    assert "eval_seed0: capabilities.include_path 'runs/capability_tasks/bbc_next_passage': no such directory" in message
+    assert (
+        "eval_seed0: capabilities.include_path 'runs/capability_tasks/bbc_next_passage': no such directory" in message
+    )
     assert "metrics.fidelity.label_column='doc_topic': the corpus annotation keeps no such column" in message
 
 
 def test_a_label_column_the_text_does_not_predict_is_refused_at_init(tmp_path, capsys):
     corpus = tmp_path / "same.jsonl"
-    rows = [{"id": r["id"], "text": "The same words in every record.", "label": "ab"[i % 2]}
-            for i, r in enumerate(corpus_rows())]
+    rows = [
+        {"id": r["id"], "text": "The same words in every record.", "label": "ab"[i % 2]}
+        for i, r in enumerate(corpus_rows())
+    ]
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     files = write_user_files(tmp_path / "data")
-    assert init_main(["--corpus", str(corpus), "--label-field", "label", "--sft", str(files["sft"]),
-                      "--prompts", str(files["prompts"]), str(tmp_path / "cfg")]) == 2
+    assert (
+        init_main(
+            [
+                "--corpus",
+                str(corpus),
+                "--label-field",
+                "label",
+                "--sft",
+                str(files["sft"]),
+                "--prompts",
+                str(files["prompts"]),
+                str(tmp_path / "cfg"),
+            ]
+        )
+        == 2
+    )
     assert "under the floor 0.62" in capsys.readouterr().err
 
 
@@ -186,8 +274,9 @@ def test_init_then_the_whole_study_on_a_user_corpus(tmp_path):
     assert {r["doc_category"] for r in corpus} == {"recipe", "travel", "saying"}
     entities = {t["value"] for r in corpus for t in r["tags"] if t["key"] == "entity"}
     assert not any("'" in e or "’" in e for e in entities), entities
-    assert any(t == {"key": "style", "value": "quotation"} for r in corpus if r["doc_category"] == "saying"
-               for t in r["tags"])
+    assert any(
+        t == {"key": "style", "value": "quotation"} for r in corpus if r["doc_category"] == "saying" for t in r["tags"]
+    )
 
     # Pretraining records the annotation share; anchored SFT checked its annotations against pretraining's.
     for arm in ("plain", "anchored"):
@@ -199,11 +288,14 @@ def test_init_then_the_whole_study_on_a_user_corpus(tmp_path):
 
     # Eval: the data-derived cap and bar, every arm summarised.
     eval_manifest = read_manifest(out / "eval" / "seed0")
-    assert eval_manifest["max_annotation_tokens"]["resolved"] > eval_manifest["max_annotation_tokens"]["quantile_tokens"]
+    assert (
+        eval_manifest["max_annotation_tokens"]["resolved"] > eval_manifest["max_annotation_tokens"]["quantile_tokens"]
+    )
     assert eval_manifest["counts"]["score"]["quality_bar"]["kind"] == "quantile"
     summary = json.loads((out / "eval" / "seed0" / "summary.json").read_text())
-    assert {"base", "anchored_base", "plain_sft", "anchored", "anchored_no_annotation",
-            "anchored_sft_on_plain"} <= set(summary["arms"])
+    assert {"base", "anchored_base", "plain_sft", "anchored", "anchored_no_annotation", "anchored_sft_on_plain"} <= set(
+        summary["arms"]
+    )
     report = (out / "report.md").read_text()
     assert "## Pretraining token budget" in report and "## Stage config keys the study set" in report
     assert "| annotate_sft |" in report and "`schema`" in report

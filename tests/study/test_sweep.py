@@ -26,7 +26,9 @@ def test_slope_of_an_exact_line_and_of_known_points():
     # x = 0, 1, 2, 3; y = 1, 3, 2, 5: slope 1.1, intercept 1.1, RSS 2.7, se = sqrt(2.7 / 2 / 5).
     fit = least_squares_slope([0, 1, 2, 3], [1, 3, 2, 5])
     se = math.sqrt(2.7 / 2 / 5)
-    assert fit["slope"] == pytest.approx(1.1) and fit["intercept"] == pytest.approx(1.1) and fit["se"] == pytest.approx(se)
+    assert (
+        fit["slope"] == pytest.approx(1.1) and fit["intercept"] == pytest.approx(1.1) and fit["se"] == pytest.approx(se)
+    )
     assert fit["ci_high"] - fit["slope"] == pytest.approx(4.302653 * se, rel=1e-5)  # t(2 df, 0.975)
     assert fit["n_points"] == 4
     # Two points: a slope but no interval; x that does not vary: no slope.
