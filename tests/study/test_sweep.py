@@ -100,6 +100,8 @@ def test_micro_sweep_runs_on_the_studys_pretrained_models_and_reports_slopes(mic
     assert all(math.isfinite(fit["slope"]) and fit["n_points"] == 2 for fit in fits.values())
     # The bases are the same models sampled with the same seed on the same prompts: flat.
     assert fits["base"]["slope"] == pytest.approx(0.0, abs=1e-9)
-    report = (out / "report.md").read_text()
+    # The micro study's own report.md stays as it is; the sweep-only run reports beside it.
+    assert Path(result["report"]) == out / "report_main_comparison_off.md"
+    report = Path(result["report"]).read_text()
     assert "## Controlled entropy sweep" in report and "sweep_entropy.png" in report
     assert (out / "sweep_entropy.png").stat().st_size > 0
