@@ -24,6 +24,8 @@ from publish.source_manifest import (
     versions_section,
 )
 from publish.staging import files_section
+from stage_io.report_format import significant
+from stage_io.report_format import table as markdown_table
 
 MAX_STAT_ROWS = 40  # longer stat mappings (e.g. value counts) are cut, the rest stays in the file
 MAX_CELL_CHARS = 160  # longer list cells (e.g. top values) are cut
@@ -101,11 +103,20 @@ def build_dataset_card(
 
 
 def _contents_section(repo_id: str, splits: Mapping[str, Mapping[str, Any]], data_source: str) -> str:
-    lines = ["## Contents", "", f"Data: {data_source}.", "", "| split | rows | shards |", "| --- | --- | --- |"]
-    lines += [f"| {md_escape(s)} | {info['rows']:,} | {len(info['files'])} |" for s, info in splits.items()]
+    split_rows = [(md_escape(s), f"{info['rows']:,}", len(info["files"])) for s, info in splits.items()]
     first = next(iter(splits.values()))
-    lines += ["", "Columns (Arrow types):", "", "| column | type |", "| --- | --- |"]
-    lines += [f"| `{md_escape(name)}` | `{md_escape(tp)}` |" for name, tp in first["columns"]]
+    column_rows = [(f"`{md_escape(name)}`", f"`{md_escape(tp)}`") for name, tp in first["columns"]]
+    lines = [
+        "## Contents",
+        "",
+        f"Data: {data_source}.",
+        "",
+        *markdown_table(["split", "rows", "shards"], split_rows, spaced=True),
+        "",
+        "Columns (Arrow types):",
+        "",
+        *markdown_table(["column", "type"], column_rows, spaced=True),
+    ]
     lines += ["", f"Load it with `datasets.load_dataset({repo_id!r})`, or read the parquet shards directly."]
     return "\n".join(lines) + "\n"
 
@@ -183,18 +194,11 @@ def _section(name: str, section: Mapping[str, Any], not_shown: list[str]) -> lis
     if all(isinstance(v, Mapping) for v in section.values()):
         columns = list(dict.fromkeys(c for row in section.values() for c in row))
         rows = list(section.items())
-        lines += [
-            "| " + " | ".join(["entry", *map(md_escape, columns)]) + " |",
-            "| " + " | ".join(["---"] * (len(columns) + 1)) + " |",
+        cells = [
+            [md_escape(entry), *_row_cells(f"{name}.{entry}", row, columns, not_shown)]
+            for entry, row in rows[:MAX_STAT_ROWS]
         ]
-        for entry, row in rows[:MAX_STAT_ROWS]:
-            cells = []
-            for column in columns:
-                cell = _cell(row.get(column)) if column in row else ""
-                if cell is None:
-                    not_shown.append(f"{name}.{entry}.{column}")
-                cells.append(cell or "")
-            lines.append("| " + " | ".join([md_escape(entry), *cells]) + " |")
+        lines += markdown_table(["entry", *map(md_escape, columns)], cells, spaced=True)
         if len(rows) > MAX_STAT_ROWS:
             lines.append(f"\n{len(rows) - MAX_STAT_ROWS} more entries in `annotation_stats.json`.")
         return lines
@@ -203,6 +207,18 @@ def _section(name: str, section: Mapping[str, Any], not_shown: list[str]) -> lis
         if isinstance(value, Mapping):
             lines += _section(f"{name}.{key}", value, not_shown)
     return lines
+
+
+def _row_cells(name: str, row: Mapping[str, Any], columns: list[str], not_shown: list[str]) -> list[str]:
+    """One row's cells of a wide table: empty where the row lacks the column, named in ``not_shown``
+    (and empty) where its value cannot be shown."""
+    cells = []
+    for column in columns:
+        cell = _cell(row.get(column)) if column in row else ""
+        if cell is None:
+            not_shown.append(f"{name}.{column}")
+        cells.append(cell or "")
+    return cells
 
 
 def _key_value_table(entries: Mapping[str, Any], prefix: str, not_shown: list[str]) -> list[str]:
@@ -217,8 +233,7 @@ def _key_value_table(entries: Mapping[str, Any], prefix: str, not_shown: list[st
         return []
     if len(rows) > MAX_STAT_ROWS and all(_number(v) is not None for v in entries.values()):
         rows.sort(key=lambda kv: -_number(entries[kv[0]]))  # the largest counts first when cut
-    lines = ["| entry | value |", "| --- | --- |"]
-    lines += [f"| {md_escape(k)} | {cell} |" for k, cell in rows[:MAX_STAT_ROWS]]
+    lines = markdown_table(["entry", "value"], [(md_escape(k), cell) for k, cell in rows[:MAX_STAT_ROWS]], spaced=True)
     if len(rows) > MAX_STAT_ROWS:
         lines.append(f"\n{len(rows) - MAX_STAT_ROWS} more entries in `annotation_stats.json`.")
     return lines
@@ -253,7 +268,7 @@ def _is_scalar(value: Any) -> bool:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return significant(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return md_escape(value)
