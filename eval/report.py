@@ -43,13 +43,10 @@ FIDELITY_NOTE = (
     "Preservation: the arm's values against its reference's (its base, before SFT); fidelity: share of "
     "samples whose judged response label is the one its annotation stands for, beside chance."
 )
-PARSE_COLUMNS = (
-    "arm",
-    "annotations parsed",
-    "parse failures (by reason)",
-    "inner annotations stripped",
-    "empty responses",
-    "stopped at length",
+# The parse table's header as its Markdown reads.
+PARSE_COLUMNS = tuple(
+    "arm | annotations parsed | parse failures (by reason) | inner annotations stripped | empty responses | "
+    "stopped at length".split(" | ")
 )
 STATUS_COLUMNS = ("arm", "annotation", "samples", "diversity (primary)", "restricted share", "quality")
 DRIFT_COLUMNS = (
@@ -366,6 +363,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path, title: str | None = None) -> Path:
+    """Lay out, write and close a figure (with its title above the panels, if given)."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_diversity(summary: dict, path: Path) -> Path | None:
     """One panel per diversity metric: arms on x, mean with CI, one marker per temperature."""
     plt = _pyplot()
@@ -397,11 +404,7 @@ def plot_diversity(summary: dict, path: Path) -> Path | None:
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Diversity per arm (mean over prompts, bootstrap CI)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, "Diversity per arm (mean over prompts, bootstrap CI)")
 
 
 def plot_frontier(summary: dict, path: Path) -> Path | None:
@@ -440,11 +443,7 @@ def plot_frontier(summary: dict, path: Path) -> Path | None:
     if not drawn:
         plt.close(fig)
         return None
-    fig.suptitle("Diversity-quality frontier over temperature", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, "Diversity-quality frontier over temperature")
 
 
 def plot_drift(summary: dict, path: Path) -> Path | None:
@@ -475,10 +474,7 @@ def plot_drift(summary: dict, path: Path) -> Path | None:
         ax_kl.set_xticklabels(keys, rotation=30, ha="right", fontsize=8)
         ax_kl.set_ylabel("KL (bits)")
         ax_kl.set_title(f"{arm}, T={t}: KL(sampled || pretraining)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 __all__ = ["run_report", "SUMMARY", "REPORT"]
