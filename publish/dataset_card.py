@@ -30,6 +30,24 @@ from stage_io.report_format import table as markdown_table
 MAX_STAT_ROWS = 40  # longer stat mappings (e.g. value counts) are cut, the rest stays in the file
 MAX_CELL_CHARS = 160  # longer list cells (e.g. top values) are cut
 EXAMPLE_CHARS = 400
+INTRO = (
+    "Text chunks with `key:value` annotations, written by the annotate stage of the annotation-anchored "
+    "training project for annotation-anchored training ({paper}). The annotations describe each "
+    "chunk's semantics (topic, entities, setting, style, ...); a model pretrained on annotated text "
+    "learns to choose them before it writes, which keeps its semantic diversity through fine-tuning. "
+    "Tags need not be accurate: what matters is a broad distribution over semantic choices.\n"
+)
+FORMAT_TEXT = (
+    "An annotation is a set of `key{kv}value` tags between the delimiters "
+    "`{open}` and `{close}` (special tokens in the project's tokenizers), "
+    "tags separated by {tags}, key and value by the first "
+    "`{kv}`. Keys are lower-case; values keep their case and hold no whitespace "
+    "(runs of whitespace become `_`). Tags are in the schema's key order."
+)
+PARSE_TEXT = (
+    "Parse and render them with the project's `annotate.format` (`parse_annotation`, `render_annotation`, "
+    "`tags_from_records`), the one definition of the format."
+)
 
 
 def size_category(rows: int) -> str:
@@ -84,11 +102,7 @@ def build_dataset_card(
     parts = [
         f"---\n{metadata.to_yaml()}\n---\n",
         f"# {repo_id.split('/')[-1]}\n",
-        "Text chunks with `key:value` annotations, written by the annotate stage of the annotation-anchored "
-        f"training project for annotation-anchored training ({PAPER}). The annotations describe each "
-        "chunk's semantics (topic, entities, setting, style, ...); a model pretrained on annotated text "
-        "learns to choose them before it writes, which keeps its semantic diversity through fine-tuning. "
-        "Tags need not be accurate: what matters is a broad distribution over semantic choices.\n",
+        INTRO.format(paper=PAPER),
         _contents_section(repo_id, splits, data_source),
         _format_section(manifest, example),
         _stats_section(stats),
@@ -133,16 +147,16 @@ def _format_section(manifest: Mapping[str, Any], example: Mapping[str, Any] | No
     lines = [
         "## Annotation format",
         "",
-        f"An annotation is a set of `key{KEY_VALUE_SEPARATOR}value` tags between the delimiters "
-        f"`{ANNOTATION_OPEN}` and `{ANNOTATION_CLOSE}` (special tokens in the project's tokenizers), "
-        f"tags separated by {'one space' if TAG_SEPARATOR == ' ' else repr(TAG_SEPARATOR)}, key and value by the first "
-        f"`{KEY_VALUE_SEPARATOR}`. Keys are lower-case; values keep their case and hold no whitespace "
-        "(runs of whitespace become `_`). Tags are in the schema's key order.",
+        FORMAT_TEXT.format(
+            kv=KEY_VALUE_SEPARATOR,
+            open=ANNOTATION_OPEN,
+            close=ANNOTATION_CLOSE,
+            tags="one space" if TAG_SEPARATOR == " " else repr(TAG_SEPARATOR),
+        ),
         "",
         f"Keys, {key_source}: " + ", ".join(f"`{k}`" for k in keys) + ".",
         "",
-        "Parse and render them with the project's `annotate.format` (`parse_annotation`, `render_annotation`, "
-        "`tags_from_records`), the one definition of the format.",
+        PARSE_TEXT,
     ]
     shown = _example_fields(example)
     if shown:
