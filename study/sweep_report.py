@@ -216,7 +216,12 @@ def write_sweep(cfg: StudyConfig, out: Path) -> list[str]:
     """Write sweep.json and sweep_entropy.png; return the study report's "Controlled entropy sweep" section."""
     data = collect(cfg, out)
     (out / SWEEP_JSON).write_text(json.dumps(data, indent=2), encoding="utf-8")
-    seeds = ", ".join(str(s) for s in cfg.seeds)
+    return render_sweep(data, out)
+
+
+def render_sweep(data: dict, out: Path) -> list[str]:
+    """Draw the plots into OUT from ``collect``'s data; return the report section's lines."""
+    seeds = ", ".join(str(s) for s in data["seeds"])
     lines = [
         "## Controlled entropy sweep",
         "",
