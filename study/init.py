@@ -49,7 +49,7 @@ from pathlib import Path
 from annotate.config import SFTConfig
 from eval.attribute_classifier import fit
 from eval.config import ClassifierJudgeConfig
-from stage_io.records import RecordSource, RecordSourceError, read_jsonl
+from stage_io.records import RecordSource
 from study.validate import sft_response_counts
 
 # The embedded default's schema (configs/annotate/embedded.yaml): three keys a small model can learn to
@@ -309,16 +309,19 @@ class CorpusFacts:
 
 def read_corpus(path: Path, text_field: str, label_field: str | None) -> CorpusFacts:
     """Document count and median length; the label column's value counts (every label needs 2 records)."""
-    try:
-        records = read_jsonl(path)
-    except RecordSourceError as err:
-        raise InitError(f"--corpus {err}") from err
     lengths, labels = [], Counter()
-    for record in records:
-        text = record.get(text_field)
-        lengths.append(len(text) if isinstance(text, str) else 0)
-        if label_field and record.get(label_field) not in (None, ""):
-            labels[str(record[label_field])] += 1
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InitError(f"--corpus {path}:{number}: not a JSON line ({err})") from err
+            text = record.get(text_field) if isinstance(record, dict) else None
+            lengths.append(len(text) if isinstance(text, str) else 0)
+            if label_field and record.get(label_field) not in (None, ""):
+                labels[str(record[label_field])] += 1
     if not label_field:
         return CorpusFacts(len(lengths), sorted(lengths)[len(lengths) // 2], None)
     if len(labels) < 2:
