@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +40,19 @@ from typing import Any
 from eval.config import ArmConfig, CapabilitiesConfig, CapabilityTaskConfig, EvalConfig
 from posttrain.prompt_format import with_bos
 from stage_io.manifest import fingerprint, read_manifest, write_json_atomic
+from stage_io.report_format import NA, interval, number, table, with_stderr
 
 logger = logging.getLogger(__name__)
 
 CAPABILITIES = "capabilities.json"
 # Two-sided 95% normal quantile, for the anchored - plain interval.
 Z95 = 1.959964
+CAPABILITIES_TITLE = "## Capabilities (lm-evaluation-harness)"
+CAPABILITIES_NOTE = (
+    "lm-eval {version}; value ± its stderr as lm-eval reports it. Anchored models answer "
+    "without an annotation (none forced or sampled: lm-eval's prompts as they are). "
+    "Difference intervals: 95% normal, se = sqrt(se_a² + se_p²) (conservative: the arms share the items)."
+)
 
 
 class CapabilityTaskError(ValueError):
@@ -386,7 +394,7 @@ def run_capabilities(config: EvalConfig, run_dir: Path, tasks: dict[str, Resolve
             write_json_atomic(Path(run_dir) / CAPABILITIES, data)
             e = done[name]
             logger.info(
-                f"eval: capabilities {arm.name}/{name}: {e['metric']} {_value(e)} (n={e['n']}, {e['seconds']:.1f} s)"
+                f"eval: capabilities {arm.name}/{name}: {e['metric']} {with_stderr(e)} (n={e['n']}, {e['seconds']:.1f} s)"
             )
         release_lm(lm, backend)
         del lm
@@ -419,19 +427,26 @@ def difference(anchored: dict | None, plain: dict | None) -> dict | None:
     return {"diff": diff, "se": se, "ci_low": diff - Z95 * se, "ci_high": diff + Z95 * se}
 
 
-def _value(entry: dict | None) -> str:
-    if not entry or entry.get("value") is None:
-        return "n/a"
-    stderr = f" ± {entry['stderr']:.3f}" if entry.get("stderr") is not None else ""
-    return f"{entry['value']:.3f}{stderr}"
+def difference_over_seeds(diffs: list[dict]) -> dict:
+    """anchored - plain over seeds: the mean of the seeds' differences (``difference``) with a 95%
+    normal interval whose se is the MEAN of their standard errors, not divided by sqrt(seeds): every
+    seed is scored on the same items, so item-sampling error is shared across seeds, not averaged away.
+    No interval (None bounds) when a seed has no stderr."""
+    mean = statistics.fmean(d["diff"] for d in diffs)
+    ses = [d["se"] for d in diffs if d.get("se") is not None]
+    if len(ses) != len(diffs):
+        return {"diff": mean, "ci_low": None, "ci_high": None, "n_seeds": len(diffs)}
+    se = statistics.fmean(ses)
+    return {"diff": mean, "se": se, "ci_low": mean - Z95 * se, "ci_high": mean + Z95 * se, "n_seeds": len(diffs)}
 
 
-def _diff_text(d: dict | None) -> str:
+def difference_text(d: dict | None) -> str:
+    """anchored - plain as ``+0.040 [+0.010, +0.070]``; ``[no stderr]`` in place of a missing interval."""
     if d is None:
-        return "n/a"
+        return NA
     if d.get("ci_low") is None:
-        return f"{d['diff']:+.3f} [no stderr]"
-    return f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+        return f"{number(d['diff'], sign=True)} [no stderr]"
+    return interval(d["diff"], d["ci_low"], d["ci_high"], sign=True)
 
 
 def render_capabilities(
@@ -445,32 +460,27 @@ def render_capabilities(
     arms = {a: t for a, t in data.get("arms", {}).items() if t and (arms_evaluated is None or a in arms_evaluated)}
     if not arms:
         return []
-    lines = [
-        "## Capabilities (lm-evaluation-harness)",
-        "",
-        f"lm-eval {data.get('lm_eval_version')}; value ± its stderr as lm-eval reports it. Anchored models answer "
-        "without an annotation (none forced or sampled: lm-eval's prompts as they are). "
-        "Difference intervals: 95% normal, se = sqrt(se_a² + se_p²) (conservative: the arms share the items).",
-        "",
-        "| arm | task | metric | value ± stderr | n | few-shot | limit |",
-        "|---|---|---|---|---|---|---|",
+    rows = [
+        (arm, task, e["metric"], with_stderr(e), e.get("n"), e.get("num_fewshot"), e.get("limit"))
+        for arm, tasks in arms.items()
+        for task, e in tasks.items()
     ]
-    for arm, tasks in arms.items():
-        for task, e in tasks.items():
-            lines.append(
-                f"| {arm} | {task} | {e['metric']} | {_value(e)} | {e.get('n')} | {e.get('num_fewshot')} | "
-                f"{e.get('limit')} |"
-            )
-    lines.append("")
+    lines = [
+        CAPABILITIES_TITLE,
+        "",
+        CAPABILITIES_NOTE.format(version=data.get("lm_eval_version")),
+        "",
+        *table(("arm", "task", "metric", "value ± stderr", "n", "few-shot", "limit"), rows),
+        "",
+    ]
     if plain_arm in arms and anchored_arm in arms:
-        lines += [
-            f"| task | metric | {anchored_arm} | {plain_arm} | {anchored_arm} - {plain_arm} [95% CI] |",
-            "|---|---|---|---|---|",
+        columns = ("task", "metric", anchored_arm, plain_arm, f"{anchored_arm} - {plain_arm} [95% CI]")
+        rows = [
+            (task, a["metric"], with_stderr(a), with_stderr(p), difference_text(difference(a, p)))
+            for task, a in arms[anchored_arm].items()
+            for p in [arms[plain_arm].get(task)]
         ]
-        for task, a in arms[anchored_arm].items():
-            p = arms[plain_arm].get(task)
-            lines.append(f"| {task} | {a['metric']} | {_value(a)} | {_value(p)} | {_diff_text(difference(a, p))} |")
-        lines.append("")
+        lines += [*table(columns, rows), ""]
     if data.get("arms_left_out"):
         lines += ["Arms left out: " + "; ".join(f"{k}: {v}" for k, v in data["arms_left_out"].items()), ""]
     return lines

@@ -7,6 +7,7 @@ from pathlib import Path
 from eval.capabilities import evaluated_arms, read_capabilities, render_capabilities
 from eval.config import EvalConfig
 from eval.summary import SUMMARY, write_summary
+from stage_io.report_format import NA, cell, interval, interval_or_value, stat, table
 
 REPORT = "report.md"
 PLOTS = "plots"
@@ -17,19 +18,58 @@ QUALITY_NOTES = {
 }
 
 
-def fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def fmt_ci(stat: dict | None) -> str:
-    if not stat or stat.get("mean", stat.get("value")) is None:
-        return "n/a"
-    mean = stat.get("mean", stat.get("value"))
-    return f"{mean:.3f} [{fmt(stat.get('ci_low'))}, {fmt(stat.get('ci_high'))}]"
+HEADER_NOTE = (
+    "Diversity is measured on responses with their annotations stripped. Intervals are "
+    "{confidence:.0%} percentile bootstrap intervals over prompts "
+    "({resamples} resamples, seed {seed}). "
+    "Metric definitions: eval/README.md."
+)
+STATUS_NOTE = (
+    "Anchored arms by annotation status (failed: the sampler closed the annotation; the continuation is "
+    "scored). Diversity is within each part's samples per prompt."
+)
+COLLAPSE_NOTE = "Collapse = D(base) - D(arm), paired over prompts (positive: less diverse than its base)."
+PAIR_NOTE = (
+    "Pair {label}: collapse = D(base) - D(arm); difference = collapse(plain) - collapse(anchored); "
+    "the ratio only where both collapses are positive with intervals excluding 0 (eval/collapse.py)."
+)
+SEMANTIC_NOTE = (
+    "Label entropy per key (bits; a sample without a label counts as `<absent>`): per prompt, and pooled "
+    "over the prompts of one intent; coverage = share of samples with a label."
+)
+FIDELITY_NOTE = (
+    "Annotation key `{key}`; each value stands for the `{attribute}` label "
+    "of most of its pretraining chunks ({how}; {values} values, purity {purity}). "
+    "Preservation: the arm's values against its reference's (its base, before SFT); fidelity: share of "
+    "samples whose judged response label is the one its annotation stands for, beside chance."
+)
+# The parse table's header as its Markdown reads.
+PARSE_COLUMNS = tuple(
+    "arm | annotations parsed | parse failures (by reason) | inner annotations stripped | empty responses | "
+    "stopped at length".split(" | ")
+)
+STATUS_COLUMNS = ("arm", "annotation", "samples", "diversity (primary)", "restricted share", "quality")
+DRIFT_COLUMNS = (
+    "key",
+    "entropy sampled",
+    "entropy pretraining",
+    "KL(sampled‖pretraining)",
+    "n sampled",
+    "n pretraining",
+)
+FIDELITY_COLUMNS = (
+    "arm",
+    "T",
+    "reference",
+    "value in pretraining",
+    "value entropy (ref)",
+    "mapped entropy (ref)",
+    "JS values",
+    "JS mapped",
+    "fidelity [CI]",
+    "chance",
+    "n",
+)
 
 
 def run_report(config: EvalConfig, run_dir: Path) -> dict:
@@ -49,190 +89,163 @@ def run_report(config: EvalConfig, run_dir: Path) -> dict:
     return {"plots": [str(p.relative_to(run_dir)) for p in plots.values() if p is not None]}
 
 
+def _arms_with(arms: dict, t: str, key: str) -> list[tuple[str, dict]]:
+    """(arm, its entry at temperature t) for the arms whose entry has ``key``."""
+    return [(n, a["temperatures"][t][key]) for n, a in arms.items() if key in a["temperatures"].get(t, {})]
+
+
 def restricted_and_status_lines(arms: dict, t: str) -> list[str]:
     """The restricted-value share per arm, and the anchored arms' figures by annotation status."""
     lines: list[str] = []
-    shares = [
-        (n, a["temperatures"][t]["restricted_share"])
-        for n, a in arms.items()
-        if "restricted_share" in a["temperatures"].get(t, {})
-    ]
+    shares = _arms_with(arms, t, "restricted_share")
     if shares:
         r = shares[0][1]
         lines += [
             f"Share of samples judged {r['attribute']} = {r['value']} (the value the SFT set is restricted to):",
             "",
-            "| arm | share (mean over prompts) | samples judged |",
-            "|---|---|---|",
-        ]
-        lines += [f"| {n} | {fmt_ci(r)} | {r['samples_with_value']}/{r['samples_judged']} |" for n, r in shares]
-        lines.append("")
-    splits = [
-        (n, a["temperatures"][t]["by_annotation_status"])
-        for n, a in arms.items()
-        if "by_annotation_status" in a["temperatures"].get(t, {})
-    ]
-    if splits:
-        lines += [
-            "Anchored arms by annotation status (failed: the sampler closed the annotation; the continuation is "
-            "scored). Diversity is within each part's samples per prompt.",
+            *table(
+                ("arm", "share (mean over prompts)", "samples judged"),
+                [(n, stat(r), f"{r['samples_with_value']}/{r['samples_judged']}") for n, r in shares],
+            ),
             "",
-            "| arm | annotation | samples | diversity (primary) | restricted share | quality |",
-            "|---|---|---|---|---|---|",
         ]
-        for n, split in splits:
-            for status in ("parsed", "failed"):
-                e = split[status]
-                lines.append(
-                    f"| {n} | {status} | {e['n_samples']} ({fmt(e['share_of_samples'])}) | "
-                    f"{e['primary_metric']} {fmt_ci(e.get('primary'))} | {fmt_ci(e.get('restricted_share'))} | "
-                    f"{fmt_ci(e.get('quality'))} |"
-                )
-        lines.append("")
+    splits = _arms_with(arms, t, "by_annotation_status")
+    if splits:
+        rows = [
+            (
+                n,
+                status,
+                f"{e['n_samples']} ({cell(e['share_of_samples'])})",
+                f"{e['primary_metric']} {stat(e.get('primary'))}",
+                stat(e.get("restricted_share")),
+                stat(e.get("quality")),
+            )
+            for n, split in splits
+            for status, e in ((s, split[s]) for s in ("parsed", "failed"))
+        ]
+        lines += [STATUS_NOTE, "", *table(STATUS_COLUMNS, rows), ""]
     return lines
 
 
 def render_report(summary: dict, plots: dict[str, Path | None], capabilities: list[str] | None = None) -> str:
     """report.md; ``capabilities`` is the capabilities section's lines (eval.capabilities.render_capabilities)."""
-    prov = summary["provenance"]
-    names = summary["metric_names"]
-    scoring = prov.get("scoring") or {}
-    lines = ["# Evaluation report", ""]
-    lines += [
-        "Diversity is measured on responses with their annotations stripped. Intervals are "
-        f"{prov['bootstrap']['confidence']:.0%} percentile bootstrap intervals over prompts "
-        f"({prov['bootstrap']['resamples']} resamples, seed {prov['bootstrap']['seed']}). "
-        "Metric definitions: eval/README.md.",
-        "",
-        f"- embedder: `{scoring.get('embedder_details', {}).get('model', scoring.get('embedder', 'n/a'))}`",
-        f"- quality: `{(scoring.get('quality') or {}).get('kind', 'n/a')}`"
-        + QUALITY_NOTES.get((scoring.get("quality") or {}).get("kind"), ""),
-        f"- semantic entropy labels: `{(scoring.get('semantic_entropy') or {}).get('labels', 'n/a')}`"
-        + (
-            f", primary attribute `{(scoring.get('semantic_entropy') or {}).get('primary')}`"
-            if (scoring.get("semantic_entropy") or {}).get("primary")
-            else ""
-        )
-        + f", estimator `{(scoring.get('semantic_entropy') or {}).get('estimator', 'plugin')}`",
-        judge_line(summary.get("judge")),
-        *(
-            [f"- **restricted value: {summary['restricted_value']['warning']}**"]
-            if (summary.get("restricted_value") or {}).get("warning")
-            else []
-        ),
-        f"- sampling: {prov['sampling']['backend']}, {prov['sampling']['samples_per_prompt']} samples/prompt, "
-        f"temperatures {prov['sampling']['temperatures']}, top_p {prov['sampling']['top_p']}",
-        f"- git commit `{prov.get('git_commit')}`, config `{prov['config_fingerprint'][:19]}`",
-        "",
-    ]
     arms = summary["arms"]
-    temps = sorted({t for a in arms.values() for t in a["temperatures"]}, key=float)
-    for t in temps:
-        lines += [f"## Temperature {t}", ""]
-        cols = names["diversity"] + names["quality"]
-        lines.append("| arm | mode | prompts | " + " | ".join(cols) + " |")
-        lines.append("|" + "---|" * (3 + len(cols)))
-        for name, arm in arms.items():
-            e = arm["temperatures"].get(t)
-            if e is None:
-                continue
-            lines.append(
-                f"| {name} | {arm['mode']} | {e['n_prompts']} | "
-                + " | ".join(fmt_ci(e["metrics"][m]) for m in cols)
-                + " |"
-            )
-        lines.append("")
-        lines.append(
-            "| arm | annotations parsed | parse failures (by reason) | inner annotations stripped | empty responses | stopped at length |"
-        )
-        lines.append("|---|---|---|---|---|---|")
-        for name, arm in arms.items():
-            e = arm["temperatures"].get(t)
-            if e is None:
-                continue
-            p = e["parse"]
-            parsed = f"{p['ok']}/{p['attempted']}" if p["expected"] else "not expected"
-            failed = f"{p['failed']} {p['by_reason']}" if p["expected"] else "-"
-            lines.append(
-                f"| {name} | {parsed} | {failed} | {e['inner_annotations']} | {e['empty_responses']} | {e['length_stops']} |"
-            )
-        lines.append("")
-        lines += restricted_and_status_lines(arms, t)
-        collapse_rows = [
-            (n, a["temperatures"][t])
-            for n, a in arms.items()
-            if t in a["temperatures"] and "collapse" in a["temperatures"][t]
-        ]
-        if collapse_rows:
-            lines.append("Collapse = D(base) - D(arm), paired over prompts (positive: less diverse than its base).")
-            lines.append("")
-            lines.append("| arm | base | " + " | ".join(names["diversity"]) + " |")
-            lines.append("|" + "---|" * (2 + len(names["diversity"])))
-            for n, e in collapse_rows:
-                base = next(iter(e["collapse"].values()))["base_arm"]
-                lines.append(
-                    f"| {n} | {base} | " + " | ".join(fmt_ci(e["collapse"][m]) for m in names["diversity"]) + " |"
-                )
-            lines.append("")
-        for label, per_t in summary["collapse_ratios"]["pairs"].items():
-            ratios = per_t.get(t)
-            if not ratios:
-                continue
-            lines.append(
-                f"Pair {label}: collapse = D(base) - D(arm); difference = collapse(plain) - collapse(anchored); "
-                "the ratio only where both collapses are positive with intervals excluding 0 (eval/collapse.py)."
-            )
-            lines.append("")
-            lines.append("| metric | " + " | ".join(PAIR_COLUMNS) + " |")
-            lines.append("|---|" + "---|" * len(PAIR_COLUMNS))
-            for m, r in ratios.items():
-                lines.append(f"| {m} | " + " | ".join(pair_cells(r)) + " |")
-            lines.append("")
-        lines += semantic_lines(arms, t)
+    lines = ["# Evaluation report", "", *header_lines(summary), ""]
+    for t in sorted({t for a in arms.values() for t in a["temperatures"]}, key=float):
+        lines += temperature_lines(summary, t)
     skipped = summary["collapse_ratios"]["skipped"]
     if skipped:
         lines += ["Collapse ratios not computed: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()), ""]
     lines += fidelity_lines(summary.get("annotation_fidelity") or {})
     lines += capabilities or []
-    drift = summary["annotation_drift"]
-    lines += ["## Annotation drift", ""]
+    lines += drift_lines(summary["annotation_drift"])
+    lines += plot_lines(plots)
+    return "\n".join(lines) + "\n"
+
+
+def header_lines(summary: dict) -> list[str]:
+    """How the numbers were made: bootstrap, scorers, judge, sampling, commit."""
+    prov = summary["provenance"]
+    scoring = prov.get("scoring") or {}
+    quality = (scoring.get("quality") or {}).get("kind")
+    entropy = scoring.get("semantic_entropy") or {}
+    primary = f", primary attribute `{entropy.get('primary')}`" if entropy.get("primary") else ""
+    warning = (summary.get("restricted_value") or {}).get("warning")
+    sampling = prov["sampling"]
+    return [
+        HEADER_NOTE.format(**prov["bootstrap"]),
+        "",
+        f"- embedder: `{scoring.get('embedder_details', {}).get('model', scoring.get('embedder', NA))}`",
+        f"- quality: `{quality or NA}`" + QUALITY_NOTES.get(quality, ""),
+        f"- semantic entropy labels: `{entropy.get('labels', NA)}`{primary}, "
+        f"estimator `{entropy.get('estimator', 'plugin')}`",
+        judge_line(summary.get("judge")),
+        *([f"- **restricted value: {warning}**"] if warning else []),
+        f"- sampling: {sampling['backend']}, {sampling['samples_per_prompt']} samples/prompt, "
+        f"temperatures {sampling['temperatures']}, top_p {sampling['top_p']}",
+        f"- git commit `{prov.get('git_commit')}`, config `{prov['config_fingerprint'][:19]}`",
+    ]
+
+
+def temperature_lines(summary: dict, t: str) -> list[str]:
+    """One temperature's section: metrics, parse counts, restricted share, collapse, pairs, label entropy."""
+    names, arms = summary["metric_names"], summary["arms"]
+    present = [(name, arm, arm["temperatures"][t]) for name, arm in arms.items() if t in arm["temperatures"]]
+    cols = names["diversity"] + names["quality"]
+    metric_rows = [
+        (name, arm["mode"], e["n_prompts"], *(stat(e["metrics"][m]) for m in cols)) for name, arm, e in present
+    ]
+    lines = [f"## Temperature {t}", "", *table(("arm", "mode", "prompts", *cols), metric_rows), ""]
+    lines += [*table(PARSE_COLUMNS, [parse_cells(name, e) for name, _, e in present]), ""]
+    lines += restricted_and_status_lines(arms, t)
+    lines += collapse_lines(arms, t, names["diversity"])
+    for label, per_t in summary["collapse_ratios"]["pairs"].items():
+        if per_t.get(t):
+            rows = [(m, *pair_cells(r)) for m, r in per_t[t].items()]
+            lines += [PAIR_NOTE.format(label=label), "", *table(("metric", *PAIR_COLUMNS), rows), ""]
+    return lines + semantic_lines(arms, t)
+
+
+def parse_cells(name: str, e: dict) -> tuple:
+    """An arm's annotation parse counts, inner annotations, empty responses and length stops."""
+    p = e["parse"]
+    parsed = f"{p['ok']}/{p['attempted']}" if p["expected"] else "not expected"
+    failed = f"{p['failed']} {p['by_reason']}" if p["expected"] else "-"
+    return (name, parsed, failed, e["inner_annotations"], e["empty_responses"], e["length_stops"])
+
+
+def collapse_lines(arms: dict, t: str, diversity: list[str]) -> list[str]:
+    """Each arm's collapse against its base, per diversity metric."""
+    rows = [(n, e["collapse"]) for n, a in arms.items() if "collapse" in (e := a["temperatures"].get(t, {}))]
+    if not rows:
+        return []
+    cells = [(n, next(iter(c.values()))["base_arm"], *(stat(c[m]) for m in diversity)) for n, c in rows]
+    return [COLLAPSE_NOTE, "", *table(("arm", "base", *diversity), cells), ""]
+
+
+def drift_lines(drift: dict) -> list[str]:
+    """Sampled annotations against the pretraining annotations, per arm, temperature and key."""
+    lines = ["## Annotation drift", ""]
     if drift.get("status") != "ok":
-        lines += [f"Not computed: {drift.get('status')}.", ""]
-    else:
-        lines.append(
-            f"Sampled annotations vs the pretraining annotations ({drift['pretraining']['rows_read']} chunks read; "
-            f"KL in bits with additive smoothing {drift['smoothing']})."
-        )
-        lines.append("")
-        for arm, per_t in drift["arms"].items():
-            for t, d in per_t.items():
-                lines.append(
-                    f"**{arm}, temperature {t}** ({d['annotations_used']} parsed annotations; "
-                    f"{d['annotations_unparsed_excluded']} unparsed, excluded)"
+        return lines + [f"Not computed: {drift.get('status')}.", ""]
+    lines += [
+        f"Sampled annotations vs the pretraining annotations ({drift['pretraining']['rows_read']} chunks read; "
+        f"KL in bits with additive smoothing {drift['smoothing']}).",
+        "",
+    ]
+    for arm, per_t in drift["arms"].items():
+        for t, d in per_t.items():
+            rows = [
+                (
+                    key,
+                    cell(k["entropy_sampled"]),
+                    cell(k["entropy_pretraining"]),
+                    cell(k["kl_sampled_vs_pretraining"]),
+                    k["n_sampled"],
+                    k["n_pretraining"],
                 )
-                lines.append("")
-                lines.append(
-                    "| key | entropy sampled | entropy pretraining | KL(sampled‖pretraining) | n sampled | n pretraining |"
-                )
-                lines.append("|---|---|---|---|---|---|")
-                for key, k in d["per_key"].items():
-                    lines.append(
-                        f"| {key} | {fmt(k['entropy_sampled'])} | {fmt(k['entropy_pretraining'])} | "
-                        f"{fmt(k['kl_sampled_vs_pretraining'])} | {k['n_sampled']} | {k['n_pretraining']} |"
-                    )
-                lines.append("")
-                if d["sampled_keys_not_in_pretraining"]:
-                    lines += [
-                        f"Sampled keys pretraining never used (counts): {d['sampled_keys_not_in_pretraining']}",
-                        "",
-                    ]
-    lines += ["## Plots", ""]
+                for key, k in d["per_key"].items()
+            ]
+            lines += [
+                f"**{arm}, temperature {t}** ({d['annotations_used']} parsed annotations; "
+                f"{d['annotations_unparsed_excluded']} unparsed, excluded)",
+                "",
+                *table(DRIFT_COLUMNS, rows),
+                "",
+            ]
+            if d["sampled_keys_not_in_pretraining"]:
+                lines += [f"Sampled keys pretraining never used (counts): {d['sampled_keys_not_in_pretraining']}", ""]
+    return lines
+
+
+def plot_lines(plots: dict[str, Path | None]) -> list[str]:
+    lines = ["## Plots", ""]
     for name, path in plots.items():
         if path is None:
             lines.append(f"- {name}: not drawn (nothing to plot)")
         else:
             lines += [f"![{name}]({PLOTS}/{path.name})", ""]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 PAIR_COLUMNS = (
@@ -244,24 +257,18 @@ PAIR_COLUMNS = (
 )
 
 
-def _interval(value, ci) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f} [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else f"{value:.3f}"
-
-
 def pair_cells(r: dict) -> list[str]:
     """The cells of one (plain, anchored) pair (eval.collapse.pair_statistics): the ratio and
     gap closed only with status ok, else the status's text in their place."""
     if r.get("status") == "ok":
-        ratio = f"{r['ratio']:.2f} [{fmt(r.get('ci_low'), 2)}, {fmt(r.get('ci_high'), 2)}]"
-        gap = _interval(r.get("gap_closed"), r.get("gap_closed_ci"))
+        ratio = interval(r["ratio"], r.get("ci_low"), r.get("ci_high"), digits=2)
+        gap = interval_or_value(r.get("gap_closed"), r.get("gap_closed_ci"))
     else:
         ratio, gap = f"no ratio: {r.get('reason', r.get('status'))}", "-"
     return [
-        _interval(r.get("collapse_plain"), r.get("collapse_plain_ci")),
-        _interval(r.get("collapse_anchored"), r.get("collapse_anchored_ci")),
-        _interval(r.get("difference"), r.get("difference_ci")),
+        interval_or_value(r.get("collapse_plain"), r.get("collapse_plain_ci")),
+        interval_or_value(r.get("collapse_anchored"), r.get("collapse_anchored_ci")),
+        interval_or_value(r.get("difference"), r.get("difference_ci")),
         ratio,
         gap,
     ]
@@ -291,48 +298,60 @@ def semantic_lines(arms: dict, t: str) -> list[str]:
     if not rows:
         return []
     keys = sorted({k for _, e in rows for k in e["semantic_per_key"]})
-    lines = [
-        "Label entropy per key (bits; a sample without a label counts as `<absent>`): per prompt, and pooled "
-        "over the prompts of one intent; coverage = share of samples with a label.",
-        "",
-        "| arm | " + " | ".join(f"{k}: per prompt | {k}: pooled | {k}: coverage" for k in keys) + " |",
-        "|---|" + "---|---|---|" * len(keys),
+    columns = ["arm", *(f"{k}: {part}" for k in keys for part in ("per prompt", "pooled", "coverage"))]
+    cells = [
+        (
+            name,
+            *(
+                text
+                for k in keys
+                for text in (
+                    stat(e["semantic_per_key"].get(k, {}).get("entropy")),
+                    stat(e.get("semantic_pooled", {}).get(k)),
+                    cell(e["semantic_per_key"].get(k, {}).get("coverage")),
+                )
+            ),
+        )
+        for name, e in rows
     ]
-    for name, e in rows:
-        cells = []
-        for k in keys:
-            per = e["semantic_per_key"].get(k, {})
-            cells += [fmt_ci(per.get("entropy")), fmt_ci(e.get("semantic_pooled", {}).get(k)), fmt(per.get("coverage"))]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    return [SEMANTIC_NOTE, "", *table(columns, cells), ""]
 
 
 def fidelity_lines(fid: dict) -> list[str]:
     lines = ["## Annotation preservation and fidelity (anchored arms)", ""]
     if fid.get("status") != "ok":
-        return lines + [f"Not computed: {fid.get('status', 'n/a')}.", ""]
+        return lines + [f"Not computed: {fid.get('status', NA)}.", ""]
     vm = fid["value_map"]
-    lines += [
-        f"Annotation key `{fid['annotation_key']}`; each value stands for the `{fid['judged_attribute']}` label "
-        f"of most of its pretraining chunks ({vm['how']}; {vm['values']} values, purity {fmt(vm['purity'])}). "
-        "Preservation: the arm's values against its reference's (its base, before SFT); fidelity: share of "
-        "samples whose judged response label is the one its annotation stands for, beside chance.",
-        "",
-        "| arm | T | reference | value in pretraining | value entropy (ref) | mapped entropy (ref) | JS values | "
-        "JS mapped | fidelity [CI] | chance | n |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+    note = FIDELITY_NOTE.format(
+        key=fid["annotation_key"],
+        attribute=fid["judged_attribute"],
+        how=vm["how"],
+        values=vm["values"],
+        purity=cell(vm["purity"]),
+    )
+    rows = [
+        fidelity_cells(arm, t, e["reference_arm"], e["preservation"], e["fidelity"])
+        for arm, per_t in fid["arms"].items()
+        for t, e in per_t.items()
     ]
-    for arm, per_t in fid["arms"].items():
-        for t, e in per_t.items():
-            p, f = e["preservation"], e["fidelity"]
-            lines.append(
-                f"| {arm} | {t} | {e['reference_arm'] or '-'} | {fmt(p['share_value_in_pretraining'])} | "
-                f"{fmt(p['value_entropy'])} ({fmt(p.get('reference_value_entropy'))}) | "
-                f"{fmt(p['mapped_entropy'])} ({fmt(p.get('reference_mapped_entropy'))}) | {fmt(p.get('js_divergence'))} | "
-                f"{fmt(p.get('mapped_js_divergence'))} | {_interval(f['fidelity'], (f.get('ci_low'), f.get('ci_high')))} | "
-                f"{fmt(f['chance'])} | {f['n']} |"
-            )
-    return lines + [""]
+    return lines + [note, "", *table(FIDELITY_COLUMNS, rows), ""]
+
+
+def fidelity_cells(arm: str, t: str, reference: str | None, p: dict, f: dict) -> tuple:
+    """One arm's preservation (against its reference arm, in brackets) and fidelity beside chance."""
+    return (
+        arm,
+        t,
+        reference or "-",
+        cell(p["share_value_in_pretraining"]),
+        f"{cell(p['value_entropy'])} ({cell(p.get('reference_value_entropy'))})",
+        f"{cell(p['mapped_entropy'])} ({cell(p.get('reference_mapped_entropy'))})",
+        cell(p.get("js_divergence")),
+        cell(p.get("mapped_js_divergence")),
+        interval_or_value(f["fidelity"], (f.get("ci_low"), f.get("ci_high"))),
+        cell(f["chance"]),
+        f["n"],
+    )
 
 
 def _pyplot():
@@ -342,6 +361,16 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path: Path, title: str | None = None) -> Path:
+    """Lay out, write and close a figure (with its title above the panels, if given)."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_diversity(summary: dict, path: Path) -> Path | None:
@@ -375,11 +404,7 @@ def plot_diversity(summary: dict, path: Path) -> Path | None:
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Diversity per arm (mean over prompts, bootstrap CI)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, "Diversity per arm (mean over prompts, bootstrap CI)")
 
 
 def plot_frontier(summary: dict, path: Path) -> Path | None:
@@ -418,11 +443,7 @@ def plot_frontier(summary: dict, path: Path) -> Path | None:
     if not drawn:
         plt.close(fig)
         return None
-    fig.suptitle("Diversity-quality frontier over temperature", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, "Diversity-quality frontier over temperature")
 
 
 def plot_drift(summary: dict, path: Path) -> Path | None:
@@ -453,10 +474,7 @@ def plot_drift(summary: dict, path: Path) -> Path | None:
         ax_kl.set_xticklabels(keys, rotation=30, ha="right", fontsize=8)
         ax_kl.set_ylabel("KL (bits)")
         ax_kl.set_title(f"{arm}, T={t}: KL(sampled || pretraining)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 __all__ = ["run_report", "SUMMARY", "REPORT"]

@@ -24,10 +24,30 @@ from publish.source_manifest import (
     versions_section,
 )
 from publish.staging import files_section
+from stage_io.report_format import significant
+from stage_io.report_format import table as markdown_table
 
 MAX_STAT_ROWS = 40  # longer stat mappings (e.g. value counts) are cut, the rest stays in the file
 MAX_CELL_CHARS = 160  # longer list cells (e.g. top values) are cut
 EXAMPLE_CHARS = 400
+INTRO = (
+    "Text chunks with `key:value` annotations, written by the annotate stage of the annotation-anchored "
+    "training project for annotation-anchored training ({paper}). The annotations describe each "
+    "chunk's semantics (topic, entities, setting, style, ...); a model pretrained on annotated text "
+    "learns to choose them before it writes, which keeps its semantic diversity through fine-tuning. "
+    "Tags need not be accurate: what matters is a broad distribution over semantic choices.\n"
+)
+FORMAT_TEXT = (
+    "An annotation is a set of `key{kv}value` tags between the delimiters "
+    "`{open}` and `{close}` (special tokens in the project's tokenizers), "
+    "tags separated by {tags}, key and value by the first "
+    "`{kv}`. Keys are lower-case; values keep their case and hold no whitespace "
+    "(runs of whitespace become `_`). Tags are in the schema's key order."
+)
+PARSE_TEXT = (
+    "Parse and render them with the project's `annotate.format` (`parse_annotation`, `render_annotation`, "
+    "`tags_from_records`), the one definition of the format."
+)
 
 
 def size_category(rows: int) -> str:
@@ -82,11 +102,7 @@ def build_dataset_card(
     parts = [
         f"---\n{metadata.to_yaml()}\n---\n",
         f"# {repo_id.split('/')[-1]}\n",
-        "Text chunks with `key:value` annotations, written by the annotate stage of the annotation-anchored "
-        f"training project for annotation-anchored training ({PAPER}). The annotations describe each "
-        "chunk's semantics (topic, entities, setting, style, ...); a model pretrained on annotated text "
-        "learns to choose them before it writes, which keeps its semantic diversity through fine-tuning. "
-        "Tags need not be accurate: what matters is a broad distribution over semantic choices.\n",
+        INTRO.format(paper=PAPER),
         _contents_section(repo_id, splits, data_source),
         _format_section(manifest, example),
         _stats_section(stats),
@@ -101,11 +117,20 @@ def build_dataset_card(
 
 
 def _contents_section(repo_id: str, splits: Mapping[str, Mapping[str, Any]], data_source: str) -> str:
-    lines = ["## Contents", "", f"Data: {data_source}.", "", "| split | rows | shards |", "| --- | --- | --- |"]
-    lines += [f"| {md_escape(s)} | {info['rows']:,} | {len(info['files'])} |" for s, info in splits.items()]
+    split_rows = [(md_escape(s), f"{info['rows']:,}", len(info["files"])) for s, info in splits.items()]
     first = next(iter(splits.values()))
-    lines += ["", "Columns (Arrow types):", "", "| column | type |", "| --- | --- |"]
-    lines += [f"| `{md_escape(name)}` | `{md_escape(tp)}` |" for name, tp in first["columns"]]
+    column_rows = [(f"`{md_escape(name)}`", f"`{md_escape(tp)}`") for name, tp in first["columns"]]
+    lines = [
+        "## Contents",
+        "",
+        f"Data: {data_source}.",
+        "",
+        *markdown_table(["split", "rows", "shards"], split_rows, spaced=True),
+        "",
+        "Columns (Arrow types):",
+        "",
+        *markdown_table(["column", "type"], column_rows, spaced=True),
+    ]
     lines += ["", f"Load it with `datasets.load_dataset({repo_id!r})`, or read the parquet shards directly."]
     return "\n".join(lines) + "\n"
 
@@ -122,16 +147,16 @@ def _format_section(manifest: Mapping[str, Any], example: Mapping[str, Any] | No
     lines = [
         "## Annotation format",
         "",
-        f"An annotation is a set of `key{KEY_VALUE_SEPARATOR}value` tags between the delimiters "
-        f"`{ANNOTATION_OPEN}` and `{ANNOTATION_CLOSE}` (special tokens in the project's tokenizers), "
-        f"tags separated by {'one space' if TAG_SEPARATOR == ' ' else repr(TAG_SEPARATOR)}, key and value by the first "
-        f"`{KEY_VALUE_SEPARATOR}`. Keys are lower-case; values keep their case and hold no whitespace "
-        "(runs of whitespace become `_`). Tags are in the schema's key order.",
+        FORMAT_TEXT.format(
+            kv=KEY_VALUE_SEPARATOR,
+            open=ANNOTATION_OPEN,
+            close=ANNOTATION_CLOSE,
+            tags="one space" if TAG_SEPARATOR == " " else repr(TAG_SEPARATOR),
+        ),
         "",
         f"Keys, {key_source}: " + ", ".join(f"`{k}`" for k in keys) + ".",
         "",
-        "Parse and render them with the project's `annotate.format` (`parse_annotation`, `render_annotation`, "
-        "`tags_from_records`), the one definition of the format.",
+        PARSE_TEXT,
     ]
     shown = _example_fields(example)
     if shown:
@@ -183,18 +208,11 @@ def _section(name: str, section: Mapping[str, Any], not_shown: list[str]) -> lis
     if all(isinstance(v, Mapping) for v in section.values()):
         columns = list(dict.fromkeys(c for row in section.values() for c in row))
         rows = list(section.items())
-        lines += [
-            "| " + " | ".join(["entry", *map(md_escape, columns)]) + " |",
-            "| " + " | ".join(["---"] * (len(columns) + 1)) + " |",
+        cells = [
+            [md_escape(entry), *_row_cells(f"{name}.{entry}", row, columns, not_shown)]
+            for entry, row in rows[:MAX_STAT_ROWS]
         ]
-        for entry, row in rows[:MAX_STAT_ROWS]:
-            cells = []
-            for column in columns:
-                cell = _cell(row.get(column)) if column in row else ""
-                if cell is None:
-                    not_shown.append(f"{name}.{entry}.{column}")
-                cells.append(cell or "")
-            lines.append("| " + " | ".join([md_escape(entry), *cells]) + " |")
+        lines += markdown_table(["entry", *map(md_escape, columns)], cells, spaced=True)
         if len(rows) > MAX_STAT_ROWS:
             lines.append(f"\n{len(rows) - MAX_STAT_ROWS} more entries in `annotation_stats.json`.")
         return lines
@@ -203,6 +221,18 @@ def _section(name: str, section: Mapping[str, Any], not_shown: list[str]) -> lis
         if isinstance(value, Mapping):
             lines += _section(f"{name}.{key}", value, not_shown)
     return lines
+
+
+def _row_cells(name: str, row: Mapping[str, Any], columns: list[str], not_shown: list[str]) -> list[str]:
+    """One row's cells of a wide table: empty where the row lacks the column, named in ``not_shown``
+    (and empty) where its value cannot be shown."""
+    cells = []
+    for column in columns:
+        cell = _cell(row.get(column)) if column in row else ""
+        if cell is None:
+            not_shown.append(f"{name}.{column}")
+        cells.append(cell or "")
+    return cells
 
 
 def _key_value_table(entries: Mapping[str, Any], prefix: str, not_shown: list[str]) -> list[str]:
@@ -217,8 +247,7 @@ def _key_value_table(entries: Mapping[str, Any], prefix: str, not_shown: list[st
         return []
     if len(rows) > MAX_STAT_ROWS and all(_number(v) is not None for v in entries.values()):
         rows.sort(key=lambda kv: -_number(entries[kv[0]]))  # the largest counts first when cut
-    lines = ["| entry | value |", "| --- | --- |"]
-    lines += [f"| {md_escape(k)} | {cell} |" for k, cell in rows[:MAX_STAT_ROWS]]
+    lines = markdown_table(["entry", "value"], [(md_escape(k), cell) for k, cell in rows[:MAX_STAT_ROWS]], spaced=True)
     if len(rows) > MAX_STAT_ROWS:
         lines.append(f"\n{len(rows) - MAX_STAT_ROWS} more entries in `annotation_stats.json`.")
     return lines
@@ -253,7 +282,7 @@ def _is_scalar(value: Any) -> bool:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return significant(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return md_escape(value)

@@ -16,11 +16,12 @@ the card reports what the file holds and nothing else.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from publish.source_manifest import md_escape
+from stage_io.report_format import significant
+from stage_io.report_format import table as markdown_table
 
 ESTIMATE_KEYS = ("mean", "value", "ratio", "estimate", "point", "score")
 CI_PAIRS = (("ci_low", "ci_high"), ("ci_lower", "ci_upper"), ("lower", "upper"), ("lo", "hi"), ("low", "high"))
@@ -157,61 +158,63 @@ def read_eval_table(summary: Any) -> EvalTable:
     return table
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
-    return f"{value:.4g}"
+NO_SUMMARY = "No evaluation summary was given when this model was published; no evaluation result is claimed."
+STATISTICS_NOTE = (
+    "Copied from the eval run's {link} (uploaded with the model); see that file and the eval run's report "
+    "for how each metric and interval was computed. Numbers are rounded to 4 significant digits; "
+    "`{run_wide}` marks run-wide figures; `n/a`: recorded as undefined."
+)
+NO_STATISTICS = (
+    "The eval run's {link} (uploaded with the model) holds no entry this card could read as a "
+    "statistic (an estimate with its interval); see the file itself. No evaluation result is claimed here."
+)
+MAX_NOT_SHOWN = 20  # entries named at the end; the rest counted
 
 
 def render_eval_section(table: EvalTable | None, summary_name: str) -> str:
     """Markdown for the card; with no summary, or nothing readable in it, it says no result is claimed."""
     lines = ["## Evaluation", ""]
     if table is None:
-        lines.append("No evaluation summary was given when this model was published; no evaluation result is claimed.")
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, NO_SUMMARY]) + "\n"
     link = f"[`{summary_name}`]({summary_name})"
     if table.statistics:
-        lines += [
-            f"Copied from the eval run's {link} (uploaded with the model); see that file and the eval run's report "
-            f"for how each metric and interval was computed. Numbers are rounded to 4 significant digits; "
-            f"`{RUN_WIDE}` marks run-wide figures; `n/a`: recorded as undefined.",
-            "",
-            "| arm | metric | estimate | interval | n |",
-            "| --- | --- | --- | --- | --- |",
+        rows = [
+            (
+                md_escape(s.arm),
+                md_escape(s.metric),
+                significant(s.estimate),
+                f"[{significant(s.ci[0])}, {significant(s.ci[1])}]" if s.ci else "-",
+                md_escape(s.n) if s.n is not None else "-",
+            )
+            for s in table.statistics
         ]
-        for s in table.statistics:
-            ci = f"[{_fmt(s.ci[0])}, {_fmt(s.ci[1])}]" if s.ci else "-"
-            n = md_escape(s.n) if s.n is not None else "-"
-            lines.append(f"| {md_escape(s.arm)} | {md_escape(s.metric)} | {_fmt(s.estimate)} | {ci} | {n} |")
+        lines += [
+            STATISTICS_NOTE.format(link=link, run_wide=RUN_WIDE),
+            "",
+            *markdown_table(("arm", "metric", "estimate", "interval", "n"), rows, spaced=True),
+        ]
     else:
-        lines.append(
-            f"The eval run's {link} (uploaded with the model) holds no entry this card could read as a "
-            "statistic (an estimate with its interval); see the file itself. No evaluation result is claimed here."
-        )
+        lines.append(NO_STATISTICS.format(link=link))
     if table.numbers:
-        lines += [
-            "",
-            f"<details><summary>Other numbers in {summary_name} ({len(table.numbers)})</summary>",
-            "",
-            "| arm | entry | value |",
-            "| --- | --- | --- |",
-        ]
-        lines += [f"| {md_escape(a)} | {md_escape(k)} | {_fmt(v)} |" for a, k, v in table.numbers]
-        lines += ["", "</details>"]
+        rows = [(md_escape(a), md_escape(k), significant(v)) for a, k, v in table.numbers]
+        lines += _details(f"Other numbers in {summary_name} ({len(table.numbers)})", ("arm", "entry", "value"), rows)
     if table.settings:
-        lines += [
-            "",
-            f"<details><summary>Settings recorded in {summary_name} ({len(table.settings)})</summary>",
-            "",
-            "| key | value |",
-            "| --- | --- |",
-        ]
-        lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in table.settings]
-        lines += ["", "</details>"]
+        rows = [(md_escape(k), md_escape(v)) for k, v in table.settings]
+        lines += _details(f"Settings recorded in {summary_name} ({len(table.settings)})", ("key", "value"), rows)
     if table.not_shown:
-        shown = ", ".join(f"`{md_escape(k)}`" for k in table.not_shown[:20])
-        more = f" and {len(table.not_shown) - 20} more" if len(table.not_shown) > 20 else ""
+        shown = ", ".join(f"`{md_escape(k)}`" for k in table.not_shown[:MAX_NOT_SHOWN])
+        more = f" and {len(table.not_shown) - MAX_NOT_SHOWN} more" if len(table.not_shown) > MAX_NOT_SHOWN else ""
         lines += ["", f"Entries of `{summary_name}` not shown here ({len(table.not_shown)}): {shown}{more}."]
     return "\n".join(lines) + "\n"
+
+
+def _details(summary: str, columns: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    """A folded table: ``<details>`` with its summary line."""
+    return [
+        "",
+        f"<details><summary>{summary}</summary>",
+        "",
+        *markdown_table(columns, rows, spaced=True),
+        "",
+        "</details>",
+    ]

@@ -179,83 +179,87 @@ def _prompt_lines(manifest: Mapping[str, Any]) -> tuple[list[str], str]:
     return [f"prompt = {fmt.template!r}.format(prompt={EXAMPLE_REQUEST!r})"], source
 
 
+LOAD_MODEL = (
+    "from transformers import AutoModelForCausalLM, AutoTokenizer",
+    "",
+    "repo = {repo!r}",
+    "tokenizer = AutoTokenizer.from_pretrained(repo)",
+    "model = AutoModelForCausalLM.from_pretrained(repo)",
+)
+LOAD_ADAPTER = (
+    "from peft import AutoPeftModelForCausalLM",
+    "from transformers import AutoTokenizer",
+    "",
+    "repo = {repo!r}",
+    "tokenizer = AutoTokenizer.from_pretrained(repo)",
+    "model = AutoPeftModelForCausalLM.from_pretrained(repo)",
+)
+GENERATE = [
+    'inputs = tokenizer(prompt, return_tensors="pt")',
+    "output = model.generate(**inputs, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=256)",
+    "# keep special tokens: the annotation delimiters are tokens of their own",
+    'text = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=False)',
+    "if tokenizer.eos_token:",
+    "    text = text.split(tokenizer.eos_token)[0]",
+]
+STRIP_PRETRAINED = [
+    "",
+    "import re",
+    "from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN",
+    "# an annotation-pretrained model writes an annotation before each chunk: drop them all",
+    "plain = re.sub(re.escape(ANNOTATION_OPEN) + '.*?' + re.escape(ANNOTATION_CLOSE), '', text, flags=re.S)",
+]
+SPLIT_GENERATION = [
+    "",
+    "from annotate.format import split_generation  # the project's annotation format",
+    "",
+    "split = split_generation(text)",
+    "print(split.tags)      # the sampled annotation; None when it did not parse (reason: split.error)",
+    "print(split.response)  # the response with the annotation stripped: what to show or score",
+]
+PRETRAINED_TEXT = (
+    "A pretrained model continues text. {who} `{open}...{close}` before each chunk; remove those spans "
+    "before reading or scoring the text."
+)
+PLAIN_TEXT = "Sample as from any causal language model; this arm writes no annotation."
+ANCHORED_TEXT = (
+    "The model writes an annotation first, `{open}key:value ...{close}`, "
+    "then the response conditioned on it. Sample plainly (the paper uses temperature 1), keep "
+    "the special tokens when decoding, and strip the annotation with "
+    "`annotate.format.split_generation` before showing or scoring the response. Count the "
+    "generations whose annotation does not parse (`split.error`) rather than dropping them."
+)
+UNKNOWN_ARM_TEXT = (
+    "The arm is unknown: if a generation starts with `{open}`, it carries an "
+    "annotation; strip it with `annotate.format.split_generation` before showing or scoring "
+    "the response."
+)
+
+
 def _sampling_section(
     repo_id: str, stage: str, arms: Mapping[str, str], manifest: Mapping[str, Any], info: Mapping[str, Any]
 ) -> str:
-    anchored = is_anchored(arms)
-    if info.get("is_adapter"):
-        load = [
-            "from peft import AutoPeftModelForCausalLM",
-            "from transformers import AutoTokenizer",
-            "",
-            f"repo = {repo_id!r}",
-            "tokenizer = AutoTokenizer.from_pretrained(repo)",
-            "model = AutoPeftModelForCausalLM.from_pretrained(repo)",
-        ]
-    else:
-        load = [
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            "",
-            f"repo = {repo_id!r}",
-            "tokenizer = AutoTokenizer.from_pretrained(repo)",
-            "model = AutoModelForCausalLM.from_pretrained(repo)",
-        ]
+    load = [line.format(repo=repo_id) for line in (LOAD_ADAPTER if info.get("is_adapter") else LOAD_MODEL)]
     if stage == "pretrain":
         prompt, source = ["prompt = 'Once upon a time'"], "a plain text prefix (a pretrained model continues text)"
     else:
         prompt, source = _prompt_lines(manifest)
-    generate = [
-        'inputs = tokenizer(prompt, return_tensors="pt")',
-        "output = model.generate(**inputs, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=256)",
-        "# keep special tokens: the annotation delimiters are tokens of their own",
-        'text = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=False)',
-        "if tokenizer.eos_token:",
-        "    text = text.split(tokenizer.eos_token)[0]",
-    ]
-    lines = ["## How to sample", ""]
-    if stage == "pretrain" and anchored is not False:
-        strip = [
-            "",
-            "import re",
-            "from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN",
-            "# an annotation-pretrained model writes an annotation before each chunk: drop them all",
-            "plain = re.sub(re.escape(ANNOTATION_OPEN) + '.*?' + re.escape(ANNOTATION_CLOSE), '', text, flags=re.S)",
-        ]
-        lines.append(
-            "A pretrained model continues text. "
-            + (
-                "It was pretrained on annotated text, so it writes "
-                if anchored
-                else "If it was pretrained on annotated text (the arm is unknown), it writes "
-            )
-            + f"`{ANNOTATION_OPEN}...{ANNOTATION_CLOSE}` before each chunk; remove those spans "
-            "before reading or scoring the text."
-        )
-    elif anchored is False:
-        strip = ["print(text)"]
-        lines.append("Sample as from any causal language model; this arm writes no annotation.")
-    else:
-        strip = [
-            "",
-            "from annotate.format import split_generation  # the project's annotation format",
-            "",
-            "split = split_generation(text)",
-            "print(split.tags)      # the sampled annotation; None when it did not parse (reason: split.error)",
-            "print(split.response)  # the response with the annotation stripped: what to show or score",
-        ]
-        if anchored:
-            lines.append(
-                f"The model writes an annotation first, `{ANNOTATION_OPEN}key:value ...{ANNOTATION_CLOSE}`, "
-                "then the response conditioned on it. Sample plainly (the paper uses temperature 1), keep "
-                "the special tokens when decoding, and strip the annotation with "
-                "`annotate.format.split_generation` before showing or scoring the response. Count the "
-                "generations whose annotation does not parse (`split.error`) rather than dropping them."
-            )
-        else:
-            lines.append(
-                f"The arm is unknown: if a generation starts with `{ANNOTATION_OPEN}`, it carries an "
-                "annotation; strip it with `annotate.format.split_generation` before showing or scoring "
-                "the response."
-            )
-    lines += ["", f"The prompt below uses {source}.", "", "```python", *load, "", *prompt, *generate, *strip, "```"]
+    text, strip = _annotation_handling(stage, is_anchored(arms))
+    lines = ["## How to sample", "", text]
+    lines += ["", f"The prompt below uses {source}.", "", "```python", *load, "", *prompt, *GENERATE, *strip, "```"]
     return "\n".join(lines) + "\n"
+
+
+def _annotation_handling(stage: str, anchored: bool | None) -> tuple[str, list[str]]:
+    """What the reader is told about annotations in the output, and the code that strips them."""
+    delimiters = {"open": ANNOTATION_OPEN, "close": ANNOTATION_CLOSE}
+    if stage == "pretrain" and anchored is not False:
+        who = (
+            "It was pretrained on annotated text, so it writes"
+            if anchored
+            else "If it was pretrained on annotated text (the arm is unknown), it writes"
+        )
+        return PRETRAINED_TEXT.format(who=who, **delimiters), STRIP_PRETRAINED
+    if anchored is False:
+        return PLAIN_TEXT, ["print(text)"]
+    return (ANCHORED_TEXT if anchored else UNKNOWN_ARM_TEXT).format(**delimiters), SPLIT_GENERATION

