@@ -11,7 +11,7 @@ import numpy as np
 
 from eval.bootstrap import mean_ci, paired_statistic_ci
 from eval.collapse import collapse, collapse_ratio
-from eval.config import EvalConfig
+from eval.config import ArmConfig, EvalConfig
 from eval.generate import GENERATIONS, temperature_key
 from eval.jsonl_store import dedupe, read_rows, sanitize, write_json
 from eval.metrics.drift import annotation_drift, load_pretraining_tags, tag_counts
@@ -33,81 +33,108 @@ def _values(scores: list[dict], arm: str, temperature: float, metric: str) -> di
 
 
 def build_summary(config: EvalConfig, run_dir: Path) -> dict:
-    scores, _ = read_rows(run_dir / SCORES, repair=False)
-    scores, _ = dedupe(scores)
+    scores = _read_unique_rows(run_dir / SCORES)
     if not scores:
         raise ValueError(f"{run_dir / SCORES}: no scores (run the score stage first)")
-    generations, _ = read_rows(run_dir / GENERATIONS, repair=False)
-    generations, _ = dedupe(generations)
-    b = config.bootstrap
+    generations = _read_unique_rows(run_dir / GENERATIONS)
     diversity = diversity_metric_names(config)
-    quality = quality_metric_names(config)
     temperatures = sorted({s["temperature"] for s in scores})
     intents = _prompt_intents(config)
-    restricted = ["restricted_share"] if config.metrics.restricted_value.attribute is not None else []
-
     arms = {}
     for arm in config.arms:
-        per_t = {}
-        for t in temperatures:
-            group = [
-                s for s in scores if s["arm"] == arm.name and temperature_key(s["temperature"]) == temperature_key(t)
-            ]
-            if not group:
-                continue
-            entry = {
-                "temperature": t,
-                "n_prompts": len(group),
-                "n_samples": sum(s["n_samples"] for s in group),
-                "incomplete_groups": sum(1 for s in group if not s.get("complete", True)),
-                "metrics": {
-                    m: mean_ci([s["metrics"].get(m) for s in group], b.resamples, b.confidence, b.seed)
-                    for m in diversity + quality
-                },
-                "parse": _parse_totals(group),
-                "inner_annotations": sum(s.get("inner_annotations", 0) for s in group),
-                "empty_responses": sum(s.get("empty_responses", 0) for s in group),
-                "length_stops": sum(s.get("length_stops", 0) for s in group),
-            }
-            # Per-prompt values, so that runs over several training seeds can build (seed, prompt) columns.
-            entry["per_prompt"] = {
-                m: {s["prompt_id"]: s["metrics"].get(m) for s in sorted(group, key=lambda s: s["prompt_id"])}
-                for m in diversity + quality + restricted
-            }
-            if restricted:
-                entry["restricted_share"] = _restricted_share(config, group)
-            if arm.mode == "anchored":
-                entry["by_annotation_status"] = _by_annotation_status(config, group, diversity)
-            if quality:
-                entry["quality_failures"] = sum(s.get("quality_failures", 0) for s in group)
-            if any("semantic" in s for s in group):
-                entry["label_failures"] = sum(s["semantic"]["label_failures"] for s in group if "semantic" in s)
-                entry["semantic_per_key"] = _semantic_per_key(group, b)
-                entry["semantic_pooled"] = _semantic_pooled(config, group, intents)
-            if arm.base_arm is not None:
-                entry["collapse"] = {
-                    m: collapse(
-                        {arm.base_arm: _values(scores, arm.base_arm, t, m), arm.name: _values(scores, arm.name, t, m)},
-                        arm.name,
-                        arm.base_arm,
-                        b.resamples,
-                        b.confidence,
-                        b.seed,
-                    )
-                    for m in diversity
-                }
-            per_t[temperature_key(t)] = entry
-        arms[arm.name] = {"model": arm.model, "mode": arm.mode, "base_arm": arm.base_arm, "temperatures": per_t}
-
+        per_temperature = {}
+        for temperature in temperatures:
+            group = _group_scores(scores, arm.name, temperature)
+            if group:
+                entry = _temperature_entry(config, arm, temperature, group, intents)
+                if arm.base_arm is not None:
+                    entry["collapse"] = _collapse_against_base(config, arm, scores, temperature)
+                per_temperature[temperature_key(temperature)] = entry
+        arms[arm.name] = {
+            "model": arm.model,
+            "mode": arm.mode,
+            "base_arm": arm.base_arm,
+            "temperatures": per_temperature,
+        }
     return {
         "provenance": _provenance(config, run_dir, scores),
-        "metric_names": {"diversity": diversity, "quality": quality},
+        "metric_names": {"diversity": diversity, "quality": quality_metric_names(config)},
         "arms": arms,
         "collapse_ratios": _ratios(config, scores, temperatures, diversity),
         "annotation_drift": _drift(config, generations, temperatures),
         "annotation_fidelity": _fidelity(config, generations, scores, temperatures),
         "restricted_value": _restricted_value_check(config, scores),
         "judge": ((_provenance_scoring(run_dir) or {}).get("labeller_details")),
+    }
+
+
+def _read_unique_rows(path: Path) -> list[dict]:
+    rows, _ = read_rows(path, repair=False)
+    return dedupe(rows)[0]
+
+
+def _group_scores(scores: list[dict], arm: str, temperature: float) -> list[dict]:
+    """The score rows of one arm at one temperature."""
+    key = temperature_key(temperature)
+    return [s for s in scores if s["arm"] == arm and temperature_key(s["temperature"]) == key]
+
+
+def _temperature_entry(
+    config: EvalConfig, arm: ArmConfig, temperature: float, group: list[dict], intents: dict[str, str]
+) -> dict:
+    """One arm at one temperature: every metric's mean with its interval, parse and stop counts,
+    the per-prompt values, and what the configured metrics add (restricted share, labels)."""
+    boot = config.bootstrap
+    diversity, quality = diversity_metric_names(config), quality_metric_names(config)
+    restricted = ["restricted_share"] if config.metrics.restricted_value.attribute is not None else []
+    entry = {
+        "temperature": temperature,
+        "n_prompts": len(group),
+        "n_samples": sum(s["n_samples"] for s in group),
+        "incomplete_groups": sum(1 for s in group if not s.get("complete", True)),
+        "metrics": {
+            m: mean_ci([s["metrics"].get(m) for s in group], boot.resamples, boot.confidence, boot.seed)
+            for m in diversity + quality
+        },
+        "parse": _parse_totals(group),
+        "inner_annotations": sum(s.get("inner_annotations", 0) for s in group),
+        "empty_responses": sum(s.get("empty_responses", 0) for s in group),
+        "length_stops": sum(s.get("length_stops", 0) for s in group),
+    }
+    # Per-prompt values, so that runs over several training seeds can build (seed, prompt) columns.
+    entry["per_prompt"] = {
+        m: {s["prompt_id"]: s["metrics"].get(m) for s in sorted(group, key=lambda s: s["prompt_id"])}
+        for m in diversity + quality + restricted
+    }
+    if restricted:
+        entry["restricted_share"] = _restricted_share(config, group)
+    if arm.mode == "anchored":
+        entry["by_annotation_status"] = _by_annotation_status(config, group, diversity)
+    if quality:
+        entry["quality_failures"] = sum(s.get("quality_failures", 0) for s in group)
+    if any("semantic" in s for s in group):
+        entry["label_failures"] = sum(s["semantic"]["label_failures"] for s in group if "semantic" in s)
+        entry["semantic_per_key"] = _semantic_per_key(group, boot)
+        entry["semantic_pooled"] = _semantic_pooled(config, group, intents)
+    return entry
+
+
+def _collapse_against_base(config: EvalConfig, arm: ArmConfig, scores: list[dict], temperature: float) -> dict:
+    """Per diversity metric: the arm's collapse against its base arm at ``temperature``."""
+    boot = config.bootstrap
+    return {
+        m: collapse(
+            {
+                arm.base_arm: _values(scores, arm.base_arm, temperature, m),
+                arm.name: _values(scores, arm.name, temperature, m),
+            },
+            arm.name,
+            arm.base_arm,
+            boot.resamples,
+            boot.confidence,
+            boot.seed,
+        )
+        for m in diversity_metric_names(config)
     }
 
 

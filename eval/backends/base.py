@@ -46,6 +46,8 @@ class Backend(Protocol):
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]: ...
 
+    def single_token_id(self, text: str) -> int | None: ...
+
     def close(self) -> None: ...
 
 
@@ -84,3 +86,15 @@ def split_stops(tokenizer: Any, stops: Sequence[str]) -> tuple[dict[int, str], t
         else:
             strings.append(stop)
     return ids, tuple(strings)
+
+
+def banned_token_ids(backend: Backend, banned: Sequence[str]) -> list[int]:
+    """The token id of each banned string; a string that is not one token of the backend's
+    tokenizer is refused (a ban on part of it would not ban it)."""
+    ids = []
+    for text in banned:
+        token_id = backend.single_token_id(text)
+        if token_id is None:
+            raise ValueError(f"banned string {text!r} is not a single token of {backend.model_name}'s tokenizer")
+        ids.append(token_id)
+    return ids

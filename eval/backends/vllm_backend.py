@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from eval.backends.base import Completion, GenerationRequest, cut_at_stop, split_stops
+from eval.backends.base import Completion, GenerationRequest, banned_token_ids, cut_at_stop, split_stops
 from posttrain.prompt_format import encode_prompt
 
 # vLLM's documented structured outputs (``SamplingParams(structured_outputs=
@@ -99,12 +99,7 @@ class VLLMBackend:
             if request.annotation_syntax:
                 raise ValueError(ANNOTATION_SYNTAX_REFUSAL)
             stop_ids, stop_strings = split_stops(self.tokenizer, request.stop)
-            bias = {}
-            for text in request.banned:
-                tid = self.single_token_id(text)
-                if tid is None:
-                    raise ValueError(f"banned string {text!r} is not a single token of {self.model_name}'s tokenizer")
-                bias[tid] = -100.0
+            bias = {token_id: -100.0 for token_id in banned_token_ids(self, request.banned)}
             params.append(
                 SamplingParams(
                     n=1,
