@@ -46,8 +46,6 @@ class Backend(Protocol):
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]: ...
 
-    def single_token_id(self, text: str) -> int | None: ...
-
     def close(self) -> None: ...
 
 
@@ -61,6 +59,12 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
         if 0 <= at < best:
             best, which = at, stop
     return text[:best], which
+
+
+def single_token_id(tokenizer: Any, text: str) -> int | None:
+    """The id of ``text`` if the tokenizer writes it as one token (special tokens do)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 else None
 
 
 def special_token_id(tokenizer: Any, text: str) -> int | None:
@@ -80,9 +84,9 @@ def split_stops(tokenizer: Any, stops: Sequence[str]) -> tuple[dict[int, str], t
     ids: dict[int, str] = {}
     strings: list[str] = []
     for stop in stops:
-        tid = special_token_id(tokenizer, stop)
-        if tid is not None:
-            ids[tid] = stop
+        token_id = special_token_id(tokenizer, stop)
+        if token_id is not None:
+            ids[token_id] = stop
         else:
             strings.append(stop)
     return ids, tuple(strings)
@@ -93,7 +97,7 @@ def banned_token_ids(backend: Backend, banned: Sequence[str]) -> list[int]:
     tokenizer is refused (a ban on part of it would not ban it)."""
     ids = []
     for text in banned:
-        token_id = backend.single_token_id(text)
+        token_id = single_token_id(backend.tokenizer, text)
         if token_id is None:
             raise ValueError(f"banned string {text!r} is not a single token of {backend.model_name}'s tokenizer")
         ids.append(token_id)

@@ -143,11 +143,6 @@ class TransformersBackend:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def single_token_id(self, text: str) -> int | None:
-        """The id of ``text`` if the tokenizer writes it as one token (special tokens do)."""
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return ids[0] if len(ids) == 1 else None
-
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         out: list[Completion] = []
         for start in range(0, len(requests), self.batch_size):

@@ -87,10 +87,6 @@ class VLLMBackend:
         release_engine(self.llm)
         del self.llm
 
-    def single_token_id(self, text: str) -> int | None:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return ids[0] if len(ids) == 1 else None
-
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         from vllm import SamplingParams
 
