@@ -16,7 +16,6 @@ from eval.config import EvalConfig, JudgeConfig
 from eval.embedder import Embedder
 from eval.judge import Judge, engine_key, load_engine
 from eval.labels import AnnotatorLabels, load_labeller
-from eval.metrics.quality import JudgeQuality, NgramQuality, ProxyQuality
 
 
 class ScoringModels:
@@ -85,6 +84,9 @@ class ScoringModels:
         return self._quality[key]
 
     def _load_quality_model(self, key: str):
+        # torch comes with it: the report and study code import this module and need no quality model.
+        from eval.metrics.quality import JudgeQuality, NgramQuality, ProxyQuality
+
         quality_config = self.config.metrics.quality
         if quality_config.kind == "judge":
             return JudgeQuality(quality_config, self.judge_for(quality_config.judge))

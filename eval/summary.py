@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.attribute_classifier import load_or_fit
 from eval.bootstrap import mean_ci, paired_statistic_ci
 from eval.collapse import collapse, collapse_ratio
 from eval.config import ArmConfig, BootstrapConfig, EvalConfig
@@ -17,9 +18,11 @@ from eval.jsonl_store import dedupe, read_rows, sanitize, write_json
 from eval.metrics.drift import annotation_drift, load_pretraining_tags, tag_counts
 from eval.metrics.entropy import ABSENT, pooled_entropy
 from eval.metrics.fidelity import annotation_values, fidelity, preservation, value_label_map
+from eval.prompts import load_prompts
 from eval.score import SCORES, SCORING_PROVENANCE, diversity_metric_names, quality_metric_names
 from stage_io.config import config_to_dict
 from stage_io.manifest import config_fingerprint, git_commit, package_versions
+from stage_io.records import RecordSource, load_records
 
 SUMMARY = "summary.json"
 
@@ -270,8 +273,6 @@ def _prompt_intents(config: EvalConfig) -> dict[str, str]:
     """prompt id -> intent (empty when prompts.intent_field is unset: one intent for all)."""
     if config.prompts.intent_field is None:
         return {}
-    from eval.prompts import load_prompts
-
     return {p.id: p.intent for p in load_prompts(config.prompts)[0]}
 
 
@@ -458,8 +459,6 @@ def _fidelity_with_interval(asked: list[list[str | None]], told: list[list[str |
 
 def _value_map(config: EvalConfig, f) -> tuple[dict[str, str], dict, set[str]]:
     """Annotation value -> judge label, from the pretraining annotations; and every known value."""
-    from stage_io.records import RecordSource, load_records
-
     data = Path(config.metrics.drift.pretraining_annotations) / "data"
     columns = ("tags",) + ((f.label_column,) if f.label_column else ("text",))
     records = load_records(RecordSource(source=str(data), limit=config.metrics.drift.max_rows), required_fields=columns)
@@ -469,8 +468,6 @@ def _value_map(config: EvalConfig, f) -> tuple[dict[str, str], dict, set[str]]:
         gold = [r[f.label_column] for r in rows]
         how = f"majority of the column '{f.label_column}'"
     else:
-        from eval.attribute_classifier import load_or_fit
-
         classifier = load_or_fit(
             config.metrics.semantic_entropy.classifier, Path(config.output_dir) / "attribute_classifier"
         )

@@ -21,6 +21,7 @@ than leaking its tag text into scoring. Banned strings become a -100 logit bias 
 
 from __future__ import annotations
 
+import gc
 from typing import Sequence
 
 from eval.backends.base import Completion, GenerationRequest, banned_token_ids, cut_at_stop, split_stops
@@ -144,8 +145,6 @@ def release_engine(llm) -> None:
     """Shut an ``LLM`` down and free what it held: its engine, vLLM's parallel groups (the next
     engine needs them gone) and the cached GPU memory. The sampling backend and lm-eval's vLLM
     model (eval.capabilities) both end this way."""
-    import gc
-
     shutdown_engine(llm)
     try:  # vLLM keeps its parallel groups alive unless told
         from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
