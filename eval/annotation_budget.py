@@ -20,6 +20,7 @@ import numpy as np
 
 from eval.config import EvalConfig
 from stage_io.model_paths import check_model
+from stage_io.records import RecordSource, load_records
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ MIN_EXTRA = 4
 
 def annotation_token_lengths(annotate_dir: str, tokenizer, max_rows: int | None) -> list[int]:
     """Token lengths of the rendered annotations (status ok) in an annotate output dir."""
-    from stage_io.records import RecordSource, load_records
-
     data = Path(annotate_dir) / "data"
     if not data.exists():
         raise ValueError(

@@ -17,7 +17,7 @@ prompts in every seed, so they are crossed with seeds, not nested in them).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -69,12 +69,8 @@ def paired_statistic_ci(
         return {"value": None, "ci_low": None, "ci_high": None, "n": 0, "undefined_resamples": 0}
     stats, undefined = [], 0
     if n > 1 and resamples > 0:
-        for idx in resample_indices(n, resamples, seed):
-            value = statistic(*(c[idx] for c in columns))
-            if value is None or not math.isfinite(value):
-                undefined += 1
-            else:
-                stats.append(value)
+        resampled = (statistic(*(c[idx] for c in columns)) for idx in resample_indices(n, resamples, seed))
+        stats, undefined = _defined_values(resampled)
     if stats:
         low, high = percentile_interval(np.array(stats), confidence)
     elif point is not None and n == 1:
@@ -124,20 +120,33 @@ def hierarchical_statistic_ci(
     if resamples < 1 or n_seeds * n_prompts == 1:
         out["ci_low"] = out["ci_high"] = out["value"]
         return out
-    rng = np.random.default_rng(seed)
-    draws, undefined = [], 0
-    for _ in range(resamples):
-        seed_idx = rng.integers(0, n_seeds, size=n_seeds)
-        prompt_idx = rng.integers(0, n_prompts, size=n_prompts)
-        value = statistic(*(a[seed_idx][:, prompt_idx] for a in arrays))
-        if value is None or not math.isfinite(value):
-            undefined += 1
-        else:
-            draws.append(value)
-    out["undefined_resamples"] = undefined
+    draws, out["undefined_resamples"] = _defined_values(
+        statistic(*resample) for resample in _seed_and_prompt_resamples(arrays, resamples, seed)
+    )
     if draws:
         out["ci_low"], out["ci_high"] = percentile_interval(np.array(draws), confidence)
     return out
+
+
+def _seed_and_prompt_resamples(arrays: list[np.ndarray], resamples: int, seed: int) -> Iterator[list[np.ndarray]]:
+    """Each resample: the seeds drawn with replacement, and one prompt resample shared by every drawn seed."""
+    n_seeds, n_prompts = arrays[0].shape
+    rng = np.random.default_rng(seed)
+    for _ in range(resamples):
+        seed_idx = rng.integers(0, n_seeds, size=n_seeds)
+        prompt_idx = rng.integers(0, n_prompts, size=n_prompts)
+        yield [a[seed_idx][:, prompt_idx] for a in arrays]
+
+
+def _defined_values(values: Iterable[float | None]) -> tuple[list[float], int]:
+    """The finite values, and how many were None or not finite (undefined on their resample)."""
+    defined, undefined = [], 0
+    for value in values:
+        if value is None or not math.isfinite(value):
+            undefined += 1
+        else:
+            defined.append(value)
+    return defined, undefined
 
 
 def seed_t_interval(values: Sequence[float | None], confidence: float) -> dict:

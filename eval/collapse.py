@@ -98,29 +98,15 @@ def pair_statistics(
     strata = [(np.asarray(p, dtype=np.float64), np.asarray(a, dtype=np.float64)) for p, a in strata if len(p)]
     if not strata:
         return {"status": "no_prompts", "reason": STATUS_TEXT["no_prompts"], "ratio": None, "n_prompts": 0}
-    point_plain = float(np.mean([p.mean() for p, _ in strata]))
-    point_anchored = float(np.mean([a.mean() for _, a in strata]))
-    draws_plain = np.zeros(max(resamples, 0))
-    draws_anchored = np.zeros(max(resamples, 0))
-    for k, (p, a) in enumerate(strata):
-        if len(p) > 1 and resamples > 0:
-            idx = resample_indices(len(p), resamples, seed + k)
-            draws_plain += p[idx].mean(axis=1)
-            draws_anchored += a[idx].mean(axis=1)
-        else:  # one prompt: no spread to resample
-            draws_plain += p.mean()
-            draws_anchored += a.mean()
-    draws_plain /= len(strata)
-    draws_anchored /= len(strata)
-
-    def ci(point: float, draws: np.ndarray) -> tuple[float, float]:
-        return percentile_interval(draws, confidence) if draws.size else (point, point)
-
-    plain_ci, anchored_ci = ci(point_plain, draws_plain), ci(point_anchored, draws_anchored)
-    diff_ci = ci(point_plain - point_anchored, draws_plain - draws_anchored)
+    point_plain = float(np.mean([plain.mean() for plain, _ in strata]))
+    point_anchored = float(np.mean([anchored.mean() for _, anchored in strata]))
+    draws_plain, draws_anchored = _stratified_draws(strata, resamples, seed)
+    plain_ci = _interval(point_plain, draws_plain, confidence)
+    anchored_ci = _interval(point_anchored, draws_anchored, confidence)
+    diff_ci = _interval(point_plain - point_anchored, draws_plain - draws_anchored, confidence)
     status = pair_status(plain_ci, anchored_ci, min_denominator)
     out = {
-        "n_prompts": int(sum(len(p) for p, _ in strata)),
+        "n_prompts": int(sum(len(plain) for plain, _ in strata)),
         "n_strata": len(strata),
         "collapse_plain": point_plain,
         "collapse_plain_ci": list(plain_ci),
@@ -139,17 +125,54 @@ def pair_statistics(
         "resamples": resamples,
     }
     if status == "ok":
-        usable = draws_anchored > min_denominator
-        out["undefined_resamples"] = int((~usable).sum())
-        ratios = draws_plain[usable] / draws_anchored[usable]
-        gaps = 1.0 - draws_anchored / draws_plain
-        out.update(
-            ratio=point_plain / point_anchored,
-            gap_closed=1.0 - point_anchored / point_plain,
-            gap_closed_ci=list(ci(1.0 - point_anchored / point_plain, gaps)),
-        )
-        out["ci_low"], out["ci_high"] = ci(out["ratio"], ratios)
+        out.update(_ratio(point_plain, point_anchored, draws_plain, draws_anchored, min_denominator, confidence))
     return out
+
+
+def _stratified_draws(
+    strata: list[tuple[np.ndarray, np.ndarray]], resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap draws of the mean plain and anchored collapse over strata: prompts resampled
+    within each stratum (the same prompts for both columns), stratum means averaged."""
+    draws_plain = np.zeros(max(resamples, 0))
+    draws_anchored = np.zeros(max(resamples, 0))
+    for k, (plain, anchored) in enumerate(strata):
+        if len(plain) > 1 and resamples > 0:
+            idx = resample_indices(len(plain), resamples, seed + k)
+            draws_plain += plain[idx].mean(axis=1)
+            draws_anchored += anchored[idx].mean(axis=1)
+        else:  # one prompt: no spread to resample
+            draws_plain += plain.mean()
+            draws_anchored += anchored.mean()
+    return draws_plain / len(strata), draws_anchored / len(strata)
+
+
+def _interval(point: float, draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    return percentile_interval(draws, confidence) if draws.size else (point, point)
+
+
+def _ratio(
+    point_plain: float,
+    point_anchored: float,
+    draws_plain: np.ndarray,
+    draws_anchored: np.ndarray,
+    min_denominator: float,
+    confidence: float,
+) -> dict:
+    """The collapse ratio and the share of the gap closed, with intervals; resamples whose
+    anchored collapse is at most ``min_denominator`` give no ratio and are counted."""
+    usable = draws_anchored > min_denominator
+    ratio = point_plain / point_anchored
+    ci_low, ci_high = _interval(ratio, draws_plain[usable] / draws_anchored[usable], confidence)
+    gap_closed = 1.0 - point_anchored / point_plain
+    return {
+        "ratio": ratio,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "gap_closed": gap_closed,
+        "gap_closed_ci": list(_interval(gap_closed, 1.0 - draws_anchored / draws_plain, confidence)),
+        "undefined_resamples": int((~usable).sum()),
+    }
 
 
 def collapse_ratio(

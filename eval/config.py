@@ -379,17 +379,17 @@ class MetricsConfig:
     restricted_value: RestrictedValueConfig = field(default_factory=RestrictedValueConfig)
 
     def __post_init__(self) -> None:
-        r = self.restricted_value
-        if (r.attribute is None) != (r.value is None):
+        restricted = self.restricted_value
+        if (restricted.attribute is None) != (restricted.value is None):
             raise ValueError("metrics.restricted_value needs both attribute and value (or neither)")
-        if r.attribute is not None:
+        if restricted.attribute is not None:
             if self.semantic_entropy.labels == "none":
                 raise ValueError(
                     "metrics.restricted_value needs judged labels (metrics.semantic_entropy.labels is none)"
                 )
-            if r.attribute not in self.semantic_entropy.label_keys():
+            if restricted.attribute not in self.semantic_entropy.label_keys():
                 raise ValueError(
-                    f"metrics.restricted_value.attribute={r.attribute!r} is not one of the labelled "
+                    f"metrics.restricted_value.attribute={restricted.attribute!r} is not one of the labelled "
                     f"attributes ({', '.join(self.semantic_entropy.label_keys())})"
                 )
 
@@ -506,10 +506,10 @@ class EvalConfig:
         for name in self.capabilities.arms or []:
             if name not in names:
                 raise ValueError(f"capabilities.arms: '{name}' is not one of the arms ({', '.join(names)})")
-        q = self.metrics.quality
-        if q.bar_quantile is not None and names and q.bar_reference_arm not in names:
+        quality = self.metrics.quality
+        if quality.bar_quantile is not None and names and quality.bar_reference_arm not in names:
             raise ValueError(
-                f"metrics.quality.bar_reference_arm '{q.bar_reference_arm}' is not one of the arms ({', '.join(names)})"
+                f"metrics.quality.bar_reference_arm '{quality.bar_reference_arm}' is not one of the arms ({', '.join(names)})"
             )
 
     def arm(self, name: str) -> ArmConfig:

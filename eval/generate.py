@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -201,6 +202,29 @@ def check_prompt_texts(path: Path, rows: list[dict], prompts: list[Prompt]) -> N
         )
 
 
+@dataclass
+class _Progress:
+    """generations.jsonl as the run goes: its rows (one per id), their ids, and the counts."""
+
+    path: Path
+    rows: list[dict]
+    done: set[str]
+    counts: dict
+    # sampling.limit: stop once this many rows were written (None: no limit).
+    limit: int | None
+
+    def at_limit(self) -> bool:
+        return self.limit is not None and self.counts["rows_written"] >= self.limit
+
+    def append(self, rows: list[dict]) -> None:
+        new = [row for row in rows if row["id"] not in self.done]
+        append_rows(self.path, new)
+        self.rows.extend(new)
+        self.done.update(row["id"] for row in new)
+        self.counts["rows_written"] += len(new)
+        self.counts["batches_run"] += 1
+
+
 def run_generate(config: EvalConfig, run_dir: Path) -> dict:
     """Generate what is missing; returns counts for the manifest."""
     if not config.arms:
@@ -208,6 +232,31 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
     for i, arm in enumerate(config.arms):
         check_arm_model(arm, i)
     prompts, prompt_skips = load_prompts(config.prompts)
+    progress = _read_progress(config, run_dir, prompts)
+    progress.counts = {"prompts": len(prompts), "prompts_skipped": prompt_skips, **progress.counts}
+    for arm in config.arms:
+        batches = plan_batches(config, arm, prompts)
+        pending = [b for b in batches if any(spec.id not in progress.done for spec in b)]
+        progress.counts["batches_skipped"] += len(batches) - len(pending)
+        if not pending:
+            continue
+        if progress.at_limit():
+            progress.counts["stopped_at_limit"] = True
+            break
+        _generate_arm(config, arm, prompts, run_dir, progress)
+        if progress.counts["stopped_at_limit"]:
+            break
+    counts = progress.counts
+    counts["rows_total"] = len(progress.done)
+    counts["annotations_truncated"] = warn_truncated_annotations(config, progress.rows)  # every row, old and new
+    counts["rows_expected"] = (
+        len(config.arms) * len(config.sampling.temperatures) * len(prompts) * config.sampling.samples_per_prompt
+    )
+    return counts
+
+
+def _read_progress(config: EvalConfig, run_dir: Path, prompts: list[Prompt]) -> _Progress:
+    """The rows already in generations.jsonl, checked against the prompts and the arms' recorded settings."""
     path = run_dir / GENERATIONS
     existing, torn = read_rows(path)
     existing, duplicates = dedupe(existing)
@@ -218,8 +267,6 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
             check_arm_identity(config, arm, run_dir, record=True)
     done = {row["id"] for row in existing}
     counts = {
-        "prompts": len(prompts),
-        "prompts_skipped": prompt_skips,
         "rows_present_before": len(done),
         "torn_lines_removed": torn,
         "duplicate_rows_ignored": duplicates,
@@ -230,50 +277,32 @@ def run_generate(config: EvalConfig, run_dir: Path) -> dict:
         # Per arm: prompts left out because they do not fit the engine's max_model_len (eval.prompt_budget).
         "prompts_too_long": {},
     }
-    limit = config.sampling.limit
-    for arm in config.arms:
-        batches = plan_batches(config, arm, prompts)
-        pending = [b for b in batches if any(spec.id not in done for spec in b)]
-        counts["batches_skipped"] += len(batches) - len(pending)
-        if not pending:
-            continue
-        if limit is not None and counts["rows_written"] >= limit:
-            counts["stopped_at_limit"] = True
-            break
-        backend = open_backend(config, arm)
-        try:
-            check_arm_identity(config, arm, run_dir, record=True)  # the model loads: its samples start now
-            budget = prompt_token_budget(getattr(backend, "max_model_len", None), config.sampling, arm.mode)
-            fitting, too_long = prompts_that_fit(prompts, arm, backend.tokenizer, budget)
-            if too_long:
-                counts["prompts_too_long"][arm.name] = len(too_long)
-                logger.warning(
-                    f"eval: arm '{arm.name}': {len(too_long)} prompts skipped, longer than {budget} tokens "
-                    f"(max_model_len {backend.max_model_len} minus generation): {', '.join(too_long[:5])}"
-                )
-                pending = [b for b in plan_batches(config, arm, fitting) if any(spec.id not in done for spec in b)]
-            bar = tqdm(pending, desc=f"generate {arm.name}", unit="batch")
-            for batch in bar:
-                rows = sample_batch(backend, arm, config.sampling, batch)
-                new = [row for row in rows if row["id"] not in done]
-                append_rows(path, new)
-                existing.extend(new)
-                done.update(row["id"] for row in new)
-                counts["rows_written"] += len(new)
-                counts["batches_run"] += 1
-                if limit is not None and counts["rows_written"] >= limit:
-                    counts["stopped_at_limit"] = True
-                    break
-        finally:
-            backend.close()
-        if counts["stopped_at_limit"]:
-            break
-    counts["rows_total"] = len(done)
-    counts["annotations_truncated"] = warn_truncated_annotations(config, existing)  # every row, old and new
-    counts["rows_expected"] = (
-        len(config.arms) * len(config.sampling.temperatures) * len(prompts) * config.sampling.samples_per_prompt
-    )
-    return counts
+    return _Progress(path, existing, done, counts, config.sampling.limit)
+
+
+def _generate_arm(
+    config: EvalConfig, arm: ArmConfig, prompts: list[Prompt], run_dir: Path, progress: _Progress
+) -> None:
+    """Load the arm's model and sample its missing batches (of the prompts that fit its context)."""
+    backend = open_backend(config, arm)
+    try:
+        check_arm_identity(config, arm, run_dir, record=True)  # the model loads: its samples start now
+        budget = prompt_token_budget(getattr(backend, "max_model_len", None), config.sampling, arm.mode)
+        fitting, too_long = prompts_that_fit(prompts, arm, backend.tokenizer, budget)
+        if too_long:
+            progress.counts["prompts_too_long"][arm.name] = len(too_long)
+            logger.warning(
+                f"eval: arm '{arm.name}': {len(too_long)} prompts skipped, longer than {budget} tokens "
+                f"(max_model_len {backend.max_model_len} minus generation): {', '.join(too_long[:5])}"
+            )
+        pending = [b for b in plan_batches(config, arm, fitting) if any(spec.id not in progress.done for spec in b)]
+        for batch in tqdm(pending, desc=f"generate {arm.name}", unit="batch"):
+            progress.append(sample_batch(backend, arm, config.sampling, batch))
+            if progress.at_limit():
+                progress.counts["stopped_at_limit"] = True
+                break
+    finally:
+        backend.close()
 
 
 def warn_truncated_annotations(config: EvalConfig, rows: list[dict]) -> dict[str, int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from eval.attribute_classifier import load_or_fit
 from eval.config import ATTRIBUTE_JUDGE_TEMPLATE, SemanticEntropyConfig
 from eval.judge import Judge, fill_template, parse_attribute_labels
 from eval.metrics.entropy import key_label
@@ -94,8 +95,6 @@ class JudgeLabels:
 
 class ClassifierLabels:
     def __init__(self, config: SemanticEntropyConfig, default_dir: Path) -> None:
-        from eval.attribute_classifier import load_or_fit
-
         self.keys = [config.classifier.attribute]
         self.classifier = load_or_fit(config.classifier, default_dir)
         self.source = f"classifier:{config.classifier.source.source}:{config.classifier.label_field}"

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN, split_generation, tags_to_records
-from eval.backends.base import Backend, GenerationRequest
+from eval.backends.base import Backend, Completion, GenerationRequest
 from eval.config import ArmConfig, SamplingConfig
 from eval.seeds import phase_seed
 
@@ -68,15 +68,37 @@ def response_stops(arm: ArmConfig, sampling: SamplingConfig, tokenizer) -> tuple
     return tuple(dict.fromkeys(s for s in stops if s))
 
 
+@dataclass(frozen=True)
+class ResponsePrefix:
+    """What comes between the rendered prompt and the response of one sample."""
+
+    # The annotation text, delimiters included ("" when the mode writes none).
+    annotation: str = ""
+    # A failure the sampler already knows of (a forced close), else None.
+    note: str | None = None
+    # How the annotation phase ended: "close", "stop" (end of turn) or "length"; None without one.
+    finish: str | None = None
+    # Constrained annotation: the most probability the syntax removed at one of its steps.
+    mass_outside_syntax: float | None = None
+
+
 def sample_batch(backend: Backend, arm: ArmConfig, sampling: SamplingConfig, specs: Sequence[SampleSpec]) -> list[dict]:
     """Generate one row of generations.jsonl per spec (same order)."""
     tokenizer = backend.tokenizer
     prompts = [arm.prompt_format.render_prompt(spec.prompt, tokenizer) for spec in specs]
     stops = response_stops(arm, sampling, tokenizer)
-
-    def response_request(spec: SampleSpec, text: str, banned: tuple[str, ...] = ()) -> GenerationRequest:
-        return GenerationRequest(
-            text=text,
+    banned: tuple[str, ...] = ()
+    if arm.mode == "anchored":
+        prefixes = sample_annotations(backend, sampling, specs, prompts, stops)
+    elif arm.mode == "no_annotation" and sampling.no_annotation == "empty_annotation":
+        prefixes = [ResponsePrefix(annotation=ANNOTATION_OPEN + ANNOTATION_CLOSE)] * len(specs)
+    else:
+        prefixes = [ResponsePrefix()] * len(specs)
+        if arm.mode == "no_annotation":  # ban_open
+            banned = (ANNOTATION_OPEN, ANNOTATION_CLOSE)
+    requests = [
+        GenerationRequest(
+            text=prompt + prefix.annotation,
             seed=phase_seed(spec.seed, "response"),
             temperature=spec.temperature,
             top_p=sampling.top_p,
@@ -84,76 +106,75 @@ def sample_batch(backend: Backend, arm: ArmConfig, sampling: SamplingConfig, spe
             stop=stops,
             banned=banned,
         )
+        for spec, prompt, prefix in zip(specs, prompts, prefixes)
+    ]
+    completions = backend.generate(requests)
+    return [sample_row(arm, *parts) for parts in zip(specs, prompts, prefixes, completions)]
 
-    annotations: list[str] = [""] * len(specs)
-    annotation_notes: list[str | None] = [None] * len(specs)
-    annotation_finish: list[str | None] = [None] * len(specs)
-    mass_outside_syntax: list[float | None] = [None] * len(specs)
-    banned: tuple[str, ...] = ()
-    if arm.mode == "anchored":
-        requests = [
-            GenerationRequest(
-                text=prompt + ANNOTATION_OPEN,
-                seed=phase_seed(spec.seed, "annotation"),
-                temperature=spec.temperature
-                if sampling.annotation_temperature is None
-                else sampling.annotation_temperature,
-                top_p=sampling.top_p if sampling.annotation_top_p is None else sampling.annotation_top_p,
-                max_new_tokens=sampling.max_annotation_tokens,
-                stop=(ANNOTATION_CLOSE,) + stops,
-                annotation_syntax=sampling.annotation_syntax,
+
+def sample_annotations(
+    backend: Backend,
+    sampling: SamplingConfig,
+    specs: Sequence[SampleSpec],
+    prompts: list[str],
+    stops: tuple[str, ...],
+) -> list[ResponsePrefix]:
+    """The annotation phase of anchored sampling: one annotation per spec, closed by the model
+    or forced closed (then noted as a parse failure)."""
+    requests = [
+        GenerationRequest(
+            text=prompt + ANNOTATION_OPEN,
+            seed=phase_seed(spec.seed, "annotation"),
+            temperature=spec.temperature
+            if sampling.annotation_temperature is None
+            else sampling.annotation_temperature,
+            top_p=sampling.top_p if sampling.annotation_top_p is None else sampling.annotation_top_p,
+            max_new_tokens=sampling.max_annotation_tokens,
+            stop=(ANNOTATION_CLOSE,) + stops,
+            annotation_syntax=sampling.annotation_syntax,
+        )
+        for spec, prompt in zip(specs, prompts)
+    ]
+    prefixes = []
+    for done in backend.generate(requests):
+        note = None
+        if done.finish_reason == "length":
+            note = f"annotation truncated at max_annotation_tokens={sampling.max_annotation_tokens} (close forced)"
+        elif done.stop_reason != ANNOTATION_CLOSE:
+            note = f"the model ended its turn inside the annotation ({done.stop_reason!r}; close forced)"
+        prefixes.append(
+            ResponsePrefix(
+                annotation=ANNOTATION_OPEN + done.text + ANNOTATION_CLOSE,
+                note=note,
+                finish=done.finish_reason if done.stop_reason != ANNOTATION_CLOSE else "close",
+                mass_outside_syntax=done.extra.get("mass_outside_syntax"),
             )
-            for spec, prompt in zip(specs, prompts)
-        ]
-        for i, done in enumerate(backend.generate(requests)):
-            body = done.text
-            annotation_finish[i] = done.finish_reason if done.stop_reason != ANNOTATION_CLOSE else "close"
-            mass_outside_syntax[i] = done.extra.get("mass_outside_syntax")
-            if done.finish_reason == "length":
-                annotation_notes[i] = (
-                    f"annotation truncated at max_annotation_tokens={sampling.max_annotation_tokens} (close forced)"
-                )
-            elif done.stop_reason != ANNOTATION_CLOSE:
-                annotation_notes[i] = (
-                    f"the model ended its turn inside the annotation ({done.stop_reason!r}; close forced)"
-                )
-            annotations[i] = ANNOTATION_OPEN + body + ANNOTATION_CLOSE
-    elif arm.mode == "no_annotation":
-        if sampling.no_annotation == "empty_annotation":
-            annotations = [ANNOTATION_OPEN + ANNOTATION_CLOSE] * len(specs)
-        else:
-            banned = (ANNOTATION_OPEN, ANNOTATION_CLOSE)
+        )
+    return prefixes
 
-    completions = backend.generate(
-        [
-            response_request(spec, prompt + annotation, banned)
-            for spec, prompt, annotation in zip(specs, prompts, annotations)
-        ]
-    )
-    rows = []
-    for i, (spec, prompt, done) in enumerate(zip(specs, prompts, completions)):
-        raw = annotations[i] + done.text
-        row = {
-            "id": spec.id,
-            "arm": arm.name,
-            "mode": arm.mode,
-            "temperature": spec.temperature,
-            "prompt_id": spec.prompt_id,
-            "sample_index": spec.sample_index,
-            "seed": spec.seed,
-            "prompt": spec.prompt,
-            "input_text": prompt,
-            "raw": raw,
-            "finish_reason": done.finish_reason,
-            "num_tokens": done.num_tokens,
-        }
-        row.update(parse_sample(raw, arm.mode, annotation_notes[i]))
-        row["annotation_finish"] = annotation_finish[i]
-        if mass_outside_syntax[i] is not None:
-            # Constrained annotation: the most probability the syntax removed at one of its steps.
-            row["annotation_mass_outside_syntax"] = mass_outside_syntax[i]
-        rows.append(row)
-    return rows
+
+def sample_row(arm: ArmConfig, spec: SampleSpec, prompt: str, prefix: ResponsePrefix, done: Completion) -> dict:
+    """The generations.jsonl row of one sample: its identity, the raw text and its parse."""
+    raw = prefix.annotation + done.text
+    row = {
+        "id": spec.id,
+        "arm": arm.name,
+        "mode": arm.mode,
+        "temperature": spec.temperature,
+        "prompt_id": spec.prompt_id,
+        "sample_index": spec.sample_index,
+        "seed": spec.seed,
+        "prompt": spec.prompt,
+        "input_text": prompt,
+        "raw": raw,
+        "finish_reason": done.finish_reason,
+        "num_tokens": done.num_tokens,
+    }
+    row.update(parse_sample(raw, arm.mode, prefix.note))
+    row["annotation_finish"] = prefix.finish
+    if prefix.mass_outside_syntax is not None:
+        row["annotation_mass_outside_syntax"] = prefix.mass_outside_syntax
+    return row
 
 
 def parse_sample(raw: str, mode: str, note: str | None = None) -> dict:

@@ -15,25 +15,20 @@ prompt) is scored again.
 from __future__ import annotations
 
 import logging
-import math
-from collections import Counter, defaultdict
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from eval.config import EvalConfig
+from eval.config import EvalConfig, QualityConfig, SemanticEntropyConfig
 from eval.generate import GENERATIONS, temperature_key
+from eval.group_row import GroupRowInput, RowSettings, group_row
 from eval.jsonl_store import append_rows, dedupe, read_rows, replace_rows, write_json
-from eval.metrics.embedding import (
-    classifier_partition,
-    distinct_k,
-    mean_pairwise_dissimilarity,
-    threshold_partition,
-    vendi_score,
-)
-from eval.metrics.entropy import semantic_entropy
-from eval.metrics.lexical import compression_ratio, distinct_n
+from eval.metrics.embedding import classifier_partition, threshold_partition
+from eval.scoring_models import ScoringModels
+from stage_io.manifest import package_versions
 from stage_io.run_identity import (
     RUN_FILE,
     Identity,
@@ -88,399 +83,202 @@ def quality_metric_names(config: EvalConfig) -> list[str]:
     return [] if config.metrics.quality.kind == "none" else ["quality", "pass_rate"]
 
 
-def parse_error_category(error: str | None) -> str:
-    """A short bucket for a parse error message (the full message stays in generations.jsonl)."""
-    if error is None:
-        return "ok"
-    if error.startswith("annotation truncated"):
-        return "truncated"
-    if "ended its turn inside" in error:
-        return "ended_inside_annotation"
-    if error.startswith("no annotation at the start"):
-        return "no_annotation"
-    if error.startswith("no <|/ann|>"):
-        return "no_close_delimiter"
-    return "malformed_tags"
+@dataclass
+class QualityBar:
+    """The quality bar in force: metrics.quality.bar, or the quantile bar once resolved."""
+
+    # The bar a sample's quality must reach to pass.
+    value: float
+    # How the bar was set (recorded in the scorer description and the manifest).
+    rule: dict
 
 
-class GroupScorer:
-    """Loads each scoring model on first use and keeps it for the run."""
+def absolute_bar(config: EvalConfig) -> QualityBar:
+    bar = config.metrics.quality.bar
+    return QualityBar(bar, {"kind": "absolute", "bar": bar})
 
-    def __init__(self, config: EvalConfig) -> None:
-        self.config = config
-        self._embedder = None
-        self._labeller = None
-        self._secondary_labeller = None
-        self._quality: dict[str, object] = {}
-        self._classifier = None
-        self._judges: dict[tuple, object] = {}
-        # The quality bar in force: the absolute metrics.quality.bar, or the quantile bar once resolved.
-        self.bar = config.metrics.quality.bar
-        self.bar_rule: dict = {"kind": "absolute", "bar": self.bar}
-        # Quality already computed per sample id (the reference arm's, scored to set a quantile bar).
-        self._quality_by_id: dict[str, float | None] = {}
 
-    def judge_for(self, judge_config):
-        """A judge with ``judge_config``'s own settings (max_new_tokens, temperature, template,
-        seed) on one engine per distinct judge model: quality and labels share the engine
-        when they name the same model (two copies of a 30B judge would not fit beside each
-        other), never each other's settings."""
-        from eval.judge import Judge, engine_key, load_engine
+def resolve_quantile_bar(
+    config: EvalConfig, models: ScoringModels, groups: dict[str, list[dict]], existing: list[dict]
+) -> QualityBar:
+    """The bar at ``bar_quantile`` of the reference arm's quality scores (scale-free), or the
+    absolute bar when no quantile is set.
 
-        key = engine_key(judge_config)
-        if key not in self._judges:
-            self._judges[key] = load_engine(judge_config)
-        return Judge(judge_config, self._judges[key])
-
-    @property
-    def embedder(self):
-        if self._embedder is None:
-            from eval.embedder import Embedder
-
-            self._embedder = Embedder(self.config.metrics.embedder)
-        return self._embedder
-
-    @property
-    def labeller(self):
-        if self._labeller is None and self.config.metrics.semantic_entropy.labels != "none":
-            from eval.labels import load_labeller
-
-            se = self.config.metrics.semantic_entropy
-            self._labeller = load_labeller(
-                se,
-                self.judge_for(se.judge) if se.labels == "judge" else None,
-                classifier_dir=Path(self.config.output_dir) / "attribute_classifier",
-            )
-        return self._labeller
-
-    @property
-    def secondary_labeller(self):
-        """The annotator's labels beside an independent primary labeller (annotator_secondary)."""
-        if self._secondary_labeller is None and self.config.metrics.semantic_entropy.annotator_secondary:
-            from eval.labels import AnnotatorLabels
-
-            self._secondary_labeller = AnnotatorLabels(self.config.metrics.semantic_entropy)
-        return self._secondary_labeller
-
-    def quality_model(self, arm_model: str):
-        q = self.config.metrics.quality
-        if q.kind in ("judge", "ngram"):
-            key = q.kind  # one scorer for every arm
+    Scores already in scores.jsonl are reused; the reference arm's other samples are scored
+    once here and kept by ``models``, so scoring its groups afterwards does not score them again.
+    """
+    quality_config = config.metrics.quality
+    if quality_config.kind == "none" or quality_config.bar_quantile is None:
+        return absolute_bar(config)
+    reference = quality_config.bar_reference_arm
+    scored = {row["id"]: row for row in existing}
+    values: list[float] = []
+    unscored: list[dict] = []
+    for gid, samples in groups.items():
+        if samples[0]["arm"] != reference:
+            continue
+        if gid in scored and scored[gid].get("quality_per_sample") is not None:
+            values += [v for v in scored[gid]["quality_per_sample"] if v is not None]
         else:
-            key = q.reference_model or arm_model
-        if key not in self._quality:
-            for old in self._quality.values():  # one model in memory at a time
-                old.close()
-            self._quality.clear()
-            if q.kind == "judge":
-                from eval.metrics.quality import JudgeQuality
+            unscored += samples
+    if unscored:
+        values += [v for v in models.quality_of(unscored) if v is not None]
+    if not values:
+        raise ValueError(
+            f"metrics.quality.bar_quantile: arm '{reference}' (metrics.quality.bar_reference_arm) has no "
+            "scored samples to take the quantile of"
+        )
+    bar = float(np.quantile(values, quality_config.bar_quantile))
+    logger.info(
+        f"eval: quality bar = {bar:.4f}, the {quality_config.bar_quantile} quantile of {len(values)} "
+        f"'{reference}' samples' quality"
+    )
+    rule = {
+        "kind": "quantile",
+        "quantile": quality_config.bar_quantile,
+        "reference_arm": reference,
+        "reference_samples": len(values),
+        "bar": bar,
+    }
+    return QualityBar(bar, rule)
 
-                self._quality[key] = JudgeQuality(q, self.judge_for(q.judge))
-            elif q.kind == "ngram":
-                from eval.metrics.quality import NgramQuality
 
-                self._quality[key] = NgramQuality(q)
-            else:
-                from eval.metrics.quality import ProxyQuality
-
-                self._quality[key] = ProxyQuality(
-                    key, q, device=self.config.sampling.device, dtype=self.config.sampling.dtype
-                )
-        return self._quality[key]
-
-    def same_class(self, a: str, b: str) -> bool:
-        dk = self.config.metrics.distinct_k
-        if self._classifier is None:
-            from sentence_transformers import CrossEncoder
-
-            self._classifier = CrossEncoder(dk.classifier)
-        return float(np.ravel(self._classifier.predict([(a, b)]))[0]) >= dk.classifier_threshold
-
-    def describe(self) -> dict:
-        """What produced the scores (recorded in every row and in scoring_provenance.json)."""
-        m = self.config.metrics
-        quality = {"kind": m.quality.kind}
-        if m.quality.kind == "proxy":
-            quality.update(
-                reference_model=m.quality.reference_model or "<each arm's own model>",
-                note="PROXY: mean token log-likelihood minus a repetition penalty, not a judgement of quality",
-                degeneration_ngram=m.quality.degeneration_ngram,
-                degeneration_weight=m.quality.degeneration_weight,
-            )
-        elif m.quality.kind == "ngram":
-            quality.update(
-                corpus=m.quality.ngram.corpus,
-                max_rows=m.quality.ngram.max_rows,
-                note="mean per-word log-prob (nats) under an interpolated Kneser-Ney word trigram model of the corpus "
-                "text minus a repetition penalty; no arm's model is involved",
-                degeneration_ngram=m.quality.degeneration_ngram,
-                degeneration_weight=m.quality.degeneration_weight,
-            )
-        elif m.quality.kind == "judge":
-            quality.update(judge=m.quality.judge.model, backend=m.quality.judge.backend)
-        quality["bar"] = self.bar
-        quality["bar_rule"] = self.bar_rule
-        labels = {
-            "labels": m.semantic_entropy.labels,
-            "primary": m.semantic_entropy.primary_key(),
-            "estimator": m.semantic_entropy.estimator,
+def describe_scoring(config: EvalConfig, bar: QualityBar) -> dict:
+    """What produced the scores (recorded in every row and in scoring_provenance.json)."""
+    metrics = config.metrics
+    out = {
+        "embedder": metrics.embedder.model,
+        "distinct_k": {"classifier": metrics.distinct_k.classifier}
+        if metrics.distinct_k.classifier
+        else {"threshold": metrics.distinct_k.threshold},
+        "quality": {**_describe_quality(metrics.quality), "bar": bar.value, "bar_rule": bar.rule},
+        "semantic_entropy": _describe_labels(metrics.semantic_entropy),
+    }
+    if metrics.restricted_value.attribute is not None:
+        out["restricted_value"] = {
+            "attribute": metrics.restricted_value.attribute,
+            "value": metrics.restricted_value.value,
         }
-        if m.semantic_entropy.annotator_secondary:
-            labels["secondary"] = {
-                "labels": "annotator",
-                "annotator_dir": m.semantic_entropy.annotator_dir,
-                "note": "not independent of the anchored arm",
-            }
-        if m.semantic_entropy.labels == "classifier":
-            c = m.semantic_entropy.classifier
-            labels["classifier"] = {"source": c.source.source, "label_field": c.label_field, "attribute": c.attribute}
-        if m.semantic_entropy.labels == "annotator":
-            labels["annotator_dir"] = m.semantic_entropy.annotator_dir
-        elif m.semantic_entropy.labels == "judge":
-            labels["judge"] = m.semantic_entropy.judge.model
-        out = {
-            "embedder": m.embedder.model,
-            "distinct_k": {"classifier": m.distinct_k.classifier}
-            if m.distinct_k.classifier
-            else {"threshold": m.distinct_k.threshold},
-            "quality": quality,
-            "semantic_entropy": labels,
+    return out
+
+
+def _describe_quality(quality_config: QualityConfig) -> dict:
+    quality = {"kind": quality_config.kind}
+    if quality_config.kind == "proxy":
+        quality.update(
+            reference_model=quality_config.reference_model or "<each arm's own model>",
+            note="PROXY: mean token log-likelihood minus a repetition penalty, not a judgement of quality",
+        )
+    elif quality_config.kind == "ngram":
+        quality.update(
+            corpus=quality_config.ngram.corpus,
+            max_rows=quality_config.ngram.max_rows,
+            note="mean per-word log-prob (nats) under an interpolated Kneser-Ney word trigram model of the corpus "
+            "text minus a repetition penalty; no arm's model is involved",
+        )
+    elif quality_config.kind == "judge":
+        quality.update(judge=quality_config.judge.model, backend=quality_config.judge.backend)
+    if quality_config.kind in ("proxy", "ngram"):
+        quality.update(
+            degeneration_ngram=quality_config.degeneration_ngram,
+            degeneration_weight=quality_config.degeneration_weight,
+        )
+    return quality
+
+
+def _describe_labels(entropy_config: SemanticEntropyConfig) -> dict:
+    labels = {
+        "labels": entropy_config.labels,
+        "primary": entropy_config.primary_key(),
+        "estimator": entropy_config.estimator,
+    }
+    if entropy_config.annotator_secondary:
+        labels["secondary"] = {
+            "labels": "annotator",
+            "annotator_dir": entropy_config.annotator_dir,
+            "note": "not independent of the anchored arm",
         }
-        if m.restricted_value.attribute is not None:
-            out["restricted_value"] = {"attribute": m.restricted_value.attribute, "value": m.restricted_value.value}
-        return out
-
-    def close(self) -> None:
-        for model in self._quality.values():
-            model.close()
-        for labeller in (self._labeller, self._secondary_labeller):
-            if labeller is not None:
-                labeller.close()
-        for engine in self._judges.values():
-            engine.close()
-
-    def quality_of(self, rows: list[dict]) -> list[float | None]:
-        """Quality of each sample row (all of one arm), by the configured judge or proxy."""
-        scorer = self.quality_model(self.config.arm(rows[0]["arm"]).model)
-        prompts, responses = [row["prompt"] for row in rows], [row["response"] for row in rows]
-        if self.config.metrics.quality.kind == "judge":
-            return scorer.score(prompts, responses, [row["id"] for row in rows])
-        return scorer.score(prompts, responses)
-
-    def resolve_quantile_bar(self, groups: dict[str, list[dict]], existing: list[dict]) -> None:
-        """Set the bar to ``bar_quantile`` of the reference arm's quality scores (scale-free).
-
-        Scores already in scores.jsonl are reused; the reference arm's other samples are scored
-        once here and kept, so scoring its groups afterwards does not score them again.
-        """
-        q = self.config.metrics.quality
-        if q.kind == "none" or q.bar_quantile is None:
-            return
-        scored = {row["id"]: row for row in existing}
-        values: list[float] = []
-        todo: list[dict] = []
-        for gid, rows in groups.items():
-            if rows[0]["arm"] != q.bar_reference_arm:
-                continue
-            if gid in scored and scored[gid].get("quality_per_sample") is not None:
-                values += [v for v in scored[gid]["quality_per_sample"] if v is not None]
-            else:
-                todo += rows
-        if todo:
-            fresh = self.quality_of(todo)
-            self._quality_by_id.update({row["id"]: v for row, v in zip(todo, fresh)})
-            values += [v for v in fresh if v is not None]
-        if not values:
-            raise ValueError(
-                f"metrics.quality.bar_quantile: arm '{q.bar_reference_arm}' (metrics.quality."
-                "bar_reference_arm) has no scored samples to take the quantile of"
-            )
-        self.bar = float(np.quantile(values, q.bar_quantile))
-        self.bar_rule = {
-            "kind": "quantile",
-            "quantile": q.bar_quantile,
-            "reference_arm": q.bar_reference_arm,
-            "reference_samples": len(values),
-            "bar": self.bar,
+    if entropy_config.labels == "classifier":
+        classifier = entropy_config.classifier
+        labels["classifier"] = {
+            "source": classifier.source.source,
+            "label_field": classifier.label_field,
+            "attribute": classifier.attribute,
         }
-        logger.info(
-            f"eval: quality bar = {self.bar:.4f}, the {q.bar_quantile} quantile of {len(values)} "
-            f"'{q.bar_reference_arm}' samples' quality"
+    if entropy_config.labels == "annotator":
+        labels["annotator_dir"] = entropy_config.annotator_dir
+    elif entropy_config.labels == "judge":
+        labels["judge"] = entropy_config.judge.model
+    return labels
+
+
+def check_restricted_value(config: EvalConfig, models: ScoringModels) -> None:
+    """A classifier has a closed set of labels: refuse a restricted value outside it before
+    scoring (a misspelt value would read as a share of 0 in every arm)."""
+    restricted = config.metrics.restricted_value
+    if restricted.attribute is None or config.metrics.semantic_entropy.labels != "classifier":
+        return
+    known = [str(v) for v in models.labeller.describe().get("labels") or ()]
+    if known and restricted.value not in known:
+        raise ValueError(
+            f"metrics.restricted_value.value={restricted.value!r} is not a label the {restricted.attribute} "
+            f"classifier gives ({', '.join(sorted(known))})"
         )
 
-    def score_groups(self, groups: list[tuple[str, list[dict]]]) -> list[dict]:
-        cfg = self.config.metrics
-        flat = [row for _, rows in groups for row in rows]
-        responses = [row["response"] for row in flat]
-        prompts = [row["prompt"] for row in flat]
-        embeddings = self.embedder.encode(responses)
 
-        quality: list[float | None] | None = None
-        if cfg.quality.kind != "none":
-            if flat and all(row["id"] in self._quality_by_id for row in flat):
-                quality = [self._quality_by_id[row["id"]] for row in flat]
-            else:
-                quality = self.quality_of(flat)
-
-        labels = label_failures_per_row = None
-        if self.labeller is not None:
-            labels, _, failures = self.labeller.label(prompts, responses, [row["id"] for row in flat])
-            label_failures_per_row = [all(v is None for v in lab.values()) for lab in labels]
-        secondary = None
-        if self.secondary_labeller is not None:
-            secondary = self.secondary_labeller.label(prompts, responses, [row["id"] for row in flat])[0]
-
-        out, start = [], 0
-        describe = self.describe()
-        for gid, rows in groups:
-            stop = start + len(rows)
-            out.append(
-                self._group_row(
-                    gid,
-                    rows,
-                    embeddings[start:stop],
-                    None if quality is None else quality[start:stop],
-                    None if labels is None else labels[start:stop],
-                    None if labels is None else label_failures_per_row[start:stop],
-                    None if secondary is None else secondary[start:stop],
-                    describe,
-                )
-            )
-            start = stop
-        return out
-
-    def _group_row(self, gid, rows, E, quality, labels, label_failed, secondary, describe) -> dict:
-        cfg = self.config.metrics
-        texts = [row["response"] for row in rows]
-        first = rows[0]
-        if cfg.distinct_k.classifier:
-            classes = classifier_partition(texts, self.same_class)
-        else:
-            classes = threshold_partition(E, cfg.distinct_k.threshold)
-        metrics = {
-            "pairwise_dissimilarity": mean_pairwise_dissimilarity(E),
-            "vendi": vendi_score(E),
-            "distinct_k": float(distinct_k(classes)),
-        }
-        for n in cfg.distinct_n:
-            metrics[f"distinct_{n}"] = distinct_n(texts, n)
-        metrics["compression_ratio"] = compression_ratio(texts)
-        row = {
-            "id": gid,
-            "arm": first["arm"],
-            "mode": first["mode"],
-            "temperature": first["temperature"],
-            "prompt_id": first["prompt_id"],
-            "n_samples": len(rows),
-            "complete": len(rows) == self.config.sampling.samples_per_prompt,
-            "distinct_k_classes": classes,
-        }
-        if quality is not None:
-            bar = self.bar
-            passes = [q is not None and q >= bar for q in quality]
-            finite = [q for q in quality if q is not None]
-            metrics["quality"] = sum(finite) / len(finite) if finite else float("nan")
-            metrics["pass_rate"] = sum(passes) / len(passes)
-            passing = E[np.array(passes, dtype=bool)] if len(passes) else E[:0]
-            metrics["effective_pairwise_dissimilarity"] = mean_pairwise_dissimilarity(passing)
-            row.update(quality_per_sample=quality, passes=passes, quality_failures=sum(q is None for q in quality))
-        if labels is not None:
-            se_config = cfg.semantic_entropy
-            se = semantic_entropy(labels, list(self.labeller.keys), se_config.estimator)
-            primary = se_config.primary_key()
-            metrics["semantic_entropy"] = se["per_key"][primary] if primary else se["mean"]
-            row["semantic"] = {
-                "per_key": se["per_key"],
-                "coverage": se["coverage"],
-                "labels": labels,
-                "label_failures": int(sum(label_failed)),
-            }
-        if secondary is not None:
-            se = semantic_entropy(secondary, list(self.secondary_labeller.keys), cfg.semantic_entropy.estimator)
-            metrics["annotator_entropy"] = se["mean"]
-            row["annotator_semantic"] = {"per_key": se["per_key"], "coverage": se["coverage"]}
-        restricted = self._restricted_flags(labels)
-        if restricted is not None:
-            judged = [f for f in restricted if f is not None]
-            metrics["restricted_share"] = sum(judged) / len(judged) if judged else float("nan")
-            row["restricted_per_sample"] = restricted
-        parse_expected = first["mode"] == "anchored"
-        if parse_expected:
-            row["by_annotation_status"] = self._by_annotation_status(rows, E, quality, labels, restricted)
-        reasons = Counter(parse_error_category(r.get("parse_error")) for r in rows) if parse_expected else Counter()
-        row["parse"] = {
-            "expected": parse_expected,
-            "ok": sum(1 for r in rows if r.get("parse_ok") is True),
-            "failed": sum(1 for r in rows if r.get("parse_ok") is False),
-            "by_reason": {k: v for k, v in reasons.items() if k != "ok"},
-            # Annotations sampled under the syntax constraint, and those of them where the model put
-            # most of its probability outside the syntax at some step (it would likely have left it).
-            "syntax_constrained": sum(1 for r in rows if r.get("annotation_mass_outside_syntax") is not None),
-            "mostly_outside_syntax": sum(1 for r in rows if (r.get("annotation_mass_outside_syntax") or 0) > 0.5),
-        }
-        row["inner_annotations"] = sum(int(r.get("inner_annotations") or 0) for r in rows)
-        row["empty_responses"] = sum(1 for t in texts if not t.strip())
-        row["length_stops"] = sum(1 for r in rows if r.get("finish_reason") == "length")
-        row["metrics"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
-        row["scorer"] = describe
-        return row
-
-    def ngram_details(self) -> dict | None:
-        """The fitted corpus n-gram model's size and discounts (kind ngram, once loaded)."""
-        model = self._quality.get("ngram")
-        return None if model is None else model.details
-
-    def check_restricted_value(self) -> None:
-        """A classifier has a closed set of labels: refuse a restricted value outside it before
-        scoring (a misspelt value would read as a share of 0 in every arm)."""
-        r = self.config.metrics.restricted_value
-        if r.attribute is None or self.config.metrics.semantic_entropy.labels != "classifier":
-            return
-        known = [str(v) for v in self.labeller.describe().get("labels") or ()]
-        if known and r.value not in known:
-            raise ValueError(
-                f"metrics.restricted_value.value={r.value!r} is not a label the {r.attribute} classifier "
-                f"gives ({', '.join(sorted(known))})"
-            )
-
-    def _restricted_flags(self, labels: list[dict] | None) -> list[bool | None] | None:
-        """Per sample: whether its judged label is the restricted value (None: not labelled)."""
-        r = self.config.metrics.restricted_value
-        if labels is None or r.attribute is None:
-            return None
-        return [None if lab.get(r.attribute) is None else lab[r.attribute] == r.value for lab in labels]
-
-    def _by_annotation_status(self, rows, E, quality, labels, restricted) -> dict:
-        """The group's samples split by whether their annotation parsed: per part the sample
-        count, diversity within the part (fewer samples: plug-in entropy reads lower), the
-        restricted-value hits and the quality sums, for the summary to pool over prompts."""
-        se = self.config.metrics.semantic_entropy
-        out = {}
-        for status, flag in (("parsed", True), ("failed", False)):
-            idx = [i for i, r in enumerate(rows) if bool(r.get("parse_ok")) == flag]
-            part: dict = {
-                "n_samples": len(idx),
-                "pairwise_dissimilarity": _finite_or_none(mean_pairwise_dissimilarity(E[idx])),
-            }
-            if labels is not None:
-                entropy = None
-                if idx:
-                    result = semantic_entropy([labels[i] for i in idx], list(self.labeller.keys), se.estimator)
-                    primary = se.primary_key()
-                    entropy = _finite_or_none(result["per_key"][primary] if primary else result["mean"])
-                part["semantic_entropy"] = entropy
-            if restricted is not None:
-                flags = [restricted[i] for i in idx if restricted[i] is not None]
-                part.update(restricted_hits=int(sum(flags)), restricted_judged=len(flags))
-            if quality is not None:
-                values = [quality[i] for i in idx if quality[i] is not None]
-                part.update(quality_sum=float(sum(values)), quality_n=len(values))
-            out[status] = part
-        return out
+def row_settings(config: EvalConfig, models: ScoringModels, bar: QualityBar) -> RowSettings:
+    secondary = models.secondary_labeller
+    return RowSettings(
+        metrics=config.metrics,
+        samples_per_prompt=config.sampling.samples_per_prompt,
+        quality_bar=bar.value,
+        label_keys=tuple(models.labeller.keys) if models.labeller is not None else (),
+        secondary_label_keys=tuple(secondary.keys) if secondary is not None else (),
+        scorer=describe_scoring(config, bar),
+    )
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
+def score_groups(
+    config: EvalConfig, models: ScoringModels, bar: QualityBar, groups: list[tuple[str, list[dict]]]
+) -> list[dict]:
+    """The score rows of ``groups`` (all of one arm): every model runs once over all their samples."""
+    samples = [sample for _, members in groups for sample in members]
+    prompts, responses = [s["prompt"] for s in samples], [s["response"] for s in samples]
+    ids = [s["id"] for s in samples]
+    embeddings = models.embedder.encode(responses)
+    quality = models.quality_of(samples) if config.metrics.quality.kind != "none" else None
+    labels = label_failed = secondary = None
+    if models.labeller is not None:
+        labels = models.labeller.label(prompts, responses, ids)[0]
+        label_failed = [all(v is None for v in label.values()) for label in labels]
+    if models.secondary_labeller is not None:
+        secondary = models.secondary_labeller.label(prompts, responses, ids)[0]
+    settings = row_settings(config, models, bar)
+    rows, start = [], 0
+    for gid, members in groups:
+        part = slice(start, start + len(members))
+        start = part.stop
+        group = GroupRowInput(
+            group_id=gid,
+            samples=members,
+            embeddings=embeddings[part],
+            classes=distinct_k_classes(config, models, members, embeddings[part]),
+            quality=None if quality is None else quality[part],
+            labels=None if labels is None else labels[part],
+            label_failed=None if label_failed is None else label_failed[part],
+            secondary_labels=None if secondary is None else secondary[part],
+            settings=settings,
+        )
+        rows.append(group_row(group))
+    return rows
+
+
+def distinct_k_classes(config: EvalConfig, models: ScoringModels, samples: list[dict], embeddings) -> list[int]:
+    """The group's distinct-k partition: by the classifier when one is set, else by embedding distance."""
+    distinct_k_config = config.metrics.distinct_k
+    if distinct_k_config.classifier:
+        return classifier_partition([s["response"] for s in samples], models.same_class)
+    return threshold_partition(embeddings, distinct_k_config.threshold)
 
 
 def load_generation_groups(run_dir: Path) -> tuple[dict[str, list[dict]], dict]:
@@ -537,15 +335,27 @@ def check_scores_current(config: EvalConfig, run_dir: Path) -> None:
 
 def run_score(config: EvalConfig, run_dir: Path) -> dict:
     groups, counts = load_generation_groups(run_dir)
-    scorer = GroupScorer(config)
+    models = ScoringModels(config)
     try:
-        scorer.check_restricted_value()  # before scores.jsonl may be started over
-        return _score_pending(config, run_dir, groups, counts, scorer)
+        check_restricted_value(config, models)  # before scores.jsonl may be started over
+        existing = _current_scores(config, run_dir, groups, counts)
+        pending = _pending_groups(config, groups, existing, counts)
+        bar = resolve_quantile_bar(config, models, groups, existing)  # reads scores.jsonl; scores only what it lacks
+        counts["quality_bar"] = bar.rule
+        for chunk in tqdm(_chunks_by_arm(pending, groups), desc="score", unit="chunk"):
+            rows = score_groups(config, models, bar, [(gid, groups[gid]) for gid in chunk])
+            counts["groups_scored"] += append_rows(run_dir / SCORES, rows)
+        if pending:
+            provenance = {**describe_scoring(config, bar), **models.details(), "versions": package_versions()}
+            write_json(run_dir / SCORING_PROVENANCE, provenance)
+        return counts
     finally:
-        scorer.close()
+        models.close()
 
 
-def _score_pending(config: EvalConfig, run_dir: Path, groups: dict, counts: dict, scorer: GroupScorer) -> dict:
+def _current_scores(config: EvalConfig, run_dir: Path, groups: dict[str, list[dict]], counts: dict) -> list[dict]:
+    """The rows of scores.jsonl still valid under this config: the file started over when the
+    scoring settings changed (or rescore=true), rows of groups that grew since dropped."""
     path = run_dir / SCORES
     why = "rescore=true" if config.rescore and path.exists() else scoring_changes(config, run_dir)
     if why is not None:
@@ -559,45 +369,36 @@ def _score_pending(config: EvalConfig, run_dir: Path, groups: dict, counts: dict
         existing = [row for row in existing if row["id"] not in grown]
         replace_rows(path, existing)
     counts.update(started_over_because=why, groups_grown_since_scored=len(grown))
+    counts.update(torn_score_lines_removed=torn, duplicate_score_rows_ignored=duplicates)
+    return existing
+
+
+def _pending_groups(config: EvalConfig, groups: dict[str, list[dict]], existing: list[dict], counts: dict) -> list[str]:
+    """The ids of the groups left to score, by arm (in config order), temperature and id; groups
+    of arms the config does not name are counted and skipped."""
     done = {row["id"] for row in existing}
     arm_order = {arm.name: i for i, arm in enumerate(config.arms)}
-    unknown = sorted({rows[0]["arm"] for rows in groups.values()} - set(arm_order))
+    unknown = sorted({samples[0]["arm"] for samples in groups.values()} - set(arm_order))
     pending = [gid for gid in groups if gid not in done and groups[gid][0]["arm"] in arm_order]
     # Group by arm so a per-arm quality model loads once.
     pending.sort(key=lambda gid: (arm_order[groups[gid][0]["arm"]], groups[gid][0]["temperature"], gid))
     counts.update(
         groups_total=len(groups),
         groups_already_scored=len(done),
-        torn_score_lines_removed=torn,
-        duplicate_score_rows_ignored=duplicates,
         groups_scored=0,
-        groups_skipped_unknown_arm=sum(1 for rows in groups.values() if rows[0]["arm"] in unknown),
+        groups_skipped_unknown_arm=sum(1 for samples in groups.values() if samples[0]["arm"] in unknown),
         unknown_arms=unknown,
-        incomplete_groups=sum(1 for rows in groups.values() if len(rows) != config.sampling.samples_per_prompt),
+        incomplete_groups=sum(1 for samples in groups.values() if len(samples) != config.sampling.samples_per_prompt),
     )
-    scorer.resolve_quantile_bar(groups, existing)  # reads scores.jsonl; scores only what it lacks
-    counts["quality_bar"] = scorer.bar_rule
-    chunks = []
+    return pending
+
+
+def _chunks_by_arm(pending: list[str], groups: dict[str, list[dict]]) -> list[list[str]]:
+    """``pending`` cut into chunks of at most GROUPS_PER_CHUNK groups, each of one arm."""
+    chunks: list[list[str]] = []
     for gid in pending:
-        if (
-            not chunks
-            or len(chunks[-1]) >= GROUPS_PER_CHUNK
-            or groups[chunks[-1][0]][0]["arm"] != groups[gid][0]["arm"]
-        ):
+        arm = groups[gid][0]["arm"]
+        if not chunks or len(chunks[-1]) >= GROUPS_PER_CHUNK or groups[chunks[-1][0]][0]["arm"] != arm:
             chunks.append([])
         chunks[-1].append(gid)
-    for chunk in tqdm(chunks, desc="score", unit="chunk"):
-        rows = scorer.score_groups([(gid, groups[gid]) for gid in chunk])
-        counts["groups_scored"] += append_rows(path, rows)
-    if pending:
-        from stage_io.manifest import package_versions
-
-        provenance = scorer.describe()
-        provenance["embedder_details"] = scorer.embedder.describe()
-        if scorer.labeller is not None:
-            provenance["labeller_details"] = scorer.labeller.describe()
-        if scorer.ngram_details() is not None:
-            provenance["quality_details"] = scorer.ngram_details()
-        provenance["versions"] = package_versions()
-        write_json(run_dir / SCORING_PROVENANCE, provenance)
-    return counts
+    return chunks

@@ -35,15 +35,15 @@ def _local_inputs(config: EvalConfig) -> dict[str, str]:
     inputs = {"prompts": config.prompts.source.source}
     for arm in config.arms:
         inputs[f"arm:{arm.name}"] = arm.model
-    m = config.metrics
-    if m.semantic_entropy.labels == "annotator" and m.semantic_entropy.annotator_dir:
-        inputs["annotator"] = m.semantic_entropy.annotator_dir
-    if m.drift.pretraining_annotations:
-        inputs["pretraining_annotations"] = m.drift.pretraining_annotations
-    if m.quality.kind == "proxy" and m.quality.reference_model:
-        inputs["quality_reference_model"] = m.quality.reference_model
-    if m.quality.kind == "ngram":
-        inputs["quality_ngram_corpus"] = m.quality.ngram.corpus
+    metrics = config.metrics
+    if metrics.semantic_entropy.labels == "annotator" and metrics.semantic_entropy.annotator_dir:
+        inputs["annotator"] = metrics.semantic_entropy.annotator_dir
+    if metrics.drift.pretraining_annotations:
+        inputs["pretraining_annotations"] = metrics.drift.pretraining_annotations
+    if metrics.quality.kind == "proxy" and metrics.quality.reference_model:
+        inputs["quality_reference_model"] = metrics.quality.reference_model
+    if metrics.quality.kind == "ngram":
+        inputs["quality_ngram_corpus"] = metrics.quality.ngram.corpus
     if "capabilities" in config.stages:  # local lm-eval task directories (their YAMLs and data)
         for i, path in enumerate(config.capabilities.include_path):
             inputs[f"capability_tasks_{i}"] = path
@@ -68,11 +68,11 @@ def _run(configured: EvalConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     for arm in config.arms:  # every stage reads the samples: refuse any drawn with other settings
         check_arm_identity(config, arm, run_dir, record=False)
-    m = config.metrics
-    if "score" in config.stages and m.quality.kind == "proxy" and m.quality.reference_model:
-        check_model(m.quality.reference_model, "metrics.quality.reference_model")
-    if "score" in config.stages and m.quality.kind == "ngram":  # before any sample is drawn
-        corpus_files(m.quality.ngram.corpus)
+    metrics = config.metrics
+    if "score" in config.stages and metrics.quality.kind == "proxy" and metrics.quality.reference_model:
+        check_model(metrics.quality.reference_model, "metrics.quality.reference_model")
+    if "score" in config.stages and metrics.quality.kind == "ngram":  # before any sample is drawn
+        corpus_files(metrics.quality.ngram.corpus)
     if "report" in config.stages and "score" not in config.stages:
         check_scores_current(config, run_dir)
     # lm-eval tasks are resolved and their data loaded before any model: a bad task fails here.

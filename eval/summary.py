@@ -9,17 +9,20 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.attribute_classifier import load_or_fit
 from eval.bootstrap import mean_ci, paired_statistic_ci
 from eval.collapse import collapse, collapse_ratio
-from eval.config import EvalConfig
+from eval.config import ArmConfig, BootstrapConfig, EvalConfig
 from eval.generate import GENERATIONS, temperature_key
 from eval.jsonl_store import dedupe, read_rows, sanitize, write_json
 from eval.metrics.drift import annotation_drift, load_pretraining_tags, tag_counts
 from eval.metrics.entropy import ABSENT, pooled_entropy
 from eval.metrics.fidelity import annotation_values, fidelity, preservation, value_label_map
+from eval.prompts import load_prompts
 from eval.score import SCORES, SCORING_PROVENANCE, diversity_metric_names, quality_metric_names
 from stage_io.config import config_to_dict
 from stage_io.manifest import config_fingerprint, git_commit, package_versions
+from stage_io.records import RecordSource, load_records
 
 SUMMARY = "summary.json"
 
@@ -33,81 +36,108 @@ def _values(scores: list[dict], arm: str, temperature: float, metric: str) -> di
 
 
 def build_summary(config: EvalConfig, run_dir: Path) -> dict:
-    scores, _ = read_rows(run_dir / SCORES, repair=False)
-    scores, _ = dedupe(scores)
+    scores = _read_unique_rows(run_dir / SCORES)
     if not scores:
         raise ValueError(f"{run_dir / SCORES}: no scores (run the score stage first)")
-    generations, _ = read_rows(run_dir / GENERATIONS, repair=False)
-    generations, _ = dedupe(generations)
-    b = config.bootstrap
+    generations = _read_unique_rows(run_dir / GENERATIONS)
     diversity = diversity_metric_names(config)
-    quality = quality_metric_names(config)
     temperatures = sorted({s["temperature"] for s in scores})
     intents = _prompt_intents(config)
-    restricted = ["restricted_share"] if config.metrics.restricted_value.attribute is not None else []
-
     arms = {}
     for arm in config.arms:
-        per_t = {}
-        for t in temperatures:
-            group = [
-                s for s in scores if s["arm"] == arm.name and temperature_key(s["temperature"]) == temperature_key(t)
-            ]
-            if not group:
-                continue
-            entry = {
-                "temperature": t,
-                "n_prompts": len(group),
-                "n_samples": sum(s["n_samples"] for s in group),
-                "incomplete_groups": sum(1 for s in group if not s.get("complete", True)),
-                "metrics": {
-                    m: mean_ci([s["metrics"].get(m) for s in group], b.resamples, b.confidence, b.seed)
-                    for m in diversity + quality
-                },
-                "parse": _parse_totals(group),
-                "inner_annotations": sum(s.get("inner_annotations", 0) for s in group),
-                "empty_responses": sum(s.get("empty_responses", 0) for s in group),
-                "length_stops": sum(s.get("length_stops", 0) for s in group),
-            }
-            # Per-prompt values, so that runs over several training seeds can build (seed, prompt) columns.
-            entry["per_prompt"] = {
-                m: {s["prompt_id"]: s["metrics"].get(m) for s in sorted(group, key=lambda s: s["prompt_id"])}
-                for m in diversity + quality + restricted
-            }
-            if restricted:
-                entry["restricted_share"] = _restricted_share(config, group)
-            if arm.mode == "anchored":
-                entry["by_annotation_status"] = _by_annotation_status(config, group, diversity)
-            if quality:
-                entry["quality_failures"] = sum(s.get("quality_failures", 0) for s in group)
-            if any("semantic" in s for s in group):
-                entry["label_failures"] = sum(s["semantic"]["label_failures"] for s in group if "semantic" in s)
-                entry["semantic_per_key"] = _semantic_per_key(group, b)
-                entry["semantic_pooled"] = _semantic_pooled(config, group, intents)
-            if arm.base_arm is not None:
-                entry["collapse"] = {
-                    m: collapse(
-                        {arm.base_arm: _values(scores, arm.base_arm, t, m), arm.name: _values(scores, arm.name, t, m)},
-                        arm.name,
-                        arm.base_arm,
-                        b.resamples,
-                        b.confidence,
-                        b.seed,
-                    )
-                    for m in diversity
-                }
-            per_t[temperature_key(t)] = entry
-        arms[arm.name] = {"model": arm.model, "mode": arm.mode, "base_arm": arm.base_arm, "temperatures": per_t}
-
+        per_temperature = {}
+        for temperature in temperatures:
+            group = _group_scores(scores, arm.name, temperature)
+            if group:
+                entry = _temperature_entry(config, arm, temperature, group, intents)
+                if arm.base_arm is not None:
+                    entry["collapse"] = _collapse_against_base(config, arm, scores, temperature)
+                per_temperature[temperature_key(temperature)] = entry
+        arms[arm.name] = {
+            "model": arm.model,
+            "mode": arm.mode,
+            "base_arm": arm.base_arm,
+            "temperatures": per_temperature,
+        }
     return {
         "provenance": _provenance(config, run_dir, scores),
-        "metric_names": {"diversity": diversity, "quality": quality},
+        "metric_names": {"diversity": diversity, "quality": quality_metric_names(config)},
         "arms": arms,
         "collapse_ratios": _ratios(config, scores, temperatures, diversity),
         "annotation_drift": _drift(config, generations, temperatures),
         "annotation_fidelity": _fidelity(config, generations, scores, temperatures),
         "restricted_value": _restricted_value_check(config, scores),
         "judge": ((_provenance_scoring(run_dir) or {}).get("labeller_details")),
+    }
+
+
+def _read_unique_rows(path: Path) -> list[dict]:
+    rows, _ = read_rows(path, repair=False)
+    return dedupe(rows)[0]
+
+
+def _group_scores(scores: list[dict], arm: str, temperature: float) -> list[dict]:
+    """The score rows of one arm at one temperature."""
+    key = temperature_key(temperature)
+    return [s for s in scores if s["arm"] == arm and temperature_key(s["temperature"]) == key]
+
+
+def _temperature_entry(
+    config: EvalConfig, arm: ArmConfig, temperature: float, group: list[dict], intents: dict[str, str]
+) -> dict:
+    """One arm at one temperature: every metric's mean with its interval, parse and stop counts,
+    the per-prompt values, and what the configured metrics add (restricted share, labels)."""
+    boot = config.bootstrap
+    diversity, quality = diversity_metric_names(config), quality_metric_names(config)
+    restricted = ["restricted_share"] if config.metrics.restricted_value.attribute is not None else []
+    entry = {
+        "temperature": temperature,
+        "n_prompts": len(group),
+        "n_samples": sum(s["n_samples"] for s in group),
+        "incomplete_groups": sum(1 for s in group if not s.get("complete", True)),
+        "metrics": {
+            m: mean_ci([s["metrics"].get(m) for s in group], boot.resamples, boot.confidence, boot.seed)
+            for m in diversity + quality
+        },
+        "parse": _parse_totals(group),
+        "inner_annotations": sum(s.get("inner_annotations", 0) for s in group),
+        "empty_responses": sum(s.get("empty_responses", 0) for s in group),
+        "length_stops": sum(s.get("length_stops", 0) for s in group),
+    }
+    # Per-prompt values, so that runs over several training seeds can build (seed, prompt) columns.
+    entry["per_prompt"] = {
+        m: {s["prompt_id"]: s["metrics"].get(m) for s in sorted(group, key=lambda s: s["prompt_id"])}
+        for m in diversity + quality + restricted
+    }
+    if restricted:
+        entry["restricted_share"] = _restricted_share(config, group)
+    if arm.mode == "anchored":
+        entry["by_annotation_status"] = _by_annotation_status(config, group, diversity)
+    if quality:
+        entry["quality_failures"] = sum(s.get("quality_failures", 0) for s in group)
+    if any("semantic" in s for s in group):
+        entry["label_failures"] = sum(s["semantic"]["label_failures"] for s in group if "semantic" in s)
+        entry["semantic_per_key"] = _semantic_per_key(group, boot)
+        entry["semantic_pooled"] = _semantic_pooled(config, group, intents)
+    return entry
+
+
+def _collapse_against_base(config: EvalConfig, arm: ArmConfig, scores: list[dict], temperature: float) -> dict:
+    """Per diversity metric: the arm's collapse against its base arm at ``temperature``."""
+    boot = config.bootstrap
+    return {
+        m: collapse(
+            {
+                arm.base_arm: _values(scores, arm.base_arm, temperature, m),
+                arm.name: _values(scores, arm.name, temperature, m),
+            },
+            arm.name,
+            arm.base_arm,
+            boot.resamples,
+            boot.confidence,
+            boot.seed,
+        )
+        for m in diversity_metric_names(config)
     }
 
 
@@ -138,12 +168,12 @@ def _parse_totals(group: list[dict]) -> dict:
 def _restricted_share(config: EvalConfig, group: list[dict]) -> dict:
     """Share of samples judged to have the restricted value: mean over prompts of each prompt's
     share, with the prompt bootstrap interval, and the pooled counts."""
-    r, b = config.metrics.restricted_value, config.bootstrap
+    restricted, boot = config.metrics.restricted_value, config.bootstrap
     flags = [f for s in group for f in s.get("restricted_per_sample") or () if f is not None]
     return {
-        "attribute": r.attribute,
-        "value": r.value,
-        **mean_ci([s["metrics"].get("restricted_share") for s in group], b.resamples, b.confidence, b.seed),
+        "attribute": restricted.attribute,
+        "value": restricted.value,
+        **mean_ci([s["metrics"].get("restricted_share") for s in group], boot.resamples, boot.confidence, boot.seed),
         "samples_judged": len(flags),
         "samples_with_value": int(sum(flags)),
     }
@@ -152,28 +182,33 @@ def _restricted_share(config: EvalConfig, group: list[dict]) -> dict:
 def _restricted_value_check(config: EvalConfig, scores: list[dict]) -> dict | None:
     """Whether any sample of any arm was judged to have the restricted value; when none was,
     the labels that were seen (a value spelt unlike the labeller's labels reads as a share of 0)."""
-    r = config.metrics.restricted_value
-    if r.attribute is None:
+    restricted = config.metrics.restricted_value
+    if restricted.attribute is None:
         return None
-    seen = Counter(lab.get(r.attribute) for s in scores if "semantic" in s for lab in s["semantic"]["labels"])
-    out = {"attribute": r.attribute, "value": r.value, "value_seen": seen.get(r.value, 0) > 0}
+    seen = Counter(lab.get(restricted.attribute) for s in scores if "semantic" in s for lab in s["semantic"]["labels"])
+    out = {
+        "attribute": restricted.attribute,
+        "value": restricted.value,
+        "value_seen": seen.get(restricted.value, 0) > 0,
+    }
     if not out["value_seen"]:
-        out["warning"] = f"no sample of any arm was judged {r.attribute} = {r.value!r}; labels seen: " + ", ".join(
-            f"{k} ({v})" for k, v in seen.most_common() if k is not None
+        out["warning"] = (
+            f"no sample of any arm was judged {restricted.attribute} = {restricted.value!r}; labels seen: "
+            + ", ".join(f"{k} ({v})" for k, v in seen.most_common() if k is not None)
         )
     return out
 
 
-def _pooled_ratio(numerators: list[float], denominators: list[float], b) -> dict:
+def _pooled_ratio(numerators: list[float], denominators: list[float], boot: BootstrapConfig) -> dict:
     """sum(numerators) / sum(denominators) over prompts, with a prompt bootstrap interval."""
     num, den = np.array(numerators, dtype=np.float64), np.array(denominators, dtype=np.float64)
     keep = den > 0
     stat = paired_statistic_ci(
         [num[keep], den[keep]],
         lambda x, n: float(x.sum() / n.sum()) if n.sum() else None,
-        b.resamples,
-        b.confidence,
-        b.seed,
+        boot.resamples,
+        boot.confidence,
+        boot.seed,
     )
     return {"mean": stat["value"], "ci_low": stat["ci_low"], "ci_high": stat["ci_high"], "n": stat["n"]}
 
@@ -186,7 +221,7 @@ def _by_annotation_status(config: EvalConfig, group: list[dict], diversity: list
     prompts where it is defined (plug-in entropy of fewer samples reads lower: compare parts of
     similar size); restricted share and quality pool the part's samples over prompts.
     """
-    b = config.bootstrap
+    boot = config.bootstrap
     rows = [s for s in group if "by_annotation_status" in s]
     primary = "semantic_entropy" if "semantic_entropy" in diversity else "pairwise_dissimilarity"
     total = sum(s["by_annotation_status"][k]["n_samples"] for s in rows for k in ("parsed", "failed"))
@@ -203,7 +238,7 @@ def _by_annotation_status(config: EvalConfig, group: list[dict], diversity: list
             "parse_rate": parsed / total if total else None,
             "primary_metric": primary,
             "metrics": {
-                m: mean_ci([p.get(m) for p in parts], b.resamples, b.confidence, b.seed)
+                m: mean_ci([p.get(m) for p in parts], boot.resamples, boot.confidence, boot.seed)
                 for m in ("semantic_entropy", "pairwise_dissimilarity")
                 if any(m in p for p in parts)
             },
@@ -211,24 +246,24 @@ def _by_annotation_status(config: EvalConfig, group: list[dict], diversity: list
         entry["primary"] = entry["metrics"].get(primary)
         if any("restricted_judged" in p for p in parts):
             entry["restricted_share"] = _pooled_ratio(
-                [p.get("restricted_hits", 0) for p in parts], [p.get("restricted_judged", 0) for p in parts], b
+                [p.get("restricted_hits", 0) for p in parts], [p.get("restricted_judged", 0) for p in parts], boot
             )
         if any("quality_n" in p for p in parts):
             entry["quality"] = _pooled_ratio(
-                [p.get("quality_sum", 0.0) for p in parts], [p.get("quality_n", 0) for p in parts], b
+                [p.get("quality_sum", 0.0) for p in parts], [p.get("quality_n", 0) for p in parts], boot
             )
         out[status] = entry
     return out
 
 
-def _semantic_per_key(group: list[dict], b) -> dict:
+def _semantic_per_key(group: list[dict], boot: BootstrapConfig) -> dict:
     keys = sorted({k for s in group if "semantic" in s for k in s["semantic"]["per_key"]})
     out = {}
     for key in keys:
         entropies = [s["semantic"]["per_key"].get(key) for s in group if "semantic" in s]
         coverage = [s["semantic"]["coverage"].get(key, 0.0) for s in group if "semantic" in s]
         out[key] = {
-            "entropy": mean_ci(entropies, b.resamples, b.confidence, b.seed),
+            "entropy": mean_ci(entropies, boot.resamples, boot.confidence, boot.seed),
             "coverage": sum(coverage) / len(coverage) if coverage else None,
         }
     return out
@@ -238,8 +273,6 @@ def _prompt_intents(config: EvalConfig) -> dict[str, str]:
     """prompt id -> intent (empty when prompts.intent_field is unset: one intent for all)."""
     if config.prompts.intent_field is None:
         return {}
-    from eval.prompts import load_prompts
-
     return {p.id: p.intent for p in load_prompts(config.prompts)[0]}
 
 
@@ -247,7 +280,7 @@ def _semantic_pooled(config: EvalConfig, group: list[dict], intents: dict[str, s
     """Per key: label entropy pooled over the prompts of one intent (eval.metrics.entropy.pooled_entropy),
     with a bootstrap interval resampling prompts."""
     rows = [s for s in group if "semantic" in s]
-    b, estimator = config.bootstrap, config.metrics.semantic_entropy.estimator
+    boot, estimator = config.bootstrap, config.metrics.semantic_entropy.estimator
     keys = sorted({k for s in rows for k in s["semantic"]["per_key"]})
     out = {}
     for key in keys:
@@ -262,9 +295,9 @@ def _semantic_pooled(config: EvalConfig, group: list[dict], intents: dict[str, s
         stat = paired_statistic_ci(
             [index],
             lambda i, groups=groups: pooled_entropy([groups[int(k)] for k in i], estimator),
-            b.resamples,
-            b.confidence,
-            b.seed,
+            boot.resamples,
+            boot.confidence,
+            boot.seed,
         )
         out[key] = {
             "mean": stat["value"],
@@ -277,9 +310,9 @@ def _semantic_pooled(config: EvalConfig, group: list[dict], intents: dict[str, s
 
 
 def _ratios(config: EvalConfig, scores: list[dict], temperatures: list[float], diversity: list[str]) -> dict:
-    c, b = config.collapse, config.bootstrap
+    collapse_config, boot = config.collapse, config.bootstrap
     names = {a.name for a in config.arms}
-    pairs = [[c.plain_arm, c.anchored_arm]] + [list(p) for p in c.extra_pairs]
+    pairs = [[collapse_config.plain_arm, collapse_config.anchored_arm]] + [list(p) for p in collapse_config.extra_pairs]
     out: dict = {"pairs": {}, "skipped": {}}
     for pair in pairs:
         if len(pair) != 2:
@@ -304,10 +337,10 @@ def _ratios(config: EvalConfig, scores: list[dict], temperatures: list[float], d
                     bases[plain],
                     anchored,
                     bases[anchored],
-                    c.min_denominator,
-                    b.resamples,
-                    b.confidence,
-                    b.seed,
+                    collapse_config.min_denominator,
+                    boot.resamples,
+                    boot.confidence,
+                    boot.seed,
                 )
                 for m in diversity
             }
@@ -316,13 +349,13 @@ def _ratios(config: EvalConfig, scores: list[dict], temperatures: list[float], d
 
 
 def _drift(config: EvalConfig, generations: list[dict], temperatures: list[float]) -> dict:
-    d = config.metrics.drift
+    drift_config = config.metrics.drift
     anchored = [a.name for a in config.arms if a.mode == "anchored"]
     if not anchored:
         return {"status": "no anchored arm"}
-    if not d.pretraining_annotations:
+    if not drift_config.pretraining_annotations:
         return {"status": "not configured (metrics.drift.pretraining_annotations is null)"}
-    pretraining, info = load_pretraining_tags(d.pretraining_annotations, d.max_rows)
+    pretraining, info = load_pretraining_tags(drift_config.pretraining_annotations, drift_config.max_rows)
     by_arm_t: dict[tuple[str, str], list] = defaultdict(list)
     unparsed: Counter = Counter()
     for row in generations:
@@ -342,9 +375,9 @@ def _drift(config: EvalConfig, generations: list[dict], temperatures: list[float
             arms[arm][key[1]] = {
                 "annotations_used": len(by_arm_t[key]),
                 "annotations_unparsed_excluded": unparsed[key],
-                **annotation_drift(tag_counts(by_arm_t[key]), pretraining, d.smoothing),
+                **annotation_drift(tag_counts(by_arm_t[key]), pretraining, drift_config.smoothing),
             }
-    return {"status": "ok", "smoothing": d.smoothing, "pretraining": info, "arms": arms}
+    return {"status": "ok", "smoothing": drift_config.smoothing, "pretraining": info, "arms": arms}
 
 
 def _fidelity(config: EvalConfig, generations: list[dict], scores: list[dict], temperatures: list[float]) -> dict:
@@ -408,22 +441,24 @@ def _fidelity(config: EvalConfig, generations: list[dict], scores: list[dict], t
     }
 
 
-def _fidelity_with_interval(asked: list[list[str | None]], told: list[list[str | None]], b) -> dict:
+def _fidelity_with_interval(asked: list[list[str | None]], told: list[list[str | None]], boot: BootstrapConfig) -> dict:
     """fidelity() over all samples, with a bootstrap interval resampling prompts (ratio of sums)."""
     out = fidelity([a for row in asked for a in row], [j for row in told for j in row])
     pairs = [[(a, j) for a, j in zip(ar, jr) if a is not None and j is not None] for ar, jr in zip(asked, told)]
     hits = np.array([sum(a == j for a, j in row) for row in pairs], dtype=np.float64)
     counts = np.array([len(row) for row in pairs], dtype=np.float64)
     ci = paired_statistic_ci(
-        [hits, counts], lambda h, n: float(h.sum() / n.sum()) if n.sum() else None, b.resamples, b.confidence, b.seed
+        [hits, counts],
+        lambda h, n: float(h.sum() / n.sum()) if n.sum() else None,
+        boot.resamples,
+        boot.confidence,
+        boot.seed,
     )
     return out | {"ci_low": ci["ci_low"], "ci_high": ci["ci_high"]}
 
 
 def _value_map(config: EvalConfig, f) -> tuple[dict[str, str], dict, set[str]]:
     """Annotation value -> judge label, from the pretraining annotations; and every known value."""
-    from stage_io.records import RecordSource, load_records
-
     data = Path(config.metrics.drift.pretraining_annotations) / "data"
     columns = ("tags",) + ((f.label_column,) if f.label_column else ("text",))
     records = load_records(RecordSource(source=str(data), limit=config.metrics.drift.max_rows), required_fields=columns)
@@ -433,8 +468,6 @@ def _value_map(config: EvalConfig, f) -> tuple[dict[str, str], dict, set[str]]:
         gold = [r[f.label_column] for r in rows]
         how = f"majority of the column '{f.label_column}'"
     else:
-        from eval.attribute_classifier import load_or_fit
-
         classifier = load_or_fit(
             config.metrics.semantic_entropy.classifier, Path(config.output_dir) / "attribute_classifier"
         )
@@ -454,25 +487,25 @@ def _provenance_scoring(run_dir: Path) -> dict | None:
 def _provenance(config: EvalConfig, run_dir: Path, scores: list[dict]) -> dict:
     scoring = _provenance_scoring(run_dir)
     scorers_seen = []
-    for s in scores:
-        if s.get("scorer") not in scorers_seen:
-            scorers_seen.append(s.get("scorer"))
-    s = config.sampling
+    for row in scores:
+        if row.get("scorer") not in scorers_seen:
+            scorers_seen.append(row.get("scorer"))
+    sampling = config.sampling
     return {
         "note": "every number in this file was computed with the scorers below; 'scorers_seen' lists more than one "
         "if scores.jsonl mixes rows scored under different settings (rescore=true to redo them)",
         "scoring": scoring,
         "scorers_seen": scorers_seen,
         "sampling": {
-            "backend": s.backend,
-            "samples_per_prompt": s.samples_per_prompt,
-            "temperatures": s.temperatures,
-            "top_p": s.top_p,
-            "max_new_tokens": s.max_new_tokens,
-            "annotation_temperature": s.annotation_temperature,
-            "max_annotation_tokens": s.max_annotation_tokens,
-            "no_annotation": s.no_annotation,
-            "seed": s.seed,
+            "backend": sampling.backend,
+            "samples_per_prompt": sampling.samples_per_prompt,
+            "temperatures": sampling.temperatures,
+            "top_p": sampling.top_p,
+            "max_new_tokens": sampling.max_new_tokens,
+            "annotation_temperature": sampling.annotation_temperature,
+            "max_annotation_tokens": sampling.max_annotation_tokens,
+            "no_annotation": sampling.no_annotation,
+            "seed": sampling.seed,
             "seed_rule": "blake2b(sample, run seed, prompt id, sample index); phases derive their own",
         },
         "arms": {

@@ -61,6 +61,12 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
     return text[:best], which
 
 
+def single_token_id(tokenizer: Any, text: str) -> int | None:
+    """The id of ``text`` if the tokenizer writes it as one token (special tokens do)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 else None
+
+
 def special_token_id(tokenizer: Any, text: str) -> int | None:
     """The id of ``text`` when it is one special or added token (eos, ``<|/ann|>``, a chat
     template's end of turn), else None. Only those are stopped on by id: an ordinary string
@@ -78,9 +84,21 @@ def split_stops(tokenizer: Any, stops: Sequence[str]) -> tuple[dict[int, str], t
     ids: dict[int, str] = {}
     strings: list[str] = []
     for stop in stops:
-        tid = special_token_id(tokenizer, stop)
-        if tid is not None:
-            ids[tid] = stop
+        token_id = special_token_id(tokenizer, stop)
+        if token_id is not None:
+            ids[token_id] = stop
         else:
             strings.append(stop)
     return ids, tuple(strings)
+
+
+def banned_token_ids(backend: Backend, banned: Sequence[str]) -> list[int]:
+    """The token id of each banned string; a string that is not one token of the backend's
+    tokenizer is refused (a ban on part of it would not ban it)."""
+    ids = []
+    for text in banned:
+        token_id = single_token_id(backend.tokenizer, text)
+        if token_id is None:
+            raise ValueError(f"banned string {text!r} is not a single token of {backend.model_name}'s tokenizer")
+        ids.append(token_id)
+    return ids

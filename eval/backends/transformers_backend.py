@@ -16,13 +16,14 @@ ignored) until every row is done.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from eval.annotation_syntax import AnnotationSyntaxTable
-from eval.backends.base import Completion, GenerationRequest, cut_at_stop, split_stops
+from eval.backends.base import Completion, GenerationRequest, banned_token_ids, cut_at_stop, split_stops
 from posttrain.prompt_format import encode_prompt
 
 _DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -50,6 +51,56 @@ def load_tokenizer(name: str, revision: str | None = None):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+@dataclass
+class _RowControls:
+    """Per request of a batch: what ends it, what it may not sample, and how it samples."""
+
+    # Token ids that end the row (eos and special-token stops) -> the stop reason they report.
+    stop_ids: list[dict[int, str]]
+    # Stop strings matched on the decoded text.
+    text_stops: list[tuple[str, ...]]
+    # Token ids the row may never sample.
+    banned_ids: list[list[int]]
+    # The row's own random stream, seeded from its request.
+    generators: list[torch.Generator]
+    # Per row sampling temperature (0: greedy) and nucleus mass.
+    temperature: torch.Tensor
+    top_p: torch.Tensor
+    max_new_tokens: list[int]
+
+
+class _SyntaxConstraint:
+    """The annotation syntax (eval.annotation_syntax) on the rows that ask for it: each step
+    masks what would leave the syntax and remembers the most probability it removed."""
+
+    def __init__(self, backend: TransformersBackend, requests: list[GenerationRequest]) -> None:
+        self.backend = backend
+        self.rows = [i for i, r in enumerate(requests) if r.annotation_syntax]
+        self.state = {i: AnnotationSyntaxTable.start_state() for i in self.rows}
+        self.mass_outside = {i: 0.0 for i in self.rows}
+        self.table: AnnotationSyntaxTable | None = None
+
+    def mask(self, logits: torch.Tensor, temperature: torch.Tensor, finish: list) -> None:
+        if not self.rows:
+            return
+        self.table = self.backend.syntax_table(logits.shape[-1])
+        for i in self.rows:
+            if finish[i] is None:
+                allowed = self.table.allowed[self.state[i]]
+                row_temperature = float(temperature[i]) if float(temperature[i]) > 0 else 1.0
+                outside = float(torch.softmax(logits[i] / row_temperature, dim=-1)[~allowed].sum())
+                self.mass_outside[i] = max(self.mass_outside[i], outside)
+                logits[i, ~allowed] = float("-inf")
+
+    def advance(self, row: int, token: int) -> None:
+        if row in self.state:
+            self.state[row] = self.table.advance(self.state[row], token)
+
+    def report(self, row: int) -> dict:
+        """The completion's extra: the most probability the syntax removed at one step."""
+        return {"mass_outside_syntax": self.mass_outside[row]} if row in self.mass_outside else {}
 
 
 class TransformersBackend:
@@ -92,11 +143,6 @@ class TransformersBackend:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def single_token_id(self, text: str) -> int | None:
-        """The id of ``text`` if the tokenizer writes it as one token (special tokens do)."""
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return ids[0] if len(ids) == 1 else None
-
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         out: list[Completion] = []
         for start in range(0, len(requests), self.batch_size):
@@ -105,50 +151,47 @@ class TransformersBackend:
 
     @torch.no_grad()
     def _generate_batch(self, requests: list[GenerationRequest]) -> list[Completion]:
-        tok = self.tokenizer
-        rows = len(requests)
-        prompts = [encode_prompt(self.tokenizer, r.text) for r in requests]
-        width = max(len(p) for p in prompts)
-        pad_id = tok.pad_token_id
-        input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
-        attention = torch.zeros((rows, width), dtype=torch.long)
-        for i, ids in enumerate(prompts):  # left padding: every row's next token is at the end
-            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention[i, width - len(ids) :] = 1
-        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        controls = self._row_controls(requests)
+        syntax = _SyntaxConstraint(self, requests)
+        generated, finish = self._sample_tokens(requests, controls, syntax)
+        return [
+            self._completion(generated[i], finish[i], controls.stop_ids[i], controls.text_stops[i], syntax.report(i))
+            for i in range(len(requests))
+        ]
 
-        stop_ids: list[dict[int, str]] = []
-        text_stops: list[tuple[str, ...]] = []
-        banned: list[list[int]] = []
+    def _row_controls(self, requests: list[GenerationRequest]) -> _RowControls:
+        stop_ids, text_stops = [], []
         for request in requests:
-            ids, strings = split_stops(tok, request.stop)
+            ids, strings = split_stops(self.tokenizer, request.stop)
             stop_ids.append({**{eos: "<eos>" for eos in self.eos_ids}, **ids})
             text_stops.append(strings)
-            row_banned = []
-            for text in request.banned:
-                tid = self.single_token_id(text)
-                if tid is None:
-                    raise ValueError(f"banned string {text!r} is not a single token of {self.model_name}'s tokenizer")
-                row_banned.append(tid)
-            banned.append(row_banned)
         generators = []
         for request in requests:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(request.seed)
-            generators.append(gen)
-        temperature = torch.tensor([r.temperature for r in requests], dtype=torch.float32, device=self.device)
-        top_p = torch.tensor([r.top_p for r in requests], dtype=torch.float32, device=self.device)
-        max_new = [r.max_new_tokens for r in requests]
-        syntax_rows = [i for i, r in enumerate(requests) if r.annotation_syntax]
-        syntax_state = {i: AnnotationSyntaxTable.start_state() for i in syntax_rows}
-        mass_outside = {i: 0.0 for i in syntax_rows}  # the most probability the syntax removed at one step
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(request.seed)
+            generators.append(generator)
+        return _RowControls(
+            stop_ids=stop_ids,
+            text_stops=text_stops,
+            banned_ids=[banned_token_ids(self, request.banned) for request in requests],
+            generators=generators,
+            temperature=torch.tensor([r.temperature for r in requests], dtype=torch.float32, device=self.device),
+            top_p=torch.tensor([r.top_p for r in requests], dtype=torch.float32, device=self.device),
+            max_new_tokens=[r.max_new_tokens for r in requests],
+        )
 
+    def _sample_tokens(
+        self, requests: list[GenerationRequest], controls: _RowControls, syntax: _SyntaxConstraint
+    ) -> tuple[list[list[int]], list[tuple[str, str | None] | None]]:
+        """The token loop: one forward over the left-padded prompts, then one token per step for
+        every row until each has finished; per row its tokens and (finish kind, stop reason)."""
+        rows = len(requests)
+        step_ids, step_attention = self._left_padded([encode_prompt(self.tokenizer, r.text) for r in requests])
+        step_positions = (step_attention.cumsum(-1) - 1).clamp(min=0)
         generated: list[list[int]] = [[] for _ in range(rows)]
         finish: list[tuple[str, str | None] | None] = [None] * rows
         cache = None
-        step_ids, step_attention, step_positions = input_ids, attention, positions
-        for _ in range(max(max_new)):
+        for _ in range(max(controls.max_new_tokens)):
             out = self.model(
                 input_ids=step_ids,
                 attention_mask=step_attention,
@@ -159,56 +202,65 @@ class TransformersBackend:
             )
             cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
             logits = out.logits[:, -1, :].float()
-            for i, ids in enumerate(banned):
+            for i, ids in enumerate(controls.banned_ids):
                 if ids:
                     logits[i, ids] = float("-inf")
-            if syntax_rows:
-                table = self.syntax_table(logits.shape[-1])
-                for i in syntax_rows:
-                    if finish[i] is None:
-                        allowed = table.allowed[syntax_state[i]]
-                        t = float(temperature[i]) if float(temperature[i]) > 0 else 1.0
-                        outside = float(torch.softmax(logits[i] / t, dim=-1)[~allowed].sum())
-                        mass_outside[i] = max(mass_outside[i], outside)
-                        logits[i, ~allowed] = float("-inf")
-            next_tokens = sample_next(logits, temperature, top_p, generators, active=[f is None for f in finish])
-            for i in range(rows):
-                if finish[i] is not None:
-                    continue
-                token = next_tokens[i]
-                generated[i].append(token)
-                if i in syntax_state:
-                    syntax_state[i] = table.advance(syntax_state[i], token)
-                if token in stop_ids[i]:
-                    finish[i] = ("stop", stop_ids[i][token])
-                elif text_stops[i] and (hit := cut_at_stop(self._decode(generated[i]), text_stops[i])[1]):
-                    finish[i] = ("stop", hit)
-                elif len(generated[i]) >= max_new[i]:
-                    finish[i] = ("length", None)
+            syntax.mask(logits, controls.temperature, finish)
+            active = [f is None for f in finish]
+            next_tokens = sample_next(logits, controls.temperature, controls.top_p, controls.generators, active)
+            for i, token in enumerate(next_tokens):
+                if finish[i] is None:
+                    generated[i].append(token)
+                    syntax.advance(i, token)
+                    finish[i] = self._finish(generated[i], i, controls)
             if all(f is not None for f in finish):
                 break
             # Finished rows step on their last token; their outputs are ignored from here on.
-            fed = [ids[-1] for ids in generated]
-            step_ids = torch.tensor(fed, dtype=torch.long, device=self.device)[:, None]
+            step_ids = torch.tensor([ids[-1] for ids in generated], dtype=torch.long, device=self.device)[:, None]
             step_attention = torch.cat(
                 [step_attention, torch.ones((rows, 1), dtype=torch.long, device=self.device)], dim=1
             )
             step_positions = step_positions[:, -1:] + 1
+        return generated, finish
 
-        completions = []
-        for i in range(len(requests)):
-            kind, reason = finish[i] or ("length", None)
-            ids = generated[i]
-            if kind == "stop" and ids and ids[-1] in stop_ids[i]:
-                ids = ids[:-1]  # the stop token is not part of the text
-            text = self._decode(ids)
-            if kind == "stop" and reason in text_stops[i]:
-                text = cut_at_stop(text, text_stops[i])[0]
-            extra = {"mass_outside_syntax": mass_outside[i]} if i in mass_outside else {}
-            completions.append(
-                Completion(text=text, finish_reason=kind, stop_reason=reason, num_tokens=len(generated[i]), extra=extra)
-            )
-        return completions
+    def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask, left padded so every row's next token is at the end."""
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, ids in enumerate(prompts):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention[i, width - len(ids) :] = 1
+        return input_ids.to(self.device), attention.to(self.device)
+
+    def _finish(self, ids: list[int], row: int, controls: _RowControls) -> tuple[str, str | None] | None:
+        """Why row ``row`` ends after its last token ``ids[-1]`` (a stop token or string, or its
+        length), or None while it goes on."""
+        stop_ids, text_stops = controls.stop_ids[row], controls.text_stops[row]
+        if ids[-1] in stop_ids:
+            return ("stop", stop_ids[ids[-1]])
+        if text_stops and (hit := cut_at_stop(self._decode(ids), text_stops)[1]):
+            return ("stop", hit)
+        if len(ids) >= controls.max_new_tokens[row]:
+            return ("length", None)
+        return None
+
+    def _completion(
+        self,
+        generated: list[int],
+        finish: tuple[str, str | None] | None,
+        stop_ids: dict[int, str],
+        text_stops: tuple[str, ...],
+        extra: dict,
+    ) -> Completion:
+        kind, reason = finish or ("length", None)
+        ids = generated
+        if kind == "stop" and ids and ids[-1] in stop_ids:
+            ids = ids[:-1]  # the stop token is not part of the text
+        text = self._decode(ids)
+        if kind == "stop" and reason in text_stops:
+            text = cut_at_stop(text, text_stops)[0]
+        return Completion(text=text, finish_reason=kind, stop_reason=reason, num_tokens=len(generated), extra=extra)
 
     def _decode(self, ids: list[int]) -> str:
         # Special tokens are kept: annotation delimiters must stay visible to be parsed/stripped.

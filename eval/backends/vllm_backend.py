@@ -21,9 +21,10 @@ than leaking its tag text into scoring. Banned strings become a -100 logit bias 
 
 from __future__ import annotations
 
+import gc
 from typing import Sequence
 
-from eval.backends.base import Completion, GenerationRequest, cut_at_stop, split_stops
+from eval.backends.base import Completion, GenerationRequest, banned_token_ids, cut_at_stop, split_stops
 from posttrain.prompt_format import encode_prompt
 
 # vLLM's documented structured outputs (``SamplingParams(structured_outputs=
@@ -87,10 +88,6 @@ class VLLMBackend:
         release_engine(self.llm)
         del self.llm
 
-    def single_token_id(self, text: str) -> int | None:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return ids[0] if len(ids) == 1 else None
-
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         from vllm import SamplingParams
 
@@ -99,12 +96,7 @@ class VLLMBackend:
             if request.annotation_syntax:
                 raise ValueError(ANNOTATION_SYNTAX_REFUSAL)
             stop_ids, stop_strings = split_stops(self.tokenizer, request.stop)
-            bias = {}
-            for text in request.banned:
-                tid = self.single_token_id(text)
-                if tid is None:
-                    raise ValueError(f"banned string {text!r} is not a single token of {self.model_name}'s tokenizer")
-                bias[tid] = -100.0
+            bias = {token_id: -100.0 for token_id in banned_token_ids(self, request.banned)}
             params.append(
                 SamplingParams(
                     n=1,
@@ -153,8 +145,6 @@ def release_engine(llm) -> None:
     """Shut an ``LLM`` down and free what it held: its engine, vLLM's parallel groups (the next
     engine needs them gone) and the cached GPU memory. The sampling backend and lm-eval's vLLM
     model (eval.capabilities) both end this way."""
-    import gc
-
     shutdown_engine(llm)
     try:  # vLLM keeps its parallel groups alive unless told
         from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Iterable, Sequence
 
 from eval.metrics.entropy import entropy_of_counts
+from stage_io.records import RecordSource, RecordSourceError, load_records
 
 KEYS_PSEUDO_KEY = "<keys>"
 
@@ -81,10 +83,6 @@ def load_pretraining_tags(annotate_dir: str, max_rows: int | None) -> tuple[dict
     Only chunks whose ``status`` is ``ok`` count (when the column exists); others are
     counted by status, not silently dropped.
     """
-    from pathlib import Path
-
-    from stage_io.records import RecordSource, RecordSourceError, load_records
-
     data = Path(annotate_dir) / "data"
     if not data.exists():
         raise RecordSourceError(

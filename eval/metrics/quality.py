@@ -30,6 +30,7 @@ import torch
 from eval.config import QUALITY_JUDGE_TEMPLATE, QualityConfig
 from eval.judge import Judge, fill_template, parse_score
 from eval.metrics.lexical import repeated_ngram_fraction
+from eval.metrics.ngram import fit_corpus_model
 from posttrain.prompt_format import encode_prompt
 
 
@@ -99,8 +100,6 @@ class NgramQuality:
     """Mean per-word log-prob under a trigram model of the corpus text, minus the repetition penalty."""
 
     def __init__(self, config: QualityConfig) -> None:
-        from eval.metrics.ngram import fit_corpus_model
-
         self.config = config
         self.model, self.details = fit_corpus_model(config.ngram.corpus, config.ngram.max_rows)
         self.model_name = f"trigram-kn:{config.ngram.corpus}"

@@ -42,17 +42,17 @@ def test_judges_on_a_tiny_model_count_every_unparsed_answer(tiny_models):
 
 def test_quality_and_labels_share_one_judge_engine(tiny_models):
     from eval.config import EvalConfig, MetricsConfig
-    from eval.score import GroupScorer
+    from eval.scoring_models import ScoringModels
 
     judge = JudgeConfig(model=tiny_models["plain"], backend="transformers")
     metrics = MetricsConfig(
         quality=QualityConfig(kind="judge", judge=judge),
         semantic_entropy=SemanticEntropyConfig(labels="judge", judge=judge),
     )
-    scorer = GroupScorer(EvalConfig(metrics=metrics))
-    assert scorer.quality_model("unused").judge.backend is scorer.labeller.judge.backend
-    assert len(scorer._judges) == 1
-    scorer.close()
+    models = ScoringModels(EvalConfig(metrics=metrics))
+    assert models.quality_model("unused").judge.backend is models.labeller.judge.backend
+    assert len(models.judge_engines) == 1
+    models.close()
 
 
 def test_a_bad_judge_template_names_its_config_key():

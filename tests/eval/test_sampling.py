@@ -73,6 +73,11 @@ def test_banned_tokens_never_appear_and_stop_strings_cut(backend):
     assert word not in cut.text and free.text.startswith(cut.text)
 
 
+def test_a_banned_string_of_several_tokens_is_refused_naming_the_string(backend):
+    with pytest.raises(ValueError, match="banned string 'Instruction: Write' is not a single token"):
+        backend.generate([GenerationRequest(text=PROMPT, seed=0, max_new_tokens=2, banned=("Instruction: Write",))])
+
+
 def test_nucleus_filter_keeps_the_smallest_set_reaching_top_p():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.5, 0.3, 0.15, 0.05]])
     out = nucleus_filter(probs, torch.tensor([0.7, 1.0]))

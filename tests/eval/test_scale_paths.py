@@ -67,7 +67,7 @@ def test_prompts_over_max_model_len_are_skipped_and_counted(tmp_path, tiny_model
 
 
 def test_a_shared_judge_engine_keeps_each_requesters_settings(tiny_models):
-    from eval.score import GroupScorer
+    from eval.scoring_models import ScoringModels
 
     quality_judge = JudgeConfig(model=tiny_models["plain"], backend="transformers", max_new_tokens=3)
     label_judge = dataclasses.replace(quality_judge, max_new_tokens=7, temperature=1.0)
@@ -75,12 +75,12 @@ def test_a_shared_judge_engine_keeps_each_requesters_settings(tiny_models):
         quality=QualityConfig(kind="judge", judge=quality_judge),
         semantic_entropy=SemanticEntropyConfig(labels="judge", judge=label_judge),
     )
-    scorer = GroupScorer(EvalConfig(metrics=metrics))
-    quality, labels = scorer.quality_model("unused").judge, scorer.labeller.judge
-    assert quality.backend is labels.backend and len(scorer._judges) == 1  # one engine
+    models = ScoringModels(EvalConfig(metrics=metrics))
+    quality, labels = models.quality_model("unused").judge, models.labeller.judge
+    assert quality.backend is labels.backend and len(models.judge_engines) == 1  # one engine
     assert (quality.config.max_new_tokens, quality.config.temperature) == (3, 0.0)
     assert (labels.config.max_new_tokens, labels.config.temperature) == (7, 1.0)
-    scorer.close()
+    models.close()
 
 
 def test_judge_inputs_over_the_context_are_not_sent_and_count_as_unparsed(tiny_models):
