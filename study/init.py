@@ -47,9 +47,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotate.config import SFTConfig
+from annotate.sft import MalformedExample, response_of
 from eval.attribute_classifier import fit
 from eval.config import ClassifierJudgeConfig
-from stage_io.records import RecordSource
+from stage_io.records import RecordSource, load_records
 from study.validate import sft_response_counts
 
 # The embedded default's schema (configs/annotate/embedded.yaml): three keys a small model can learn to
@@ -344,6 +345,36 @@ def accuracy_floor(labels: Counter) -> float:
     return math.floor((majority + (1 - majority) / 4) * 100) / 100
 
 
+# The SFT set leans towards a judged value when the judge gives it to the SFT responses at least this many times
+# as often as to the corpus's documents: the shift towards it is the collapse SFT teaches, so eval measures each
+# arm's share of it (metrics.restricted_value) beside the entropy.
+SFT_LEAN_RATIO = 2.0
+
+
+@dataclass
+class SFTLean:
+    # The judged value the SFT responses lean towards.
+    value: str
+    # Its share of the SFT responses, as the judge labels them.
+    sft_share: float
+    # Its share of the corpus's gold labels.
+    corpus_share: float
+
+
+def sft_lean(judge, sft: Path, fmt: str, labels: Counter, max_chars: int) -> SFTLean | None:
+    """The value the judge gives the SFT responses far more often than the corpus holds it, if any."""
+    config = SFTConfig(format=fmt)
+    responses = []
+    for example in load_records(RecordSource(source=str(sft))):
+        try:
+            responses.append(response_of(example, config)[:max_chars])
+        except MalformedExample:
+            continue  # counted and refused by check_sft when no example has a response
+    value, count = Counter(str(v) for v in judge.predict(responses)).most_common(1)[0]
+    lean = SFTLean(value, count / len(responses), labels[value] / sum(labels.values()))
+    return lean if lean.sft_share >= SFT_LEAN_RATIO * lean.corpus_share else None
+
+
 def judge_config(args, corpus: Path, floor: float) -> ClassifierJudgeConfig:
     """The classifier judge the study's eval fits (its settings as configs/eval/*.yaml leave them)."""
     return ClassifierJudgeConfig(
@@ -414,7 +445,24 @@ def _list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(item) for item in items) + "]"
 
 
-def judge_overrides(args, out: Path, floor: float | None) -> tuple[list[str], str]:
+def restricted_value_overrides(attribute: str, lean: SFTLean | None) -> tuple[list[str], str]:
+    """Eval's share of the value the SFT set leans towards (none when it does not lean), and why."""
+    if lean is None:
+        return [], (
+            f"  # The SFT responses do not lean towards one {attribute} (none is judged {SFT_LEAN_RATIO:g}x as often as\n"
+            "  # in the corpus): no restricted share is measured, the entropy is the collapse figure.\n"
+        )
+    return [
+        f"metrics.restricted_value.attribute={attribute}",
+        f"metrics.restricted_value.value={json.dumps(lean.value)}",
+    ], (
+        f"  # The SFT responses lean towards {attribute} {lean.value}: the judge gives it to {lean.sft_share:.0%} of\n"
+        f"  # them, against {lean.corpus_share:.0%} of the corpus. Each arm's share of it (restricted_share) measures\n"
+        "  # the shift SFT teaches, beside the entropy.\n"
+    )
+
+
+def judge_overrides(args, out: Path, floor: float | None, lean: SFTLean | None) -> tuple[list[str], str]:
     """Eval's labelling and fidelity settings, and the comment that says why."""
     keys = f"metrics.semantic_entropy.keys=[{','.join(SCHEMA_KEYS)}]"
     if args.label_field is None:
@@ -431,6 +479,7 @@ def judge_overrides(args, out: Path, floor: float | None) -> tuple[list[str], st
             "  # entropy; no fidelity figures (they need a gold label). Rerun init with --label-field for a judge.\n",
         )
     attribute = judge_attribute(args.label_field)
+    restricted, restricted_note = restricted_value_overrides(attribute, lean)
     se = "metrics.semantic_entropy"
     return (
         [
@@ -446,17 +495,18 @@ def judge_overrides(args, out: Path, floor: float | None) -> tuple[list[str], st
             f"{se}.classifier.min_accuracy={floor}",
             "metrics.fidelity.annotation_key=topic",
             f"metrics.fidelity.label_column=doc_{args.label_field}",
+            *restricted,
         ],
         f"  # The judge: a classifier of `{args.label_field}` trained on the corpus's gold labels (independent of the\n"
         f"  # annotations; its held-out accuracy is in the report), refused under {floor}: the majority-class rate\n"
         "  # plus a quarter of the way to 1. The annotator's labels are a secondary, non-independent figure;\n"
-        f"  # fidelity maps the topic annotation to the label column (doc_{args.label_field}).\n",
+        f"  # fidelity maps the topic annotation to the label column (doc_{args.label_field}).\n" + restricted_note,
     )
 
 
-def study_yaml(args, out: Path, scale_name: str, floor: float | None) -> str:
+def study_yaml(args, out: Path, scale_name: str, floor: float | None, lean: SFTLean | None) -> str:
     scale = SCALES[scale_name]
-    judge, judge_note = judge_overrides(args, out, floor)
+    judge, judge_note = judge_overrides(args, out, floor, lean)
     eval_overrides = [
         *scale["eval_overrides"],
         f"prompts.source.source={relative(args.prompts, out)}",
@@ -489,10 +539,11 @@ def check_sft(path: Path, fmt: str) -> None:
         raise InitError(f"--sft {path}: no example has a response to train on ({reasons})")
 
 
-def check_judge(args, corpus: Path, floor: float) -> float:
-    """Fit the judge the study will fit, once, and refuse a label column it cannot learn from the text."""
+def check_judge(args, corpus: Path, floor: float):
+    """Fit the judge the study will fit, once, and refuse a label column it cannot learn from the text;
+    returns the fitted judge and its held-out accuracy."""
     try:
-        _, info = fit(judge_config(args, corpus, 0.0))
+        judge, info = fit(judge_config(args, corpus, 0.0))
     except ValueError as err:  # the record loader's errors name the file
         raise InitError(f"--label-field {args.label_field}: {err}") from err
     accuracy = info["heldout_accuracy"]
@@ -502,7 +553,7 @@ def check_judge(args, corpus: Path, floor: float) -> float:
             f"on {info['n_test']} held-out records, under the floor {floor} (majority-class rate plus a "
             "quarter of the way to 1): it would not judge; leave --label-field out (the annotator's labels)"
         )
-    return accuracy
+    return judge, accuracy
 
 
 def write_study(args) -> Path:
@@ -524,15 +575,23 @@ def write_study(args) -> Path:
         )
     facts = read_corpus(corpus_path, args.text_field, args.label_field)
     floor = accuracy_floor(facts.labels) if facts.labels else None
+    lean = None
     if floor is not None:
-        accuracy = check_judge(args, corpus_path.resolve(), floor)
+        judge, accuracy = check_judge(args, corpus_path.resolve(), floor)
         print(f"study init: judge of {args.label_field}: held-out accuracy {accuracy:.3f} (floor {floor})")
+        max_chars = judge_config(args, corpus_path, floor).max_chars
+        lean = sft_lean(judge, Path(args.sft), fmt, facts.labels, max_chars)
+        if lean is not None:
+            print(
+                f"study init: the SFT responses lean towards {args.label_field} {lean.value} ({lean.sft_share:.0%}, "
+                f"the corpus {lean.corpus_share:.0%}): eval measures each arm's share of it"
+            )
     out = Path(args.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "annotate_corpus.yaml").write_text(annotate_corpus_yaml(args, SCALES[args.scale], facts), encoding="utf-8")
     (out / "annotate_sft.yaml").write_text(annotate_sft_yaml(args, fmt), encoding="utf-8")
     study = out / "study.yaml"
-    study.write_text(study_yaml(args, out, args.scale, floor), encoding="utf-8")
+    study.write_text(study_yaml(args, out, args.scale, floor, lean), encoding="utf-8")
     return study
 
 

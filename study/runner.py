@@ -151,6 +151,19 @@ def run_step(step: Step, cfg: StudyConfig, log_dir: Path) -> None:
         raise RuntimeError(f"study step '{step.name}' failed with exit code {code}; its log: {log_path}")
 
 
+class SubmittedStepPending(RuntimeError):
+    """A step exited without its manifest, its work submitted to a scheduler: the study stops until it lands."""
+
+
+def step_pending_message(step: Step, cfg: StudyConfig) -> str:
+    return (
+        f"study step '{step.name}' exited without writing {step.output_dir}/manifest.json: its work was submitted "
+        "to a scheduler (e.g. annotate's executor.kind=slurm) and has not finished. Run the study again once the "
+        "jobs are done; it goes on from there and will not submit them again. If they failed, rerun the step by hand "
+        f"(it resubmits only unfinished tasks): {_shell(step_command(step, cfg))}"
+    )
+
+
 def print_arms(steps: list[Step]) -> None:
     """The evaluated arms as the study resolves them: name, model, sampling mode, collapse reference."""
     for step in steps:
@@ -185,6 +198,8 @@ def run(cfg: StudyConfig) -> dict:
     for step in steps:
         marker = start_marker(step, by_name)
         current, why = is_current(step, state, marker)
+        if not current and state.get(step.name, {}).get("submitted") == marker and not cfg.plan_only:
+            raise SubmittedStepPending(step_pending_message(step, cfg))
         if current and not rerun.intersection(step.needs):
             print(f"[study] {step.name}: {why}, skipped", flush=True)
             skipped.append(step.name)
@@ -203,6 +218,12 @@ def run(cfg: StudyConfig) -> dict:
         rerun.add(step.name)
         ran.append(step.name)
         state[step.name]["upstream"] = marker["upstream"]
+        if read_manifest(step.output_dir) is None:
+            # The stage handed its work to a scheduler (annotate's executor.kind=slurm): what reads its output
+            # must wait for the jobs, and running the study again must not submit them twice.
+            state[step.name]["submitted"] = marker
+            _write_state(state_path, state)
+            raise SubmittedStepPending(step_pending_message(step, cfg))
         _write_state(state_path, state)
     if cfg.plan_only:
         print_arms(steps)
