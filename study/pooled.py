@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from eval.bootstrap import seed_t_interval
 from eval.collapse import STATUS_TEXT, pair_status
 from study.frontier import mean_statistic, seed_prompt_intervals
 
@@ -90,3 +91,24 @@ def _ratio_entry(result: dict, kind: str, entry: dict) -> dict:
         "gap_closed": 1.0 - entry["collapse_anchored"] / entry["collapse_plain"],
         "gap_closed_ci": None,
     }
+
+
+# The comparisons of the restricted value's share: plain SFT against each arm that should shift less.
+SHARE_COMPARISONS = ("anchored", "anchored_no_annotation", "anchored_sft_on_plain")
+
+
+def restricted_share_over_seeds(per_seed_shares: dict[str, list[float | None]], confidence: float) -> dict:
+    """Each arm's share of the restricted value over seeds, and plain SFT's share minus each other arm's, per
+    seed and pooled (seed t interval: the seed is the replication unit). ``per_seed_shares``: arm -> one share
+    per seed (None where that seed has none)."""
+    arms = {arm: seed_t_interval(shares, confidence) for arm, shares in per_seed_shares.items()}
+    differences = {}
+    plain = per_seed_shares.get("plain_sft")
+    for other in SHARE_COMPARISONS:
+        if plain is None or other not in per_seed_shares:
+            continue
+        per_seed = [
+            None if p is None or o is None else p - o for p, o in zip(plain, per_seed_shares[other], strict=True)
+        ]
+        differences[other] = {"per_seed": per_seed, **seed_t_interval(per_seed, confidence)}
+    return {"arms": arms, "differences": differences}

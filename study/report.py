@@ -32,7 +32,7 @@ from stage_io.report_format import NA, interval, number, stat, table, with_stder
 from study.config import StudyConfig
 from study.frontier_report import write_frontier
 from study.plan import plan_steps, stage_overrides
-from study.pooled import pooled_over_seeds
+from study.pooled import pooled_over_seeds, restricted_share_over_seeds
 from study.sweep_report import write_sweep
 
 HEADLINE_METRICS = (
@@ -65,6 +65,11 @@ HEADLINE_NOTE = (
     "figure; a ratio only where both collapses are positive with intervals excluding 0, otherwise the "
     "reason. Pooled: the seed is the replication unit; a hierarchical bootstrap (seeds resampled, one "
     "prompt resample shared by the seeds) and a Student t interval over the seed-level values."
+)
+RESTRICTED_SHARE_NOTE = (
+    "Share of each arm's responses the judge gives that value (per seed: bootstrap over prompts); SFT on a set "
+    "leaning towards it shifts the arms towards it. Differences: plain SFT's share minus the other arm's "
+    "(positive: the other arm shifted less); pooled with a Student t interval over the seed-level values."
 )
 FIDELITY_NOTE = (
     "Value in pretraining: share of samples whose annotation's topic exists in the pretraining "
@@ -184,6 +189,39 @@ def ratio_table(summaries: dict[int, dict], temperature: str, metric: str) -> li
             for kind, text in (("hierarchical", "hierarchical bootstrap"), ("seed_t", "seed t")):
                 rows.append((label, f"pooled over {len(per_seed)} seeds, {text}", *pair_cells(pooled[kind])))
     return table(("comparison", "seed", *PAIR_COLUMNS), rows)
+
+
+def restricted_share_lines(summaries: dict[int, dict], temperature: str) -> list[str]:
+    """Each arm's share of the value the SFT set leans towards (metrics.restricted_value), per seed and pooled,
+    and plain SFT's share minus the others'; nothing when eval measured no restricted value."""
+    seeds = sorted(summaries)
+    arms = _arms_in_order(summaries, seeds)
+    entries = {
+        arm: [(_temperature_entry(summaries[s], arm, temperature) or {}).get("restricted_share") for s in seeds]
+        for arm in arms
+    }
+    measured = [e for per_seed in entries.values() for e in per_seed if e]
+    if not measured:
+        return []
+    confidence = summaries[seeds[0]].get("provenance", {}).get("bootstrap", {}).get("confidence", 0.95)
+    shares = {arm: [e.get("mean") if e else None for e in per_seed] for arm, per_seed in entries.items()}
+    pooled = restricted_share_over_seeds(shares, confidence)
+    value_rows = [(arm, stat(pooled["arms"][arm]), *(stat(e) for e in entries[arm])) for arm in arms]
+    difference_rows = [
+        (f"plain_sft - {other}", *(number(d, sign=True) for d in diff["per_seed"]), stat(diff))
+        for other, diff in pooled["differences"].items()
+    ]
+    first = measured[0]
+    return [
+        f"### Share of {first['attribute']} {first['value']} (the value the SFT set leans towards)",
+        "",
+        RESTRICTED_SHARE_NOTE,
+        "",
+        *table(("arm", "over seeds [seed t]", *(f"seed {s} [95% CI]" for s in seeds)), value_rows),
+        "",
+        *table(("difference", *(f"seed {s}" for s in seeds), "over seeds [seed t]"), difference_rows),
+        "",
+    ]
 
 
 def fidelity_table(summaries: dict[int, dict], temperature: str) -> list[str]:
@@ -418,6 +456,7 @@ def temperature_lines(summaries: dict[int, dict], t: str) -> list[str]:
     ]
     if "semantic_entropy" in diversity:
         lines += [*ratio_table(summaries, t, "semantic_entropy"), ""]
+    lines += restricted_share_lines(summaries, t)
     lines += ["### Annotation parsing (anchored arms)", "", *parse_lines(summaries, t), ""]
     lines += ["### Annotation preservation and fidelity (anchored arms)", "", FIDELITY_NOTE, ""]
     lines += [*fidelity_table(summaries, t), ""]
