@@ -37,11 +37,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 from tqdm.auto import tqdm
 
 from stage_io.cli import stage_main
-from stage_io.config import NonNegativeInt, PositiveInt
+from stage_io.config import Domain, PositiveInt
 from stage_io.manifest import write_manifest
 from stage_io.records import RecordSource, load_records
 
@@ -75,7 +76,7 @@ class EmbeddedSFTConfig:
     # Keep only articles of these topics (null: all): the SFT set's semantic-entropy knob.
     topics: list[str] | None = field(default_factory=lambda: ["sports"])
     # Keep at most this many articles after the topic filter, the lowest by hash(seed, id) (null: all).
-    max_documents: NonNegativeInt | None = None
+    max_documents: PositiveInt | None = None
     # Split max_documents equally over `topics` (max_documents // len(topics) each, the lowest by
     # hash(seed, id) within the topic), so the set's topic entropy is log2(len(topics)) exactly.
     balance_topics: bool = False
@@ -84,7 +85,7 @@ class EmbeddedSFTConfig:
     # Held-out paraphrases written to eval_prompts.jsonl; must not overlap `instructions`.
     eval_instructions: list[str] = field(default_factory=lambda: list(HELD_OUT_INSTRUCTIONS))
     # Longest response in characters (title + blank line + whole leading paragraphs that fit).
-    max_response_chars: PositiveInt = 600
+    max_response_chars: Annotated[int, Domain(ge=50, note="room for a title and a paragraph")] = 600
     # Seed of the instruction choice and the max_documents selection.
     seed: int = 0
     # Output directory (sft.jsonl, eval_prompts.jsonl, manifest.json).
@@ -98,10 +99,6 @@ class EmbeddedSFTConfig:
             raise ValueError(
                 f"eval_instructions repeat training instructions: {sorted(overlap)}; eval prompts must be held out"
             )
-        if self.max_response_chars < 50:
-            raise ValueError(f"max_response_chars={self.max_response_chars} is too small for a title and a paragraph")
-        if self.max_documents is not None and self.max_documents < 1:
-            raise ValueError("max_documents must be at least 1 (or null for all)")
         if self.balance_topics:
             if not self.topics or self.max_documents is None:
                 raise ValueError("balance_topics=true needs both topics and max_documents set")
