@@ -153,23 +153,66 @@ def run(config: EmbeddedSFTConfig) -> Path:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     corpus = load_records(config.source, required_fields=("topic", "title", "text"))
+    in_topics = _of_topics(corpus, config)
+    docs = _select(in_topics, config)
+    rows, skipped, cut_first_paragraph = _build_rows(docs, config)
+    _write_jsonl(out / SFT_FILE, rows)
+    eval_rows = [{"id": f"eval/{i:02d}", "prompt": p} for i, p in enumerate(config.eval_instructions)]
+    _write_jsonl(out / EVAL_PROMPTS_FILE, eval_rows)
+    topics = Counter(row["topic"] for row in rows)
+    lengths = [len(row["messages"][1]["content"]) for row in rows]
+    write_manifest(
+        out,
+        stage="posttrain.embedded_sft",
+        config=config,
+        inputs={"corpus": config.source.source},
+        counts={
+            "documents_in_corpus": len(corpus),
+            "documents_in_topics": len(in_topics),
+            "documents_selected": len(docs),
+            "documents_per_topic_balanced": config.max_documents // len(config.topics)
+            if config.balance_topics
+            else None,
+            "examples": len(rows),
+            "skipped_by_reason": dict(skipped),
+            "first_paragraph_cut": cut_first_paragraph,
+            "examples_by_topic": dict(sorted(topics.items())),
+            "topic_entropy_bits": _entropy_bits(topics),
+            "instructions_used": dict(Counter(row["messages"][0]["content"] for row in rows)),
+            "response_chars_mean": sum(lengths) / len(lengths),
+            "response_chars_max": max(lengths),
+            "eval_prompts": len(eval_rows),
+        },
+    )
+    return out
+
+
+def _of_topics(corpus, config: EmbeddedSFTConfig) -> list[dict]:
+    """The corpus's articles of ``config.topics`` (all when unset); a topic the corpus lacks is an error."""
     available = sorted(set(corpus["topic"]))
     if config.topics is not None:
-        unknown = [t for t in config.topics if t not in available]
+        unknown = [topic for topic in config.topics if topic not in available]
         if unknown:
             raise ValueError(
                 f"topics: '{unknown[0]}' is not a topic of {config.source.source} (topics: {', '.join(available)})"
             )
     wanted = set(available if config.topics is None else config.topics)
-    docs = [row for row in corpus if row["topic"] in wanted]
-    in_topics = len(docs)
-    docs.sort(key=lambda row: (_rank(config.seed, row["id"]), row["id"]))
-    if config.balance_topics:
-        docs = _balanced(docs, config)
-    elif config.max_documents is not None:
-        docs = docs[: config.max_documents]
-    docs.sort(key=lambda row: row["id"])  # a stable, readable file order
+    return [row for row in corpus if row["topic"] in wanted]
 
+
+def _select(docs: list[dict], config: EmbeddedSFTConfig) -> list[dict]:
+    """The articles kept, the lowest by hash(seed, id) (balanced over topics, or the first max_documents),
+    in id order (a stable, readable file order)."""
+    ranked = sorted(docs, key=lambda row: (_rank(config.seed, row["id"]), row["id"]))
+    if config.balance_topics:
+        ranked = _balanced(ranked, config)
+    elif config.max_documents is not None:
+        ranked = ranked[: config.max_documents]
+    return sorted(ranked, key=lambda row: row["id"])
+
+
+def _build_rows(docs: list[dict], config: EmbeddedSFTConfig) -> tuple[list[dict], Counter, int]:
+    """One SFT example per article that fits: ``(rows, skipped by reason, first paragraphs cut)``."""
     skipped: Counter[str] = Counter()
     cut_first_paragraph = 0
     rows = []
@@ -190,36 +233,7 @@ def run(config: EmbeddedSFTConfig) -> Path:
         )
     if not rows:
         raise ValueError(f"no SFT example built from {len(docs)} documents (skipped: {dict(skipped)})")
-    _write_jsonl(out / SFT_FILE, rows)
-    eval_rows = [{"id": f"eval/{i:02d}", "prompt": p} for i, p in enumerate(config.eval_instructions)]
-    _write_jsonl(out / EVAL_PROMPTS_FILE, eval_rows)
-
-    topics = Counter(row["topic"] for row in rows)
-    lengths = [len(row["messages"][1]["content"]) for row in rows]
-    write_manifest(
-        out,
-        stage="posttrain.embedded_sft",
-        config=config,
-        inputs={"corpus": config.source.source},
-        counts={
-            "documents_in_corpus": len(corpus),
-            "documents_in_topics": in_topics,
-            "documents_selected": len(docs),
-            "documents_per_topic_balanced": config.max_documents // len(config.topics)
-            if config.balance_topics
-            else None,
-            "examples": len(rows),
-            "skipped_by_reason": dict(skipped),
-            "first_paragraph_cut": cut_first_paragraph,
-            "examples_by_topic": dict(sorted(topics.items())),
-            "topic_entropy_bits": _entropy_bits(topics),
-            "instructions_used": dict(Counter(row["messages"][0]["content"] for row in rows)),
-            "response_chars_mean": sum(lengths) / len(lengths),
-            "response_chars_max": max(lengths),
-            "eval_prompts": len(eval_rows),
-        },
-    )
-    return out
+    return rows, skipped, cut_first_paragraph
 
 
 def _balanced(ranked_docs: list, config: EmbeddedSFTConfig) -> list:

@@ -115,7 +115,6 @@ def _run(config: PosttrainConfig) -> Path:
     check_inputs(config)
     if config.training.torch_threads is not None:
         torch.set_num_threads(config.training.torch_threads)
-    out = Path(config.output_dir)
     resume = resume_checkpoint(config)  # checked before any work
     check_run_identity_of_checkpoints(config)
     annotation_match = None
@@ -127,7 +126,20 @@ def _run(config: PosttrainConfig) -> Path:
     built = build_examples(rows, tokenizer, config, total=len(rows))
     if config.data.replay_chunks:
         add_replay(built, *load_replay(config, tokenizer))
-    # Every rank checks (the same estimate), so a refusal stops them all; rank 0 prints.
+    check_memory(config)
+    trainer = make_trainer(config, tokenizer, built.examples, built.validation)
+    result = trainer.train(resume_from_checkpoint=resume)
+    validation = evaluate_held_out(trainer, config, tokenizer, built)
+    save_final(trainer, config, tokenizer)
+    if trainer.is_world_process_zero():
+        write_run_files(trainer, config, built, validation)
+        write_run_manifest(trainer, config, built, validation, result, annotation_match)
+    return Path(config.output_dir)
+
+
+def check_memory(config: PosttrainConfig) -> None:
+    """Refuse (or warn about) a run whose memory plan exceeds the device. Every rank checks (the same
+    estimate), so a refusal stops them all; rank 0 prints."""
     check_plan(
         memory_plan(config, AutoConfig.from_pretrained(config.model_path)),
         config.training.memory_plan,
@@ -136,58 +148,68 @@ def _run(config: PosttrainConfig) -> Path:
         "training.gradient_checkpointing=true",
         print_fn=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _line: None),
     )
-    trainer = make_trainer(config, tokenizer, built.examples, built.validation)
-    result = trainer.train(resume_from_checkpoint=resume)
-    validation = evaluate_held_out(trainer, config, tokenizer, built)
-    save_final(trainer, config, tokenizer)
-    if trainer.is_world_process_zero():
-        with open(out / ISSUES_FILE, "w", encoding="utf-8") as handle:
-            for issue in built.issues:
-                handle.write(json.dumps(issue, ensure_ascii=False) + "\n")
-        history = trainer.state.log_history
-        (out / LOG_HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
-        losses = [entry["loss"] for entry in history if "loss" in entry]
-        inputs: dict[str, Any] = {
-            "model": config.model_path,
-            "data": config.data.annotations or config.data.source.source,
-        }
-        if config.tokenizer_path:
-            inputs["tokenizer"] = config.tokenizer_path
-        if config.data.replay_annotations and config.data.replay_chunks:
-            inputs["replay"] = config.data.replay_annotations
-        write_validation(out, validation)
-        write_manifest(
-            out,
-            stage="posttrain",
-            config=config,
-            inputs=inputs,
-            counts={
-                **built.counts,
-                "optimizer_steps": trainer.state.global_step,
-                "epochs": config.training.epochs,
-                "validation_loss": validation["loss"],
-                "validation_loss_no_annotation": validation["loss_no_annotation"],
-                "validation_loss_marginal": validation["loss_marginal"],
-            },
-            extra={
-                "train": {
-                    "first_loss": losses[0] if losses else None,
-                    "final_loss": losses[-1] if losses else None,
-                    "train_loss": result.training_loss,
-                    "runtime_s": result.metrics.get("train_runtime"),
-                    "loss_definitions": {
-                        "first_loss": "the first logged loss (step 1)",
-                        "final_loss": "the last logged loss (a mean over the last "
-                        "logging_steps steps, as in log_history.json)",
-                        "train_loss": "the mean loss over the whole run (TRL's)",
-                    },
+
+
+def write_run_files(trainer: SFTTrainer, config: PosttrainConfig, built: BuiltExamples, validation: dict) -> None:
+    """The skipped examples' issues, the trainer's log history and validation.json."""
+    out = Path(config.output_dir)
+    with open(out / ISSUES_FILE, "w", encoding="utf-8") as handle:
+        for issue in built.issues:
+            handle.write(json.dumps(issue, ensure_ascii=False) + "\n")
+    (out / LOG_HISTORY_FILE).write_text(json.dumps(trainer.state.log_history, indent=1) + "\n", encoding="utf-8")
+    write_validation(out, validation)
+
+
+def write_run_manifest(
+    trainer: SFTTrainer,
+    config: PosttrainConfig,
+    built: BuiltExamples,
+    validation: dict,
+    result: Any,
+    annotation_match: dict | None,
+) -> None:
+    """manifest.json: the inputs, the example counts, the losses and the trained weights' fingerprints."""
+    out = Path(config.output_dir)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    inputs: dict[str, Any] = {
+        "model": config.model_path,
+        "data": config.data.annotations or config.data.source.source,
+    }
+    if config.tokenizer_path:
+        inputs["tokenizer"] = config.tokenizer_path
+    if config.data.replay_annotations and config.data.replay_chunks:
+        inputs["replay"] = config.data.replay_annotations
+    write_manifest(
+        out,
+        stage="posttrain",
+        config=config,
+        inputs=inputs,
+        counts={
+            **built.counts,
+            "optimizer_steps": trainer.state.global_step,
+            "epochs": config.training.epochs,
+            "validation_loss": validation["loss"],
+            "validation_loss_no_annotation": validation["loss_no_annotation"],
+            "validation_loss_marginal": validation["loss_marginal"],
+        },
+        extra={
+            "train": {
+                "first_loss": losses[0] if losses else None,
+                "final_loss": losses[-1] if losses else None,
+                "train_loss": result.training_loss,
+                "runtime_s": result.metrics.get("train_runtime"),
+                "loss_definitions": {
+                    "first_loss": "the first logged loss (step 1)",
+                    "final_loss": "the last logged loss (a mean over the last "
+                    "logging_steps steps, as in log_history.json)",
+                    "train_loss": "the mean loss over the whole run (TRL's)",
                 },
-                "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None,
-                "annotation_match": annotation_match,
             },
-            outputs=weight_files(out),
-        )
-    return out
+            "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None,
+            "annotation_match": annotation_match,
+        },
+        outputs=weight_files(out),
+    )
 
 
 def evaluate_held_out(
