@@ -161,28 +161,23 @@ def run(config: EmbeddedSFTConfig) -> Path:
     _write_jsonl(out / EVAL_PROMPTS_FILE, eval_rows)
     topics = Counter(row["topic"] for row in rows)
     lengths = [len(row["messages"][1]["content"]) for row in rows]
+    counts = {
+        "documents_in_corpus": len(corpus),
+        "documents_in_topics": len(in_topics),
+        "documents_selected": len(docs),
+        "documents_per_topic_balanced": config.max_documents // len(config.topics) if config.balance_topics else None,
+        "examples": len(rows),
+        "skipped_by_reason": dict(skipped),
+        "first_paragraph_cut": cut_first_paragraph,
+        "examples_by_topic": dict(sorted(topics.items())),
+        "topic_entropy_bits": _entropy_bits(topics),
+        "instructions_used": dict(Counter(row["messages"][0]["content"] for row in rows)),
+        "response_chars_mean": sum(lengths) / len(lengths),
+        "response_chars_max": max(lengths),
+        "eval_prompts": len(eval_rows),
+    }
     write_manifest(
-        out,
-        stage="posttrain.embedded_sft",
-        config=config,
-        inputs={"corpus": config.source.source},
-        counts={
-            "documents_in_corpus": len(corpus),
-            "documents_in_topics": len(in_topics),
-            "documents_selected": len(docs),
-            "documents_per_topic_balanced": config.max_documents // len(config.topics)
-            if config.balance_topics
-            else None,
-            "examples": len(rows),
-            "skipped_by_reason": dict(skipped),
-            "first_paragraph_cut": cut_first_paragraph,
-            "examples_by_topic": dict(sorted(topics.items())),
-            "topic_entropy_bits": _entropy_bits(topics),
-            "instructions_used": dict(Counter(row["messages"][0]["content"] for row in rows)),
-            "response_chars_mean": sum(lengths) / len(lengths),
-            "response_chars_max": max(lengths),
-            "eval_prompts": len(eval_rows),
-        },
+        out, stage="posttrain.embedded_sft", config=config, inputs={"corpus": config.source.source}, counts=counts
     )
     return out
 

@@ -160,14 +160,8 @@ class Fixtures:
         return ["annotate", "configs/annotate/tiny.yaml", f"output_dir={out}", "source.limit=4", *extra]
 
     def publish_args(self, source: Path, staging: Path | str, *extra: str) -> list[str]:
-        return [
-            "publish",
-            "configs/publish/model.yaml",
-            f"source_dir={source}",
-            "repo_id=me/probe",
-            f"staging_dir={staging}",
-            *extra,
-        ]
+        folders = [f"source_dir={source}", f"staging_dir={staging}"]
+        return ["publish", "configs/publish/model.yaml", *folders, "repo_id=me/probe", *extra]
 
     def eval_args(self, out: Path, model: Path | str, *extra: str) -> list[str]:
         return [
