@@ -272,7 +272,7 @@ def memory_plan(config: PosttrainConfig, model_config: Any) -> MemoryPlan:
 
     sharding, world = launcher_sharding()
     n_params = count_parameters_meta(model_config)
-    t = config.training
+    training = config.training
     return estimate(
         MemoryInputs(
             parameters=n_params,
@@ -281,11 +281,11 @@ def memory_plan(config: PosttrainConfig, model_config: Any) -> MemoryPlan:
             hidden_size=model_config.hidden_size,
             intermediate_size=model_config.intermediate_size,
             vocab_size=model_config.vocab_size,
-            tokens_per_micro_batch=t.per_device_batch_size * config.max_seq_len,
+            tokens_per_micro_batch=training.per_device_batch_size * config.max_seq_len,
             world_size=world,
             sharding=sharding,
-            bf16=t.bf16,
-            gradient_checkpointing=t.gradient_checkpointing,
+            bf16=training.bf16,
+            gradient_checkpointing=training.gradient_checkpointing,
             extra_logit_bytes=4,
             cuda=torch.cuda.is_available(),
         )
@@ -375,55 +375,57 @@ def check_sft_extra(config: PosttrainConfig) -> None:
 def sft_args(config: PosttrainConfig, evaluate: bool = False) -> SFTConfig:
     """TRL's SFTConfig; ``evaluate``: the held-out set is evaluated every ``training.eval_steps``."""
     check_sft_extra(config)
-    t = config.training
+    training = config.training
     model_init_kwargs: dict[str, Any] = {"dtype": "float32"}  # fp32 master weights; bf16 is autocast
     # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns).
     renamed = "activation_checkpointing" in SFTConfig.__dataclass_fields__
-    checkpointing = {"activation_checkpointing" if renamed else "gradient_checkpointing": t.gradient_checkpointing}
-    periodic_eval = evaluate and t.eval_steps is not None
+    checkpointing = {
+        "activation_checkpointing" if renamed else "gradient_checkpointing": training.gradient_checkpointing
+    }
+    periodic_eval = evaluate and training.eval_steps is not None
     kwargs = dict(
         **checkpointing,
         output_dir=str(Path(config.output_dir) / CHECKPOINTS_DIR),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_batch_size,
-        per_device_eval_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.scheduler,
-        warmup_steps=int(t.warmup) if t.warmup >= 1 else t.warmup,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
-        data_seed=t.seed,
+        num_train_epochs=training.epochs,
+        max_steps=training.max_steps,
+        per_device_train_batch_size=training.per_device_batch_size,
+        per_device_eval_batch_size=training.per_device_batch_size,
+        gradient_accumulation_steps=training.grad_accum,
+        learning_rate=training.learning_rate,
+        lr_scheduler_type=training.scheduler,
+        warmup_steps=int(training.warmup) if training.warmup >= 1 else training.warmup,
+        weight_decay=training.weight_decay,
+        max_grad_norm=training.max_grad_norm,
+        seed=training.seed,
+        data_seed=training.seed,
         save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        logging_steps=t.logging_steps,
+        save_steps=training.save_steps,
+        save_total_limit=training.save_total_limit,
+        logging_steps=training.logging_steps,
         logging_first_step=True,
         eval_strategy="steps" if periodic_eval else "no",
-        eval_steps=t.eval_steps if periodic_eval else None,
+        eval_steps=training.eval_steps if periodic_eval else None,
         prediction_loss_only=True,
         # Log a NaN/inf loss as it is (the default filter replaces it by the running mean), so
         # StopOnNonFinite sees a diverged run.
         logging_nan_inf_filter=False,
         report_to=list(config.report_to) or "none",
-        bf16=t.bf16,
-        dataloader_num_workers=t.dataloader_num_workers,
+        bf16=training.bf16,
+        dataloader_num_workers=training.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         model_init_kwargs=model_init_kwargs,
         # Our label mask is the loss mask: TRL builds labels from `completion_mask` only with this on.
         completion_only_loss=True,
         # Examples are built to fit; TRL's truncation never cuts one (it would be counted as too_long first).
         max_length=config.max_seq_len,
-        packing=t.packing,
+        packing=training.packing,
         packing_strategy="bfd",
-        padding_free=t.packing,
+        padding_free=training.packing,
     )
     unlisted = set(kwargs) - set(SFT_FIELDS_SET)
     if unlisted:  # a field set here must be listed, so sft_extra cannot set it a second time
         raise AssertionError(f"SFT_FIELDS_SET lacks {sorted(unlisted)}")
-    return SFTConfig(**kwargs, **t.sft_extra)
+    return SFTConfig(**kwargs, **training.sft_extra)
 
 
 class NonFiniteTrainingError(RuntimeError):

@@ -79,36 +79,38 @@ def bare_run(config: PretrainConfig, steps: int) -> list[float]:
     from pretrain.tokenizer import prepare_tokenizer
     from pretrain.train import build_model, chunk_texts, make_optimizer
 
-    t = config.train
+    train = config.train
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
-        torch.set_num_threads(t.cpu_threads)
+        torch.set_num_threads(train.cpu_threads)
     tokenizer = prepare_tokenizer(config.tokenizer, lambda: chunk_texts(config))
     corpus = TokenizedCorpus.load(Path(config.resolved_output_dir) / "data")  # tokenized by the stage run
-    torch.manual_seed(t.seed)
+    torch.manual_seed(train.seed)
     model = build_model(config, tokenizer, device).to(device)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config.schedule, steps)
-    stream = PackedStream(corpus, t.seq_len, seed=t.seed, shuffle=config.data.shuffle, pad_id=tokenizer.pad_token_id)
+    stream = PackedStream(
+        corpus, train.seq_len, seed=train.seed, shuffle=config.data.shuffle, pad_id=tokenizer.pad_token_id
+    )
     flatten = uses_varlen_flash(model.config)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
     seconds = []
     for _ in range(steps):
         started = time.perf_counter()
-        rows = stream.next_rows(t.micro_batch * t.grad_accum)
+        rows = stream.next_rows(train.micro_batch * train.grad_accum)
         loss_sum = torch.zeros((), device=device)
-        for micro in range(t.grad_accum):
-            batch = rows.select(slice(micro * t.micro_batch, (micro + 1) * t.micro_batch))
+        for micro in range(train.grad_accum):
+            batch = rows.select(slice(micro * train.micro_batch, (micro + 1) * train.micro_batch))
             with autocast:
                 loss = forward_packed(model, batch.to_model_inputs(device, flatten)).loss
-            (loss / t.grad_accum).backward()
+            (loss / train.grad_accum).backward()
             loss_sum += loss.detach()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        (loss_sum / t.grad_accum).item()
+        (loss_sum / train.grad_accum).item()
         seconds.append(time.perf_counter() - started)
     return seconds
 
