@@ -471,12 +471,17 @@ def kill_and_damage_cases() -> list[Case]:
 
 
 def input_file_cases() -> list[Case]:
-    """Odd YAML files and tokenizers; a sequence length past the model's positions."""
+    """Odd YAML files and tokenizers; a missing publish source; a sequence length past the model's positions."""
     return [
         Case(
             "posttrain: max_seq_len above the model's positions",
             lambda fx: fx.posttrain_args(fx.fresh("positions"), "train_past_positions=false"),
             expect_error="exceeds the 128 positions",
+        ),
+        Case(
+            "publish: source_dir missing",
+            lambda fx: ["publish", "configs/publish/model.yaml", f"source_dir={fx.work / 'none'}", "repo_id=me/probe"],
+            expect_error="config key 'source_dir'",
         ),
         Case(
             "pretrain: tokenizer.pretrained is an offline hub id",
@@ -526,8 +531,8 @@ def input_file_cases() -> list[Case]:
 
 
 def odd_data_cases() -> list[Case]:
-    """SFT sets of odd shapes; publish's token, a missing source, extra files or links in it; a damaged
-    model; over-long prompts."""
+    """SFT sets of odd shapes; publish's token, extra files or links in its source; a damaged model;
+    over-long prompts."""
     sft_source = ("mode=sft", "source.limit=null", "source.id_field=id", "keep_columns=[]")
     return [
         Case(
@@ -550,11 +555,6 @@ def odd_data_cases() -> list[Case]:
             lambda fx: stage_args(fx, "publish", fx.fresh("pub"), "dry_run=false", "token_env=UNSET"),
             expect_error="environment variable UNSET",
             extra_env={"HF_TOKEN": "hf_probe_not_real"},
-        ),
-        Case(
-            "publish: source_dir missing",
-            lambda fx: ["publish", "configs/publish/model.yaml", f"source_dir={fx.work / 'none'}", "repo_id=me/probe"],
-            expect_error="config key 'source_dir'",
         ),
         Case(
             "publish: notes.txt beside the weights is not staged",
