@@ -17,6 +17,9 @@ from annotate.config import AnnotateConfig
 from annotate.finalize import FinalizeStep
 from annotate.pipeline import build_pipeline, logging_dir
 
+# SlurmConfig fields both Slurm executors (annotate and finalize) take as they are, under the same names.
+SHARED_SLURM_ARGS = ("time", "partition", "cpus_per_task", "mem_per_cpu_gb", "qos", "env_command")
+
 
 def build_executors(config: AnnotateConfig, schema: pa.Schema, inputs: dict[str, str]):
     """``(annotate executor, finalize executor or None)``: run the first locally; for Slurm run the
@@ -28,15 +31,8 @@ def build_executors(config: AnnotateConfig, schema: pa.Schema, inputs: dict[str,
     if executor.kind == "local":
         return LocalPipelineExecutor(pipeline, tasks=executor.tasks, workers=workers, logging_dir=logs), None
     slurm = executor.slurm
-    common = dict(
-        time=slurm.time,
-        partition=slurm.partition,
-        cpus_per_task=slurm.cpus_per_task,
-        mem_per_cpu_gb=slurm.mem_per_cpu_gb,
-        qos=slurm.qos,
-        env_command=slurm.env_command,
-        sbatch_args=dict(slurm.sbatch_args),
-    )
+    common = {name: getattr(slurm, name) for name in SHARED_SLURM_ARGS}
+    common["sbatch_args"] = dict(slurm.sbatch_args)
     annotate = SlurmPipelineExecutor(
         pipeline,
         tasks=executor.tasks,

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from stage_io.config import NonNegativeInt, PositiveInt
+
 ANNOTATION_OPEN = "<|ann|>"
 ANNOTATION_CLOSE = "<|/ann|>"
 SPECIAL_TOKENS = (ANNOTATION_OPEN, ANNOTATION_CLOSE)
@@ -71,11 +73,11 @@ class AnnotationSchema:
     # Allowed keys, in canonical order (tags are rendered in this order).
     keys: list[str] = field(default_factory=lambda: list(DEFAULT_KEYS))
     # Fewest tags an annotation may have; fewer is a validation failure.
-    min_tags: int = 1
+    min_tags: NonNegativeInt = 1
     # Most tags an annotation may have; more is a validation failure.
-    max_tags: int = 12
+    max_tags: NonNegativeInt = 12
     # Longest value, in characters, after normalisation.
-    max_value_chars: int = 48
+    max_value_chars: PositiveInt = 48
 
     def __post_init__(self) -> None:
         bad = [k for k in self.keys if not _KEY_RE.match(k)]
@@ -83,8 +85,8 @@ class AnnotationSchema:
             raise ValueError(f"annotation key '{bad[0]}' is not of the form [a-z][a-z0-9_]*")
         if len(set(self.keys)) != len(self.keys):
             raise ValueError("annotation keys must be unique")
-        if not 0 <= self.min_tags <= self.max_tags:
-            raise ValueError("annotation min_tags must be between 0 and max_tags")
+        if self.min_tags > self.max_tags:
+            raise ValueError("annotation min_tags must be at most max_tags")
 
 
 def normalise_key(key: str) -> str:

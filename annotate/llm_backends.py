@@ -36,16 +36,7 @@ class VLLMBackend:
             raise ImportError("llm.backend=vllm needs vLLM: pip install 'annotation-anchored[vllm]'") from err
         self.config = config
         self.regex = regex
-        kwargs = dict(
-            model=config.model,
-            tensor_parallel_size=config.tensor_parallel_size,
-            dtype=config.dtype,
-            seed=config.seed,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-        )
-        if config.max_model_len is not None:
-            kwargs["max_model_len"] = config.max_model_len
-        self.llm = LLM(**kwargs)
+        self.llm = LLM(model=config.model, seed=config.seed, **config.engine_kwargs())
         self.tokenizer = self.llm.get_tokenizer()
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], temperature: float) -> list[str]:

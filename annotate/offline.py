@@ -202,13 +202,13 @@ class OfflineAnnotator:
 
     def tags_for(self, text: str, topic: str, domain: str) -> Tags:
         """All text-derived tags of one chunk, normalised and in canonical order."""
-        c = self.config
+        offline = self.config
         form = text_features.form(text)
         pairs = [("topic", topic), ("domain", domain), ("genre", text_features.genre(form))]
-        pairs += [("entity", v) for v in text_features.entities(text, self.common_lowercase)[: c.max_entities]]
-        pairs += [("action", v) for v in text_features.actions(text)[: c.max_actions]]
-        pairs += [("location", v) for v in text_features.locations(text)[: c.max_locations]]
-        pairs += [("time", v) for v in text_features.times(text)[: c.max_times]]
+        pairs += [("entity", v) for v in text_features.entities(text, self.common_lowercase)[: offline.max_entities]]
+        pairs += [("action", v) for v in text_features.actions(text)[: offline.max_actions]]
+        pairs += [("location", v) for v in text_features.locations(text)[: offline.max_locations]]
+        pairs += [("time", v) for v in text_features.times(text)[: offline.max_times]]
         pairs += [("sentiment", text_features.sentiment(text)), ("style", text_features.style(form))]
         allowed = set(self.schema.keys)
         limit = self.schema.max_value_chars

@@ -63,15 +63,19 @@ def part_name(rank: int | str, tasks: int) -> str:
     return f"data-{rank}-of-{tasks:05d}.parquet"
 
 
-class ReadRecords(PipelineStep):
-    """This task's block of input records, one datatrove Document per record."""
-
-    name = "read records"
-    type = "📖 - READER"
+class AnnotateStep(PipelineStep):
+    """A pipeline step that reads the stage's config."""
 
     def __init__(self, config: AnnotateConfig):
         super().__init__()
         self.config = config
+
+
+class ReadRecords(AnnotateStep):
+    """This task's block of input records, one datatrove Document per record."""
+
+    name = "read records"
+    type = "📖 - READER"
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         from tqdm.auto import tqdm
@@ -91,15 +95,11 @@ class ReadRecords(PipelineStep):
         bar.close()
 
 
-class ChunkRecords(PipelineStep):
+class ChunkRecords(AnnotateStep):
     """Each record's units (chunks, or the SFT response; a recorded skip for an empty one)."""
 
     name = "chunk"
     type = "✂️ - SPLIT"
-
-    def __init__(self, config: AnnotateConfig):
-        super().__init__()
-        self.config = config
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         chunker = make_chunker(self.config)
@@ -111,15 +111,11 @@ class ChunkRecords(PipelineStep):
                 yield Document(text=unit.text, id=unit.id, metadata={"unit": unit, "carried": carried})
 
 
-class AnnotateUnits(PipelineStep):
+class AnnotateUnits(AnnotateStep):
     """Units annotated in batches of ``batch_size``; each becomes its output row."""
 
     name = "annotate"
     type = "🏷️ - ANNOTATE"
-
-    def __init__(self, config: AnnotateConfig):
-        super().__init__()
-        self.config = config
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import torch

@@ -246,13 +246,7 @@ def _make_lm(config: EvalConfig, arm: ArmConfig, backend: str):
     if arm.revision:
         args["revision"] = arm.revision
     if backend == "vllm":
-        args.update(
-            tensor_parallel_size=s.tensor_parallel_size,
-            gpu_memory_utilization=s.gpu_memory_utilization,
-            seed=config.capabilities.seed,
-        )
-        if s.max_model_len:
-            args["max_model_len"] = s.max_model_len
+        args.update(seed=config.capabilities.seed, **s.engine_kwargs())
         device = None
     else:
         import torch

@@ -113,13 +113,10 @@ def open_backend(config: EvalConfig, arm: ArmConfig):
         arm.model,
         tokenizer=arm.tokenizer,
         revision=arm.revision,
-        dtype=s.dtype,
         device=s.device,
         batch_size=s.batch_size,
-        tensor_parallel_size=s.tensor_parallel_size,
-        gpu_memory_utilization=s.gpu_memory_utilization,
-        max_model_len=s.max_model_len,
         seed=s.seed,
+        **s.engine_kwargs(),
     )
 
 

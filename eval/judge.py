@@ -30,14 +30,7 @@ logger = logging.getLogger(__name__)
 
 def engine_key(config: JudgeConfig) -> tuple:
     """What decides the judge engine itself (not how it is asked): requesters with the same key share one."""
-    return (
-        config.model,
-        config.backend,
-        config.dtype,
-        config.tensor_parallel_size,
-        config.max_model_len,
-        config.gpu_memory_utilization,
-    )
+    return (config.model, config.backend, *sorted(config.engine_kwargs().items()))
 
 
 def load_engine(config: JudgeConfig):
@@ -45,14 +38,7 @@ def load_engine(config: JudgeConfig):
     if not config.model:
         raise ValueError("the judge has no model (set metrics.*.judge.model)")
     return load_backend(
-        config.backend,
-        config.model,
-        dtype=config.dtype,
-        batch_size=config.batch_size,
-        tensor_parallel_size=config.tensor_parallel_size,
-        gpu_memory_utilization=config.gpu_memory_utilization,
-        max_model_len=config.max_model_len,
-        seed=config.seed,
+        config.backend, config.model, batch_size=config.batch_size, seed=config.seed, **config.engine_kwargs()
     )
 
 

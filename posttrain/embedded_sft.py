@@ -37,11 +37,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 from tqdm.auto import tqdm
 
 from stage_io.cli import stage_main
-from stage_io.config import NonNegativeInt, PositiveInt
+from stage_io.config import Domain, PositiveInt
 from stage_io.manifest import write_manifest
 from stage_io.records import RecordSource, load_records
 
@@ -75,7 +76,7 @@ class EmbeddedSFTConfig:
     # Keep only articles of these topics (null: all): the SFT set's semantic-entropy knob.
     topics: list[str] | None = field(default_factory=lambda: ["sports"])
     # Keep at most this many articles after the topic filter, the lowest by hash(seed, id) (null: all).
-    max_documents: NonNegativeInt | None = None
+    max_documents: PositiveInt | None = None
     # Split max_documents equally over `topics` (max_documents // len(topics) each, the lowest by
     # hash(seed, id) within the topic), so the set's topic entropy is log2(len(topics)) exactly.
     balance_topics: bool = False
@@ -84,7 +85,7 @@ class EmbeddedSFTConfig:
     # Held-out paraphrases written to eval_prompts.jsonl; must not overlap `instructions`.
     eval_instructions: list[str] = field(default_factory=lambda: list(HELD_OUT_INSTRUCTIONS))
     # Longest response in characters (title + blank line + whole leading paragraphs that fit).
-    max_response_chars: PositiveInt = 600
+    max_response_chars: Annotated[int, Domain(ge=50, note="room for a title and a paragraph")] = 600
     # Seed of the instruction choice and the max_documents selection.
     seed: int = 0
     # Output directory (sft.jsonl, eval_prompts.jsonl, manifest.json).
@@ -98,10 +99,6 @@ class EmbeddedSFTConfig:
             raise ValueError(
                 f"eval_instructions repeat training instructions: {sorted(overlap)}; eval prompts must be held out"
             )
-        if self.max_response_chars < 50:
-            raise ValueError(f"max_response_chars={self.max_response_chars} is too small for a title and a paragraph")
-        if self.max_documents is not None and self.max_documents < 1:
-            raise ValueError("max_documents must be at least 1 (or null for all)")
         if self.balance_topics:
             if not self.topics or self.max_documents is None:
                 raise ValueError("balance_topics=true needs both topics and max_documents set")
@@ -156,23 +153,61 @@ def run(config: EmbeddedSFTConfig) -> Path:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     corpus = load_records(config.source, required_fields=("topic", "title", "text"))
+    in_topics = _of_topics(corpus, config)
+    docs = _select(in_topics, config)
+    rows, skipped, cut_first_paragraph = _build_rows(docs, config)
+    _write_jsonl(out / SFT_FILE, rows)
+    eval_rows = [{"id": f"eval/{i:02d}", "prompt": p} for i, p in enumerate(config.eval_instructions)]
+    _write_jsonl(out / EVAL_PROMPTS_FILE, eval_rows)
+    topics = Counter(row["topic"] for row in rows)
+    lengths = [len(row["messages"][1]["content"]) for row in rows]
+    counts = {
+        "documents_in_corpus": len(corpus),
+        "documents_in_topics": len(in_topics),
+        "documents_selected": len(docs),
+        "documents_per_topic_balanced": config.max_documents // len(config.topics) if config.balance_topics else None,
+        "examples": len(rows),
+        "skipped_by_reason": dict(skipped),
+        "first_paragraph_cut": cut_first_paragraph,
+        "examples_by_topic": dict(sorted(topics.items())),
+        "topic_entropy_bits": _entropy_bits(topics),
+        "instructions_used": dict(Counter(row["messages"][0]["content"] for row in rows)),
+        "response_chars_mean": sum(lengths) / len(lengths),
+        "response_chars_max": max(lengths),
+        "eval_prompts": len(eval_rows),
+    }
+    write_manifest(
+        out, stage="posttrain.embedded_sft", config=config, inputs={"corpus": config.source.source}, counts=counts
+    )
+    return out
+
+
+def _of_topics(corpus, config: EmbeddedSFTConfig) -> list[dict]:
+    """The corpus's articles of ``config.topics`` (all when unset); a topic the corpus lacks is an error."""
     available = sorted(set(corpus["topic"]))
     if config.topics is not None:
-        unknown = [t for t in config.topics if t not in available]
+        unknown = [topic for topic in config.topics if topic not in available]
         if unknown:
             raise ValueError(
                 f"topics: '{unknown[0]}' is not a topic of {config.source.source} (topics: {', '.join(available)})"
             )
     wanted = set(available if config.topics is None else config.topics)
-    docs = [row for row in corpus if row["topic"] in wanted]
-    in_topics = len(docs)
-    docs.sort(key=lambda row: (_rank(config.seed, row["id"]), row["id"]))
-    if config.balance_topics:
-        docs = _balanced(docs, config)
-    elif config.max_documents is not None:
-        docs = docs[: config.max_documents]
-    docs.sort(key=lambda row: row["id"])  # a stable, readable file order
+    return [row for row in corpus if row["topic"] in wanted]
 
+
+def _select(docs: list[dict], config: EmbeddedSFTConfig) -> list[dict]:
+    """The articles kept, the lowest by hash(seed, id) (balanced over topics, or the first max_documents),
+    in id order (a stable, readable file order)."""
+    ranked = sorted(docs, key=lambda row: (_rank(config.seed, row["id"]), row["id"]))
+    if config.balance_topics:
+        ranked = _balanced(ranked, config)
+    elif config.max_documents is not None:
+        ranked = ranked[: config.max_documents]
+    return sorted(ranked, key=lambda row: row["id"])
+
+
+def _build_rows(docs: list[dict], config: EmbeddedSFTConfig) -> tuple[list[dict], Counter, int]:
+    """One SFT example per article that fits: ``(rows, skipped by reason, first paragraphs cut)``."""
     skipped: Counter[str] = Counter()
     cut_first_paragraph = 0
     rows = []
@@ -193,36 +228,7 @@ def run(config: EmbeddedSFTConfig) -> Path:
         )
     if not rows:
         raise ValueError(f"no SFT example built from {len(docs)} documents (skipped: {dict(skipped)})")
-    _write_jsonl(out / SFT_FILE, rows)
-    eval_rows = [{"id": f"eval/{i:02d}", "prompt": p} for i, p in enumerate(config.eval_instructions)]
-    _write_jsonl(out / EVAL_PROMPTS_FILE, eval_rows)
-
-    topics = Counter(row["topic"] for row in rows)
-    lengths = [len(row["messages"][1]["content"]) for row in rows]
-    write_manifest(
-        out,
-        stage="posttrain.embedded_sft",
-        config=config,
-        inputs={"corpus": config.source.source},
-        counts={
-            "documents_in_corpus": len(corpus),
-            "documents_in_topics": in_topics,
-            "documents_selected": len(docs),
-            "documents_per_topic_balanced": config.max_documents // len(config.topics)
-            if config.balance_topics
-            else None,
-            "examples": len(rows),
-            "skipped_by_reason": dict(skipped),
-            "first_paragraph_cut": cut_first_paragraph,
-            "examples_by_topic": dict(sorted(topics.items())),
-            "topic_entropy_bits": _entropy_bits(topics),
-            "instructions_used": dict(Counter(row["messages"][0]["content"] for row in rows)),
-            "response_chars_mean": sum(lengths) / len(lengths),
-            "response_chars_max": max(lengths),
-            "eval_prompts": len(eval_rows),
-        },
-    )
-    return out
+    return rows, skipped, cut_first_paragraph
 
 
 def _balanced(ranked_docs: list, config: EmbeddedSFTConfig) -> list:

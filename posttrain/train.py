@@ -115,7 +115,6 @@ def _run(config: PosttrainConfig) -> Path:
     check_inputs(config)
     if config.training.torch_threads is not None:
         torch.set_num_threads(config.training.torch_threads)
-    out = Path(config.output_dir)
     resume = resume_checkpoint(config)  # checked before any work
     check_run_identity_of_checkpoints(config)
     annotation_match = None
@@ -127,7 +126,20 @@ def _run(config: PosttrainConfig) -> Path:
     built = build_examples(rows, tokenizer, config, total=len(rows))
     if config.data.replay_chunks:
         add_replay(built, *load_replay(config, tokenizer))
-    # Every rank checks (the same estimate), so a refusal stops them all; rank 0 prints.
+    check_memory(config)
+    trainer = make_trainer(config, tokenizer, built.examples, built.validation)
+    result = trainer.train(resume_from_checkpoint=resume)
+    validation = evaluate_held_out(trainer, config, tokenizer, built)
+    save_final(trainer, config, tokenizer)
+    if trainer.is_world_process_zero():
+        write_run_files(trainer, config, built, validation)
+        write_run_manifest(trainer, config, built, validation, result, annotation_match)
+    return Path(config.output_dir)
+
+
+def check_memory(config: PosttrainConfig) -> None:
+    """Refuse (or warn about) a run whose memory plan exceeds the device. Every rank checks (the same
+    estimate), so a refusal stops them all; rank 0 prints."""
     check_plan(
         memory_plan(config, AutoConfig.from_pretrained(config.model_path)),
         config.training.memory_plan,
@@ -136,58 +148,68 @@ def _run(config: PosttrainConfig) -> Path:
         "training.gradient_checkpointing=true",
         print_fn=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _line: None),
     )
-    trainer = make_trainer(config, tokenizer, built.examples, built.validation)
-    result = trainer.train(resume_from_checkpoint=resume)
-    validation = evaluate_held_out(trainer, config, tokenizer, built)
-    save_final(trainer, config, tokenizer)
-    if trainer.is_world_process_zero():
-        with open(out / ISSUES_FILE, "w", encoding="utf-8") as handle:
-            for issue in built.issues:
-                handle.write(json.dumps(issue, ensure_ascii=False) + "\n")
-        history = trainer.state.log_history
-        (out / LOG_HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
-        losses = [entry["loss"] for entry in history if "loss" in entry]
-        inputs: dict[str, Any] = {
-            "model": config.model_path,
-            "data": config.data.annotations or config.data.source.source,
-        }
-        if config.tokenizer_path:
-            inputs["tokenizer"] = config.tokenizer_path
-        if config.data.replay_annotations and config.data.replay_chunks:
-            inputs["replay"] = config.data.replay_annotations
-        write_validation(out, validation)
-        write_manifest(
-            out,
-            stage="posttrain",
-            config=config,
-            inputs=inputs,
-            counts={
-                **built.counts,
-                "optimizer_steps": trainer.state.global_step,
-                "epochs": config.training.epochs,
-                "validation_loss": validation["loss"],
-                "validation_loss_no_annotation": validation["loss_no_annotation"],
-                "validation_loss_marginal": validation["loss_marginal"],
-            },
-            extra={
-                "train": {
-                    "first_loss": losses[0] if losses else None,
-                    "final_loss": losses[-1] if losses else None,
-                    "train_loss": result.training_loss,
-                    "runtime_s": result.metrics.get("train_runtime"),
-                    "loss_definitions": {
-                        "first_loss": "the first logged loss (step 1)",
-                        "final_loss": "the last logged loss (a mean over the last "
-                        "logging_steps steps, as in log_history.json)",
-                        "train_loss": "the mean loss over the whole run (TRL's)",
-                    },
+
+
+def write_run_files(trainer: SFTTrainer, config: PosttrainConfig, built: BuiltExamples, validation: dict) -> None:
+    """The skipped examples' issues, the trainer's log history and validation.json."""
+    out = Path(config.output_dir)
+    with open(out / ISSUES_FILE, "w", encoding="utf-8") as handle:
+        for issue in built.issues:
+            handle.write(json.dumps(issue, ensure_ascii=False) + "\n")
+    (out / LOG_HISTORY_FILE).write_text(json.dumps(trainer.state.log_history, indent=1) + "\n", encoding="utf-8")
+    write_validation(out, validation)
+
+
+def write_run_manifest(
+    trainer: SFTTrainer,
+    config: PosttrainConfig,
+    built: BuiltExamples,
+    validation: dict,
+    result: Any,
+    annotation_match: dict | None,
+) -> None:
+    """manifest.json: the inputs, the example counts, the losses and the trained weights' fingerprints."""
+    out = Path(config.output_dir)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    inputs: dict[str, Any] = {
+        "model": config.model_path,
+        "data": config.data.annotations or config.data.source.source,
+    }
+    if config.tokenizer_path:
+        inputs["tokenizer"] = config.tokenizer_path
+    if config.data.replay_annotations and config.data.replay_chunks:
+        inputs["replay"] = config.data.replay_annotations
+    write_manifest(
+        out,
+        stage="posttrain",
+        config=config,
+        inputs=inputs,
+        counts={
+            **built.counts,
+            "optimizer_steps": trainer.state.global_step,
+            "epochs": config.training.epochs,
+            "validation_loss": validation["loss"],
+            "validation_loss_no_annotation": validation["loss_no_annotation"],
+            "validation_loss_marginal": validation["loss_marginal"],
+        },
+        extra={
+            "train": {
+                "first_loss": losses[0] if losses else None,
+                "final_loss": losses[-1] if losses else None,
+                "train_loss": result.training_loss,
+                "runtime_s": result.metrics.get("train_runtime"),
+                "loss_definitions": {
+                    "first_loss": "the first logged loss (step 1)",
+                    "final_loss": "the last logged loss (a mean over the last "
+                    "logging_steps steps, as in log_history.json)",
+                    "train_loss": "the mean loss over the whole run (TRL's)",
                 },
-                "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None,
-                "annotation_match": annotation_match,
             },
-            outputs=weight_files(out),
-        )
-    return out
+            "lora_adapter": str(out / ADAPTER_DIR) if config.lora.enabled else None,
+            "annotation_match": annotation_match,
+        },
+        outputs=weight_files(out),
+    )
 
 
 def evaluate_held_out(
@@ -250,7 +272,7 @@ def memory_plan(config: PosttrainConfig, model_config: Any) -> MemoryPlan:
 
     sharding, world = launcher_sharding()
     n_params = count_parameters_meta(model_config)
-    t = config.training
+    training = config.training
     return estimate(
         MemoryInputs(
             parameters=n_params,
@@ -259,11 +281,11 @@ def memory_plan(config: PosttrainConfig, model_config: Any) -> MemoryPlan:
             hidden_size=model_config.hidden_size,
             intermediate_size=model_config.intermediate_size,
             vocab_size=model_config.vocab_size,
-            tokens_per_micro_batch=t.per_device_batch_size * config.max_seq_len,
+            tokens_per_micro_batch=training.per_device_batch_size * config.max_seq_len,
             world_size=world,
             sharding=sharding,
-            bf16=t.bf16,
-            gradient_checkpointing=t.gradient_checkpointing,
+            bf16=training.bf16,
+            gradient_checkpointing=training.gradient_checkpointing,
             extra_logit_bytes=4,
             cuda=torch.cuda.is_available(),
         )
@@ -353,55 +375,57 @@ def check_sft_extra(config: PosttrainConfig) -> None:
 def sft_args(config: PosttrainConfig, evaluate: bool = False) -> SFTConfig:
     """TRL's SFTConfig; ``evaluate``: the held-out set is evaluated every ``training.eval_steps``."""
     check_sft_extra(config)
-    t = config.training
+    training = config.training
     model_init_kwargs: dict[str, Any] = {"dtype": "float32"}  # fp32 master weights; bf16 is autocast
     # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns).
     renamed = "activation_checkpointing" in SFTConfig.__dataclass_fields__
-    checkpointing = {"activation_checkpointing" if renamed else "gradient_checkpointing": t.gradient_checkpointing}
-    periodic_eval = evaluate and t.eval_steps is not None
+    checkpointing = {
+        "activation_checkpointing" if renamed else "gradient_checkpointing": training.gradient_checkpointing
+    }
+    periodic_eval = evaluate and training.eval_steps is not None
     kwargs = dict(
         **checkpointing,
         output_dir=str(Path(config.output_dir) / CHECKPOINTS_DIR),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_batch_size,
-        per_device_eval_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.scheduler,
-        warmup_steps=int(t.warmup) if t.warmup >= 1 else t.warmup,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
-        data_seed=t.seed,
+        num_train_epochs=training.epochs,
+        max_steps=training.max_steps,
+        per_device_train_batch_size=training.per_device_batch_size,
+        per_device_eval_batch_size=training.per_device_batch_size,
+        gradient_accumulation_steps=training.grad_accum,
+        learning_rate=training.learning_rate,
+        lr_scheduler_type=training.scheduler,
+        warmup_steps=int(training.warmup) if training.warmup >= 1 else training.warmup,
+        weight_decay=training.weight_decay,
+        max_grad_norm=training.max_grad_norm,
+        seed=training.seed,
+        data_seed=training.seed,
         save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        logging_steps=t.logging_steps,
+        save_steps=training.save_steps,
+        save_total_limit=training.save_total_limit,
+        logging_steps=training.logging_steps,
         logging_first_step=True,
         eval_strategy="steps" if periodic_eval else "no",
-        eval_steps=t.eval_steps if periodic_eval else None,
+        eval_steps=training.eval_steps if periodic_eval else None,
         prediction_loss_only=True,
         # Log a NaN/inf loss as it is (the default filter replaces it by the running mean), so
         # StopOnNonFinite sees a diverged run.
         logging_nan_inf_filter=False,
         report_to=list(config.report_to) or "none",
-        bf16=t.bf16,
-        dataloader_num_workers=t.dataloader_num_workers,
+        bf16=training.bf16,
+        dataloader_num_workers=training.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         model_init_kwargs=model_init_kwargs,
         # Our label mask is the loss mask: TRL builds labels from `completion_mask` only with this on.
         completion_only_loss=True,
         # Examples are built to fit; TRL's truncation never cuts one (it would be counted as too_long first).
         max_length=config.max_seq_len,
-        packing=t.packing,
+        packing=training.packing,
         packing_strategy="bfd",
-        padding_free=t.packing,
+        padding_free=training.packing,
     )
     unlisted = set(kwargs) - set(SFT_FIELDS_SET)
     if unlisted:  # a field set here must be listed, so sft_extra cannot set it a second time
         raise AssertionError(f"SFT_FIELDS_SET lacks {sorted(unlisted)}")
-    return SFTConfig(**kwargs, **t.sft_extra)
+    return SFTConfig(**kwargs, **training.sft_extra)
 
 
 class NonFiniteTrainingError(RuntimeError):

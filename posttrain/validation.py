@@ -158,16 +158,8 @@ def marginal_nll(
     return total, count
 
 
-def response_nll(
-    model: Any,
-    sequences: Sequence[tuple[list[int], int]],
-    pad_id: int,
-    device: Any,
-    batch_size: int,
-    bf16: bool = False,
-) -> tuple[float, int]:
-    """Sum of the NLL (nats) of every token from each sequence's response start on, and their count."""
-    nlls = response_nlls(model, sequences, pad_id, device, batch_size, bf16)
+def total_nll(nlls: Sequence[tuple[float, int]]) -> tuple[float, int]:
+    """The sum of per-sequence NLLs (``response_nlls``) and of their token counts."""
     return sum(nll for nll, _ in nlls), sum(n for _, n in nlls)
 
 
@@ -235,13 +227,13 @@ def validation_report(
     if not examples:
         return report
     as_trained = [(e.input_ids, e.response_start) for e in examples]
-    total, count = response_nll(model, as_trained, pad_id, device, batch_size, bf16)
+    total, count = total_nll(response_nlls(model, as_trained, pad_id, device, batch_size, bf16))
     report.update(
         loss=total / count, loss_no_annotation=total / count, loss_marginal=total / count, n_response_tokens=count
     )
     if arm == "anchored":
         bare = [without_annotation(e) for e in examples]
-        total_bare, count_bare = response_nll(model, bare, pad_id, device, batch_size, bf16)
+        total_bare, count_bare = total_nll(response_nlls(model, bare, pad_id, device, batch_size, bf16))
         assert count_bare == count, "the same response tokens are scored with and without the annotation"
         report["loss_no_annotation"] = total_bare / count_bare
         report["loss_marginal"] = None

@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from pretrain.config import PretrainConfig
-from pretrain.memory_plan import MemoryInputs, estimate
 from pretrain.model_configs import matmul_parameters, parameter_count
 from pretrain.packing import PackedStream, forward_packed, uses_varlen_flash
 from pretrain.schedule import make_scheduler
@@ -78,36 +79,38 @@ def bare_run(config: PretrainConfig, steps: int) -> list[float]:
     from pretrain.tokenizer import prepare_tokenizer
     from pretrain.train import build_model, chunk_texts, make_optimizer
 
-    t = config.train
+    train = config.train
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
-        torch.set_num_threads(t.cpu_threads)
+        torch.set_num_threads(train.cpu_threads)
     tokenizer = prepare_tokenizer(config.tokenizer, lambda: chunk_texts(config))
     corpus = TokenizedCorpus.load(Path(config.resolved_output_dir) / "data")  # tokenized by the stage run
-    torch.manual_seed(t.seed)
+    torch.manual_seed(train.seed)
     model = build_model(config, tokenizer, device).to(device)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config.schedule, steps)
-    stream = PackedStream(corpus, t.seq_len, seed=t.seed, shuffle=config.data.shuffle, pad_id=tokenizer.pad_token_id)
+    stream = PackedStream(
+        corpus, train.seq_len, seed=train.seed, shuffle=config.data.shuffle, pad_id=tokenizer.pad_token_id
+    )
     flatten = uses_varlen_flash(model.config)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
     seconds = []
     for _ in range(steps):
         started = time.perf_counter()
-        rows = stream.next_rows(t.micro_batch * t.grad_accum)
+        rows = stream.next_rows(train.micro_batch * train.grad_accum)
         loss_sum = torch.zeros((), device=device)
-        for micro in range(t.grad_accum):
-            batch = rows.select(slice(micro * t.micro_batch, (micro + 1) * t.micro_batch))
+        for micro in range(train.grad_accum):
+            batch = rows.select(slice(micro * train.micro_batch, (micro + 1) * train.micro_batch))
             with autocast:
                 loss = forward_packed(model, batch.to_model_inputs(device, flatten)).loss
-            (loss / t.grad_accum).backward()
+            (loss / train.grad_accum).backward()
             loss_sum += loss.detach()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        (loss_sum / t.grad_accum).item()
+        (loss_sum / train.grad_accum).item()
         seconds.append(time.perf_counter() - started)
     return seconds
 
@@ -186,11 +189,6 @@ def config_benchmark(
     ``measured_peak``: a measured matmul rate, for an MFU against it besides the datasheet's.
     scripts/gpu_check.py runs it at the paper's shapes (and on CPU, tiny and in fp32, as a dry run)."""
     from accelerate import Accelerator
-    from transformers import AutoModelForCausalLM
-
-    from pretrain.memory_plan import launcher_sharding
-    from pretrain.model_configs import build_hf_config, resolve_preset
-    from pretrain.train import attn_implementation, configure_deepspeed, make_optimizer, train_step
 
     accelerator = Accelerator(
         mixed_precision=mixed_precision, step_scheduler_with_optimizer=False, cpu=not torch.cuda.is_available()
@@ -199,78 +197,128 @@ def config_benchmark(
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    t = config.train
-    vocab = vocab or resolve_preset(config.model).vocab_size
-    hf_config = build_hf_config(config.model, vocab, t.seq_len, 1, 2, 0)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(
-        hf_config, attn_implementation=attn_implementation("auto", accelerator.device)
-    )
-    if config.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    optimizer = make_optimizer(model.to(accelerator.device), config)
-    scheduler = make_scheduler(optimizer, config.schedule, steps)
-    n_matmul, n_params = matmul_parameters(model), parameter_count(model)
-    flatten = uses_varlen_flash(model.config)
-    configure_deepspeed(accelerator, config)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    stream = PackedStream(synthetic_corpus(vocab), t.seq_len, seed=0)
+    bench = _BenchModel.prepare(config, accelerator, steps, vocab)
+    seconds = _time_steps(config, bench, accelerator, steps)
+    result = _benchmark_row(config, bench, accelerator, seconds, mixed_precision, measured_peak)
+    _print_benchmark(result)
+    del bench
+    accelerator.free_memory()
+    if cuda:
+        torch.cuda.empty_cache()
+    return result
+
+
+@dataclass
+class _BenchModel:
+    """A freshly initialised model of the config's shape with its optimizer and schedule, prepared by accelerate."""
+
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    # The transformers config the model was built from.
+    hf_config: Any
+    parameters: int
+    matmul_parameters: int
+    # Packed rows go to the model flattened (varlen flash attention).
+    flatten: bool
+
+    @classmethod
+    def prepare(cls, config: PretrainConfig, accelerator, steps: int, vocab: int | None) -> "_BenchModel":
+        from transformers import AutoModelForCausalLM
+
+        from pretrain.model_configs import build_hf_config, resolve_preset
+        from pretrain.train import attn_implementation, configure_deepspeed, make_optimizer
+
+        vocab = vocab or resolve_preset(config.model).vocab_size
+        hf_config = build_hf_config(config.model, vocab, config.train.seq_len, 1, 2, 0)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(
+            hf_config, attn_implementation=attn_implementation("auto", accelerator.device)
+        )
+        if config.model.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        optimizer = make_optimizer(model.to(accelerator.device), config)
+        scheduler = make_scheduler(optimizer, config.schedule, steps)
+        counted = dict(
+            hf_config=hf_config,
+            parameters=parameter_count(model),
+            matmul_parameters=matmul_parameters(model),
+            flatten=uses_varlen_flash(model.config),
+        )
+        configure_deepspeed(accelerator, config)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        return cls(model, optimizer, scheduler, **counted)
+
+
+def _time_steps(config: PretrainConfig, bench: _BenchModel, accelerator, steps: int) -> list[float]:
+    """Wall seconds of each of ``steps`` train steps on synthetic packed rows (one micro-batch each)."""
+    from pretrain.train import train_step
+
+    train = config.train
+    stream = PackedStream(synthetic_corpus(bench.hf_config.vocab_size), train.seq_len, seed=0)
     seconds = []
     for _ in range(steps):
         started = time.perf_counter()
-        rows = stream.next_rows(t.micro_batch)
-        train_step(accelerator, model, optimizer, scheduler, rows, t.micro_batch, 1, config.optim.grad_clip, flatten)
-        if cuda:
+        rows = stream.next_rows(train.micro_batch)
+        train_step(
+            accelerator,
+            bench.model,
+            bench.optimizer,
+            bench.scheduler,
+            rows,
+            train.micro_batch,
+            1,
+            config.optim.grad_clip,
+            bench.flatten,
+        )
+        if accelerator.device.type == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
-    tok_s = tokens_per_second(seconds, t.micro_batch * t.seq_len)
-    fpt = flops_per_token(n_matmul, hf_config.num_hidden_layers, hf_config.hidden_size, t.seq_len)
+    return seconds
+
+
+def _benchmark_row(
+    config: PretrainConfig,
+    bench: _BenchModel,
+    accelerator,
+    seconds: list[float],
+    mixed_precision: str,
+    measured_peak: float | None,
+) -> dict:
+    """The benchmark's result: throughput, MFU, the measured memory peaks and the memory plan's terms."""
+    from pretrain.memory_plan import launcher_sharding, plan_for_model
+
+    train, hf_config = config.train, bench.hf_config
+    cuda = accelerator.device.type == "cuda"
+    tokens_per_step = train.micro_batch * train.seq_len
+    tok_s = tokens_per_second(seconds, tokens_per_step)
+    training_flops = flops_per_token(
+        bench.matmul_parameters, hf_config.num_hidden_layers, hf_config.hidden_size, train.seq_len
+    )
     peak = peak_flops(None, accelerator.device)
-    utilisation = mfu(tok_s, fpt, peak)
     sharding, world = launcher_sharding()
-    plan = estimate(
-        MemoryInputs(
-            parameters=n_params,
-            trainable_parameters=n_params,
-            num_layers=hf_config.num_hidden_layers,
-            hidden_size=hf_config.hidden_size,
-            intermediate_size=hf_config.intermediate_size,
-            vocab_size=vocab,
-            tokens_per_micro_batch=t.micro_batch * t.seq_len,
-            world_size=world,
-            sharding=sharding,
-            bf16=mixed_precision == "bf16",
-            gradient_checkpointing=config.model.gradient_checkpointing,
-            cuda=cuda,
-        )
+    plan = plan_for_model(
+        config, hf_config, bench.parameters, world, sharding, bf16=mixed_precision == "bf16", cuda=cuda
     )
-    device = device_name(accelerator.device)
-    print(
-        f"{config.model.preset:>5} ({n_params / 1e6:.0f}M params, {model.config._attn_implementation}, {mixed_precision}, "
-        f"{t.micro_batch}x{t.seq_len} tokens/step, sharding {sharding}): {tok_s:,.0f} tokens/s, "
-        f"MFU {'n/a' if utilisation is None else f'{100 * utilisation:.1f}%'} "
-        f"(peak {f'{peak:.3g}' if peak else 'unknown'} FLOP/s, {device})",
-        flush=True,
-    )
-    result = {
+    return {
         "preset": config.model.preset,
-        "parameters": n_params,
-        "attention": model.config._attn_implementation,
+        "parameters": bench.parameters,
+        "attention": bench.model.config._attn_implementation,
         "precision": mixed_precision,
         "sharding": sharding,
         "world_size": world,
-        "seq_len": t.seq_len,
-        "micro_batch": t.micro_batch,
+        "seq_len": train.seq_len,
+        "micro_batch": train.micro_batch,
         "gradient_checkpointing": config.model.gradient_checkpointing,
-        "tokens_per_step": t.micro_batch * t.seq_len,
-        "steps": steps,
-        "device": device,
+        "tokens_per_step": tokens_per_step,
+        "steps": len(seconds),
+        "device": device_name(accelerator.device),
         "step_seconds": [round(s, 4) for s in seconds],
         "tokens_per_second": tok_s,
-        "flops_per_token": fpt,
-        "mfu": utilisation,
+        "flops_per_token": training_flops,
+        "mfu": mfu(tok_s, training_flops, peak),
         "peak_flops": peak,
-        "mfu_vs_measured_matmul": mfu(tok_s, fpt, measured_peak) if measured_peak else None,
+        "mfu_vs_measured_matmul": mfu(tok_s, training_flops, measured_peak) if measured_peak else None,
         "peak_memory_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
         "peak_memory_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
         # Each term of the plan, to set beside the measured peaks (the allocator's peak excludes
@@ -279,11 +327,18 @@ def config_benchmark(
         "memory_plan_bytes": plan.total,
         "memory_plan_without_overhead_bytes": plan.total - plan.overhead,
     }
-    del model, optimizer, scheduler
-    accelerator.free_memory()
-    if cuda:
-        torch.cuda.empty_cache()
-    return result
+
+
+def _print_benchmark(row: dict) -> None:
+    utilisation, peak = row["mfu"], row["peak_flops"]
+    print(
+        f"{row['preset']:>5} ({row['parameters'] / 1e6:.0f}M params, {row['attention']}, {row['precision']}, "
+        f"{row['micro_batch']}x{row['seq_len']} tokens/step, sharding {row['sharding']}): "
+        f"{row['tokens_per_second']:,.0f} tokens/s, "
+        f"MFU {'n/a' if utilisation is None else f'{100 * utilisation:.1f}%'} "
+        f"(peak {f'{peak:.3g}' if peak else 'unknown'} FLOP/s, {row['device']})",
+        flush=True,
+    )
 
 
 def synthetic_corpus(vocab: int) -> TokenizedCorpus:

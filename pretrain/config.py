@@ -183,8 +183,8 @@ class PretrainConfig:
     logging: LoggingSection = field(default_factory=LoggingSection)
 
     def __post_init__(self) -> None:
-        t = self.train
-        if (t.train_tokens is None) == (t.max_steps is None):
+        train = self.train
+        if (train.train_tokens is None) == (train.max_steps is None):
             raise ValueError("set exactly one of train.train_tokens and train.max_steps")
         if len(self.optim.betas) != 2:
             raise ValueError("optim.betas must hold two numbers")

@@ -205,21 +205,28 @@ def plan_for_pretrain_config(
     the preset's sizes, counted on the meta device, with the preset's vocabulary (or ``vocab_size``)."""
     from pretrain.model_configs import build_hf_config, count_parameters_meta, resolve_preset
 
-    preset = resolve_preset(config.model)
-    vocab = vocab_size or preset.vocab_size
+    vocab = vocab_size or resolve_preset(config.model).vocab_size
     if vocab is None:
         raise ValueError(
             f"model.preset '{config.model.preset}' takes its vocabulary from the tokenizer: pass vocab_size"
         )
-    n_params = count_parameters_meta(build_hf_config(config.model, vocab, config.train.seq_len, 0, 0, 1))
+    model_config = build_hf_config(config.model, vocab, config.train.seq_len, 0, 0, 1)
+    return plan_for_model(config, model_config, count_parameters_meta(model_config), world_size, sharding, bf16, cuda)
+
+
+def plan_for_model(
+    config, model_config, parameters: int, world_size: int, sharding: str, bf16: bool, cuda: bool
+) -> MemoryPlan:
+    """The plan of a pretrain config's (``PretrainConfig``) training step, every parameter trained, for a
+    model of ``parameters`` described by ``model_config`` (a transformers config)."""
     return estimate(
         MemoryInputs(
-            parameters=n_params,
-            trainable_parameters=n_params,
-            num_layers=preset.num_layers,
-            hidden_size=preset.hidden_size,
-            intermediate_size=preset.intermediate_size,
-            vocab_size=vocab,
+            parameters=parameters,
+            trainable_parameters=parameters,
+            num_layers=model_config.num_hidden_layers,
+            hidden_size=model_config.hidden_size,
+            intermediate_size=model_config.intermediate_size,
+            vocab_size=model_config.vocab_size,
             tokens_per_micro_batch=config.train.micro_batch * config.train.seq_len,
             world_size=world_size,
             sharding=sharding,

@@ -83,18 +83,18 @@ def build_hf_config(
     pad_token_id: int,
 ) -> PretrainedConfig:
     """A transformers config for ``model_cfg`` (a ``ModelSection``) and the tokenizer's ids."""
-    p = resolve_preset(model_cfg)
+    preset = resolve_preset(model_cfg)
     common = dict(
         vocab_size=vocab_size,
-        hidden_size=p.hidden_size,
-        intermediate_size=p.intermediate_size,
-        num_hidden_layers=p.num_layers,
-        num_attention_heads=p.num_heads,
-        num_key_value_heads=p.num_kv_heads,
+        hidden_size=preset.hidden_size,
+        intermediate_size=preset.intermediate_size,
+        num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads,
+        num_key_value_heads=preset.num_kv_heads,
         max_position_embeddings=max_position_embeddings,
         initializer_range=model_cfg.init_std,
-        tie_word_embeddings=p.tie_word_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": p.rope_theta},
+        tie_word_embeddings=preset.tie_word_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": preset.rope_theta},
         bos_token_id=bos_token_id,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,

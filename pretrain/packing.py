@@ -188,53 +188,53 @@ class PackedStream:
             labels=np.full(shape, IGNORE_INDEX, dtype=np.int64),
             is_annotation=np.zeros(shape, dtype=bool),
         )
-        for r in range(n):
-            self._fill_row(rows, r)
+        for row in range(n):
+            self._fill_row(rows, row)
         return rows
 
-    def _fill_row(self, rows: PackedRows, r: int) -> None:
-        pos, c, corpus = 0, self.position.counters, self.corpus
+    def _fill_row(self, rows: PackedRows, row: int) -> None:
+        pos, counters, corpus = 0, self.position.counters, self.corpus
         while pos < self.seq_len and not self.exhausted:
-            p = self.position
-            doc = int(self.order(p.epoch)[p.index])
+            position = self.position
+            doc = int(self.order(position.epoch)[position.index])
             start, end = int(corpus.offsets[doc]), int(corpus.offsets[doc + 1])
-            lo = start + p.offset
+            lo = start + position.offset
             take = self._piece_length(lo, end, self.seq_len - pos)
             if take == 0:  # the document's next chunk starts the next row
-                c.chunks_moved_to_next_row += 1
+                counters.chunks_moved_to_next_row += 1
                 break
             piece = corpus.tokens[lo : lo + take]
-            rows.input_ids[r, pos : pos + take] = piece
-            rows.labels[r, pos + 1 : pos + take] = piece[1:]  # the piece's first token has no context to predict it
-            rows.position_ids[r, pos : pos + take] = np.arange(take)
+            rows.input_ids[row, pos : pos + take] = piece
+            rows.labels[row, pos + 1 : pos + take] = piece[1:]  # the piece's first token has no context to predict it
+            rows.position_ids[row, pos : pos + take] = np.arange(take)
             ann = np.asarray(corpus.is_annotation[lo : lo + take], dtype=bool)  # a plain array, not a memmap
-            rows.is_annotation[r, pos : pos + take] = ann
-            c.tokens += take
-            c.loss_tokens += take - 1
-            c.annotation_tokens += int(ann.sum())
-            c.pieces += 1
-            c.documents_started += p.offset == 0
+            rows.is_annotation[row, pos : pos + take] = ann
+            counters.tokens += take
+            counters.loss_tokens += take - 1
+            counters.annotation_tokens += int(ann.sum())
+            counters.pieces += 1
+            counters.documents_started += position.offset == 0
             self._count_in_view(lo, ann)
             pos += take
-            p.offset += take
-            if p.offset < end - start:
+            position.offset += take
+            if position.offset < end - start:
                 if pos < self.seq_len:  # ended at a chunk start that fits the next row whole
-                    c.chunks_moved_to_next_row += 1
+                    counters.chunks_moved_to_next_row += 1
                     break
-                c.split_at_row_end += 1
+                counters.split_at_row_end += 1
                 continue
-            c.documents_completed += 1
-            p.offset = 0
-            p.index += 1
-            if p.index == corpus.n_documents:
-                p.index = 0
-                p.epoch += 1
-                c.epochs_completed += 1
+            counters.documents_completed += 1
+            position.offset = 0
+            position.index += 1
+            if position.index == corpus.n_documents:
+                position.index = 0
+                position.epoch += 1
+                counters.epochs_completed += 1
         if pos < self.seq_len:  # padding: its own block of positions, no labels
-            rows.position_ids[r, pos:] = np.arange(self.seq_len - pos)
-            c.padding_slots += self.seq_len - pos
-        c.rows += 1
-        c.slots += self.seq_len
+            rows.position_ids[row, pos:] = np.arange(self.seq_len - pos)
+            counters.padding_slots += self.seq_len - pos
+        counters.rows += 1
+        counters.slots += self.seq_len
 
     def _piece_length(self, lo: int, end: int, room: int) -> int:
         """Tokens of the document (flat tokens [lo, end)) that go into the ``room`` left in the row.
@@ -264,19 +264,24 @@ class PackedStream:
         a, b = int(starts.searchsorted(lo)), int(starts.searchsorted(hi))
         if a == b:  # the piece continues a chunk begun in an earlier piece
             return
-        c = self.position.counters
+        counters = self.position.counters
         bounds = (starts[a:b] - lo).tolist() + [len(ann)]
-        for s, e in zip(bounds, bounds[1:]):
-            chunk_ann = ann[s:e]
+        for chunk_begin, chunk_end in zip(bounds, bounds[1:]):
+            chunk_ann = ann[chunk_begin:chunk_end]
             n_ann = int(chunk_ann.sum())
-            content = e - s - n_ann
-            c.content_tokens_chunk_start_in_view += content
+            content = chunk_end - chunk_begin - n_ann
+            counters.content_tokens_chunk_start_in_view += content
             if n_ann:
-                c.content_tokens_annotation_in_view += content - int(chunk_ann.argmax())  # minus those before it
+                counters.content_tokens_annotation_in_view += content - int(chunk_ann.argmax())  # minus those before it
 
     def state_dict(self) -> dict:
-        p = self.position
-        return {"epoch": p.epoch, "index": p.index, "offset": p.offset, "counters": dict(p.counters.__dict__)}
+        position = self.position
+        return {
+            "epoch": position.epoch,
+            "index": position.index,
+            "offset": position.offset,
+            "counters": dict(position.counters.__dict__),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.position = StreamPosition(

@@ -265,80 +265,117 @@ def build_corpus(data_cfg, tokenizer, add_bos: bool, cache_dir: str | Path, key:
     from pretrain.tokenizer import annotation_token_ids  # the tokenizer module owns the delimiter ids
 
     cache_dir = Path(cache_dir)
-    if (cache_dir / "corpus.json").is_file():
-        cached = json.loads((cache_dir / "corpus.json").read_text(encoding="utf-8"))
-        if cached.get("key") == key:
-            return TokenizedCorpus.load(cache_dir)
-    open_id, close_id = annotation_token_ids(tokenizer)
+    if _cached_key(cache_dir) == key:
+        return TokenizedCorpus.load(cache_dir)
+    delimiter_ids = annotation_token_ids(tokenizer)
+    check_bos_rule(tokenizer, add_bos)
+    tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with _CorpusWriter(tmp, tokenizer, delimiter_ids, data_cfg) as writer:
+        batch: list[Document] = []
+        docs = iter_documents(data_cfg.annotations, data_cfg.max_documents)
+        for doc in tqdm(docs, desc=f"tokenizing ({data_cfg.arm})", unit="doc", mininterval=2.0):
+            batch.append(doc)
+            if len(batch) >= data_cfg.tokenize_batch_size:
+                writer.write(batch)
+                batch = []
+        if batch:
+            writer.write(batch)
+    if not writer.lengths:
+        raise ValueError(f"{data_cfg.annotations}: no documents to train on (data.annotations)")
+    writer.finish(key)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(tmp, cache_dir)
+    return TokenizedCorpus.load(cache_dir)
+
+
+def _cached_key(cache_dir: Path) -> dict | None:
+    """The key a cached corpus was built with (None: no cache there)."""
+    if not (cache_dir / "corpus.json").is_file():
+        return None
+    return json.loads((cache_dir / "corpus.json").read_text(encoding="utf-8")).get("key")
+
+
+def check_bos_rule(tokenizer, add_bos: bool) -> None:
+    """Documents start with the BOS token whenever the tokenizer has one, as every prompt does."""
     if not add_bos and tokenizer.bos_token_id is not None:
         raise ValueError(
             "tokenizer.add_bos=false, but the tokenizer has a BOS token, which posttrain and eval put "
             "at the start of every prompt (posttrain.prompt_format.with_bos, the one BOS rule): "
             "pretraining documents must start with it too; set tokenizer.add_bos=true"
         )
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    eos = [tokenizer.eos_token_id]
-    tmp = cache_dir.with_name(f".{cache_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    lengths: list[int] = []
-    chunk_starts: list[np.ndarray] = []
-    counts = Counter()
-    missing = Counter()
-    with open(tmp / "tokens.bin", "wb") as tok_file, open(tmp / "annotation.bin", "wb") as ann_file:
-        batch: list[Document] = []
 
-        def flush() -> None:
-            texts, char_starts = [], []
-            for doc in batch:
-                text, starts, doc_missing = render_chunks(doc, data_cfg.arm, data_cfg.chunk_separator)
-                texts.append(text)
-                char_starts.append(starts)
-                missing.update(doc_missing)
-                counts["chunks"] += len(doc.chunks)
-            # Offsets locate the chunk starts in the whole-document tokenization (which they do not change).
-            encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-            for ids, token_offsets, starts in zip(encoded["input_ids"], encoded["offset_mapping"], char_starts):
-                arr = np.array(bos + ids + eos, dtype=np.uint32)
-                chunk_starts.append(counts["written"] + chunk_token_starts(starts, token_offsets, len(bos)))
-                counts["written"] += len(arr)
-                mask = annotation_mask(arr, open_id, close_id)
-                tok_file.write(arr.tobytes())
-                ann_file.write(mask.astype(np.uint8).tobytes())
-                lengths.append(len(arr))
-                counts["annotation_tokens"] += int(mask.sum())
-                counts["special_tokens"] += len(bos) + len(eos)
-            batch.clear()
 
-        docs = iter_documents(data_cfg.annotations, data_cfg.max_documents)
-        for doc in tqdm(docs, desc=f"tokenizing ({data_cfg.arm})", unit="doc", mininterval=2.0):
-            batch.append(doc)
-            if len(batch) >= data_cfg.tokenize_batch_size:
-                flush()
-        if batch:
-            flush()
-    if not lengths:
-        raise ValueError(f"{data_cfg.annotations}: no documents to train on (data.annotations)")
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    np.save(tmp / "offsets.npy", offsets)
-    np.save(tmp / "chunk_starts.npy", np.concatenate(chunk_starts).astype(np.int64))
-    n_tokens = int(offsets[-1])
-    info = {
-        "key": key,
-        "documents": len(lengths),
-        "chunks": counts["chunks"],
-        "chunk_starts": sum(len(c) for c in chunk_starts),
-        "chunks_without_annotation": {k: v for k, v in sorted(missing.items()) if k != "delimiter_in_text"},
-        "chunks_with_delimiters_removed_from_text": missing["delimiter_in_text"],
-        "tokens": n_tokens,
-        "annotation_tokens": counts["annotation_tokens"],
-        "content_tokens": n_tokens - counts["annotation_tokens"],
-        "special_tokens": counts["special_tokens"],
-        "longest_document": int(max(lengths)),
-        "mean_document": n_tokens / len(lengths),
-    }
-    (tmp / "corpus.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    shutil.rmtree(cache_dir, ignore_errors=True)
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(tmp, cache_dir)
-    return TokenizedCorpus.load(cache_dir)
+class _CorpusWriter:
+    """Writes tokenized documents to ``directory``'s tokens.bin and annotation.bin, keeping their
+    lengths, chunk starts and counts for offsets.npy, chunk_starts.npy and corpus.json."""
+
+    def __init__(self, directory: Path, tokenizer, delimiter_ids: tuple[int, int], data_cfg) -> None:
+        self.directory = directory
+        self.tokenizer = tokenizer
+        self.data_cfg = data_cfg
+        # The token ids of the annotation's open and close delimiters.
+        self.open_id, self.close_id = delimiter_ids
+        self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        self.eos = [tokenizer.eos_token_id]
+        self.lengths: list[int] = []
+        self.chunk_starts: list[np.ndarray] = []
+        self.counts: Counter = Counter()
+        # Chunks rendered without their annotation, by reason.
+        self.missing: Counter = Counter()
+
+    def __enter__(self) -> "_CorpusWriter":
+        self.tokens_file = open(self.directory / "tokens.bin", "wb")
+        self.mask_file = open(self.directory / "annotation.bin", "wb")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.tokens_file.close()
+        self.mask_file.close()
+
+    def write(self, batch: list[Document]) -> None:
+        """Render and tokenize a batch of documents and append them."""
+        texts, char_starts = [], []
+        for doc in batch:
+            text, starts, doc_missing = render_chunks(doc, self.data_cfg.arm, self.data_cfg.chunk_separator)
+            texts.append(text)
+            char_starts.append(starts)
+            self.missing.update(doc_missing)
+            self.counts["chunks"] += len(doc.chunks)
+        # Offsets locate the chunk starts in the whole-document tokenization (which they do not change).
+        encoded = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        for ids, token_offsets, starts in zip(encoded["input_ids"], encoded["offset_mapping"], char_starts):
+            arr = np.array(self.bos + ids + self.eos, dtype=np.uint32)
+            self.chunk_starts.append(self.counts["written"] + chunk_token_starts(starts, token_offsets, len(self.bos)))
+            self.counts["written"] += len(arr)
+            mask = annotation_mask(arr, self.open_id, self.close_id)
+            self.tokens_file.write(arr.tobytes())
+            self.mask_file.write(mask.astype(np.uint8).tobytes())
+            self.lengths.append(len(arr))
+            self.counts["annotation_tokens"] += int(mask.sum())
+            self.counts["special_tokens"] += len(self.bos) + len(self.eos)
+
+    def finish(self, key: dict) -> None:
+        """Write offsets.npy, chunk_starts.npy and corpus.json (the counts, and the cache ``key``)."""
+        offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        np.save(self.directory / "offsets.npy", offsets)
+        np.save(self.directory / "chunk_starts.npy", np.concatenate(self.chunk_starts).astype(np.int64))
+        n_tokens = int(offsets[-1])
+        counts, missing = self.counts, self.missing
+        info = {
+            "key": key,
+            "documents": len(self.lengths),
+            "chunks": counts["chunks"],
+            "chunk_starts": sum(len(c) for c in self.chunk_starts),
+            "chunks_without_annotation": {k: v for k, v in sorted(missing.items()) if k != "delimiter_in_text"},
+            "chunks_with_delimiters_removed_from_text": missing["delimiter_in_text"],
+            "tokens": n_tokens,
+            "annotation_tokens": counts["annotation_tokens"],
+            "content_tokens": n_tokens - counts["annotation_tokens"],
+            "special_tokens": counts["special_tokens"],
+            "longest_document": int(max(self.lengths)),
+            "mean_document": n_tokens / len(self.lengths),
+        }
+        (self.directory / "corpus.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -28,6 +28,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -37,8 +38,8 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import is_flash_attn_2_available
 
 from pretrain import checkpoint as ckpt
-from pretrain.config import PretrainConfig
-from pretrain.memory_plan import MemoryInputs, MemoryPlan, check_plan, estimate, launcher_sharding
+from pretrain.config import PretrainConfig, TrainSection
+from pretrain.memory_plan import MemoryPlan, check_plan, launcher_sharding, plan_for_model
 from pretrain.model_configs import (
     build_hf_config,
     matmul_parameters,
@@ -104,163 +105,297 @@ def run(config: PretrainConfig) -> TrainResult:
 
 def _run(config: PretrainConfig) -> TrainResult:
     out = Path(config.resolved_output_dir)
-    done = read_manifest(out)
-    if done is not None and done.get("config_fingerprint") == config_fingerprint(config):
-        problems = verify_outputs(out, done)
-        if not problems:
-            logger.info(f"pretrain: {out} is already complete for this config (delete its manifest.json to retrain)")
-            c = done["counts"]
-            return TrainResult(out, True, c["steps"], c["tokens_per_step"], c["steps"], c["steps"], counters=c)
-        if is_main_rank():
-            set_aside_manifest(out)
-        logger.info(
-            f"pretrain: {out} has a manifest but its outputs do not match it ({'; '.join(problems)}); "
-            "its manifest is set aside and the run resumes from its latest checkpoint"
-        )
-
+    completed = completed_run(config, out)
+    if completed is not None:
+        return completed
     accelerator = make_accelerator(config, out)
-    world = accelerator.num_processes
-    identity = resume_identity(config, world)
+    identity = resume_identity(config, accelerator.num_processes)
     resume_from = ckpt.checkpoint_to_resume(config.train.resume, out)
     if resume_from is not None:  # before any work: a refused resume should not cost a corpus build
         check_resume_identity(resume_from, identity)
     set_seed(config.train.seed)
     if accelerator.device.type == "cpu":
         torch.set_num_threads(config.train.cpu_threads)
-    main = accelerator.is_main_process
+    tokenizer, corpus = prepare_data(config, accelerator, out)
+    steps = plan_steps(config.train, accelerator.num_processes)
+    training = set_up_training(config, out, accelerator, tokenizer, corpus, steps, identity)
+    start_step = restore_checkpoint(training, resume_from)
+    end_step = steps.total if config.train.stop_after_steps is None else min(steps.total, config.train.stop_after_steps)
+    announce_run(training)
+    result = train_steps(training, start_step, end_step)
+    if end_step == steps.total:
+        ckpt.export_hf_checkpoint(accelerator, training.model, tokenizer, out)
+        if accelerator.is_main_process:
+            write_run_manifest(training, result)
+        result.finished = True
+    accelerator.end_training()
+    return result
 
-    with accelerator.main_process_first():  # the main process builds, the others load what it saved
+
+@dataclass
+class StepPlan:
+    """How a run's steps are cut: identical in both arms at one token budget."""
+
+    # Rows each process trains per optimizer step (micro_batch * grad_accum).
+    rows_per_process: int
+    # Tokens per optimizer step over all processes.
+    tokens_per_step: int
+    # Optimizer steps of the whole run.
+    total: int
+
+
+def plan_steps(train: TrainSection, world: int) -> StepPlan:
+    """Tokens per step = seq_len * micro_batch * grad_accum * processes; steps = train_tokens // tokens per step
+    (or train.max_steps)."""
+    rows_per_process = train.micro_batch * train.grad_accum
+    tokens_per_step = rows_per_process * world * train.seq_len
+    total = train.max_steps if train.max_steps is not None else train.train_tokens // tokens_per_step
+    if total < 1:
+        raise ValueError(f"train.train_tokens={train.train_tokens} is less than one step of {tokens_per_step} tokens")
+    return StepPlan(rows_per_process, tokens_per_step, total)
+
+
+@dataclass
+class Training:
+    """What the training loop works with, prepared by ``set_up_training``."""
+
+    config: PretrainConfig
+    out: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    tokenizer: Any
+    corpus: TokenizedCorpus
+    stream: PackedStream
+    steps: StepPlan
+    # Stored in every checkpoint (resume_identity).
+    identity: dict
+    parameters: int
+    # Training FLOPs per token and the device's peak FLOP/s (None: unknown), for the MFU.
+    flops_per_token: float
+    peak_flops: float | None
+    # Packed rows go to the model flattened (varlen flash attention) rather than as a padded batch.
+    flatten: bool
+
+
+def completed_run(config: PretrainConfig, out: Path) -> TrainResult | None:
+    """The result of a run already complete in ``out`` for this config, or None. A manifest whose outputs
+    do not match it is set aside, and the run resumes from its latest checkpoint."""
+    done = read_manifest(out)
+    if done is None or done.get("config_fingerprint") != config_fingerprint(config):
+        return None
+    problems = verify_outputs(out, done)
+    if not problems:
+        logger.info(f"pretrain: {out} is already complete for this config (delete its manifest.json to retrain)")
+        counts = done["counts"]
+        steps = counts["steps"]
+        return TrainResult(out, True, steps, counts["tokens_per_step"], steps, steps, counters=counts)
+    if is_main_rank():
+        set_aside_manifest(out)
+    logger.info(
+        f"pretrain: {out} has a manifest but its outputs do not match it ({'; '.join(problems)}); "
+        "its manifest is set aside and the run resumes from its latest checkpoint"
+    )
+    return None
+
+
+def prepare_data(config: PretrainConfig, accelerator: Accelerator, out: Path) -> tuple[Any, TokenizedCorpus]:
+    """The shared tokenizer and the arm's tokenized corpus: the main process builds them, the others
+    load what it saved."""
+    with accelerator.main_process_first():
         tokenizer = prepare_tokenizer(config.tokenizer, lambda: chunk_texts(config))
         cache_dir = Path(config.data.cache_dir) if config.data.cache_dir else out / "data"
-        corpus = build_corpus(
-            config.data, tokenizer, config.tokenizer.add_bos, cache_dir, corpus_key(config.data, config.tokenizer.path)
-        )
+        key = corpus_key(config.data, config.tokenizer.path)
+        corpus = build_corpus(config.data, tokenizer, config.tokenizer.add_bos, cache_dir, key)
+    return tokenizer, corpus
 
-    t = config.train
-    rows_per_process = t.micro_batch * t.grad_accum
-    tokens_per_step = rows_per_process * world * t.seq_len
-    total_steps = t.max_steps if t.max_steps is not None else t.train_tokens // tokens_per_step
-    if total_steps < 1:
-        raise ValueError(f"train.train_tokens={t.train_tokens} is less than one step of {tokens_per_step} tokens")
 
-    set_seed(config.train.seed)  # the initial weights depend on the seed only
+def set_up_training(
+    config: PretrainConfig,
+    out: Path,
+    accelerator: Accelerator,
+    tokenizer,
+    corpus: TokenizedCorpus,
+    steps: StepPlan,
+    identity: dict,
+) -> Training:
+    """The model (its memory plan checked first), optimizer and schedule prepared by accelerate, and the
+    packed data stream at its start."""
+    train = config.train
+    set_seed(train.seed)  # the initial weights depend on the seed only
     model = build_model(config, tokenizer, accelerator.device)
     # Every rank checks (the same estimate), so a refusal stops them all; the main one prints.
     check_plan(
         memory_plan(config, model, accelerator),
-        t.memory_plan,
+        train.memory_plan,
         "train.memory_plan",
         "lower train.micro_batch (raise train.grad_accum to keep the batch) or set model.gradient_checkpointing=true",
         print_fn=accelerator.print,
     )
-    n_params = parameter_count(model)
-    fpt = flops_per_token(matmul_parameters(model), model.config.num_hidden_layers, model.config.hidden_size, t.seq_len)
+    parameters = parameter_count(model)
+    layers, width = model.config.num_hidden_layers, model.config.hidden_size
+    training_flops = flops_per_token(matmul_parameters(model), layers, width, train.seq_len)
     flatten = uses_varlen_flash(model.config)
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config.schedule, total_steps)
+    scheduler = make_scheduler(optimizer, config.schedule, steps.total)
     configure_deepspeed(accelerator, config)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-
     stream = PackedStream(
         corpus,
-        t.seq_len,
-        seed=t.seed,
+        train.seq_len,
+        seed=train.seed,
         shuffle=config.data.shuffle,
         pad_id=tokenizer.pad_token_id,
         rows_start_at_chunks=config.data.rows_start_at_chunks,
     )
+    return Training(
+        config=config,
+        out=out,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        tokenizer=tokenizer,
+        corpus=corpus,
+        stream=stream,
+        steps=steps,
+        identity=identity,
+        parameters=parameters,
+        flops_per_token=training_flops,
+        peak_flops=peak_flops(config.logging.peak_flops, accelerator.device),
+        flatten=flatten,
+    )
+
+
+def restore_checkpoint(training: Training, resume_from: Path | None) -> int:
+    """Load ``resume_from`` (model, optimizer, scheduler, RNG, stream position) and drop the metrics
+    rows a killed run logged after it; returns the step training starts at."""
     start_step = 0
+    main = training.accelerator.is_main_process
     if resume_from is not None:
-        state = ckpt.load_checkpoint(accelerator, resume_from)
-        stream.load_state_dict(state["stream"])
+        state = ckpt.load_checkpoint(training.accelerator, resume_from)
+        training.stream.load_state_dict(state["stream"])
         start_step = state["step"]
         if main:
             logger.info(f"pretrain: resumed from {resume_from} at step {start_step}")
-    if main:  # rows a killed run logged after its last checkpoint are logged again below
-        dropped = truncate_metrics(out, start_step)
+    if main:  # rows a killed run logged after its last checkpoint are logged again as the steps are redone
+        dropped = truncate_metrics(training.out, start_step)
         if dropped:
             logger.info(
                 f"pretrain: removed {dropped} rows of metrics.jsonl logged after step {start_step} "
                 "(they are logged again as the steps are redone)"
             )
-    end_step = total_steps if t.stop_after_steps is None else min(total_steps, t.stop_after_steps)
+    return start_step
 
+
+def announce_run(training: Training) -> None:
+    """Start the trackers and print the run's size (main process)."""
+    config, accelerator = training.config, training.accelerator
     if config.logging.report_to:
         accelerator.init_trackers(config.logging.project, config=flat_config(config))
-    peak = peak_flops(config.logging.peak_flops, accelerator.device)
-    if main:
-        logger.info(
-            f"pretrain: arm={config.data.arm} params={n_params / 1e6:.2f}M processes={world} "
-            f"steps={total_steps} tokens/step={tokens_per_step:,} budget={total_steps * tokens_per_step:,} tokens "
-            f"corpus={corpus.n_tokens:,} tokens/epoch ({corpus.info.get('annotation_tokens', 0):,} annotation)"
-        )
+    if not accelerator.is_main_process:
+        return
+    steps, corpus = training.steps, training.corpus
+    logger.info(
+        f"pretrain: arm={config.data.arm} params={training.parameters / 1e6:.2f}M "
+        f"processes={accelerator.num_processes} steps={steps.total} tokens/step={steps.tokens_per_step:,} "
+        f"budget={steps.total * steps.tokens_per_step:,} tokens "
+        f"corpus={corpus.n_tokens:,} tokens/epoch ({corpus.info.get('annotation_tokens', 0):,} annotation)"
+    )
 
-    result = TrainResult(out, False, total_steps, tokens_per_step, start_step, end_step)
-    rank = accelerator.process_index
-    window = {"tokens": stream.counters.tokens, "seconds": 0.0, "losses": []}
+
+@dataclass
+class LogWindow:
+    """The steps since the last log line: their losses, wall time and the stream's token count at the start."""
+
+    tokens: int
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+
+def train_steps(training: Training, start_step: int, end_step: int) -> TrainResult:
+    """Optimizer steps ``[start_step, end_step)``: each on this process's share of the next global rows,
+    logged every ``logging.log_every`` steps, with a resumable state every ``train.checkpoint_every``."""
+    config, accelerator, stream, steps = training.config, training.accelerator, training.stream, training.steps
+    train = config.train
+    result = TrainResult(training.out, False, steps.total, steps.tokens_per_step, start_step, end_step)
+    window = LogWindow(stream.counters.tokens)
+    main = accelerator.is_main_process
     bar = tqdm(range(start_step, end_step), desc=f"pretrain ({config.data.arm})", disable=not main, unit="step")
-    model.train()
+    training.model.train()
     for step in bar:
         started = time.perf_counter()
-        rows = stream.next_rows(rows_per_process * world).select(
-            slice(rank * rows_per_process, (rank + 1) * rows_per_process)
-        )
         step_loss, grad_norm = train_step(
-            accelerator, model, optimizer, scheduler, rows, t.micro_batch, t.grad_accum, config.optim.grad_clip, flatten
+            accelerator,
+            training.model,
+            training.optimizer,
+            training.scheduler,
+            process_rows(training),
+            train.micro_batch,
+            train.grad_accum,
+            config.optim.grad_clip,
+            training.flatten,
         )
-        check_finite(step + 1, step_loss, grad_norm, out)  # before anything of this step is saved
+        check_finite(step + 1, step_loss, grad_norm, training.out)  # before anything of this step is saved
         seconds = time.perf_counter() - started
         result.losses.append(step_loss)
         result.step_seconds.append(seconds)
-        window["seconds"] += seconds
-        window["losses"].append(step_loss)
-
+        window.seconds += seconds
+        window.losses.append(step_loss)
         done_steps = step + 1
         if done_steps % config.logging.log_every == 0 or done_steps == end_step:
-            tokens = stream.counters.tokens - window["tokens"]
-            tok_s = tokens / window["seconds"]
-            metrics = {
-                "train/loss": sum(window["losses"]) / len(window["losses"]),
-                "train/lr": scheduler.get_last_lr()[0],
-                "train/tokens_per_second": tok_s,
-                "train/tokens": stream.counters.tokens,
-                "train/annotation_token_share": stream.counters.annotation_tokens / max(1, stream.counters.tokens),
-                "train/epochs": stream.counters.tokens / corpus.n_tokens,
-                "train/packing_efficiency": stream.counters.packing_efficiency,
-                "train/chunk_start_in_view_share": stream.counters.chunk_start_in_view_share or 0.0,
-            }
-            if stream.counters.annotation_in_view_share is not None:  # the anchored arm
-                metrics["train/annotation_in_view_share"] = stream.counters.annotation_in_view_share
-            if grad_norm is not None:
-                metrics["train/grad_norm"] = grad_norm
-            utilisation = mfu(tok_s / world, fpt, peak)
-            if utilisation is not None:
-                metrics["train/mfu"] = utilisation
-            accelerator.log(metrics, step=done_steps)
-            if main:
-                append_metrics(out, done_steps, metrics)
-                bar.write(format_metrics(done_steps, total_steps, metrics))
-            window = {"tokens": stream.counters.tokens, "seconds": 0.0, "losses": []}
-
-        save_now = t.checkpoint_every and done_steps % t.checkpoint_every == 0 and done_steps < total_steps
-        if save_now or (done_steps == end_step < total_steps):
-            ckpt.save_checkpoint(
-                accelerator,
-                out,
-                done_steps,
-                {"step": done_steps, "identity": identity, "stream": stream.state_dict()},
-                t.keep_checkpoints,
-            )
+            log_window(training, window, done_steps, grad_norm, bar)
+            window = LogWindow(stream.counters.tokens)
+        save_now = train.checkpoint_every and done_steps % train.checkpoint_every == 0 and done_steps < steps.total
+        if save_now or (done_steps == end_step < steps.total):
+            state = {"step": done_steps, "identity": training.identity, "stream": stream.state_dict()}
+            ckpt.save_checkpoint(accelerator, training.out, done_steps, state, train.keep_checkpoints)
     bar.close()
     result.counters = stream.counters.as_dict()
-
-    if end_step == total_steps:
-        ckpt.export_hf_checkpoint(accelerator, model, tokenizer, out)
-        if main:
-            write_run_manifest(config, out, corpus, result, n_params, fpt, peak, world)
-        result.finished = True
-    accelerator.end_training()
     return result
+
+
+def process_rows(training: Training) -> PackedRows:
+    """This process's rows of the next step: every process cuts the same global rows and takes its own."""
+    per_process = training.steps.rows_per_process
+    rank = training.accelerator.process_index
+    rows = training.stream.next_rows(per_process * training.accelerator.num_processes)
+    return rows.select(slice(rank * per_process, (rank + 1) * per_process))
+
+
+def log_window(training: Training, window: LogWindow, step: int, grad_norm: float | None, bar) -> None:
+    """Log the window's metrics to the trackers and (main process) to metrics.jsonl and the console."""
+    metrics = window_metrics(training, window, grad_norm)
+    training.accelerator.log(metrics, step=step)
+    if training.accelerator.is_main_process:
+        append_metrics(training.out, step, metrics)
+        bar.write(format_metrics(step, training.steps.total, metrics))
+
+
+def window_metrics(training: Training, window: LogWindow, grad_norm: float | None) -> dict:
+    """Loss, learning rate, throughput and the data stream's shares over one logging window."""
+    counters = training.stream.counters
+    tokens_per_second = (counters.tokens - window.tokens) / window.seconds
+    metrics = {
+        "train/loss": sum(window.losses) / len(window.losses),
+        "train/lr": training.scheduler.get_last_lr()[0],
+        "train/tokens_per_second": tokens_per_second,
+        "train/tokens": counters.tokens,
+        "train/annotation_token_share": counters.annotation_tokens / max(1, counters.tokens),
+        "train/epochs": counters.tokens / training.corpus.n_tokens,
+        "train/packing_efficiency": counters.packing_efficiency,
+        "train/chunk_start_in_view_share": counters.chunk_start_in_view_share or 0.0,
+    }
+    if counters.annotation_in_view_share is not None:  # the anchored arm
+        metrics["train/annotation_in_view_share"] = counters.annotation_in_view_share
+    if grad_norm is not None:
+        metrics["train/grad_norm"] = grad_norm
+    world = training.accelerator.num_processes
+    utilisation = mfu(tokens_per_second / world, training.flops_per_token, training.peak_flops)
+    if utilisation is not None:
+        metrics["train/mfu"] = utilisation
+    return metrics
 
 
 def train_step(
@@ -345,7 +480,7 @@ def chunk_texts(config: PretrainConfig):
         ds = ds.select(range(min(limit, len(ds))))
     for batch in ds.select_columns(fields).iter(batch_size=4096):
         if not with_annotations:
-            yield from (t or "" for t in batch["text"])
+            yield from (text or "" for text in batch["text"])
             continue
         for text, annotation in zip(batch["text"], batch["annotation"]):
             yield text or ""
@@ -389,37 +524,22 @@ def build_model(config: PretrainConfig, tokenizer, device: torch.device):
 def memory_plan(config: PretrainConfig, model, accelerator: Accelerator) -> MemoryPlan:
     """The estimated peak memory per device of this run's training step (pretrain.memory_plan)."""
     sharding, world = launcher_sharding()
-    n_params = parameter_count(model)
-    return estimate(
-        MemoryInputs(
-            parameters=n_params,
-            trainable_parameters=n_params,
-            num_layers=model.config.num_hidden_layers,
-            hidden_size=model.config.hidden_size,
-            intermediate_size=model.config.intermediate_size,
-            vocab_size=model.config.vocab_size,
-            tokens_per_micro_batch=config.train.micro_batch * config.train.seq_len,
-            world_size=world,
-            sharding=sharding,
-            bf16=accelerator.mixed_precision == "bf16",
-            gradient_checkpointing=config.model.gradient_checkpointing,
-            cuda=accelerator.device.type == "cuda",
-        )
-    )
+    bf16, cuda = accelerator.mixed_precision == "bf16", accelerator.device.type == "cuda"
+    return plan_for_model(config, model.config, parameter_count(model), world, sharding, bf16, cuda)
 
 
 def make_optimizer(model, config: PretrainConfig) -> torch.optim.Optimizer:
     """AdamW; weight decay on weight matrices only (and on embeddings if optim.decay_embeddings)."""
-    o = config.optim
+    optim = config.optim
     embedding = model.get_input_embeddings().weight
     decay, no_decay = [], []
     for param in model.parameters():
         if not param.requires_grad:
             continue
-        is_matrix = len(full_shape(param)) >= 2 and (param is not embedding or o.decay_embeddings)
+        is_matrix = len(full_shape(param)) >= 2 and (param is not embedding or optim.decay_embeddings)
         (decay if is_matrix else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
 
 
 def full_shape(param) -> tuple[int, ...]:
@@ -526,66 +646,25 @@ def append_metrics(out: Path, step: int, metrics: dict) -> None:
         handle.write(json.dumps(json_safe({"step": step, **metrics}), allow_nan=False) + "\n")
 
 
-def write_run_manifest(
-    config: PretrainConfig,
-    out: Path,
-    corpus: TokenizedCorpus,
-    result: TrainResult,
-    n_params: int,
-    fpt: float,
-    peak: float | None,
-    world: int,
-) -> None:
-    c = result.counters
-    timed = result.step_seconds[1:] or result.step_seconds  # the first step includes warm-up work
-    tok_s = result.tokens_per_step * len(timed) / sum(timed) if timed else None
-    corpus_info = {k: v for k, v in corpus.info.items() if k != "key"}
-    counts = {
-        "steps": result.total_steps,
-        "tokens_per_step": result.tokens_per_step,
-        "processes": world,
-        # What the run trained on, exactly (identical totals in both arms).
-        "trained_tokens": c["tokens"],
-        "annotation_tokens": c["annotation_tokens"],
-        "content_tokens": c["content_tokens"],
-        "loss_tokens": c["loss_tokens"],
-        "sequence_slots": c["slots"],
-        "packing_efficiency": c["packing_efficiency"],
-        "documents_started": c["documents_started"],
-        "documents_completed": c["documents_completed"],
-        "document_pieces": c["pieces"],
-        "pieces_cut_at_row_end": c["split_at_row_end"],
-        # data.rows_start_at_chunks: slots left empty so that a chunk starts the next row whole.
-        "padding_slots": c["padding_slots"],
-        "chunks_moved_to_next_row": c["chunks_moved_to_next_row"],
-        # Content tokens trained with their own chunk's start (annotation, in the anchored arm) earlier in
-        # their piece; the annotation share is None in the plain arm.
-        "content_tokens_chunk_start_in_view": c["content_tokens_chunk_start_in_view"],
-        "chunk_start_in_view_share": c["chunk_start_in_view_share"],
-        "content_tokens_annotation_in_view": c["content_tokens_annotation_in_view"],
-        "annotation_in_view_share": c["annotation_in_view_share"],
-        "epochs": c["tokens"] / corpus.n_tokens,
-        "epochs_completed": c["epochs_completed"],
-        "corpus_per_epoch": corpus_info,
-        "parameters": n_params,
-        # The last optimizer step's loss (metrics.jsonl's train/loss is a mean over each logging window).
-        "final_loss": result.losses[-1] if result.losses else None,
-        "final_loss_is": "the last optimizer step's loss (metrics.jsonl logs train/loss as a mean over logging windows)",
-        # Annotation tokens replace content tokens at an equal budget: the share of this arm's tokens they
-        # take, and the content tokens this arm saw fewer than the plain arm (0 in the plain arm).
-        "annotation_share": c["annotation_tokens"] / max(1, c["tokens"]),
-        "content_tokens_lost_to_annotations": c["annotation_tokens"],
-    }
+def write_run_manifest(training: Training, result: TrainResult) -> None:
+    """manifest.json: the exact token counts of what the run trained on, its throughput and its model."""
+    config, out, world = training.config, training.out, training.accelerator.num_processes
+    counts = run_counts(result, training.corpus, world, training.parameters)
+    counters = result.counters
     logger.info(
         f"pretrain: arm={config.data.arm}: annotations are {100 * counts['annotation_share']:.1f}% of the "
-        f"{c['tokens']:,} trained tokens; {c['annotation_tokens']:,} content tokens fewer than a plain arm "
-        f"at the same budget ({c['content_tokens']:,} content tokens)"
+        f"{counters['tokens']:,} trained tokens; {counters['annotation_tokens']:,} content tokens fewer than a plain arm "
+        f"at the same budget ({counters['content_tokens']:,} content tokens)"
     )
+    timed = result.step_seconds[1:] or result.step_seconds  # the first step includes warm-up work
+    tokens_per_second = result.tokens_per_step * len(timed) / sum(timed) if timed else None
     throughput = {
-        "tokens_per_second": tok_s,
-        "flops_per_token": fpt,
-        "peak_flops_per_device": peak,
-        "mfu": mfu(tok_s / world, fpt, peak) if tok_s else None,
+        "tokens_per_second": tokens_per_second,
+        "flops_per_token": training.flops_per_token,
+        "peak_flops_per_device": training.peak_flops,
+        "mfu": mfu(tokens_per_second / world, training.flops_per_token, training.peak_flops)
+        if tokens_per_second
+        else None,
     }
     write_manifest(
         out,
@@ -600,3 +679,45 @@ def write_run_manifest(
         },
         outputs=weight_files(out),
     )
+
+
+def run_counts(result: TrainResult, corpus: TokenizedCorpus, world: int, parameters: int) -> dict:
+    """The manifest's counts: what the run trained on, exactly (identical totals in both arms)."""
+    counters = result.counters
+    corpus_info = {k: v for k, v in corpus.info.items() if k != "key"}
+    return {
+        "steps": result.total_steps,
+        "tokens_per_step": result.tokens_per_step,
+        "processes": world,
+        # What the run trained on, exactly (identical totals in both arms).
+        "trained_tokens": counters["tokens"],
+        "annotation_tokens": counters["annotation_tokens"],
+        "content_tokens": counters["content_tokens"],
+        "loss_tokens": counters["loss_tokens"],
+        "sequence_slots": counters["slots"],
+        "packing_efficiency": counters["packing_efficiency"],
+        "documents_started": counters["documents_started"],
+        "documents_completed": counters["documents_completed"],
+        "document_pieces": counters["pieces"],
+        "pieces_cut_at_row_end": counters["split_at_row_end"],
+        # data.rows_start_at_chunks: slots left empty so that a chunk starts the next row whole.
+        "padding_slots": counters["padding_slots"],
+        "chunks_moved_to_next_row": counters["chunks_moved_to_next_row"],
+        # Content tokens trained with their own chunk's start (annotation, in the anchored arm) earlier in
+        # their piece; the annotation share is None in the plain arm.
+        "content_tokens_chunk_start_in_view": counters["content_tokens_chunk_start_in_view"],
+        "chunk_start_in_view_share": counters["chunk_start_in_view_share"],
+        "content_tokens_annotation_in_view": counters["content_tokens_annotation_in_view"],
+        "annotation_in_view_share": counters["annotation_in_view_share"],
+        "epochs": counters["tokens"] / corpus.n_tokens,
+        "epochs_completed": counters["epochs_completed"],
+        "corpus_per_epoch": corpus_info,
+        "parameters": parameters,
+        # The last optimizer step's loss (metrics.jsonl's train/loss is a mean over each logging window).
+        "final_loss": result.losses[-1] if result.losses else None,
+        "final_loss_is": "the last optimizer step's loss (metrics.jsonl logs train/loss as a mean over logging windows)",
+        # Annotation tokens replace content tokens at an equal budget: the share of this arm's tokens they
+        # take, and the content tokens this arm saw fewer than the plain arm (0 in the plain arm).
+        "annotation_share": counters["annotation_tokens"] / max(1, counters["tokens"]),
+        "content_tokens_lost_to_annotations": counters["annotation_tokens"],
+    }

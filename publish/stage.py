@@ -77,49 +77,30 @@ def _stage_and_send(
 ) -> dict[str, Any]:
     """Stage the upload folder, write the publish manifest, and (not a dry run) send it."""
     folder = prepare_staging(staging_dir, source_dir)
-    source_fingerprint = fingerprint(source_dir)
+    source = {"path": str(source_dir), "fingerprint": fingerprint(source_dir)}
     if config.kind == "model":
-        staged = _stage_model(config, source_dir, folder, manifest, summary_path, summary, source_fingerprint)
+        staged = _stage_model(config, source_dir, folder, manifest, summary_path, summary, source["fingerprint"])
     else:
-        staged = _stage_dataset(config, source_dir, folder, manifest, source_fingerprint)
+        staged = _stage_dataset(config, source_dir, folder, manifest, source["fingerprint"])
     files = list_folder(folder, with_sha256=True)
-    total = sum(f["bytes"] for f in files)
-    staged_fingerprint = folder_digest(files)
-    # Inputs with their fingerprints, the source's computed once (a checkpoint can be many GB).
-    inputs = {"source": {"path": str(source_dir), "fingerprint": source_fingerprint}}
-    if summary_path is not None:
-        inputs["eval_summary"] = {"path": str(summary_path), "fingerprint": fingerprint(summary_path)}
-    write_manifest(
-        staging_dir,
-        stage="publish",
-        config=config,
-        counts={"files": len(files), "bytes": total, "skipped": len(staged.skipped)},
-        extra={
-            "inputs": inputs,
-            "mode": "dry_run" if config.dry_run else "upload",
-            "staged_folder": str(folder),
-            "staged_fingerprint": staged_fingerprint,
-            "files": files,
-            "skipped": staged.skipped,
-        },
-    )
-    for skip in staged.skipped:
-        logger.info(f"publish: not uploaded: {skip['path']} ({skip['reason']})")
     result: dict[str, Any] = {
         "folder": folder,
         "files": files,
         "skipped": staged.skipped,
-        "staged_fingerprint": staged_fingerprint,
+        "staged_fingerprint": folder_digest(files),
         "receipt": None,
     }
+    _write_publish_manifest(config, staging_dir, source, summary_path, result)
+    for skip in staged.skipped:
+        logger.info(f"publish: not uploaded: {skip['path']} ({skip['reason']})")
+    total = human_bytes(sum(f["bytes"] for f in files))
     if config.dry_run:
         logger.info(
-            f"publish: dry run: staged {len(files)} files ({human_bytes(total)}) for {config.kind} repo "
+            f"publish: dry run: staged {len(files)} files ({total}) for {config.kind} repo "
             f"{config.repo_id} in {folder}; nothing was uploaded"
         )
         return result
-
-    commit_message = config.commit_message or _default_commit_message(config, manifest, staged, source_fingerprint)
+    commit_message = config.commit_message or _default_commit_message(config, manifest, staged, source["fingerprint"])
     sent = upload(
         hub,
         repo_id=config.repo_id,
@@ -128,25 +109,54 @@ def _stage_and_send(
         folder=folder,
         commit_message=commit_message,
     )
-    receipt = {
+    result["receipt"] = write_receipt(staging_dir, _receipt(config, source, result, sent, who))
+    logger.info(
+        f"publish: uploaded {len(files)} files ({total}) to {sent['repo_url']}: commit "
+        f"{sent['commit_url']}; receipt {result['receipt']}"
+    )
+    return result
+
+
+def _write_publish_manifest(
+    config: PublishConfig, staging_dir: Path, source: dict, summary_path: Path | None, staged: dict[str, Any]
+) -> None:
+    """The publish manifest: the inputs with their fingerprints (the source's computed once: a checkpoint
+    can be many GB), and every staged file."""
+    inputs = {"source": source}
+    if summary_path is not None:
+        inputs["eval_summary"] = {"path": str(summary_path), "fingerprint": fingerprint(summary_path)}
+    files = staged["files"]
+    write_manifest(
+        staging_dir,
+        stage="publish",
+        config=config,
+        counts={"files": len(files), "bytes": sum(f["bytes"] for f in files), "skipped": len(staged["skipped"])},
+        extra={
+            "inputs": inputs,
+            "mode": "dry_run" if config.dry_run else "upload",
+            "staged_folder": str(staged["folder"]),
+            "staged_fingerprint": staged["staged_fingerprint"],
+            "files": files,
+            "skipped": staged["skipped"],
+        },
+    )
+
+
+def _receipt(config: PublishConfig, source: dict, staged: dict[str, Any], sent: dict, who: dict) -> dict:
+    """What was sent where, by whom, from which source: the receipt written beside the manifest."""
+    return {
         "repo_id": config.repo_id,
         "repo_type": config.kind,
         "private_requested": config.private,
         **sent,
         "hub_user": who.get("name"),
-        "staged_folder": str(folder),
-        "staged_fingerprint": staged_fingerprint,
-        "files": len(files),
-        "bytes": total,
-        "source_dir": str(source_dir),
-        "source_fingerprint": source_fingerprint,
+        "staged_folder": str(staged["folder"]),
+        "staged_fingerprint": staged["staged_fingerprint"],
+        "files": len(staged["files"]),
+        "bytes": sum(f["bytes"] for f in staged["files"]),
+        "source_dir": source["path"],
+        "source_fingerprint": source["fingerprint"],
     }
-    result["receipt"] = write_receipt(staging_dir, receipt)
-    logger.info(
-        f"publish: uploaded {len(files)} files ({human_bytes(total)}) to {sent['repo_url']}: commit "
-        f"{sent['commit_url']}; receipt {result['receipt']}"
-    )
-    return result
 
 
 def _read_eval_summary(config: PublishConfig) -> tuple[Path | None, Any]:
@@ -185,15 +195,10 @@ def _stage_model(
         eval_section = render_eval_section(None, EVAL_SUMMARY_NAME)
     metadata = model_metadata(manifest, staged.info, config.license, config.base_model, list(config.datasets))
     card = build_model_card(
-        repo_id=config.repo_id,
-        manifest=manifest,
         info=staged.info,
         metadata=metadata,
         eval_section=eval_section,
-        files=list_folder(folder),
-        source_dir=source_dir,
-        source_fingerprint=source_fingerprint,
-        publish_commit=git_commit(),
+        **_card_provenance(config, manifest, folder, source_dir, source_fingerprint),
     )
     (folder / CARD_NAME).write_text(card, encoding="utf-8")
     return staged
@@ -211,20 +216,30 @@ def _stage_dataset(
         raise PublishError(f"{source_dir / stats_path.name}: not valid JSON (line {err.lineno}): {err.msg}") from None
     metadata = dataset_metadata(splits, config.license, pretty_name=config.repo_id.split("/")[-1])
     card = build_dataset_card(
-        repo_id=config.repo_id,
-        manifest=manifest,
         stats=stats,
         splits=splits,
         example=first_row(folder, next(iter(splits.values()))),
         data_source=staged.info["data_source"],
         metadata=metadata,
-        files=list_folder(folder),
-        source_dir=source_dir,
-        source_fingerprint=source_fingerprint,
-        publish_commit=git_commit(),
+        **_card_provenance(config, manifest, folder, source_dir, source_fingerprint),
     )
     (folder / CARD_NAME).write_text(card, encoding="utf-8")
     return staged
+
+
+def _card_provenance(
+    config: PublishConfig, manifest: dict, folder: Path, source_dir: Path, source_fingerprint: str
+) -> dict[str, Any]:
+    """The card arguments every kind shares: the repo, the stage's manifest, the staged files, and the
+    source and code they come from."""
+    return {
+        "repo_id": config.repo_id,
+        "manifest": manifest,
+        "files": list_folder(folder),
+        "source_dir": source_dir,
+        "source_fingerprint": source_fingerprint,
+        "publish_commit": git_commit(),
+    }
 
 
 def _default_commit_message(config: PublishConfig, manifest: dict, staged: Staged, source_fingerprint: str) -> str:

@@ -156,6 +156,13 @@ class Fixtures:
             *extra,
         ]
 
+    def annotate_args(self, out: Path | str, *extra: str) -> list[str]:
+        return ["annotate", "configs/annotate/tiny.yaml", f"output_dir={out}", "source.limit=4", *extra]
+
+    def publish_args(self, source: Path, staging: Path | str, *extra: str) -> list[str]:
+        folders = [f"source_dir={source}", f"staging_dir={staging}"]
+        return ["publish", "configs/publish/model.yaml", *folders, "repo_id=me/probe", *extra]
+
     def eval_args(self, out: Path, model: Path | str, *extra: str) -> list[str]:
         return [
             "eval",
@@ -319,124 +326,105 @@ def bad_model_cases(stage: str) -> list[Case]:
 
 
 def cases() -> list[Case]:
-    listed = [
-        Case(
-            "eval: sampling.temperatures=[-1.0]",
-            lambda fx: fx.eval_args(fx.fresh("t"), "x", "sampling.temperatures=[-1.0]"),
-            expect_error="key 'sampling.temperatures[0]' must be >= 0",
-        ),
-        Case(
-            "annotate: source.limit=-5",
-            lambda fx: ["annotate", "configs/annotate/tiny.yaml", "source.limit=-5", f"output_dir={fx.fresh('limit')}"],
-            expect_error="key 'source.limit' must be >= 1",
-        ),
-        Case(
-            "annotate: executor.tasks=0",
-            lambda fx: [
-                "annotate",
-                "configs/annotate/tiny.yaml",
-                "executor.tasks=0",
-                f"output_dir={fx.fresh('tasks')}",
-            ],
-            expect_error="key 'executor.tasks' must be >= 1",
-        ),
-        Case(
-            "pretrain: train.max_steps=0",
-            lambda fx: fx.pretrain_args(fx.fresh("steps"), "train.max_steps=0"),
-            expect_error="key 'train.max_steps' must be >= 1",
-        ),
-        Case(
-            "posttrain: learning_rate=-1",
-            lambda fx: fx.posttrain_args(fx.fresh("lr"), "training.learning_rate=-1"),
-            expect_error="key 'training.learning_rate' must be > 0",
-        ),
-        Case(
-            "publish: token_env=UNSET with HF_TOKEN set",
-            lambda fx: [
-                "publish",
-                "configs/publish/model.yaml",
-                f"source_dir={fx.model}",
-                "repo_id=me/probe",
-                "dry_run=false",
-                "token_env=UNSET",
-                f"staging_dir={fx.fresh('pub')}",
-            ],
-            expect_error="environment variable UNSET",
-            extra_env={"HF_TOKEN": "hf_probe_not_real"},
-        ),
-        Case(
-            "publish: source_dir missing",
-            lambda fx: ["publish", "configs/publish/model.yaml", f"source_dir={fx.work / 'none'}", "repo_id=me/probe"],
-            expect_error="config key 'source_dir'",
-        ),
-        Case(
-            "pretrain: tokenizer.pretrained is an offline hub id",
-            lambda fx: [
-                "pretrain",
-                "configs/pretrain/tiny.yaml",
-                f"data.annotations={fx.annotations}",
-                f"output_dir={fx.fresh('tokhub')}",
-                f"tokenizer.path={fx.fresh('tok2')}",
-                "tokenizer.pretrained=no-org/no-tok",
-                "train.max_steps=2",
-                "train.train_tokens=null",
-            ],
-            expect_error="tokenizer.pretrained: 'no-org/no-tok' is not a local path",
-        ),
-        Case(
-            "pretrain: tokenizer.pretrained is a JSONL file",
-            lambda fx: [
-                "pretrain",
-                "configs/pretrain/tiny.yaml",
-                f"data.annotations={fx.annotations}",
-                f"output_dir={fx.fresh('tokfile')}",
-                f"tokenizer.path={fx.fresh('tok3')}",
-                f"tokenizer.pretrained={fx.sft}",
-                "train.max_steps=2",
-                "train.train_tokens=null",
-            ],
-            expect_error="is a file (.jsonl), not a tokenizer directory",
-        ),
-        Case(
-            "posttrain: max_seq_len above the model's positions",
-            lambda fx: fx.posttrain_args(fx.fresh("positions"), "train_past_positions=false"),
-            expect_error="exceeds the 128 positions",
-        ),
+    return [
+        *bad_key_cases(),
         *bad_model_cases("posttrain"),
         *bad_model_cases("eval"),
+        *output_folder_cases(),
+        *[
+            Case(
+                f"{stage}: second writer while one holds the directory",
+                (lambda fx, stage=stage: stage_args(fx, stage, fx.fresh("lock"), model=fx.model)),
+                expect_error="holds its lock",
+                runner=while_locked,
+            )
+            for stage in ("pretrain", "posttrain", "eval", "annotate", "publish")
+        ],
+        *kill_and_damage_cases(),
+        *input_file_cases(),
+        *odd_data_cases(),
+    ]
+
+
+def stage_args(fx: Fixtures, stage: str, out: Path | str, *extra: str, model: Path | str = "x") -> list[str]:
+    """A stage's quick command on its tiny config, writing to ``out`` (pretrain runs 2 steps; eval samples
+    ``model``; publish stages the tiny model)."""
+    if stage == "eval":
+        return fx.eval_args(out, model, *extra)
+    if stage == "publish":
+        return fx.publish_args(fx.model, out, *extra)
+    if stage == "pretrain":
+        return fx.pretrain_args(out, "train.max_steps=2", *extra)
+    return {"posttrain": fx.posttrain_args, "annotate": fx.annotate_args}[stage](out, *extra)
+
+
+# Messages of the refusals the cases expect.
+NOT_FINITE = "expects a finite number"
+UNWRITABLE = "/sys/probe_cli_out"  # mkdir there fails even for root (Operation not permitted)
+
+# One bad key each, refused before any work: (stage, override, text the refusal must contain). A table
+# rather than one Case(...) each: the cases differ only in these three values.
+BAD_KEYS = (
+    ("eval", "sampling.temperatures=[-1.0]", "key 'sampling.temperatures[0]' must be >= 0"),
+    ("eval", "sampling.temperatures=[.inf]", f"'sampling.temperatures[0]' {NOT_FINITE}"),
+    ("annotate", "source.limit=-5", "key 'source.limit' must be >= 1"),
+    ("annotate", "source.limit=0", "key 'source.limit' must be >= 1"),
+    ("annotate", "executor.tasks=0", "key 'executor.tasks' must be >= 1"),
+    ("pretrain", "train.max_steps=0", "key 'train.max_steps' must be >= 1"),
+    ("pretrain", "optim.lr=.inf", f"'optim.lr' {NOT_FINITE}"),
+    ("pretrain", "optim.lr=.nan", f"'optim.lr' {NOT_FINITE}"),
+    ("pretrain", "optim.weight_decay=.inf", f"'optim.weight_decay' {NOT_FINITE}"),
+    ("pretrain", "optim.lr=1e30", "key 'optim.lr' must be > 0 and <= 1"),
+    ("pretrain", "model.attn_implementation=bogus", "key 'model.attn_implementation' expects one of"),
+    ("posttrain", "training.learning_rate=-1", "key 'training.learning_rate' must be > 0"),
+    ("posttrain", "training.learning_rate=.inf", f"'training.learning_rate' {NOT_FINITE}"),
+    ("posttrain", "training.max_steps=0", "key 'training.max_steps' must be >= -1 and != 0"),
+)
+
+
+def bad_key_cases() -> list[Case]:
+    return [
         Case(
-            "annotate: SFT rows with human/gpt roles and a user turn after the reply",
-            lambda fx: [
-                "annotate",
-                "configs/annotate/tiny.yaml",
-                "mode=sft",
-                f"source.source={fx.sft}",
-                "source.limit=null",
-                "source.id_field=id",
-                "keep_columns=[]",
-                f"annotator.offline.fitted_state_from={fx.fitted}",
-                f"output_dir={fx.fresh('sftann')}",
-            ],
-            check=lambda fx, output: sft_annotated(fx),
-        ),
+            f"{stage}: {override}",
+            (lambda fx, stage=stage, override=override: stage_args(fx, stage, fx.fresh(stage), override)),
+            expect_error=error,
+        )
+        for stage, override, error in BAD_KEYS
+    ]
+
+
+def output_folder_cases() -> list[Case]:
+    """Empty output folders, existing files where a folder should be, and folders that cannot be made."""
+    key = {"publish": "staging_dir"}
+    stages = ("pretrain", "posttrain", "eval", "annotate", "publish")
+    # (stage, what the folder is, the folder, the refusal's text): every stage, each kind of bad folder.
+    table = [
+        *[
+            (stage, "= (empty)", "", f"key '{key.get(stage, 'output_dir')}' expects a non-empty path")
+            for stage in stages
+        ],
+        ("pretrain", " is an existing file", a_file, "is an existing file"),
+        ("eval", " is an existing file", a_file, "output_dir '"),
+        ("publish", " is an existing file", a_file, "staging_dir '"),
+        *[
+            (stage, " in an unwritable directory", f"{UNWRITABLE}/{stage}", "cannot create or write it")
+            for stage in stages
+            if stage != "posttrain"
+        ],
+    ]
+    return [
         Case(
-            "pretrain: second writer while one holds the directory",
-            lambda fx: fx.pretrain_args(fx.fresh("lock"), "train.max_steps=2"),
-            expect_error="holds its lock",
-            runner=while_locked,
-        ),
-        Case(
-            "posttrain: second writer while one holds the directory",
-            lambda fx: fx.posttrain_args(fx.fresh("lock")),
-            expect_error="holds its lock",
-            runner=while_locked,
-        ),
-        Case(
-            "eval: second writer while one holds the directory",
-            lambda fx: fx.eval_args(fx.fresh("lock"), fx.model),
-            expect_error="holds its lock",
-            runner=while_locked,
-        ),
+            f"{stage}: {key.get(stage, 'output_dir')}{what}",
+            (lambda fx, stage=stage, folder=folder: stage_args(fx, stage, folder(fx) if callable(folder) else folder)),
+            expect_error=error,
+        )
+        for stage, what, folder, error in table
+    ]
+
+
+def kill_and_damage_cases() -> list[Case]:
+    """A kill mid-run, then a resume; damaged checkpoints and weights found by a rerun."""
+    return [
         Case(
             "pretrain: SIGKILL after step 5, resume",
             lambda fx: fx.pretrain_args(
@@ -480,77 +468,40 @@ def cases() -> list[Case]:
             ),
         ),
     ]
-    return listed + hostile_cases()
 
 
-# Messages of the refusals the hostile cases expect.
-NOT_FINITE = "expects a finite number"
-EMPTY_DIR = "key 'output_dir' expects a non-empty path"
-UNWRITABLE = "/sys/probe_cli_out"  # mkdir there fails even for root (Operation not permitted)
-
-
-def hostile_cases() -> list[Case]:
-    """Non-finite and absurd numbers, empty and unusable output folders, duplicate YAML keys, SFT sets
-    without a reply, publish's allow-list and links, damaged model configs, over-long prompts."""
-
-    def annotate(fx, out, *extra):
-        return ["annotate", "configs/annotate/tiny.yaml", f"output_dir={out}", "source.limit=4", *extra]
-
-    def publish(fx, source, staging, *extra):
-        return [
-            "publish",
-            "configs/publish/model.yaml",
-            f"source_dir={source}",
-            "repo_id=me/probe",
-            f"staging_dir={staging}",
-            *extra,
-        ]
-
+def input_file_cases() -> list[Case]:
+    """Odd YAML files and tokenizers; a missing publish source; a sequence length past the model's positions."""
     return [
         Case(
-            "pretrain: optim.lr=.inf",
-            lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=.inf"),
-            expect_error=f"'optim.lr' {NOT_FINITE}",
+            "posttrain: max_seq_len above the model's positions",
+            lambda fx: fx.posttrain_args(fx.fresh("positions"), "train_past_positions=false"),
+            expect_error="exceeds the 128 positions",
         ),
         Case(
-            "pretrain: optim.lr=.nan",
-            lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=.nan"),
-            expect_error=f"'optim.lr' {NOT_FINITE}",
+            "publish: source_dir missing",
+            lambda fx: ["publish", "configs/publish/model.yaml", f"source_dir={fx.work / 'none'}", "repo_id=me/probe"],
+            expect_error="config key 'source_dir'",
         ),
         Case(
-            "pretrain: optim.weight_decay=.inf",
-            lambda fx: fx.pretrain_args(fx.fresh("wd"), "train.max_steps=2", "optim.weight_decay=.inf"),
-            expect_error=f"'optim.weight_decay' {NOT_FINITE}",
+            "pretrain: tokenizer.pretrained is an offline hub id",
+            lambda fx: fx.pretrain_args(
+                fx.fresh("tokhub"),
+                f"tokenizer.path={fx.fresh('tok2')}",
+                "tokenizer.pretrained=no-org/no-tok",
+                "train.max_steps=2",
+            ),
+            expect_error="tokenizer.pretrained: 'no-org/no-tok' is not a local path",
         ),
         Case(
-            "pretrain: optim.lr=1e30",
-            lambda fx: fx.pretrain_args(fx.fresh("lr"), "train.max_steps=2", "optim.lr=1e30"),
-            expect_error="key 'optim.lr' must be > 0 and <= 1",
-        ),
-        Case(
-            "posttrain: training.learning_rate=.inf",
-            lambda fx: fx.posttrain_args(fx.fresh("lr"), "training.learning_rate=.inf"),
-            expect_error=f"'training.learning_rate' {NOT_FINITE}",
-        ),
-        Case(
-            "posttrain: training.max_steps=0",
-            lambda fx: fx.posttrain_args(fx.fresh("steps"), "training.max_steps=0"),
-            expect_error="key 'training.max_steps' must be >= -1 and != 0",
-        ),
-        Case(
-            "eval: sampling.temperatures=[.inf]",
-            lambda fx: fx.eval_args(fx.fresh("t"), "x", "sampling.temperatures=[.inf]"),
-            expect_error=f"'sampling.temperatures[0]' {NOT_FINITE}",
-        ),
-        Case(
-            "annotate: source.limit=0",
-            lambda fx: annotate(fx, fx.fresh("limit0"), "source.limit=0"),
-            expect_error="key 'source.limit' must be >= 1",
-        ),
-        Case(
-            "pretrain: model.attn_implementation=bogus",
-            lambda fx: fx.pretrain_args(fx.fresh("attn"), "train.max_steps=2", "model.attn_implementation=bogus"),
-            expect_error="key 'model.attn_implementation' expects one of",
+            "pretrain: tokenizer.pretrained is a JSONL file",
+            lambda fx: fx.pretrain_args(
+                fx.fresh("tokfile"),
+                f"tokenizer.path={fx.fresh('tok3')}",
+                f"tokenizer.pretrained={fx.sft}",
+                "train.max_steps=2",
+            ),
+            expect_error="is a file (.jsonl), not a tokenizer directory",
         ),
         Case(
             "pretrain: an override breaks a rule across keys",
@@ -576,76 +527,38 @@ def hostile_cases() -> list[Case]:
             lambda fx: ["pretrain", str(duplicate_key_yaml(fx)), f"output_dir={fx.fresh('dup')}"],
             expect_error="key 'max_steps' is set twice",
         ),
-        *[
-            Case(f"{stage}: output_dir= (empty)", (lambda fx, make=make: make(fx)), expect_error=EMPTY_DIR)
-            for stage, make in (
-                ("pretrain", lambda fx: fx.pretrain_args("", "train.max_steps=2")),
-                ("posttrain", lambda fx: fx.posttrain_args("")),
-                ("eval", lambda fx: fx.eval_args("", "x")),
-                ("annotate", lambda fx: annotate(fx, "")),
-            )
-        ],
+    ]
+
+
+def odd_data_cases() -> list[Case]:
+    """SFT sets of odd shapes; publish's token, extra files or links in its source; a damaged model;
+    over-long prompts."""
+    sft_source = ("mode=sft", "source.limit=null", "source.id_field=id", "keep_columns=[]")
+    return [
         Case(
-            "publish: staging_dir= (empty)",
-            lambda fx: publish(fx, fx.model, ""),
-            expect_error="key 'staging_dir' expects a non-empty path",
-        ),
-        Case(
-            "pretrain: output_dir is an existing file",
-            lambda fx: fx.pretrain_args(a_file(fx), "train.max_steps=2"),
-            expect_error="is an existing file",
-        ),
-        Case(
-            "eval: output_dir is an existing file",
-            lambda fx: fx.eval_args(a_file(fx), "x"),
-            expect_error="output_dir '",
-        ),
-        Case(
-            "publish: staging_dir is an existing file",
-            lambda fx: publish(fx, fx.model, a_file(fx)),
-            expect_error="staging_dir '",
-        ),
-        *[
-            Case(
-                f"{stage}: output folder in an unwritable directory",
-                (lambda fx, make=make: make(fx)),
-                expect_error="cannot create or write it",
-            )
-            for stage, make in (
-                ("pretrain", lambda fx: fx.pretrain_args(f"{UNWRITABLE}/p", "train.max_steps=2")),
-                ("annotate", lambda fx: annotate(fx, f"{UNWRITABLE}/a")),
-                ("eval", lambda fx: fx.eval_args(f"{UNWRITABLE}/e", "x")),
-                ("publish", lambda fx: publish(fx, fx.model, f"{UNWRITABLE}/s")),
-            )
-        ],
-        Case(
-            "annotate: second writer while one holds the directory",
-            lambda fx: annotate(fx, fx.fresh("lock")),
-            expect_error="holds its lock",
-            runner=while_locked,
-        ),
-        Case(
-            "publish: second publish into one staging_dir",
-            lambda fx: publish(fx, fx.model, fx.fresh("pubslock")),
-            expect_error="holds its lock",
-            runner=while_locked,
+            "annotate: SFT rows with human/gpt roles and a user turn after the reply",
+            lambda fx: fx.annotate_args(
+                fx.fresh("sftann"),
+                *sft_source,
+                f"source.source={fx.sft}",
+                f"annotator.offline.fitted_state_from={fx.fitted}",
+            ),
+            check=lambda fx, output: sft_annotated(fx),
         ),
         Case(
             "annotate: SFT file with no assistant turn anywhere",
-            lambda fx: annotate(
-                fx,
-                fx.fresh("noreply"),
-                "mode=sft",
-                f"source.source={no_reply_sft(fx)}",
-                "source.limit=null",
-                "source.id_field=id",
-                "keep_columns=[]",
-            ),
+            lambda fx: fx.annotate_args(fx.fresh("noreply"), *sft_source, f"source.source={no_reply_sft(fx)}"),
             expect_error="none of its 3 SFT examples has a response",
         ),
         Case(
+            "publish: token_env=UNSET with HF_TOKEN set",
+            lambda fx: stage_args(fx, "publish", fx.fresh("pub"), "dry_run=false", "token_env=UNSET"),
+            expect_error="environment variable UNSET",
+            extra_env={"HF_TOKEN": "hf_probe_not_real"},
+        ),
+        Case(
             "publish: notes.txt beside the weights is not staged",
-            lambda fx: publish(fx, model_with_extras(fx, "notes"), fx.fresh("pubnotes")),
+            lambda fx: fx.publish_args(model_with_extras(fx, "notes"), fx.fresh("pubnotes")),
             check=lambda fx, output: (
                 "notes.txt was staged"
                 if (fx.work / "out" / last_out(fx, "pubnotes") / "repo" / "notes.txt").exists()
@@ -654,7 +567,7 @@ def hostile_cases() -> list[Case]:
         ),
         Case(
             "publish: a file linked out of the source",
-            lambda fx: publish(fx, model_with_extras(fx, "link"), fx.fresh("publink")),
+            lambda fx: fx.publish_args(model_with_extras(fx, "link"), fx.fresh("publink")),
             expect_error="is a symbolic link to",
         ),
         Case(

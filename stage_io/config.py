@@ -26,7 +26,7 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Sequence, TypeVar, Union
+from typing import Annotated, Any, Callable, Literal, Mapping, Sequence, TypeVar, Union
 
 import yaml
 
@@ -277,82 +277,125 @@ def _build(cls: type[T], raw: Mapping[str, Any], prefix: str, origin: str) -> T:
 
 
 def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
-    def fail(expected: str) -> ConfigError:
-        return ConfigError(f"{origin}: key '{key}' expects {expected}, got {value!r}")
-
+    """``value`` checked against (and converted to) the type ``tp`` of ``key``."""
     if tp is Any:
         return value
     if typing.get_origin(tp) is Annotated:
-        base, *extras = typing.get_args(tp)
-        value = _coerce(value, base, key, origin)
-        for domain in extras:
-            if isinstance(domain, Domain) and isinstance(value, (int, float)) and not domain.admits(value):
-                raise ConfigError(f"{origin}: key '{key}' must be {domain.describe()}, got {value!r}")
-        return value
+        return _coerce_annotated(value, tp, key, origin)
     if _is_optional(tp):
         if value is None:
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         return _coerce(value, inner[0] if len(inner) == 1 else Union[tuple(inner)], key, origin)
     if dataclasses.is_dataclass(tp):
-        if dataclasses.is_dataclass(value):
-            value = dataclasses.asdict(value)
-        if not isinstance(value, Mapping):
-            raise fail(f"a mapping for section {tp.__name__}")
-        return _build(tp, value, prefix=f"{key}.", origin=origin)
+        return _coerce_section(value, tp, key, origin)
     origin_tp = typing.get_origin(tp)
     if origin_tp is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise fail("one of " + ", ".join(repr(c) for c in choices))
+        if value not in typing.get_args(tp):
+            raise _expects(origin, key, "one of " + ", ".join(repr(c) for c in typing.get_args(tp)), value)
         return value
     if origin_tp in (list, Sequence, tuple):
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise fail("a list")
-        args = typing.get_args(tp)
-        item_tp = args[0] if args else Any
-        items = [_coerce(v, item_tp, f"{key}[{i}]", origin) for i, v in enumerate(value)]
-        return tuple(items) if origin_tp is tuple else items
+        return _coerce_list(value, tp, key, origin)
     if origin_tp in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise fail("a mapping")
-        args = typing.get_args(tp)
-        val_tp = args[1] if len(args) == 2 else Any
-        return {str(k): _coerce(v, val_tp, f"{key}.{k}", origin) for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise fail("true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail("an integer")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise fail("a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail("a number")
-        try:
-            number = float(value)
-        except OverflowError:
-            raise fail("a finite number") from None
-        if not math.isfinite(number):
-            raise fail("a finite number")
-        return number
-    if tp is str:
-        if isinstance(value, (dict, list)) or value is None:
-            raise fail("a string")
-        if key.rsplit(".", 1)[-1].endswith("_dir") and not str(value).strip():
-            raise fail("a non-empty path (an empty one means the current directory)")
-        return str(value)
+        return _coerce_mapping(value, tp, key, origin)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, key, origin)
     if origin_tp in (Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _coerce(value, option, key, origin)
-            except ConfigError:
-                continue
-        raise fail(" or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(tp)))
+        return _coerce_union(value, tp, key, origin)
     return value
+
+
+def _expects(origin: str, key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"{origin}: key '{key}' expects {expected}, got {value!r}")
+
+
+def _coerce_annotated(value: Any, tp: Any, key: str, origin: str) -> Any:
+    """The base type's check, then each ``Domain`` of the annotation."""
+    base, *extras = typing.get_args(tp)
+    value = _coerce(value, base, key, origin)
+    for domain in extras:
+        if isinstance(domain, Domain) and isinstance(value, (int, float)) and not domain.admits(value):
+            raise ConfigError(f"{origin}: key '{key}' must be {domain.describe()}, got {value!r}")
+    return value
+
+
+def _coerce_section(value: Any, tp: type, key: str, origin: str) -> Any:
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if not isinstance(value, Mapping):
+        raise _expects(origin, key, f"a mapping for section {tp.__name__}", value)
+    return _build(tp, value, prefix=f"{key}.", origin=origin)
+
+
+def _coerce_list(value: Any, tp: Any, key: str, origin: str) -> list | tuple:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise _expects(origin, key, "a list", value)
+    args = typing.get_args(tp)
+    item_tp = args[0] if args else Any
+    items = [_coerce(v, item_tp, f"{key}[{i}]", origin) for i, v in enumerate(value)]
+    return tuple(items) if typing.get_origin(tp) is tuple else items
+
+
+def _coerce_mapping(value: Any, tp: Any, key: str, origin: str) -> dict:
+    if not isinstance(value, Mapping):
+        raise _expects(origin, key, "a mapping", value)
+    args = typing.get_args(tp)
+    val_tp = args[1] if len(args) == 2 else Any
+    return {str(k): _coerce(v, val_tp, f"{key}.{k}", origin) for k, v in value.items()}
+
+
+def _coerce_union(value: Any, tp: Any, key: str, origin: str) -> Any:
+    """The first member type that takes ``value``."""
+    for option in typing.get_args(tp):
+        try:
+            return _coerce(value, option, key, origin)
+        except ConfigError:
+            continue
+    raise _expects(origin, key, " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(tp)), value)
+
+
+def _coerce_bool(value: Any, key: str, origin: str) -> bool:
+    if not isinstance(value, bool):
+        raise _expects(origin, key, "true or false", value)
+    return value
+
+
+def _coerce_int(value: Any, key: str, origin: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _expects(origin, key, "an integer", value)
+    return value
+
+
+def _coerce_float(value: Any, key: str, origin: str) -> float:
+    """A finite number; a string YAML 1.1 did not read as one (3e-4, without a dot) is converted."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _expects(origin, key, "a number", value) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _expects(origin, key, "a number", value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _expects(origin, key, "a finite number", value) from None
+    if not math.isfinite(number):
+        raise _expects(origin, key, "a finite number", value)
+    return number
+
+
+def _coerce_str(value: Any, key: str, origin: str) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise _expects(origin, key, "a string", value)
+    if key.rsplit(".", 1)[-1].endswith("_dir") and not str(value).strip():
+        raise _expects(origin, key, "a non-empty path (an empty one means the current directory)", value)
+    return str(value)
+
+
+# The check of each scalar type a config field may have.
+_SCALARS: dict[type, Callable[[Any, str, str], Any]] = {
+    bool: _coerce_bool,
+    int: _coerce_int,
+    float: _coerce_float,
+    str: _coerce_str,
+}

@@ -24,3 +24,16 @@ class VLLMEngineConfig:
     max_model_len: PositiveInt | None = None
     # Weight dtype ("auto", "bfloat16", "float16", "float32").
     dtype: str = "auto"
+
+    def engine_kwargs(self) -> dict:
+        """The engine's keyword arguments of ``vllm.LLM`` (and of eval's vLLM backend):
+        tensor_parallel_size, gpu_memory_utilization, dtype, and max_model_len when set (unset,
+        vLLM takes the model's own limit). ``batch_size`` is not one: it is how a stage batches prompts."""
+        kwargs = {
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "dtype": self.dtype,
+        }
+        if self.max_model_len is not None:
+            kwargs["max_model_len"] = self.max_model_len
+        return kwargs

@@ -124,6 +124,13 @@ def test_every_vllm_request_carries_the_annotation_regex(fake_vllm):
     assert "+grammar" in annotator.version
 
 
+def test_the_vllm_engine_is_built_with_the_llm_sections_engine_keys(fake_vllm):
+    config = LLMConfig(backend="vllm", model="any", tensor_parallel_size=2, gpu_memory_utilization=0.5, seed=3)
+    annotator = LLMAnnotator(config, AnnotationSchema(keys=TINY_KEYS), progress=False)
+    assert annotator.engine.llm.kwargs == {"model": "any", "seed": 3, **config.engine_kwargs()}
+    assert annotator.engine.llm.kwargs["gpu_memory_utilization"] == 0.5
+
+
 def test_structured_output_can_be_turned_off(fake_vllm):
     config = LLMConfig(backend="vllm", model="any", structured_output=False)
     annotator = LLMAnnotator(config, AnnotationSchema(keys=TINY_KEYS), progress=False)

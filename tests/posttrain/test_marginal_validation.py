@@ -17,7 +17,13 @@ from posttrain.config import DataConfig, PosttrainConfig, TrainingConfig
 from posttrain.examples import build_examples
 from posttrain.sft_records import load_sft_rows
 from posttrain.train import load_tokenizer, marginal_rules, run
-from posttrain.validation import annotation_seed, response_nll, sample_annotations, without_annotation
+from posttrain.validation import (
+    annotation_seed,
+    response_nlls,
+    sample_annotations,
+    total_nll,
+    without_annotation,
+)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score_marginal_validation.py"
 
@@ -77,7 +83,7 @@ def naive_marginal_k1(model, examples, rules, pad_id):
             body.append(token)
         z = [rules.open_id] + body + [rules.close_id]
         sequences.append((ids[:start] + z + ids[start:], start + len(z)))
-    return response_nll(model, sequences, pad_id, "cpu", batch_size=4)
+    return total_nll(response_nlls(model, sequences, pad_id, "cpu", batch_size=4))
 
 
 def test_posttrain_writes_a_finite_marginal_loss_with_its_k(trained):
