@@ -2,14 +2,18 @@
 
 Two runs writing one output directory interleave their metrics, overwrite each other's
 checkpoints and write every sample twice, and both exit 0. So pretrain, posttrain and
-eval take ``hold_lock(output_dir)`` before they read or write anything there, and
-annotate takes one per shard work file. A second run finds the lock held and stops
+eval, annotate and publish take ``hold_lock(output_dir)`` before they read or write anything there. A second run finds the lock held and stops
 with a ``RunLockError`` naming the directory and the holder's pid.
 
 The lock is ``fcntl.flock`` on a hidden file (``.lock``, skipped by
 ``stage_io.manifest.fingerprint``): the kernel releases it when its process exits,
 however it exits (SIGKILL included), so a killed run never leaves a stale lock, and
 the next run simply takes it. The pid written into the file is only for the message.
+A forked child (datatrove's multiprocess manager under annotate with several workers)
+inherits the lock's descriptor, and a flock lasts while any copy of it is open: such a
+child outlives a SIGKILLed parent, idle, and would hold the directory until it is killed
+too. So a forked child closes its copies of the held locks (without unlocking them: the
+parent still holds them).
 Under ``accelerate launch`` only the main process of the job holds it (``RANK`` 0):
 the ranks of one job are one writer.
 """
@@ -19,10 +23,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import weakref
 from pathlib import Path
 from typing import IO, Iterator
 
 LOCK_NAME = ".lock"
+# The locks this process holds, closed in each forked child (see the module doc).
+_HELD: weakref.WeakSet = weakref.WeakSet()
 
 
 class RunLockError(RuntimeError):
@@ -62,6 +69,13 @@ class DirectoryLock:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._handle = handle
+        _HELD.add(self)
+
+    def close_inherited_copy(self) -> None:
+        """In a forked child: close this process's copy of the descriptor, leaving the parent's lock held."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
     def _open(self) -> IO[str]:
         """Make the directory and open the lock file, or say in one line why that is impossible."""
@@ -85,6 +99,7 @@ class DirectoryLock:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
+        _HELD.discard(self)
 
     def __enter__(self) -> "DirectoryLock":
         self.acquire()
@@ -92,6 +107,15 @@ class DirectoryLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _close_inherited_locks() -> None:
+    for lock in list(_HELD):
+        lock.close_inherited_copy()
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def is_main_rank() -> bool:

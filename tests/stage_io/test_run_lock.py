@@ -79,6 +79,37 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
         assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
 
 
+FORKING_HOLDER = (
+    "import os, signal, sys; from stage_io.run_lock import hold_lock\n"
+    "with hold_lock(sys.argv[1], 'holder'):\n"
+    "    child = os.fork()\n"
+    "    if child == 0:\n"
+    "        signal.pause()  # idle until killed, as a multiprocess manager outlives its killed parent\n"
+    "    print('locked', child, flush=True); sys.stdin.readline()\n"
+)
+
+
+def test_a_forked_child_that_outlives_its_killed_parent_does_not_hold_the_lock(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", FORKING_HOLDER, str(tmp_path)],
+        cwd=REPO,
+        env=ENV,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    word, child = holder.stdout.readline().split()
+    assert word == "locked"
+    try:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        os.kill(int(child), 0)  # the child is alive (raises if not)
+        with hold_lock(tmp_path, "next run"):
+            assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+    finally:
+        os.kill(int(child), signal.SIGKILL)
+
+
 def test_only_the_main_rank_takes_the_lock(tmp_path, monkeypatch):
     with hold_lock(tmp_path, "rank 0"):
         monkeypatch.setenv("RANK", "1")
