@@ -25,17 +25,19 @@ HOLDER = (
 )
 
 
-def start_holder(directory: Path) -> subprocess.Popen:
+def start_holder(directory: Path, script: str = HOLDER) -> tuple[subprocess.Popen, list[str]]:
+    """A process holding ``directory``'s lock, and the words it printed after 'locked'."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(directory)],
+        [sys.executable, "-c", script, str(directory)],
         cwd=REPO,
         env=ENV,
         text=True,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
+    word, *rest = holder.stdout.readline().split()
+    assert word == "locked"
+    return holder, rest
 
 
 @pytest.mark.parametrize(
@@ -49,7 +51,7 @@ def start_holder(directory: Path) -> subprocess.Popen:
 def test_a_second_writer_is_refused_while_the_first_holds_the_directory(tmp_path, stage, config):
     """Two pretrains (or evals) in one directory would both exit 0 with interleaved rows."""
     out = tmp_path / "run"
-    holder = start_holder(out)
+    holder, _ = start_holder(out)
     try:
         proc = subprocess.run(
             [sys.executable, "-m", stage, config, f"output_dir={out}"],
@@ -69,7 +71,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_directory(tmp_path
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
-    holder = start_holder(tmp_path)
+    holder, _ = start_holder(tmp_path)
     with pytest.raises(RunLockError, match=f"pid {holder.pid}"):
         DirectoryLock(tmp_path / LOCK_NAME, "x").acquire()
     holder.send_signal(signal.SIGKILL)
@@ -82,24 +84,18 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 FORKING_HOLDER = (
     "import os, signal, sys; from stage_io.run_lock import hold_lock\n"
     "with hold_lock(sys.argv[1], 'holder'):\n"
+    "    started, ready = os.pipe()\n"
     "    child = os.fork()\n"
-    "    if child == 0:\n"
+    "    if child == 0:  # the fork handlers have run once the child runs Python code\n"
+    "        os.write(ready, b'.')\n"
     "        signal.pause()  # idle until killed, as a multiprocess manager outlives its killed parent\n"
+    "    os.read(started, 1)\n"
     "    print('locked', child, flush=True); sys.stdin.readline()\n"
 )
 
 
 def test_a_forked_child_that_outlives_its_killed_parent_does_not_hold_the_lock(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", FORKING_HOLDER, str(tmp_path)],
-        cwd=REPO,
-        env=ENV,
-        text=True,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    word, child = holder.stdout.readline().split()
-    assert word == "locked"
+    holder, (child,) = start_holder(tmp_path, FORKING_HOLDER)
     try:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
