@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from model_fixtures import tiny_lm_config
 
 from annotate.format import ANNOTATION_CLOSE, ANNOTATION_OPEN, make_tags, render_annotation, tags_to_records
 from posttrain.prompt_format import PromptFormat
@@ -76,16 +77,7 @@ def checkpoint_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("posttrain")
     out = root / "anchored"
     tokenizer = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    config = tiny_lm_config(LlamaConfig, tokenizer, hidden=16, layers=1, max_position_embeddings=64)
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "training_args.bin").write_bytes(b"pickle")
@@ -235,3 +227,18 @@ def no_stored_token(monkeypatch, tmp_path):
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE", "TEST_PUBLISH_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-here"))
+
+
+# The repository and license the dry runs of each kind publish under.
+DRY_RUN_REPOS = {"model": ("lab/tiny-anchored", "apache-2.0"), "dataset": ("lab/tiny-annotated", "other")}
+
+
+def publish_dry_run(kind: str, source: Path, staging: Path, hub: RecordingHub | None = None, **overrides) -> dict:
+    """``publish.run`` of ``kind`` from ``source``, staged in ``staging``; ``hub`` records the hub calls, if any."""
+    from publish import PublishConfig, run
+
+    repo_id, license_id = DRY_RUN_REPOS[kind]
+    config = PublishConfig(
+        kind=kind, source_dir=str(source), repo_id=repo_id, staging_dir=str(staging), license=license_id, **overrides
+    )
+    return run(config, hub_factory=hub.factory if hub else None)
