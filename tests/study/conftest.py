@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import runpy
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,8 @@ def micro_study(tmp_path_factory) -> MicroStudy:
 
 
 def run_step_in_process(step, cfg: StudyConfig, log_dir: Path) -> None:
-    """``study.runner.run_step`` without the process: ``python -m STAGE ...`` as runpy runs it, its output
-    in logs/STEP.log; the same error for a non-zero exit. Torch's thread count and the log level, which a
+    """``study.runner.run_step`` without the process: ``python -m STAGE ...`` as runpy runs it, its stdout and
+    stderr in logs/STEP.log; the same error for a non-zero exit. Torch's thread count and the log level, which a
     stage sets for its process, are put back for the tests after it."""
     command = study.runner.step_command(step, cfg)
     module, argv = command[command.index("-m") + 1], command[command.index("-m") + 2 :]
@@ -55,7 +56,14 @@ def run_step_in_process(step, cfg: StudyConfig, log_dir: Path) -> None:
     threads, saved_argv = torch.get_num_threads(), sys.argv
     code = 0
     try:
-        with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        with (
+            open(log_path, "w", encoding="utf-8") as log,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+            warnings.catch_warnings(),
+        ):
+            # runpy's note that a stage module (posttrain.embedded_sft) was imported before: it runs afresh.
+            warnings.filterwarnings("ignore", "'.*' found in sys.modules after import of package", RuntimeWarning)
             sys.argv = [module, *argv]
             runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as done:
