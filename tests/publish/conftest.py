@@ -242,3 +242,13 @@ def publish_dry_run(kind: str, source: Path, staging: Path, hub: RecordingHub | 
         kind=kind, source_dir=str(source), repo_id=repo_id, staging_dir=str(staging), license=license_id, **overrides
     )
     return run(config, hub_factory=hub.factory if hub else None)
+
+
+def assert_card_cites(text: str, phrases: tuple[str, ...], source_dir: Path, input_name: str) -> dict:
+    """Every phrase is in the card ``text``, and so is the fingerprint of the source manifest's ``input_name``
+    input; returns that manifest."""
+    for phrase in phrases:
+        assert phrase in text, phrase
+    manifest = json.loads((source_dir / "manifest.json").read_text())
+    assert manifest["inputs"][input_name]["fingerprint"] in text
+    return manifest

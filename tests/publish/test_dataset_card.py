@@ -8,7 +8,7 @@ import shutil
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from conftest import RecordingHub, publish_dry_run, write_annotated_dataset
+from conftest import RecordingHub, assert_card_cites, publish_dry_run, write_annotated_dataset
 from huggingface_hub import DatasetCard
 
 from annotate.format import DEFAULT_KEYS, parse_annotation
@@ -53,7 +53,7 @@ def test_dataset_dry_run_stages_parquet_and_card(dataset_dir, tmp_path):
     assert "annotation-anchored" in card.data.tags
     assert card.data.size_categories == ["n<1K"]
     text = (folder / "README.md").read_text()
-    for expected in (
+    phrases = (
         "`<|ann|>`",
         "`<|/ann|>`",
         "from the annotate config (`config.schema.keys`)",
@@ -69,10 +69,8 @@ def test_dataset_dry_run_stages_parquet_and_card(dataset_dir, tmp_path):
         "| entry | coverage | distinct_values | entropy_bits | top_values |",
         "| topic | 1 | 3 | 1.585 | topic_0 (2), topic_1 (2), topic_2 (2) |",
         "`examples`",
-    ):
-        assert expected in text, expected
-    source_manifest = json.loads((dataset_dir / "manifest.json").read_text())
-    assert source_manifest["inputs"]["documents"]["fingerprint"] in text
+    )
+    assert_card_cites(text, phrases, dataset_dir, "documents")
 
 
 def test_save_to_disk_data_is_converted_and_sharded(tmp_path):

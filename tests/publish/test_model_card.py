@@ -7,7 +7,7 @@ import re
 import shutil
 
 import pytest
-from conftest import RecordingHub, publish_dry_run
+from conftest import RecordingHub, assert_card_cites, publish_dry_run
 from huggingface_hub import ModelCard
 
 from publish import PublishError
@@ -103,7 +103,7 @@ def test_dry_run_stages_model_tokenizer_and_card(checkpoint_dir, tmp_path):
     assert card.data.base_model == "someone/tiny-base"  # the manifest's model input is a hub id
     assert card.data.datasets is None  # the only data input is a local file, not a hub dataset
     assert card.data.eval_results is None  # results live in the table, copied from the file
-    for expected in (
+    phrases = (
         "2605.09995",
         "Annotations Mitigate Post-Training Mode Collapse",
         "training arm: **anchored**",
@@ -114,10 +114,8 @@ def test_dry_run_stages_model_tokenizer_and_card(checkpoint_dir, tmp_path):
         "Instruction: {prompt}",
         "Git commit",
         "transformers | 5.",
-    ):
-        assert expected in card_text, expected
-    source_manifest = json.loads((checkpoint_dir / "manifest.json").read_text())
-    assert source_manifest["inputs"]["train_data"]["fingerprint"] in card_text
+    )
+    source_manifest = assert_card_cites(card_text, phrases, checkpoint_dir, "train_data")
     assert source_manifest["config_fingerprint"] in card_text
     rows = card_table(card_text)
     assert rows == [
