@@ -8,8 +8,8 @@ import shutil
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from conftest import RecordingHub, assert_card_cites, publish_dry_run, write_annotated_dataset
 from huggingface_hub import DatasetCard
+from publish_fixtures import RecordingHub, assert_card_cites, publish_dry_run, write_annotated_dataset
 
 from annotate.format import DEFAULT_KEYS, parse_annotation
 from publish import PublishError

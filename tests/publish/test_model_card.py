@@ -7,8 +7,8 @@ import re
 import shutil
 
 import pytest
-from conftest import RecordingHub, assert_card_cites, publish_dry_run
 from huggingface_hub import ModelCard
+from publish_fixtures import RecordingHub, assert_card_cites, publish_dry_run
 
 from publish import PublishError
 

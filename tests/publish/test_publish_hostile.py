@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import publish_dry_run, write_annotated_dataset
+from publish_fixtures import publish_dry_run, write_annotated_dataset
 
 from publish import PublishError
 from stage_io.run_lock import RunLockError, hold_lock
