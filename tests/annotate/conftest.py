@@ -1,19 +1,8 @@
 """Shared fixtures for the annotate tests: one small fitted run, one tiny random LLM."""
 
-from pathlib import Path
-
 import pytest
-
-from annotate import AnnotateConfig
-from stage_io.config import load_config
-
-REPO = Path(__file__).resolve().parents[2]
-TINY_CONFIG = REPO / "configs" / "annotate" / "tiny.yaml"
-
-
-def make_tiny_config(output_dir, *overrides: str) -> AnnotateConfig:
-    """configs/annotate/tiny.yaml with an output dir and overrides."""
-    return load_config(AnnotateConfig, TINY_CONFIG, [f"output_dir={output_dir}", *overrides])
+from annotate_fixtures import make_tiny_config
+from model_fixtures import tiny_lm_config
 
 
 @pytest.fixture
@@ -50,18 +39,7 @@ def tiny_llm(tmp_path_factory):
     tokenizer.train_from_iterator(corpus * 20, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
     fast.save_pretrained(path)
-    config = LlamaConfig(
-        vocab_size=len(fast),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
-        bos_token_id=None,
-    )
+    config = tiny_lm_config(LlamaConfig, fast, max_position_embeddings=1024, bos_token_id=None)
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(path)
     return path

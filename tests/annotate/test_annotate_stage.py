@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from annotate_fixtures import ANNOTATION_COLUMNS, records_config
 
 from annotate import run
 from annotate.finalize import STATS_FILE, FinalizeError
@@ -13,19 +14,7 @@ from annotate.stage import AnnotateError
 from stage_io.manifest import read_manifest
 from stage_io.records import RecordSource, RecordSourceError, load_records
 
-CORPUS_COLUMNS = {
-    "id",
-    "doc_id",
-    "chunk_index",
-    "text",
-    "tags",
-    "annotation",
-    "status",
-    "error",
-    "raw_output",
-    "annotator",
-    "annotator_version",
-}
+CORPUS_COLUMNS = {"id", "doc_id", "chunk_index", "text", *ANNOTATION_COLUMNS}
 
 
 def test_output_contract(fitted_run):
@@ -89,7 +78,7 @@ def test_tasks_partition_the_documents_and_finalize_to_the_single_run(tmp_path, 
         run(tiny_config(out, *overrides, "finalize_only=true"))
 
 
-def test_empty_documents_are_recorded_skips(tmp_path, fitted_run, tiny_config):
+def test_empty_documents_are_recorded_skips(tmp_path, fitted_run):
     docs = tmp_path / "docs.jsonl"
     rows = [
         {"id": "a", "text": "Tony Blair visited Paris in 2004 to meet the French president."},
@@ -99,15 +88,7 @@ def test_empty_documents_are_recorded_skips(tmp_path, fitted_run, tiny_config):
     ]
     docs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
-    stats = run(
-        tiny_config(
-            out,
-            f"source.source={docs}",
-            "source.limit=null",
-            "keep_columns=[]",
-            f"annotator.offline.fitted_state_from={fitted_run[0]}",
-        )
-    )
+    stats = run(records_config(out, docs, f"annotator.offline.fitted_state_from={fitted_run[0]}"))
     ds = load_records(RecordSource(source=str(out / "data")))
     assert ds["id"] == ["a#0", "b#0", "c#0", "d#0"]
     assert ds["status"] == ["ok", "skipped", "skipped", "ok"]

@@ -2,6 +2,8 @@
 
 import json
 
+from annotate_fixtures import records_config
+
 from annotate import AnnotationSchema, Tag, load_annotator, run
 from annotate.config import LLMConfig
 from annotate.llm import LLMAnnotator, request_seed
@@ -82,7 +84,7 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(tiny_llm):
     assert render_prompt(tokenizer, "hi", False) == ("hi", False)
 
 
-def test_llm_stage_records_failures_with_raw_output(tmp_path, tiny_llm, tiny_config):
+def test_llm_stage_records_failures_with_raw_output(tmp_path, tiny_llm):
     docs = tmp_path / "docs.jsonl"
     docs.write_text(
         "\n".join(
@@ -93,11 +95,9 @@ def test_llm_stage_records_failures_with_raw_output(tmp_path, tiny_llm, tiny_con
     )
     out = tmp_path / "out"
     stats = run(
-        tiny_config(
+        records_config(
             out,
-            f"source.source={docs}",
-            "source.limit=null",
-            "keep_columns=[]",
+            docs,
             "annotator.kind=llm",
             "llm.backend=transformers",
             f"llm.model={tiny_llm}",

@@ -1,37 +1,22 @@
 """SFT responses annotated like corpus chunks, in both formats; malformed examples recorded."""
 
-import json
-
 import pyarrow.parquet as pq
 import pytest
+from annotate_fixtures import ANNOTATION_COLUMNS, records_config, write_jsonl
 
 from annotate import run
 from annotate.config import SFTConfig
 from annotate.sft import MalformedExample, response_of
 from stage_io.records import RecordSource, load_records
 
-ANNOTATION_COLUMNS = [
-    "response",
-    "tags",
-    "annotation",
-    "status",
-    "error",
-    "raw_output",
-    "annotator",
-    "annotator_version",
-]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+SFT_COLUMNS = ["response", *ANNOTATION_COLUMNS]
 
 
 def chat(*turns):
     return [{"role": role, "content": content} for role, content in turns]
 
 
-def test_messages_format(tmp_path, fitted_run, tiny_config):
+def test_messages_format(tmp_path, fitted_run):
     rows = [
         {
             "id": "ok1",
@@ -55,20 +40,11 @@ def test_messages_format(tmp_path, fitted_run, tiny_config):
     ]
     data = write_jsonl(tmp_path / "sft.jsonl", rows)
     out = tmp_path / "out"
-    stats = run(
-        tiny_config(
-            out,
-            "mode=sft",
-            f"source.source={data}",
-            "source.limit=null",
-            "keep_columns=[]",
-            f"annotator.offline.fitted_state_from={fitted_run[0]}",
-        )
-    )
+    stats = run(records_config(out, data, "mode=sft", f"annotator.offline.fitted_state_from={fitted_run[0]}"))
     ds = load_records(RecordSource(source=str(out / "data")))
-    assert set(ds.column_names) == {"id", "messages", *ANNOTATION_COLUMNS}
+    assert set(ds.column_names) == {"id", "messages", *SFT_COLUMNS}
     (shard,) = (out / "data").glob("*.parquet")
-    assert pq.read_schema(shard).names == ["id", "messages", *ANNOTATION_COLUMNS]
+    assert pq.read_schema(shard).names == ["id", "messages", *SFT_COLUMNS]
     assert "messages" in ds.column_names and ds["messages"][1] == rows[1]["messages"]
     assert ds["id"] == ["ok1", "multi", "noasst", "empty"]
     assert ds["response"][:2] == ["Tony Blair won the election in May 2005 in London.", "Shares fell 3% on Friday."]
@@ -83,7 +59,7 @@ def test_messages_format(tmp_path, fitted_run, tiny_config):
     assert stats["overall"]["ok"] == 2 and stats["overall"]["skipped"] == 2
 
 
-def test_prompt_completion_format(tmp_path, fitted_run, tiny_config):
+def test_prompt_completion_format(tmp_path, fitted_run):
     rows = [
         {"prompt": "Tell a story", "completion": "Once upon a time in Paris, Marie found a letter."},
         {"prompt": "Numbers?", "completion": "Profits rose 76% to $1.1bn."},
@@ -91,17 +67,8 @@ def test_prompt_completion_format(tmp_path, fitted_run, tiny_config):
     ]
     data = write_jsonl(tmp_path / "pc.jsonl", rows)
     out = tmp_path / "out"
-    run(
-        tiny_config(
-            out,
-            "mode=sft",
-            "sft.format=prompt_completion",
-            f"source.source={data}",
-            "source.limit=null",
-            "keep_columns=[]",
-            f"annotator.offline.fitted_state_from={fitted_run[0]}",
-        )
-    )
+    fitted = f"annotator.offline.fitted_state_from={fitted_run[0]}"
+    run(records_config(out, data, "mode=sft", "sft.format=prompt_completion", fitted))
     ds = load_records(RecordSource(source=str(out / "data")))
     assert ds["id"] == ["0", "1", "2"] and ds["prompt"] == ["Tell a story", "Numbers?", "Nothing"]
     assert ds["response"][:2] == [rows[0]["completion"], rows[1]["completion"]]
@@ -137,9 +104,9 @@ def test_response_extraction_errors():
         [chat(("user", "Say nothing"), ("assistant", "  ")), chat(("user", "Hi"), ("assistant", ""))],
     ],
 )
-def test_an_sft_file_without_any_response_is_refused_naming_the_file(tmp_path, tiny_config, messages):
+def test_an_sft_file_without_any_response_is_refused_naming_the_file(tmp_path, messages):
     data = write_jsonl(tmp_path / "sft.jsonl", [{"id": f"r{i}", "messages": m} for i, m in enumerate(messages)])
     out = tmp_path / "out"
     with pytest.raises(MalformedExample, match=rf"{data}: none of its 2 SFT examples has a response"):
-        run(tiny_config(out, "mode=sft", f"source.source={data}", "source.limit=null", "keep_columns=[]"))
+        run(records_config(out, data, "mode=sft"))
     assert not (out / "data").exists()

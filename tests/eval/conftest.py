@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_fixtures import tiny_lm_config
 
 from annotate.format import SPECIAL_TOKENS, Tag, make_tags, render_annotation
 from posttrain.prompt_format import PromptFormat
@@ -65,16 +66,12 @@ def train_tiny_llama(tokenizer, texts: list[str], out: Path, steps: int = 80, se
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+    config = tiny_lm_config(
+        LlamaConfig,
+        tokenizer,
+        hidden=64,
+        heads=4,
         max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
         tie_word_embeddings=True,
     )

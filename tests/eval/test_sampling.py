@@ -107,10 +107,9 @@ def test_parse_sample_strips_annotations_and_counts_failures():
     assert strip_annotations("a<|/ann|>b") == ("ab", 0)
 
 
-def test_anchored_sampling_writes_annotation_first_and_strips_it(tiny_models):
-    backend = TransformersBackend(tiny_models["anchored"], batch_size=8, device="cpu", dtype="float32")
-    sampling = SamplingConfig(max_new_tokens=16, max_annotation_tokens=16, annotation_temperature=0.5)
-    specs = [
+def sport_specs(n: int = 8) -> list[SampleSpec]:
+    """``n`` samples of one sports prompt at temperature 1, seeded as the eval stage seeds them."""
+    return [
         SampleSpec(
             id=f"a|{k}",
             prompt_id="p",
@@ -119,8 +118,14 @@ def test_anchored_sampling_writes_annotation_first_and_strips_it(tiny_models):
             seed=sample_seed(0, "p", k),
             temperature=1.0,
         )
-        for k in range(8)
+        for k in range(n)
     ]
+
+
+def test_anchored_sampling_writes_annotation_first_and_strips_it(tiny_models):
+    backend = TransformersBackend(tiny_models["anchored"], batch_size=8, device="cpu", dtype="float32")
+    sampling = SamplingConfig(max_new_tokens=16, max_annotation_tokens=16, annotation_temperature=0.5)
+    specs = sport_specs()
     arm = ArmConfig(name="anchored", model=tiny_models["anchored"], mode="anchored")
     rows = sample_batch(backend, arm, sampling, specs)
     assert [r["id"] for r in rows] == [s.id for s in specs]
@@ -147,17 +152,7 @@ def test_annotation_syntax_keeps_every_annotation_inside_the_syntax_and_records_
     tiny model, which never saw an annotation, puts most of its probability outside the syntax."""
     from annotate.format import SYNTAX_KEY_START, syntax_advance
 
-    specs = [
-        SampleSpec(
-            id=f"a|{k}",
-            prompt_id="p",
-            prompt="Write a news article about sport.",
-            sample_index=k,
-            seed=sample_seed(0, "p", k),
-            temperature=1.0,
-        )
-        for k in range(8)
-    ]
+    specs = sport_specs()
     constrained = SamplingConfig(max_new_tokens=4, max_annotation_tokens=24, annotation_syntax=True)
     rows = {}
     for name in ("plain", "anchored"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_fixtures import tiny_lm_config
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerFast
 
@@ -49,18 +50,7 @@ def model_dir(tokenizer, tmp_path_factory):
     """A tiny pretrained checkpoint on disk (random weights: what matters is the format)."""
     path = tmp_path_factory.mktemp("tiny_model")
     torch.manual_seed(0)
-    config = Olmo2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = tiny_lm_config(Olmo2Config, tokenizer, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id)
     Olmo2ForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

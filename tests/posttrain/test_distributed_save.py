@@ -7,6 +7,7 @@ import weakref
 
 import pytest
 import torch
+from model_fixtures import tiny_lm_config
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from posttrain.train import check_weights_written, full_state_dict_for_save, merge_adapter, zero3_loading_disabled
@@ -44,14 +45,7 @@ def test_lora_merge_loads_whole_models_while_zero3_is_registered(tmp_path):
     from transformers.integrations import deepspeed as hf_deepspeed
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
+    config = tiny_lm_config(LlamaConfig, 64, hidden=16, layers=1)
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "base")
     peft_model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(tmp_path / "base"),

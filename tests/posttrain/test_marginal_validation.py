@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from posttrain_fixtures import sft_rows, write_annotated
+from posttrain_fixtures import sft_rows, tiny_posttrain_config, write_annotated
 from transformers import AutoModelForCausalLM
 
-from posttrain.config import DataConfig, PosttrainConfig, TrainingConfig
+from posttrain.config import DataConfig
 from posttrain.examples import build_examples
 from posttrain.sft_records import load_sft_rows
 from posttrain.train import load_tokenizer, marginal_rules, run
@@ -40,29 +40,13 @@ def trained(bbc, model_dir, tmp_path_factory):
     """A tiny anchored SFT run with a held-out split, two sampled annotations per example."""
     root = tmp_path_factory.mktemp("marginal")
     ann = write_annotated(root / "ann", sft_rows(bbc, 40))
-    config = PosttrainConfig(
-        model_path=str(model_dir),
-        arm="anchored",
-        max_seq_len=192,
-        output_dir=str(root / "anchored"),
-        report_to=[],
-        data=DataConfig(
-            annotations=str(ann),
-            validation_fraction=0.15,
-            validation_annotation_samples=2,
-            validation_annotation_max_tokens=12,
-        ),
-        training=TrainingConfig(
-            learning_rate=3e-3,
-            max_steps=2,
-            per_device_batch_size=8,
-            warmup=0.0,
-            scheduler="constant",
-            save_steps=1000,
-            logging_steps=1,
-            torch_threads=1,
-        ),
+    data = DataConfig(
+        annotations=str(ann),
+        validation_fraction=0.15,
+        validation_annotation_samples=2,
+        validation_annotation_max_tokens=12,
     )
+    config = tiny_posttrain_config(model_dir, root / "anchored", "anchored", data, {"max_steps": 2})
     return config, run(config)
 
 

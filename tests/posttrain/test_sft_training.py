@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from posttrain_fixtures import sft_rows, write_annotated, write_jsonl
+from posttrain_fixtures import sft_rows, tiny_posttrain_config, write_annotated, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from annotate.format import ANNOTATION_OPEN
-from posttrain.config import DataConfig, LoraSettings, PosttrainConfig, TrainingConfig
+from posttrain.config import DataConfig, LoraSettings, PosttrainConfig
 from posttrain.examples import build_examples, is_held_out, trained_ids_fingerprint
 from posttrain.train import make_trainer, run
 from stage_io.cli import stage_main
@@ -24,27 +24,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "posttrain"
 
 
 def tiny_config(model_dir, out, arm, data: DataConfig, **training) -> PosttrainConfig:
-    settings = dict(
-        learning_rate=3e-3,
-        max_steps=24,
-        per_device_batch_size=8,
-        warmup=0.0,
-        scheduler="constant",
-        save_steps=1000,
-        logging_steps=1,
-        torch_threads=1,
-    )
-    settings.update(training)
-    return PosttrainConfig(
-        model_path=str(model_dir),
-        data=data,
-        arm=arm,
-        max_seq_len=192,
-        keys_only_fraction=0.05,
-        training=TrainingConfig(**settings),
-        output_dir=str(out),
-        report_to=[],
-    )
+    return tiny_posttrain_config(model_dir, out, arm, data, training, keys_only_fraction=0.05)
 
 
 def expected_labels(example):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pretrain_fixtures import plan_1b
 
 from pretrain.memory_plan import GIB, MemoryInputs, check_plan, estimate
 
@@ -82,21 +83,7 @@ def test_an_unknown_sharding_is_refused_naming_the_choices():
 
 
 def test_describe_states_the_total_and_the_setting():
-    plan = estimate(
-        MemoryInputs(
-            parameters=10**9,
-            trainable_parameters=10**9,
-            num_layers=16,
-            hidden_size=2048,
-            intermediate_size=8192,
-            vocab_size=100352,
-            tokens_per_micro_batch=4096,
-            world_size=8,
-            sharding="zero2",
-            bf16=True,
-            cuda=True,
-        )
-    )
+    plan = plan_1b(tokens_per_micro_batch=4096, world_size=8, sharding="zero2", cuda=True)
     text = plan.describe()
     assert text.startswith(f"memory plan: {plan.total / GIB:.1f} GiB per device (weights ")
     assert "1000M parameters, 4,096 tokens per micro-batch, sharding zero2 over 8, bf16" in text
@@ -143,18 +130,7 @@ def test_every_paper_posttrain_config_plans_under_80_gb(name, monkeypatch):
 
 
 def test_a_plan_over_the_device_memory_is_refused_with_the_key_to_change():
-    plan = estimate(
-        MemoryInputs(
-            parameters=10**9,
-            trainable_parameters=10**9,
-            num_layers=18,
-            hidden_size=1536,
-            intermediate_size=6144,
-            vocab_size=100352,
-            tokens_per_micro_batch=32768,
-            bf16=True,
-        )
-    )
+    plan = plan_1b(num_layers=18, hidden_size=1536, intermediate_size=6144, tokens_per_micro_batch=32768)
     lines = []
     with pytest.raises(
         MemoryError, match=r"exceeds the device's 80.0 GiB; lower train.micro_batch.*train.memory_plan=warn"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from model_fixtures import tiny_lm_config
 from transformers import AutoModelForCausalLM, Olmo2Config
 
 from pretrain.config import PretrainConfig, TrainSection
@@ -11,15 +12,7 @@ from pretrain.train import make_optimizer
 
 def tiny_model():
     torch.manual_seed(0)
-    config = Olmo2Config(
-        vocab_size=97,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=64,
-    )
+    config = tiny_lm_config(Olmo2Config, 97, heads=4, max_position_embeddings=64)
     return AutoModelForCausalLM.from_config(config)
 
 

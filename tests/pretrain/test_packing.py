@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_fixtures import tiny_lm_config
 from transformers import AutoModelForCausalLM, Olmo2Config
 
 from pretrain.packing import IGNORE_INDEX, PackedStream, forward_packed, pack_sequences, uses_varlen_flash
@@ -15,17 +16,8 @@ VOCAB = 97
 
 def tiny_model(attn: str):
     torch.manual_seed(0)
-    config = Olmo2Config(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=64,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
+    config = tiny_lm_config(
+        Olmo2Config, VOCAB, heads=4, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2
     )
     return AutoModelForCausalLM.from_config(config, attn_implementation=attn).eval()
 

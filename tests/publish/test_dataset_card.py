@@ -8,24 +8,11 @@ import shutil
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from conftest import RecordingHub, write_annotated_dataset
 from huggingface_hub import DatasetCard
+from publish_fixtures import RecordingHub, assert_card_cites, publish_dry_run, write_annotated_dataset
 
 from annotate.format import DEFAULT_KEYS, parse_annotation
-from publish import PublishConfig, PublishError, run
-
-
-def dry_run(source, staging, **overrides):
-    return run(
-        PublishConfig(
-            kind="dataset",
-            source_dir=str(source),
-            repo_id="lab/tiny-annotated",
-            staging_dir=str(staging),
-            license="other",
-            **overrides,
-        )
-    )
+from publish import PublishError
 
 
 def load_staged(folder, cache):
@@ -36,16 +23,7 @@ def load_staged(folder, cache):
 def test_dataset_dry_run_stages_parquet_and_card(dataset_dir, tmp_path):
     hub = RecordingHub()
     staging = tmp_path / "stage"
-    result = run(
-        PublishConfig(
-            kind="dataset",
-            source_dir=str(dataset_dir),
-            repo_id="lab/tiny-annotated",
-            staging_dir=str(staging),
-            license="other",
-        ),
-        hub_factory=hub.factory,
-    )
+    result = publish_dry_run("dataset", dataset_dir, staging, hub)
     folder = staging / "repo"
     assert hub.calls == [] and result["receipt"] is None
     assert not (staging / "upload_receipt.json").exists()
@@ -75,7 +53,7 @@ def test_dataset_dry_run_stages_parquet_and_card(dataset_dir, tmp_path):
     assert "annotation-anchored" in card.data.tags
     assert card.data.size_categories == ["n<1K"]
     text = (folder / "README.md").read_text()
-    for expected in (
+    phrases = (
         "`<|ann|>`",
         "`<|/ann|>`",
         "from the annotate config (`config.schema.keys`)",
@@ -91,15 +69,13 @@ def test_dataset_dry_run_stages_parquet_and_card(dataset_dir, tmp_path):
         "| entry | coverage | distinct_values | entropy_bits | top_values |",
         "| topic | 1 | 3 | 1.585 | topic_0 (2), topic_1 (2), topic_2 (2) |",
         "`examples`",
-    ):
-        assert expected in text, expected
-    source_manifest = json.loads((dataset_dir / "manifest.json").read_text())
-    assert source_manifest["inputs"]["documents"]["fingerprint"] in text
+    )
+    assert_card_cites(text, phrases, dataset_dir, "documents")
 
 
 def test_save_to_disk_data_is_converted_and_sharded(tmp_path):
     source = write_annotated_dataset(tmp_path / "annotate" / "out", layout="saved")
-    result = dry_run(source, tmp_path / "stage", shard_rows=4)
+    result = publish_dry_run("dataset", source, tmp_path / "stage", shard_rows=4)
     shards = sorted(f["path"] for f in result["files"] if f["path"].startswith("data/"))
     assert shards == ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
     loaded = load_staged(tmp_path / "stage" / "repo", tmp_path / "cache")
@@ -117,7 +93,7 @@ def test_parquet_shards_in_split_folders_keep_their_splits(tmp_path):
     data.select(range(3)).to_parquet(str(source / "data" / "train" / "part-0.parquet"))
     data.select(range(3, 4)).to_parquet(str(source / "data" / "validation" / "part-0.parquet"))
     (source / "data" / "README.txt").write_text("notes")
-    result = dry_run(source, tmp_path / "stage")
+    result = publish_dry_run("dataset", source, tmp_path / "stage")
     assert {"path": "data/README.txt", "reason": "not a parquet shard"} in result["skipped"]
     card = DatasetCard.load(tmp_path / "stage" / "repo" / "README.md")
     assert card.data.configs[0]["data_files"] == [
@@ -133,7 +109,7 @@ def test_default_keys_when_the_manifest_has_none(tmp_path):
     manifest = json.loads((source / "manifest.json").read_text())
     manifest["config"] = {"annotator": "offline"}
     (source / "manifest.json").write_text(json.dumps(manifest))
-    dry_run(source, tmp_path / "stage")
+    publish_dry_run("dataset", source, tmp_path / "stage")
     text = (tmp_path / "stage" / "repo" / "README.md").read_text()
     assert "the annotate manifest records no key list" in text
     assert ", ".join(f"`{k}`" for k in DEFAULT_KEYS) in text
@@ -143,7 +119,7 @@ def test_odd_stats_shapes_do_not_crash(tmp_path):
     source = write_annotated_dataset(tmp_path / "annotate" / "out")
     for stats in ([1, 2], {"a": {"b": {"c": [{"d": 1}]}}, "n": 3}, {}):
         (source / "annotation_stats.json").write_text(json.dumps(stats))
-        dry_run(source, tmp_path / "stage")
+        publish_dry_run("dataset", source, tmp_path / "stage")
         assert "## Annotation statistics" in (tmp_path / "stage" / "repo" / "README.md").read_text()
 
 
@@ -151,13 +127,13 @@ def test_missing_pieces_are_errors_naming_the_path(tmp_path):
     source = write_annotated_dataset(tmp_path / "annotate" / "out")
     (source / "annotation_stats.json").unlink()
     with pytest.raises(PublishError, match="annotation_stats.json"):
-        dry_run(source, tmp_path / "stage")
+        publish_dry_run("dataset", source, tmp_path / "stage")
     (source / "manifest.json").unlink()
     with pytest.raises(PublishError, match="manifest.json"):
-        dry_run(source, tmp_path / "stage")
+        publish_dry_run("dataset", source, tmp_path / "stage")
     (source / "annotation_stats.json").write_text(json.dumps({"overall": {}}))
     (source / "manifest.json").write_text(json.dumps({"stage": "annotate"}))
     shutil.rmtree(source / "data")
     (source / "data").mkdir()
     with pytest.raises(PublishError, match="neither a datasets save_to_disk directory nor parquet shards"):
-        dry_run(source, tmp_path / "stage")
+        publish_dry_run("dataset", source, tmp_path / "stage")

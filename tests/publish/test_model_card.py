@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
-from conftest import RecordingHub
 from huggingface_hub import ModelCard
+from publish_fixtures import RecordingHub, assert_card_cites, publish_dry_run
 
-from publish import PublishConfig, PublishError, run
+from publish import PublishError
 
 SUMMARY = {
     "arms": {
@@ -24,13 +23,6 @@ SUMMARY = {
     "collapse_ratio": {"mean": 5.9, "ci": [2.1, 12.0]},
     "notes": ["a list the table cannot show"],
 }
-
-
-def dry_run(source: Path, staging: Path, **overrides) -> dict:
-    config = PublishConfig(
-        kind="model", source_dir=str(source), repo_id="lab/tiny-anchored", staging_dir=str(staging), **overrides
-    )
-    return run(config)
 
 
 def card_table(card: str) -> list[list[str]]:
@@ -67,16 +59,7 @@ def test_dry_run_stages_model_tokenizer_and_card(checkpoint_dir, tmp_path):
     summary.write_text(json.dumps(SUMMARY), encoding="utf-8")
     hub = RecordingHub()
     staging = tmp_path / "stage"
-    result = run(
-        PublishConfig(
-            kind="model",
-            source_dir=str(checkpoint_dir),
-            repo_id="lab/tiny-anchored",
-            staging_dir=str(staging),
-            eval_summary=str(summary),
-        ),
-        hub_factory=hub.factory,
-    )
+    result = publish_dry_run("model", checkpoint_dir, staging, hub, eval_summary=str(summary))
     folder = staging / "repo"
     assert result["folder"] == folder.resolve()
     names = sorted(p.name for p in folder.iterdir())
@@ -120,7 +103,7 @@ def test_dry_run_stages_model_tokenizer_and_card(checkpoint_dir, tmp_path):
     assert card.data.base_model == "someone/tiny-base"  # the manifest's model input is a hub id
     assert card.data.datasets is None  # the only data input is a local file, not a hub dataset
     assert card.data.eval_results is None  # results live in the table, copied from the file
-    for expected in (
+    phrases = (
         "2605.09995",
         "Annotations Mitigate Post-Training Mode Collapse",
         "training arm: **anchored**",
@@ -131,10 +114,8 @@ def test_dry_run_stages_model_tokenizer_and_card(checkpoint_dir, tmp_path):
         "Instruction: {prompt}",
         "Git commit",
         "transformers | 5.",
-    ):
-        assert expected in card_text, expected
-    source_manifest = json.loads((checkpoint_dir / "manifest.json").read_text())
-    assert source_manifest["inputs"]["train_data"]["fingerprint"] in card_text
+    )
+    source_manifest = assert_card_cites(card_text, phrases, checkpoint_dir, "train_data")
     assert source_manifest["config_fingerprint"] in card_text
     rows = card_table(card_text)
     assert rows == [
@@ -151,7 +132,7 @@ def test_card_never_claims_an_eval_missing_from_the_summary(checkpoint_dir, tmp_
     summary = {"base": {"distinct_2": {"mean": 0.4}}, "judge": "offline", "n_prompts": 8}
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(summary), encoding="utf-8")
-    dry_run(checkpoint_dir, tmp_path / "with", eval_summary=str(path))
+    publish_dry_run("model", checkpoint_dir, tmp_path / "with", eval_summary=str(path))
     card = (tmp_path / "with" / "repo" / "README.md").read_text()
     assert card_table(card) == [["base", "distinct_2", "0.4", "-", "-"]]
     assert "| (run) | n_prompts | 8 |" in card  # a plain number: listed, not a statistic
@@ -159,7 +140,7 @@ def test_card_never_claims_an_eval_missing_from_the_summary(checkpoint_dir, tmp_
         assert absent not in card, absent
     assert_only_numbers_from(card, summary)
 
-    dry_run(checkpoint_dir, tmp_path / "without")
+    publish_dry_run("model", checkpoint_dir, tmp_path / "without")
     card = (tmp_path / "without" / "repo" / "README.md").read_text()
     assert card_table(card) == []
     assert "no evaluation result is claimed" in card
@@ -180,7 +161,7 @@ def test_card_never_claims_an_eval_missing_from_the_summary(checkpoint_dir, tmp_
 def test_odd_summary_shapes_render_without_claims(checkpoint_dir, tmp_path, summary):
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(summary), encoding="utf-8")
-    dry_run(checkpoint_dir, tmp_path / "stage", eval_summary=str(path))
+    publish_dry_run("model", checkpoint_dir, tmp_path / "stage", eval_summary=str(path))
     card = (tmp_path / "stage" / "repo" / "README.md").read_text()
     assert card_table(card) == []
     assert "No evaluation result is claimed" in card
@@ -261,7 +242,7 @@ def test_eval_stage_shaped_summary(checkpoint_dir, tmp_path):
     }
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(summary), encoding="utf-8")
-    dry_run(checkpoint_dir, tmp_path / "stage", eval_summary=str(path))
+    publish_dry_run("model", checkpoint_dir, tmp_path / "stage", eval_summary=str(path))
     card = (tmp_path / "stage" / "repo" / "README.md").read_text()
     pair = "collapse_ratios.pairs.plain_sft/anchored.1.embedding_diversity"
     assert card_table(card) == [
@@ -284,7 +265,7 @@ def test_unknown_arm_is_said_unknown(checkpoint_dir, tmp_path):
     manifest = json.loads((source / "manifest.json").read_text())
     del manifest["config"]["arm"]
     (source / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    dry_run(source, tmp_path / "stage")
+    publish_dry_run("model", source, tmp_path / "stage")
     card = (tmp_path / "stage" / "repo" / "README.md").read_text()
     assert "training arm: **unknown**" in card
     assert "The arm is unknown" in card
@@ -298,7 +279,7 @@ def test_pretrain_data_arm_and_plain_arm(checkpoint_dir, tmp_path):
     manifest["stage"] = "pretrain"
     manifest["config"] = {"data": {"arm": "plain"}, "model": {"hidden_size": 16}}
     (source / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    dry_run(source, tmp_path / "stage")
+    publish_dry_run("model", source, tmp_path / "stage")
     card = (tmp_path / "stage" / "repo" / "README.md").read_text()
     assert "training arm: **plain**" in card and "`config.data.arm` = `plain`" in card
     assert "split_generation" not in card  # a plain model writes no annotation
@@ -309,24 +290,24 @@ def test_incomplete_checkpoint_is_refused(checkpoint_dir, tmp_path):
     shutil.copytree(checkpoint_dir, source)
     (source / "model.safetensors").unlink()
     with pytest.raises(PublishError, match=r"source_dir.*safetensors"):
-        dry_run(source, tmp_path / "stage")
+        publish_dry_run("model", source, tmp_path / "stage")
 
 
 def test_staging_is_rebuilt_but_foreign_folders_are_not_touched(checkpoint_dir, tmp_path):
     staging = tmp_path / "stage"
-    dry_run(checkpoint_dir, staging)
+    publish_dry_run("model", checkpoint_dir, staging)
     (staging / "repo" / "stale.txt").write_text("from an earlier run")
-    dry_run(checkpoint_dir, staging)
+    publish_dry_run("model", checkpoint_dir, staging)
     assert not (staging / "repo" / "stale.txt").exists()
 
     foreign = tmp_path / "foreign"
     (foreign / "repo").mkdir(parents=True)
     (foreign / "repo" / "precious.txt").write_text("keep me")
     with pytest.raises(PublishError, match="staging_dir"):
-        dry_run(checkpoint_dir, foreign)
+        publish_dry_run("model", checkpoint_dir, foreign)
     assert (foreign / "repo" / "precious.txt").read_text() == "keep me"
     with pytest.raises(PublishError, match="overlaps"):
-        dry_run(checkpoint_dir, checkpoint_dir / "publish")
+        publish_dry_run("model", checkpoint_dir, checkpoint_dir / "publish")
 
 
 def test_lora_adapter_is_published_as_peft(checkpoint_dir, tmp_path):
@@ -339,7 +320,7 @@ def test_lora_adapter_is_published_as_peft(checkpoint_dir, tmp_path):
     adapter.save_pretrained(source)
     AutoTokenizer.from_pretrained(checkpoint_dir).save_pretrained(source)
     shutil.copy(checkpoint_dir / "manifest.json", source / "manifest.json")
-    result = dry_run(source, tmp_path / "stage")
+    result = publish_dry_run("model", source, tmp_path / "stage")
     names = {f["path"] for f in result["files"]}
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= names
     card = ModelCard.load(tmp_path / "stage" / "repo" / "README.md")

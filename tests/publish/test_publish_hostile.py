@@ -5,16 +5,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import write_annotated_dataset
+from publish_fixtures import publish_dry_run, write_annotated_dataset
 
-from publish import PublishConfig, PublishError, run
+from publish import PublishError
 from stage_io.run_lock import RunLockError, hold_lock
-
-
-def dry_run(source, staging, kind="model"):
-    return run(
-        PublishConfig(kind=kind, source_dir=str(source), repo_id="lab/tiny", staging_dir=str(staging), license="other")
-    )
 
 
 def test_only_known_model_files_are_staged(checkpoint_dir, tmp_path):
@@ -22,7 +16,7 @@ def test_only_known_model_files_are_staged(checkpoint_dir, tmp_path):
     shutil.copytree(checkpoint_dir, source)
     (source / "notes.txt").write_text("hf_secret_token\n")
     (source / "secrets.json").write_text('{"token": "hf_secret"}\n')
-    result = dry_run(source, tmp_path / "stage")
+    result = publish_dry_run("model", source, tmp_path / "stage")
     staged = {f["path"] for f in result["files"]}
     assert "notes.txt" not in staged and "secrets.json" not in staged
     assert {"model.safetensors", "config.json", "tokenizer.json", "manifest.json"} <= staged
@@ -38,7 +32,7 @@ def test_a_link_out_of_the_source_is_refused_naming_it(checkpoint_dir, tmp_path)
     (source / "tokenizer_config.json").unlink()
     (source / "tokenizer_config.json").symlink_to(outside)
     with pytest.raises(PublishError, match=rf"{source}/tokenizer_config.json is a symbolic link to {outside}, outside"):
-        dry_run(source, tmp_path / "stage")
+        publish_dry_run("model", source, tmp_path / "stage")
     assert not (tmp_path / "stage" / "repo" / "tokenizer_config.json").exists()
 
 
@@ -49,19 +43,19 @@ def test_a_dataset_shard_linked_out_of_the_source_is_refused(tmp_path):
     shutil.move(shard, outside)
     shard.symlink_to(outside)
     with pytest.raises(PublishError, match=rf"{shard} is a symbolic link to {outside}, outside"):
-        dry_run(source, tmp_path / "stage", kind="dataset")
+        publish_dry_run("dataset", source, tmp_path / "stage")
 
 
 def test_a_staging_dir_that_is_a_file_is_refused_naming_the_key(checkpoint_dir, tmp_path):
     staging = tmp_path / "stage"
     staging.write_text("a file\n")
     with pytest.raises(OSError, match=rf"staging_dir '{staging}' is an existing file"):
-        dry_run(checkpoint_dir, staging)
+        publish_dry_run("model", checkpoint_dir, staging)
 
 
 def test_a_second_publish_into_one_staging_dir_is_refused(checkpoint_dir, tmp_path):
     staging = tmp_path / "stage"
     with hold_lock(staging, "publish", key="staging_dir"):
         with pytest.raises(RunLockError, match="holds its lock"):
-            dry_run(checkpoint_dir, staging)
+            publish_dry_run("model", checkpoint_dir, staging)
     assert not (staging / "repo").exists()

@@ -10,7 +10,7 @@ import inspect
 import json
 
 import pytest
-from conftest import RecordingHub
+from publish_fixtures import RecordingHub
 
 from publish import PublishConfig, PublishError, run
 

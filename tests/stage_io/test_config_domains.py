@@ -1,4 +1,4 @@
-"""Numeric keys with a domain are checked when the config loads, naming the key."""
+"""Numeric keys with a domain, and values no key accepts, are checked when the config loads, naming the key."""
 
 from __future__ import annotations
 
@@ -13,29 +13,62 @@ from posttrain.config import PosttrainConfig
 from pretrain.config import PretrainConfig
 from stage_io.cli import stage_main
 from stage_io.config import ConfigError, load_config
+from study.config import StudyConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 
 
-@pytest.mark.parametrize(
-    "cls, path, override, key",
-    [
-        (EvalConfig, "eval/tiny.yaml", "sampling.temperatures=[1.0,-1.0]", "sampling.temperatures[1]"),
-        (EvalConfig, "eval/tiny.yaml", "sampling.top_p=0", "sampling.top_p"),
-        (EvalConfig, "eval/tiny.yaml", "sampling.limit=-1", "sampling.limit"),
-        (AnnotateConfig, "annotate/tiny.yaml", "source.limit=-5", "source.limit"),
-        (AnnotateConfig, "annotate/tiny.yaml", "executor.tasks=0", "executor.tasks"),
-        (AnnotateConfig, "annotate/tiny.yaml", "llm.temperature=-0.5", "llm.temperature"),
-        (PretrainConfig, "pretrain/tiny.yaml", "train.max_steps=0", "train.max_steps"),
-        (PretrainConfig, "pretrain/tiny.yaml", "optim.betas=[0.9,1.0]", "optim.betas[1]"),
-        (PosttrainConfig, "posttrain/tiny_plain.yaml", "training.learning_rate=-1e-4", "training.learning_rate"),
-        (PosttrainConfig, "posttrain/tiny_plain.yaml", "training.max_steps=-2", "training.max_steps"),
-    ],
-)
-def test_out_of_domain_values_name_the_key(cls, path, override, key):
-    with pytest.raises(ConfigError, match=rf"key '{key.replace('[', '.').replace(']', '.')}' must be"):
-        load_config(cls, CONFIGS / path, [override])
+# The stage YAMLs the refusals below override.
+STAGES = {
+    "pretrain": (PretrainConfig, "pretrain/tiny.yaml"),
+    "posttrain": (PosttrainConfig, "posttrain/tiny_plain.yaml"),
+    "eval": (EvalConfig, "eval/tiny.yaml"),
+    "annotate": (AnnotateConfig, "annotate/tiny.yaml"),
+    "study": (StudyConfig, "study/micro.yaml"),
+}
+# (stage, override, what the error says): out of the key's domain, not finite, absurd or empty.
+REFUSED = [
+    ("eval", "sampling.temperatures=[1.0,-1.0]", "key 'sampling.temperatures[1]' must be"),
+    ("eval", "sampling.top_p=0", "key 'sampling.top_p' must be"),
+    ("eval", "sampling.limit=-1", "key 'sampling.limit' must be"),
+    ("eval", "sampling.temperatures=[.inf]", "key 'sampling.temperatures[0]' expects a finite"),
+    ("annotate", "source.limit=-5", "key 'source.limit' must be"),
+    ("annotate", "source.limit=0", "key 'source.limit' must be >= 1"),
+    ("annotate", "executor.tasks=0", "key 'executor.tasks' must be"),
+    ("annotate", "llm.temperature=-0.5", "key 'llm.temperature' must be"),
+    ("pretrain", "train.max_steps=0", "key 'train.max_steps' must be"),
+    ("pretrain", "optim.betas=[0.9,1.0]", "key 'optim.betas[1]' must be"),
+    ("pretrain", "optim.lr=.inf", "key 'optim.lr' expects a finite number"),
+    ("pretrain", "optim.lr=.nan", "key 'optim.lr' expects a finite number"),
+    ("pretrain", "optim.weight_decay=.inf", "key 'optim.weight_decay' expects a finite"),
+    ("pretrain", "optim.lr=1e999", "key 'optim.lr' expects a finite number"),
+    ("pretrain", "optim.lr=1e30", "key 'optim.lr' must be > 0 and <= 1"),
+    ("pretrain", "model.attn_implementation=bogus", "key 'model.attn_implementation'"),
+    ("posttrain", "training.learning_rate=-1e-4", "key 'training.learning_rate' must be"),
+    ("posttrain", "training.learning_rate=.inf", "'training.learning_rate' expects a finite"),
+    ("posttrain", "training.learning_rate=5", "'training.learning_rate' must be > 0 and <= 1"),
+    ("posttrain", "training.max_steps=-2", "key 'training.max_steps' must be"),
+    ("posttrain", "training.max_steps=0", "key 'training.max_steps' must be >= -1 and != 0"),
+]
+
+
+def load_stage(stage: str, *overrides: str):
+    cls, path = STAGES[stage]
+    return load_config(cls, CONFIGS / path, list(overrides))
+
+
+@pytest.mark.parametrize("stage, override, message", REFUSED)
+def test_out_of_domain_non_finite_and_absurd_values_are_refused_naming_the_key_and_override(stage, override, message):
+    with pytest.raises(ConfigError) as err:
+        load_stage(stage, override)
+    assert message in str(err.value) and f"command-line override '{override}'" in str(err.value)
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_an_empty_output_dir_is_refused_in_every_stage(stage):
+    with pytest.raises(ConfigError, match="key 'output_dir' expects a non-empty path"):
+        load_stage(stage, "output_dir=")
 
 
 def test_zero_temperature_is_greedy_and_allowed():

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from study_fixtures import write_sft_manifest
 
 from eval import bootstrap
 from stage_io.config import ConfigError, load_config
-from stage_io.manifest import write_manifest
 from study import StudyConfig, plan_steps
 from study.frontier import (
     equal_fit_difference,
@@ -211,19 +211,9 @@ def test_frontier_arms_of_a_point_must_pair(tmp_path):
     steps = plan_steps(cfg)
     point = [s for s in steps if s.group == "frontier_lr_low_" and s.module == "posttrain"]
     for step in point:
-        write_manifest(
-            step.output_dir,
-            stage="posttrain",
-            config=step.load(),
-            counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 4, "trained": 30},
-        )
+        write_sft_manifest(step)
     check_paired_sft(steps, 0, "frontier_lr_low_")
-    write_manifest(
-        point[0].output_dir,
-        stage="posttrain",
-        config=point[0].load(),
-        counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 5, "trained": 30},
-    )
+    write_sft_manifest(point[0], optimizer_steps=5)
     with pytest.raises(RuntimeError, match="frontier_lr_low_seed 0 trained on different examples"):
         check_paired_sft(steps, 0, "frontier_lr_low_")
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from study_fixtures import write_sft_manifest
 
 from stage_io.config import load_config
 from stage_io.manifest import read_manifest
@@ -141,25 +142,14 @@ def test_paper_scale_studies_load_every_stage_config(size, tmp_path):
 
 
 def test_sft_arms_of_a_seed_must_train_on_the_same_examples(tmp_path):
-    from stage_io.manifest import write_manifest
     from study.runner import check_paired_sft
 
     steps = plan_steps(micro_config(tmp_path))
     posttrain = [s for s in steps if s.module == "posttrain" and s.name.endswith("_seed0")]
     for step in posttrain:
-        write_manifest(
-            step.output_dir,
-            stage="posttrain",
-            config=step.load(),
-            counts={"trained_ids_sha256": "sha256:aa", "optimizer_steps": 4, "trained": 30},
-        )
+        write_sft_manifest(step)
     check_paired_sft(steps, 0)  # the same ids and steps: fine
-    write_manifest(
-        posttrain[1].output_dir,
-        stage="posttrain",
-        config=posttrain[1].load(),
-        counts={"trained_ids_sha256": "sha256:bb", "optimizer_steps": 4, "trained": 29},
-    )
+    write_sft_manifest(posttrain[1], ids="sha256:bb", trained=29)
     with pytest.raises(RuntimeError, match="seed 0 trained on different examples"):
         check_paired_sft(steps, 0)
 

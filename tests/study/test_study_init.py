@@ -20,27 +20,16 @@ from study.validate import PlanError, validate_plan
 REPO = Path(__file__).resolve().parents[2]
 
 
+def init_argv(files: dict[str, Path], out: Path, *extra: str, label: bool = True) -> list[str]:
+    """``study init``'s arguments on the user files (``write_user_files``), the label column given or not."""
+    argv = ["--corpus", str(files["corpus"]), "--sft", str(files["sft"]), "--prompts", str(files["prompts"])]
+    return [*argv, *(["--label-field", "category"] if label else []), *extra, str(out)]
+
+
 def init(tmp_path, *extra: str) -> subprocess.CompletedProcess:
-    files = write_user_files(tmp_path / "data")
-    command = [
-        sys.executable,
-        "-m",
-        "study",
-        "init",
-        "--corpus",
-        str(files["corpus"]),
-        "--text-field",
-        "text",
-        "--label-field",
-        "category",
-        "--sft",
-        str(files["sft"]),
-        "--prompts",
-        str(files["prompts"]),
-        *extra,
-        str(tmp_path / "cfg"),
-    ]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    """``python -m study init`` as a user runs it, on the user corpus (data in tmp_path/data)."""
+    argv = init_argv(write_user_files(tmp_path / "data"), tmp_path / "cfg", "--text-field", "text", *extra)
+    return subprocess.run([sys.executable, "-m", "study", "init", *argv], cwd=REPO, capture_output=True, text=True)
 
 
 def undocumented_keys(path: Path) -> list[str]:
@@ -83,47 +72,17 @@ def test_init_writes_every_key_commented_and_plan_only_prints_the_commands(tmp_p
     assert "pretrain_plain: study sets data.arm=plain (YAML: anchored)" in plan.stdout
 
 
-def test_init_refuses_a_field_the_corpus_does_not_have(tmp_path):
+def test_init_refuses_a_field_the_corpus_does_not_have(tmp_path, capsys):
     files = write_user_files(tmp_path / "data")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "study",
-            "init",
-            "--corpus",
-            str(files["corpus"]),
-            "--text-field",
-            "body",
-            "--sft",
-            str(files["sft"]),
-            "--prompts",
-            str(files["prompts"]),
-            str(tmp_path / "c"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 2 and "--text-field body: not a field of --corpus" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert init_main(init_argv(files, tmp_path / "c", "--text-field", "body", label=False)) == 2
+    err = capsys.readouterr().err
+    assert "--text-field body: not a field of --corpus" in err and "Traceback" not in err
+    assert not (tmp_path / "c").exists()
 
 
 def init_here(tmp_path: Path, *extra: str, label: bool = True) -> Path:
     """``study init`` in this process on the user corpus (data in tmp_path/data); returns the study YAML."""
-    files = write_user_files(tmp_path / "data")
-    argv = [
-        "--corpus",
-        str(files["corpus"]),
-        "--sft",
-        str(files["sft"]),
-        "--prompts",
-        str(files["prompts"]),
-        *(["--label-field", "category"] if label else []),
-        *extra,
-        str(tmp_path / "cfg"),
-    ]
-    assert init_main(argv) == 0
+    assert init_main(init_argv(write_user_files(tmp_path / "data"), tmp_path / "cfg", *extra, label=label)) == 0
     return tmp_path / "cfg" / "study.yaml"
 
 
@@ -186,21 +145,8 @@ def test_an_sft_set_without_an_assistant_turn_is_refused_at_init_and_at_plan_tim
     sft.write_text("".join(json.dumps(r) + "\n" for r in no_reply), encoding="utf-8")
     with pytest.raises(PlanError, match=r"annotate_sft: source.source .*my_sft.jsonl.*no example has a response"):
         plan(study)
-    files = tmp_path / "data"
-    assert (
-        init_main(
-            [
-                "--corpus",
-                str(files / "my.jsonl"),
-                "--sft",
-                str(sft),
-                "--prompts",
-                str(files / "prompts.jsonl"),
-                str(tmp_path / "again"),
-            ]
-        )
-        == 2
-    )
+    files = {"corpus": tmp_path / "data" / "my.jsonl", "sft": sft, "prompts": tmp_path / "data" / "prompts.jsonl"}
+    assert init_main(init_argv(files, tmp_path / "again", label=False)) == 2
     assert "--sft" in capsys.readouterr().err and not (tmp_path / "again").exists()
 
 
@@ -233,23 +179,8 @@ def test_a_label_column_the_text_does_not_predict_is_refused_at_init(tmp_path, c
         for i, r in enumerate(corpus_rows())
     ]
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    files = write_user_files(tmp_path / "data")
-    assert (
-        init_main(
-            [
-                "--corpus",
-                str(corpus),
-                "--label-field",
-                "label",
-                "--sft",
-                str(files["sft"]),
-                "--prompts",
-                str(files["prompts"]),
-                str(tmp_path / "cfg"),
-            ]
-        )
-        == 2
-    )
+    files = {**write_user_files(tmp_path / "data"), "corpus": corpus}
+    assert init_main(init_argv(files, tmp_path / "cfg", "--label-field", "label", label=False)) == 2
     assert "under the floor 0.62" in capsys.readouterr().err
 
 
@@ -258,9 +189,8 @@ def test_the_shipped_default_study_passes_the_plan_checks(tmp_path):
 
 
 @pytest.mark.slow
-def test_init_then_the_whole_study_on_a_user_corpus(tmp_path):
-    assert init(tmp_path, "--scale", "tiny").returncode == 0
-    cfg = load_study(tmp_path / "cfg" / "study.yaml")
+def test_init_then_the_whole_study_on_a_user_corpus(tmp_path, steps_in_process):
+    cfg = load_study(init_here(tmp_path, "--scale", "tiny"))
     out = Path(cfg.output_dir)
     result = run(cfg)
     assert result["ran"] == [s.name for s in plan_steps(cfg)]
