@@ -32,6 +32,7 @@ def dry_run(tmp_path_factory):
 
 # The dry run starts every check as its own process (minutes on 2 cores): with the end-to-end studies.
 @pytest.mark.slow
+@pytest.mark.xdist_group("gpu_dry_run")
 def test_the_dry_run_writes_every_check_in_order_with_a_log_each(dry_run):
     done, out = dry_run
     report = json.loads((out / "gpu_check.json").read_text())
@@ -50,6 +51,7 @@ def test_the_dry_run_writes_every_check_in_order_with_a_log_each(dry_run):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("gpu_dry_run")
 def test_the_paper_shapes_report_speed_and_each_memory_plan_term(dry_run):
     checks = json.loads((dry_run[1] / "gpu_check.json").read_text())["checks"]
     assert checks["matmul_calibration"]["achieved_flops"] > 0

@@ -61,6 +61,7 @@ def test_sft_annotation_reuses_the_corpus_schema_and_annotator(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("micro_study")
 def test_micro_study_runs_end_to_end_then_skips_and_reruns_only_what_changed(micro_study):
     out, result = micro_study.out, micro_study.result
     steps = [s.name for s in plan_steps(micro_config(out))]

@@ -79,6 +79,7 @@ def test_entropy_sweep_config_plans_the_paper_subsets(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("micro_study")
 def test_micro_sweep_runs_on_the_studys_pretrained_models_and_reports_slopes(micro_study, steps_in_process):
     """The sweep alone (main_comparison=false) in the micro study's directory: the annotated corpus and
     both pretrained models, made under the same configs, are reused; every sweep step runs."""
