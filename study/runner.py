@@ -198,7 +198,7 @@ def run(cfg: StudyConfig) -> dict:
     for step in steps:
         marker = start_marker(step, by_name)
         current, why = is_current(step, state, marker)
-        if not current and state.get(step.name, {}).get("submitted") == marker and not cfg.plan_only:
+        if why == "no manifest" and state.get(step.name, {}).get("submitted") == marker and not cfg.plan_only:
             raise SubmittedStepPending(step_pending_message(step, cfg))
         if current and not rerun.intersection(step.needs):
             print(f"[study] {step.name}: {why}, skipped", flush=True)
