@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from annotate import text_features
+import annotate.text_features as text_features
 from annotate.annotators import ANNOTATOR_FILE, AnnotationResult, code_digest
 from annotate.config import OfflineConfig
 from annotate.format import AnnotationSchema, Tags, make_tags, validate_tags
